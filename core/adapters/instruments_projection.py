@@ -1,0 +1,143 @@
+"""The `instruments` read model: one row per registered instrument, folded from its events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import psycopg
+
+from kernel.projection import Applied
+from schemas.instrument import (
+    InstrumentCommandRejected,
+    InstrumentHalted,
+    InstrumentRegistered,
+    InstrumentResumed,
+    InstrumentUpdated,
+)
+
+COLUMNS = (
+    "symbol", "venue", "asset_class", "tick_size", "lot_size", "quote_currency",
+    "trading_hours", "description", "status", "halt_reason", "version", "registered_at",
+    "updated_at",
+)
+
+DDL = """
+CREATE TABLE IF NOT EXISTS instruments (
+    symbol TEXT PRIMARY KEY,
+    venue TEXT NOT NULL,
+    asset_class TEXT NOT NULL,
+    tick_size NUMERIC NOT NULL,
+    lot_size NUMERIC NOT NULL,
+    quote_currency TEXT NOT NULL,
+    trading_hours JSONB NOT NULL,
+    description TEXT NOT NULL,
+    status TEXT NOT NULL,
+    halt_reason TEXT,
+    version BIGINT NOT NULL,
+    registered_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    symbol: str
+    venue: str
+    asset_class: str
+    tick_size: Decimal
+    lot_size: Decimal
+    quote_currency: str
+    trading_hours: str
+    description: str
+    status: str
+    halt_reason: str | None
+    version: int
+    registered_at: datetime
+    updated_at: datetime
+
+    def values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, c) for c in COLUMNS)
+
+
+def _hours(value: Any) -> str:
+    return orjson.dumps(value.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS).decode()
+
+
+def fold(row: Row | None, applied: Applied) -> Row | None:
+    """Return the row after one event; events at or below the row's version are skipped."""
+    env, event = applied.envelope, applied.payload
+    if row is not None and env.sequence <= row.version:
+        return row
+    at = env.occurred_at
+    match event:
+        case InstrumentRegistered(spec=spec):
+            if row is not None:
+                return replace(row, version=env.sequence)
+            return Row(spec.symbol, spec.venue, spec.asset_class, spec.tick_size, spec.lot_size,
+                       spec.quote_currency, _hours(spec.trading_hours), spec.description,
+                       "active", None, env.sequence, at, at)
+        case InstrumentUpdated(changes=changes) if row is not None:
+            update: dict[str, Any] = {}
+            for name in changes.model_fields_set:
+                value = getattr(changes, name)
+                if value is None:
+                    continue
+                update[name] = _hours(value) if name == "trading_hours" else value
+            return replace(row, **update, version=env.sequence, updated_at=at)
+        case InstrumentHalted(reason=reason) if row is not None:
+            return replace(row, status="halted", halt_reason=reason, version=env.sequence,
+                           updated_at=at)
+        case InstrumentResumed() if row is not None:
+            return replace(row, status="active", halt_reason=None, version=env.sequence,
+                           updated_at=at)
+        case InstrumentCommandRejected():
+            return row if row is None else replace(row, version=env.sequence)
+    return row
+
+
+class InstrumentsProjection:
+    name = "instruments"
+    topics = ("instrument.events",)
+    tables = ("instruments",)
+
+    def ddl(self) -> Sequence[str]:
+        return (DDL,)
+
+    async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Applied]) -> None:
+        symbols = sorted({a.envelope.aggregate_id for a in events})
+        cur = await conn.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM instruments WHERE symbol = ANY(%s)", (symbols,))
+        rows: dict[str, Row | None] = {}
+        for record in await cur.fetchall():
+            values = list(record)
+            values[6] = orjson.dumps(values[6], option=orjson.OPT_SORT_KEYS).decode()
+            rows[values[0]] = Row(*values)
+        changed: dict[str, Row] = {}
+        for applied in events:
+            symbol = applied.envelope.aggregate_id
+            before = rows.get(symbol)
+            after = fold(before, applied)
+            if after is not None and after is not before:
+                rows[symbol] = after
+                changed[symbol] = after
+        if not changed:
+            return
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS instruments_stage "
+            "(LIKE instruments INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        async with conn.cursor() as c, c.copy(
+            f"COPY instruments_stage ({', '.join(COLUMNS)}) FROM STDIN"
+        ) as copy:
+            for row in changed.values():
+                await copy.write_row(row.values())
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])
+        await conn.execute(
+            f"INSERT INTO instruments ({', '.join(COLUMNS)}) "
+            f"SELECT {', '.join(COLUMNS)} FROM instruments_stage "
+            f"ON CONFLICT (symbol) DO UPDATE SET {updates}")

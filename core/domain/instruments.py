@@ -1,0 +1,109 @@
+"""The instrument aggregate: pure decide and evolve, no IO."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from kernel.aggregate import DecideContext
+from schemas.envelope import CommandPayload, EventPayload
+from schemas.instrument import (
+    HaltInstrument,
+    InstrumentChanges,
+    InstrumentCommandRejected,
+    InstrumentHalted,
+    InstrumentRegistered,
+    InstrumentResumed,
+    InstrumentSpec,
+    InstrumentUpdated,
+    RegisterInstrument,
+    RejectionReason,
+    ResumeInstrument,
+    UpdateInstrument,
+)
+
+
+@dataclass(frozen=True)
+class Instrument:
+    symbol: str
+    spec: InstrumentSpec | None = None
+    status: Literal["unregistered", "active", "halted"] = "unregistered"
+    halt_reason: str | None = None
+
+
+class InstrumentAggregate:
+    family = "instrument"
+    rejection = InstrumentCommandRejected
+
+    def initial(self, aggregate_id: str) -> Instrument:
+        return Instrument(symbol=aggregate_id)
+
+    def decide(self, command: CommandPayload, state: Instrument,
+               ctx: DecideContext) -> list[EventPayload]:
+        def reject(reason: RejectionReason, detail: str) -> list[EventPayload]:
+            return [InstrumentCommandRejected(command_id=ctx.command_id,
+                                              command_type=command.TYPE, reason=reason,
+                                              detail=detail)]
+
+        match command:
+            case RegisterInstrument(spec=spec):
+                if spec.symbol != state.symbol:
+                    return reject("symbol-mismatch",
+                                  f"command for {state.symbol} carries symbol {spec.symbol}")
+                if state.status != "unregistered":
+                    return reject("instrument-already-registered",
+                                  f"{state.symbol} is already registered")
+                return [InstrumentRegistered(spec=spec)]
+            case UpdateInstrument(changes=changes):
+                if state.spec is None:
+                    return reject("instrument-not-registered", f"{state.symbol} is not registered")
+                effective = _effective_changes(state.spec, changes)
+                if effective is None:
+                    return reject("nothing-to-change",
+                                  "every attribute already has the requested value")
+                return [InstrumentUpdated(changes=effective)]
+            case HaltInstrument(reason=reason):
+                if state.spec is None:
+                    return reject("instrument-not-registered", f"{state.symbol} is not registered")
+                if state.status == "halted":
+                    return reject("instrument-already-halted", f"{state.symbol} is halted")
+                return [InstrumentHalted(reason=reason)]
+            case ResumeInstrument():
+                if state.spec is None:
+                    return reject("instrument-not-registered", f"{state.symbol} is not registered")
+                if state.status != "halted":
+                    return reject("instrument-not-halted", f"{state.symbol} is not halted")
+                return [InstrumentResumed()]
+        raise TypeError(f"the instrument aggregate does not handle {command.TYPE}")
+
+    def evolve(self, state: Instrument, event: EventPayload) -> Instrument:
+        match event:
+            case InstrumentRegistered(spec=spec):
+                return replace(state, spec=spec, status="active")
+            case InstrumentUpdated(changes=changes):
+                assert state.spec is not None
+                return replace(state, spec=apply_changes(state.spec, changes))
+            case InstrumentHalted(reason=reason):
+                return replace(state, status="halted", halt_reason=reason)
+            case InstrumentResumed():
+                return replace(state, status="active", halt_reason=None)
+            case InstrumentCommandRejected():
+                return state
+        raise TypeError(f"the instrument aggregate does not know {event.TYPE}")
+
+
+def apply_changes(spec: InstrumentSpec, changes: InstrumentChanges) -> InstrumentSpec:
+    values = {k: v for k, v in changes.model_dump(exclude_unset=True).items() if v is not None}
+    return spec.model_copy(update={k: getattr(changes, k) for k in values})
+
+
+def _effective_changes(spec: InstrumentSpec, changes: InstrumentChanges) -> InstrumentChanges | None:
+    """Keep only the attributes whose value really changes; None when nothing does."""
+    kept = {
+        name: getattr(changes, name)
+        for name in changes.model_fields_set
+        if getattr(changes, name) is not None and getattr(changes, name) != getattr(spec, name)
+    }
+    if not kept:
+        return None
+    return InstrumentChanges(**kept)

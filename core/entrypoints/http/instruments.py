@@ -1,0 +1,202 @@
+"""REST for the instrument registry: commands go through Kafka, reads come from PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.entrypoints.http.deps import BusDep, ConnDep, IdempotencyKey
+from core.views.instruments import InstrumentPublic, get_instrument, list_instruments
+from kernel.commands import command_id_for
+from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
+from schemas.envelope import CommandPayload, make_command
+from schemas.instrument import (
+    AssetClass,
+    HaltInstrument,
+    InstrumentChanges,
+    InstrumentSpec,
+    InstrumentStatus,
+    RegisterInstrument,
+    ResumeInstrument,
+    UpdateInstrument,
+)
+from schemas.replies import CommandReply
+
+router = APIRouter(prefix="/instruments", tags=["instruments"])
+commands_router = APIRouter(prefix="/commands", tags=["commands"])
+
+COMMANDS_TOPIC = "instrument.commands"
+SymbolPath = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._:/-]+$")]
+
+# Refusal reasons -> HTTP status; the problem type is the reason itself.
+REASON_STATUS = {
+    "instrument-already-registered": 409,
+    "instrument-not-registered": 404,
+    "instrument-already-halted": 409,
+    "instrument-not-halted": 409,
+    "nothing-to-change": 409,
+    "symbol-mismatch": 422,
+}
+
+EXAMPLE_SPEC = {
+    "symbol": "BTC-USD", "venue": "simulator", "asset_class": "crypto", "tick_size": "0.01",
+    "lot_size": "0.0001", "quote_currency": "USD", "trading_hours": {"timezone": "UTC",
+                                                                     "sessions": []},
+    "description": "Bitcoin / US dollar",
+}
+
+
+class InstrumentPage(BaseModel):
+    items: list[InstrumentPublic]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")
+
+
+class CommandAccepted(BaseModel):
+    """The command is on the log but its outcome was not decided within the wait."""
+
+    command_id: uuid.UUID
+    status: str = "pending"
+    location: str
+
+
+class HaltRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=200, examples=["exchange outage"])
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: PROBLEM_SCHEMA for s in (400, 404, 409, 413, 422, 503)
+}
+
+
+async def _dispatch(bus: BusDep, symbol: str, payload: CommandPayload, *,
+                    idempotency_key: str | None, route: str) -> CommandReply | JSONResponse:
+    command_id = command_id_for(idempotency_key, scope=f"{route}:{symbol}")
+    command = make_command(payload, aggregate_id=symbol, command_id=command_id,
+                           issued_at=datetime.now(UTC))
+    reply = await bus.send(COMMANDS_TOPIC, command)
+    if reply is None:
+        location = f"/commands/{command_id}"
+        return JSONResponse(
+            CommandAccepted(command_id=command_id, location=location).model_dump(mode="json"),
+            status_code=202, headers={"Location": location})
+    if reply.status == "rejected":
+        reason = reply.reason or "rejected"
+        raise Problem(REASON_STATUS.get(reason, 409), reason, reason.replace("-", " ").capitalize(),
+                      reply.detail or "", command_id=str(command_id))
+    return reply
+
+
+def _from_events(reply: CommandReply, current: InstrumentPublic | None) -> dict[str, Any]:
+    """The instrument as the accepted command left it (the read model may not have it yet)."""
+    body: dict[str, Any] = current.model_dump(mode="json") if current is not None else {}
+    for event in reply.events:
+        payload = event["payload"]
+        if event["type"] == "instrument.registered":
+            body = {**payload["spec"], "status": "active", "halt_reason": None,
+                    "registered_at": event["occurred_at"]}
+        elif event["type"] == "instrument.updated":
+            body.update({k: v for k, v in payload["changes"].items() if v is not None})
+        elif event["type"] == "instrument.halted":
+            body.update(status="halted", halt_reason=payload["reason"])
+        elif event["type"] == "instrument.resumed":
+            body.update(status="active", halt_reason=None)
+        body.update(version=event["sequence"], updated_at=event["occurred_at"])
+    return body
+
+
+@router.post("", operation_id="registerInstrument", status_code=201,
+             summary="Register an instrument", response_model=InstrumentPublic,
+             responses={202: {"model": CommandAccepted}, **ERRORS})
+async def register_instrument(
+    spec: Annotated[InstrumentSpec, Body(examples=[EXAMPLE_SPEC])],
+    bus: BusDep, response: Response, idempotency_key: IdempotencyKey = None,
+) -> Any:
+    outcome = await _dispatch(bus, spec.symbol, RegisterInstrument(spec=spec),
+                              idempotency_key=idempotency_key, route="register")
+    if isinstance(outcome, JSONResponse):
+        return outcome
+    response.headers["Location"] = f"/instruments/{spec.symbol}"
+    return _from_events(outcome, None)
+
+
+@router.get("", operation_id="listInstruments", summary="List instruments by symbol",
+            response_model=InstrumentPage, responses={400: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA})
+async def list_all(
+    conn: ConnDep,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    asset_class: AssetClass | None = None,
+    status: InstrumentStatus | None = None,
+) -> InstrumentPage:
+    after = decode_cursor(cursor, keys=("after",))["after"] if cursor else None
+    if after is not None and not isinstance(after, str):
+        raise Problem(400, "invalid-cursor", "The cursor is not valid")
+    items = await list_instruments(conn, after=after, limit=limit + 1,
+                                   asset_class=asset_class, status=status)
+    more = len(items) > limit
+    items = items[:limit]
+    next_cursor = encode_cursor({"after": items[-1].symbol}) if more and items else None
+    return InstrumentPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{symbol}", operation_id="getInstrument", summary="One instrument",
+            response_model=InstrumentPublic, responses={404: PROBLEM_SCHEMA})
+async def get_one(symbol: SymbolPath, conn: ConnDep) -> InstrumentPublic:
+    found = await get_instrument(conn, symbol)
+    if found is None:
+        raise Problem(404, "instrument-not-found", "Instrument not found",
+                      f"no instrument {symbol!r} is registered")
+    return found
+
+
+async def _change(symbol: str, payload: CommandPayload, bus: BusDep, conn: ConnDep,
+                  idempotency_key: str | None, route: str) -> Any:
+    outcome = await _dispatch(bus, symbol, payload, idempotency_key=idempotency_key,
+                              route=route)
+    if isinstance(outcome, JSONResponse):
+        return outcome
+    return _from_events(outcome, await get_instrument(conn, symbol))
+
+
+@router.patch("/{symbol}", operation_id="updateInstrument", summary="Change attributes",
+              response_model=InstrumentPublic,
+              responses={202: {"model": CommandAccepted}, **ERRORS})
+async def update(symbol: SymbolPath, changes: InstrumentChanges, bus: BusDep, conn: ConnDep,
+                 idempotency_key: IdempotencyKey = None) -> Any:
+    return await _change(symbol, UpdateInstrument(changes=changes), bus, conn, idempotency_key,
+                         "update")
+
+
+@router.post("/{symbol}/halt", operation_id="haltInstrument", summary="Halt trading",
+             response_model=InstrumentPublic,
+             responses={202: {"model": CommandAccepted}, **ERRORS})
+async def halt(symbol: SymbolPath, body: HaltRequest, bus: BusDep, conn: ConnDep,
+               idempotency_key: IdempotencyKey = None) -> Any:
+    return await _change(symbol, HaltInstrument(reason=body.reason), bus, conn, idempotency_key,
+                         "halt")
+
+
+@router.post("/{symbol}/resume", operation_id="resumeInstrument", summary="Resume trading",
+             response_model=InstrumentPublic,
+             responses={202: {"model": CommandAccepted}, **ERRORS})
+async def resume(symbol: SymbolPath, bus: BusDep, conn: ConnDep,
+                 idempotency_key: IdempotencyKey = None) -> Any:
+    return await _change(symbol, ResumeInstrument(), bus, conn, idempotency_key, "resume")
+
+
+@commands_router.get("/{command_id}", operation_id="getCommandOutcome",
+                     summary="The decided outcome of a command answered with 202",
+                     response_model=CommandReply, responses={404: PROBLEM_SCHEMA})
+async def command_outcome(command_id: uuid.UUID, bus: BusDep) -> CommandReply:
+    reply = bus.recent(command_id)
+    if reply is None:
+        raise Problem(404, "command-not-found", "No outcome known for this command",
+                      "it is still pending, or was decided before this instance started")
+    return reply

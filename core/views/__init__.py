@@ -1,0 +1,1 @@
+"""Read-side queries: plain SQL over the projections, returning typed DTOs."""

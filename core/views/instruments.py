@@ -1,0 +1,72 @@
+"""Queries over the `instruments` read model."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from pydantic import BaseModel, ConfigDict
+
+from schemas.instrument import AssetClass, InstrumentStatus, TradingHours
+
+COLUMNS = (
+    "symbol, venue, asset_class, tick_size, lot_size, quote_currency, trading_hours, "
+    "description, status, halt_reason, version, registered_at, updated_at"
+)
+
+
+class InstrumentPublic(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    venue: str
+    asset_class: AssetClass
+    tick_size: Decimal
+    lot_size: Decimal
+    quote_currency: str
+    trading_hours: TradingHours
+    description: str
+    status: InstrumentStatus
+    halt_reason: str | None
+    version: int
+    registered_at: datetime
+    updated_at: datetime
+
+
+async def get_instrument(conn: psycopg.AsyncConnection, symbol: str) -> InstrumentPublic | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {COLUMNS} FROM instruments WHERE symbol = %s", (symbol,))
+        row = await cur.fetchone()
+    return None if row is None else InstrumentPublic.model_validate(row)
+
+
+async def list_instruments(
+    conn: psycopg.AsyncConnection,
+    *,
+    after: str | None,
+    limit: int,
+    asset_class: str | None = None,
+    status: str | None = None,
+) -> list[InstrumentPublic]:
+    """Instruments ordered by symbol, strictly after `after`, at most `limit` of them."""
+    where: list[str] = []
+    params: list[Any] = []
+    if after is not None:
+        where.append("symbol > %s")
+        params.append(after)
+    if asset_class is not None:
+        where.append("asset_class = %s")
+        params.append(asset_class)
+    if status is not None:
+        where.append("status = %s")
+        params.append(status)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    params.append(limit)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {COLUMNS} FROM instruments {clause} ORDER BY symbol LIMIT %s", params)
+        rows = await cur.fetchall()
+    return [InstrumentPublic.model_validate(r) for r in rows]

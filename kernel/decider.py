@@ -1,0 +1,287 @@
+"""The decider runtime: one writer per aggregate, effectively-once.
+
+A decider owns partitions of a family's command topic (through its consumer group). For each
+owned partition it rebuilds the state of every aggregate on the co-partitioned events topic,
+and with it the set of command ids already decided. Then, for each command:
+
+* a command id already decided gets its recorded outcome again and produces nothing new;
+* otherwise the pure `decide(command, state)` returns events (a refusal is an event too),
+  which are appended to the same partition of the events topic with ids derived from the
+  command id, folded into the state with `evolve`, and answered on the replies topic;
+* the command offsets are committed only after the broker acknowledged the events.
+
+A crash between appending and committing redelivers commands whose events are already on
+the log; the rebuilt set of decided command ids recognises them, so nothing is doubled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+from kernel.aggregate import Aggregate, DecideContext
+from kernel.dlq import DeadLetterSink
+from kernel.kafka import make_consumer, make_producer, partitions_of
+from kernel.observability import BATCH_SECONDS, CONSUMER_LAG, MESSAGES, get_logger
+from kernel.settings import Settings
+from schemas.codec import decode_command, decode_event, encode
+from schemas.envelope import EventEnvelope, derive_event_id, make_event
+from schemas.errors import DecodeError
+from schemas.registry import TypeRegistry
+from schemas.replies import CommandReply
+from schemas.topics import REPLIES
+
+S = TypeVar("S")
+log = get_logger(__name__)
+
+
+@dataclass
+class Versioned(Generic[S]):
+    version: int
+    value: S
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    reason: str | None
+    detail: str | None
+    events: tuple[dict[str, Any], ...]
+
+
+@dataclass
+class PartitionState(Generic[S]):
+    aggregates: dict[str, Versioned[S]] = field(default_factory=dict)
+    decided: dict[uuid.UUID, Outcome] = field(default_factory=dict)
+
+
+def outcome_of(events: list[EventEnvelope], rejection_type: str) -> Outcome:
+    """The answer to a command, from the events it produced."""
+    if len(events) == 1 and events[0].type == rejection_type:
+        payload = events[0].payload
+        return Outcome("rejected", str(payload.get("reason")), str(payload.get("detail") or ""),
+                       ())
+    return Outcome("accepted", None, None,
+                   tuple(e.model_dump(mode="json") for e in events))
+
+
+class DeciderRunner(Generic[S]):
+    """Runs one aggregate family's decider against Kafka."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        aggregate: Aggregate[S],
+        registry: TypeRegistry,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_batch: int = 500,
+    ) -> None:
+        self.settings = settings
+        self.aggregate = aggregate
+        self.registry = registry
+        self.clock = clock
+        self.max_batch = max_batch
+        self.name = f"{aggregate.family}-decider"
+        self.commands_topic = settings.topic(f"{aggregate.family}.commands")
+        self.events_topic = settings.topic(f"{aggregate.family}.events")
+        self.replies_topic = settings.topic(REPLIES.name)
+        self.group_id = settings.topic(f"propstream.{self.name}")
+        self.partitions: dict[int, PartitionState[S]] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.dlq: DeadLetterSink | None = None
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self.producer = make_producer(self.settings, client_id=self.name)
+        await self.producer.start()
+        self.dlq = DeadLetterSink(self.settings, self.producer, consumer=self.name)
+        self.consumer = make_consumer(self.settings, client_id=self.name, group_id=self.group_id,
+                                      session_timeout_ms=10000, heartbeat_interval_ms=1000,
+                                      max_poll_interval_ms=120000)
+        await self.consumer.start()
+        self.consumer.subscribe([self.commands_topic], listener=_Listener(self))
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    # -- state -------------------------------------------------------------------------------
+
+    async def load_partition(self, partition: int) -> None:
+        """Fold the events of one partition into aggregate states and decided command ids."""
+        state: PartitionState[S] = PartitionState()
+        reader = make_consumer(self.settings, client_id=f"{self.name}-loader")
+        await reader.start()
+        count = 0
+        try:
+            await partitions_of(reader, self.events_topic)
+            tp = TopicPartition(self.events_topic, partition)
+            reader.assign([tp])
+            end = (await reader.end_offsets([tp]))[tp]
+            await reader.seek_to_beginning(tp)
+            by_command: dict[uuid.UUID, list[EventEnvelope]] = {}
+            while await reader.position(tp) < end:
+                batch = await reader.getmany(tp, timeout_ms=1000, max_records=5000)
+                for msg in batch.get(tp, []):
+                    try:
+                        env = decode_event(msg.value)
+                        payload = self.registry.event_payload(env)
+                    except DecodeError as exc:
+                        # Our own log is unreadable here: a bug or a hand-made record.
+                        log.error("unreadable event on the log", offset=msg.offset,
+                                  error=str(exc))
+                        continue
+                    current = state.aggregates.get(env.aggregate_id)
+                    if current is None:
+                        current = Versioned(0, self.aggregate.initial(env.aggregate_id))
+                    if env.sequence <= current.version:
+                        continue  # a duplicate append; the first one counts
+                    state.aggregates[env.aggregate_id] = Versioned(
+                        env.sequence, self.aggregate.evolve(current.value, payload))
+                    if env.causation_id is not None:
+                        by_command.setdefault(env.causation_id, []).append(env)
+                    count += 1
+            for command_id, events in by_command.items():
+                state.decided[command_id] = outcome_of(events, self.aggregate.rejection.TYPE)
+        finally:
+            await reader.stop()
+        self.partitions[partition] = state
+        log.info("partition loaded", partition=partition, events=count,
+                 aggregates=len(state.aggregates), decided=len(state.decided))
+
+    # -- processing --------------------------------------------------------------------------
+
+    async def run(self, *, count: int | None = None, timeout: float | None = None) -> int:
+        """Decide commands until `count` were handled or `timeout` seconds passed (or forever)."""
+        assert self.consumer is not None
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        handled = 0
+        while count is None or handled < count:
+            if deadline is not None and loop.time() >= deadline:
+                break
+            batch = await self.consumer.getmany(timeout_ms=100, max_records=self.max_batch)
+            if not batch:
+                continue
+            with BATCH_SECONDS.labels(self.name).time():
+                handled += await self.handle_batch(batch)
+        return handled
+
+    async def handle_batch(self, batch: dict[TopicPartition, list[Any]]) -> int:
+        assert self.producer is not None and self.consumer is not None
+        sends: list[asyncio.Future[Any]] = []
+        replies: list[CommandReply] = []
+        commits: dict[TopicPartition, int] = {}
+        handled = 0
+        for tp, messages in batch.items():
+            pstate = self.partitions.get(tp.partition)
+            if pstate is None:
+                continue  # revoked meanwhile; the new owner redelivers
+            for msg in messages:
+                handled += 1
+                commits[tp] = msg.offset + 1
+                reply = await self._decide_one(tp.partition, pstate, msg, sends)
+                if reply is not None:
+                    replies.append(reply)
+        if sends:
+            await asyncio.gather(*sends)
+        for reply in replies:
+            sends_reply = await self.producer.send(
+                self.replies_topic, value=encode(reply), key=str(reply.command_id).encode())
+            del sends_reply  # best effort: a lost reply is answered by polling
+        if commits:
+            await self.consumer.commit(commits)
+            for tp, offset in commits.items():
+                high = self.consumer.highwater(tp)
+                if high is not None:
+                    CONSUMER_LAG.labels(self.group_id, tp.topic, tp.partition).set(
+                        max(0, high - offset))
+        return handled
+
+    async def _decide_one(self, partition: int, pstate: PartitionState[S], msg: Any,
+                          sends: list[asyncio.Future[Any]]) -> CommandReply | None:
+        assert self.producer is not None and self.dlq is not None
+        try:
+            env = decode_command(msg.value)
+            command = self.registry.command_payload(env)
+            if msg.key is None or msg.key.decode(errors="replace") != env.aggregate_id:
+                raise DecodeError("key-mismatch", f"record key {msg.key!r} is not the "
+                                  f"aggregate id {env.aggregate_id!r}")
+            if env.type not in _carried(self.aggregate.family, self.registry):
+                raise DecodeError("wrong-topic", f"{env.type!r} is not a "
+                                  f"{self.aggregate.family} command")
+        except DecodeError as exc:
+            MESSAGES.labels(self.name, msg.topic, "dead-lettered").inc()
+            await self.dlq.send(msg, exc)
+            return None
+        known = pstate.decided.get(env.command_id)
+        if known is not None:
+            MESSAGES.labels(self.name, msg.topic, "duplicate").inc()
+            return _reply(env.command_id, env.aggregate_id, known, duplicate=True)
+        current = pstate.aggregates.get(env.aggregate_id)
+        if current is None:
+            current = Versioned(0, self.aggregate.initial(env.aggregate_id))
+        ctx = DecideContext(now=self.clock(), command_id=env.command_id, actor=env.actor)
+        try:
+            payloads = self.aggregate.decide(command, current.value, ctx)
+        except Exception as exc:  # noqa: BLE001 - a bug in one decision must not stop the rest
+            log.exception("decide failed", command_id=str(env.command_id), type=env.type)
+            MESSAGES.labels(self.name, msg.topic, "dead-lettered").inc()
+            await self.dlq.send(msg, exc)
+            return None
+        events = []
+        value = current.value
+        for i, payload in enumerate(payloads):
+            event = make_event(
+                payload, aggregate_id=env.aggregate_id, sequence=current.version + i + 1,
+                occurred_at=ctx.now, correlation_id=env.correlation_id,
+                causation_id=env.command_id, event_id=derive_event_id(env.command_id, i),
+            )
+            value = self.aggregate.evolve(value, payload)
+            events.append(event)
+            sends.append(await self.producer.send(
+                self.events_topic, value=encode(event), key=env.aggregate_id.encode(),
+                partition=partition))
+        pstate.aggregates[env.aggregate_id] = Versioned(current.version + len(events), value)
+        outcome = outcome_of(events, self.aggregate.rejection.TYPE)
+        pstate.decided[env.command_id] = outcome
+        MESSAGES.labels(self.name, msg.topic, outcome.status).inc()
+        return _reply(env.command_id, env.aggregate_id, outcome, duplicate=False)
+
+
+def _reply(command_id: uuid.UUID, aggregate_id: str, outcome: Outcome, *,
+           duplicate: bool) -> CommandReply:
+    return CommandReply(command_id=command_id, aggregate_id=aggregate_id,
+                        status=outcome.status,  # type: ignore[arg-type]
+                        reason=outcome.reason, detail=outcome.detail, events=outcome.events,
+                        duplicate=duplicate)
+
+
+def _carried(family: str, registry: TypeRegistry) -> set[str]:
+    return {m.TYPE for m in registry.command_types() if m.TYPE.startswith(family + ".")}
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: DeciderRunner[Any]) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        for tp in revoked:
+            self.runner.partitions.pop(tp.partition, None)
+        self.runner.ready.clear()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            await self.runner.load_partition(tp.partition)
+        self.runner.ready.set()
+        log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))

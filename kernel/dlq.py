@@ -1,0 +1,142 @@
+"""Dead letters: a message that cannot be decoded or applied is parked with its error."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from kernel.kafka import make_consumer, make_producer, partitions_of
+from kernel.observability import DEAD_LETTERS, get_logger
+from kernel.settings import Settings
+from schemas.errors import DecodeError
+from schemas.topics import topic as catalogue_topic
+
+log = get_logger(__name__)
+
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    offset: int
+    origin_topic: str
+    origin_partition: int
+    origin_offset: int
+    reason: str
+    error: str
+    consumer: str
+    failed_at_ms: int
+    key: bytes | None
+    value: bytes | None
+
+
+def reason_of(exc: BaseException) -> str:
+    return exc.reason if isinstance(exc, DecodeError) else type(exc).__name__
+
+
+class DeadLetterSink:
+    """Sends failed messages to their topic's dead-letter topic, from the catalogue."""
+
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer, *, consumer: str) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.consumer = consumer
+
+    def dlq_for(self, physical_topic: str) -> str:
+        logical = physical_topic
+        if self.settings.namespace and physical_topic.startswith(self.settings.namespace + "."):
+            logical = physical_topic[len(self.settings.namespace) + 1:]
+        spec = catalogue_topic(logical)
+        if spec.dead_letter is None:
+            raise LookupError(f"topic {logical!r} has no dead-letter topic in the catalogue")
+        return self.settings.topic(spec.dead_letter)
+
+    async def send(self, msg: Any, exc: BaseException) -> None:
+        """Park `msg` (an aiokafka ConsumerRecord) and wait until the broker has it."""
+        reason = reason_of(exc)
+        headers = [
+            ("x-error-reason", reason.encode()),
+            ("x-error", str(exc)[:MAX_ERROR_CHARS].encode(errors="replace")),
+            ("x-origin-topic", msg.topic.encode()),
+            ("x-origin-partition", str(msg.partition).encode()),
+            ("x-origin-offset", str(msg.offset).encode()),
+            ("x-consumer", self.consumer.encode()),
+            ("x-failed-at-ms", str(int(time.time() * 1000)).encode()),
+        ]
+        value = msg.value
+        if value is not None and len(value) > 900 * 1024:
+            value = value[: 900 * 1024]
+            headers.append(("x-truncated", b"true"))
+        await self.producer.send_and_wait(self.dlq_for(msg.topic), value=value, key=msg.key,
+                                          headers=headers)
+        DEAD_LETTERS.labels(self.consumer, msg.topic, reason).inc()
+        log.warning("dead-lettered", topic=msg.topic, partition=msg.partition,
+                    offset=msg.offset, reason=reason, error=str(exc)[:300])
+
+
+def _header(headers: Any, name: str) -> str:
+    for key, value in headers or ():
+        if key == name:
+            return bytes(value).decode(errors="replace")
+    return ""
+
+
+async def read_dead_letters(settings: Settings, dlq_topic: str, *, limit: int = 100,
+                            start: int = 0) -> list[DeadLetter]:
+    """Read up to `limit` dead letters of a catalogue dead-letter topic from offset `start`."""
+    consumer = make_consumer(settings, client_id="propstream-dlq-reader")
+    await consumer.start()
+    out: list[DeadLetter] = []
+    try:
+        parts = await partitions_of(consumer, settings.topic(dlq_topic))
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        for tp in parts:
+            consumer.seek(tp, start)
+        remaining = {tp for tp in parts if ends[tp] > start}
+        while remaining and len(out) < limit:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=limit)
+            if not batch:
+                break
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    out.append(DeadLetter(
+                        offset=m.offset,
+                        origin_topic=_header(m.headers, "x-origin-topic"),
+                        origin_partition=int(_header(m.headers, "x-origin-partition") or -1),
+                        origin_offset=int(_header(m.headers, "x-origin-offset") or -1),
+                        reason=_header(m.headers, "x-error-reason"),
+                        error=_header(m.headers, "x-error"),
+                        consumer=_header(m.headers, "x-consumer"),
+                        failed_at_ms=int(_header(m.headers, "x-failed-at-ms") or 0),
+                        key=m.key, value=m.value,
+                    ))
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return out[:limit]
+
+
+async def replay_dead_letters(settings: Settings, dlq_topic: str, *, offsets: set[int] | None,
+                              limit: int = 1000) -> int:
+    """Send dead letters back to the topic they came from; return how many were re-driven."""
+    letters = await read_dead_letters(settings, dlq_topic, limit=limit)
+    producer = make_producer(settings, client_id="propstream-dlq-replay")
+    await producer.start()
+    sent = 0
+    try:
+        for letter in letters:
+            if offsets is not None and letter.offset not in offsets:
+                continue
+            await producer.send_and_wait(
+                letter.origin_topic, value=letter.value, key=letter.key,
+                headers=[("x-replayed-from", f"{dlq_topic}@{letter.offset}".encode())],
+            )
+            sent += 1
+    finally:
+        await producer.stop()
+    return sent

@@ -1,0 +1,15 @@
+"""Kernel exceptions, all rooted in `PropstreamError`."""
+
+from __future__ import annotations
+
+from schemas.errors import PropstreamError
+
+__all__ = ["InfraError", "PropstreamError", "ProcessingError"]
+
+
+class InfraError(PropstreamError):
+    """Infrastructure could not be set up or reached; the message names cause and fix."""
+
+
+class ProcessingError(PropstreamError):
+    """A processor met a message it cannot handle and could not dead-letter it."""

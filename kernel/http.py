@@ -1,0 +1,245 @@
+"""HTTP conventions every service shares: problem+json errors, request ids, body limits,
+cursor pagination, and the /livez, /readyz and /metrics endpoints."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kernel.observability import get_logger
+
+log = get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "urn:propstream:problem:"
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+_STATUS_TYPES = {
+    400: "bad-request", 401: "unauthenticated", 403: "forbidden", 404: "not-found",
+    405: "method-not-allowed", 406: "not-acceptable", 409: "conflict", 413: "body-too-large",
+    415: "unsupported-media-type", 422: "validation-failed", 429: "rate-limited",
+    500: "internal-error", 503: "unavailable",
+}
+
+
+class Problem(Exception):
+    """An RFC 9457 problem: raise it from a route to answer with problem+json."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str = "", *,
+                 headers: Mapping[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(f"{status} {slug}: {detail or title}")
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+
+def problem_response(request: Request | None, problem: Problem) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + problem.slug,
+        "title": problem.title,
+        "status": problem.status,
+    }
+    if problem.detail:
+        body["detail"] = problem.detail
+    if request is not None:
+        body["instance"] = request.url.path
+        rid = getattr(request.state, "request_id", None)
+        if rid:
+            body["request_id"] = rid
+    body.update(problem.extra)
+    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON,
+                        headers=problem.headers)
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "description": "An RFC 9457 problem",
+    "content": {PROBLEM_JSON: {"schema": {
+        "type": "object",
+        "required": ["type", "title", "status"],
+        "properties": {
+            "type": {"type": "string", "example": PROBLEM_BASE + "validation-failed"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "instance": {"type": "string"},
+            "request_id": {"type": "string"},
+        },
+    }}},
+}
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        return problem_response(request, exc)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"location": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+            for e in exc.errors()[:20]
+        ]
+        return problem_response(request, Problem(
+            422, "validation-failed", "The request is not valid",
+            f"{len(errors)} problem(s) with the request", errors=errors))
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        slug = _STATUS_TYPES.get(exc.status_code, f"http-{exc.status_code}")
+        detail = exc.detail if isinstance(exc.detail, str) else ""
+        return problem_response(request, Problem(exc.status_code, slug,
+                                                 slug.replace("-", " ").capitalize(), detail,
+                                                 headers=getattr(exc, "headers", None)))
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", path=request.url.path)
+        return problem_response(request, Problem(500, "internal-error", "Internal error",
+                                                 "the error was logged with this request id"))
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_error)
+
+
+class RequestContextMiddleware:
+    """Give every request an id (or keep a sane one sent in X-Request-ID), log it, echo it,
+    and refuse bodies over `max_body` bytes with 413 before reading them whole."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode(errors="replace") for k, v in scope["headers"]}
+        sent = headers.get("x-request-id", "")
+        rid = sent if REQUEST_ID_RE.match(sent) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        structlog.contextvars.bind_contextvars(request_id=rid)
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            length = headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+                await self._too_large(scope, send_with_id)
+                return
+            received = 0
+
+            async def limited_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_body:
+                        raise _BodyTooLarge
+                return message
+
+            try:
+                await self.app(scope, limited_receive, send_with_id)
+            except _BodyTooLarge:
+                await self._too_large(scope, send_with_id)
+        finally:
+            log.info("http request", method=scope.get("method"), path=scope.get("path"),
+                     status=status_holder["status"],
+                     ms=round((time.perf_counter() - started) * 1000, 2))
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        body = orjson.dumps({
+            "type": PROBLEM_BASE + "body-too-large", "title": "Request body too large",
+            "status": 413, "detail": f"the body limit is {self.max_body} bytes",
+            "instance": scope.get("path", ""),
+        })
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", PROBLEM_JSON.encode()),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+# -- cursor pagination ------------------------------------------------------------------------
+
+
+def encode_cursor(values: Mapping[str, Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(dict(values))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Decode an opaque cursor made by `encode_cursor`, or answer 400 problem+json."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = orjson.loads(raw)
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        raise Problem(400, "invalid-cursor", "The cursor is not valid",
+                      "pass back the `next_cursor` of a previous page unchanged") from None
+    if not isinstance(data, dict) or set(data) != set(keys):
+        raise Problem(400, "invalid-cursor", "The cursor is not valid",
+                      "pass back the `next_cursor` of a previous page unchanged")
+    return data
+
+
+# -- health and metrics -----------------------------------------------------------------------
+
+Check = Callable[[], Awaitable[None]]
+
+
+def health_router(checks: Mapping[str, Check]) -> APIRouter:
+    """`/livez` answers while the process runs; `/readyz` runs every dependency check."""
+    router = APIRouter(tags=["health"])
+
+    @router.get("/livez", operation_id="livez", summary="Liveness")
+    async def livez() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", operation_id="readyz", summary="Readiness of every dependency",
+                responses={503: PROBLEM_SCHEMA})
+    async def readyz(request: Request) -> Response:
+        results: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                await check()
+                results[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - any failure is "not ready"
+                results[name] = f"failing: {type(exc).__name__}: {str(exc)[:200]}"
+        if all(v == "ok" for v in results.values()):
+            return JSONResponse({"status": "ok", "checks": results})
+        return problem_response(request, Problem(503, "not-ready", "Not ready",
+                                                 "a dependency is failing", checks=results))
+
+    @router.get("/metrics", operation_id="metrics", summary="Prometheus metrics",
+                include_in_schema=True)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,134 @@
+"""Kafka adapters: the idempotent producer, the topic catalogue applier, small helpers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.admin.new_partitions import NewPartitions
+
+from kernel.settings import Settings
+from schemas.topics import TopicSpec
+
+Header = tuple[str, bytes]
+
+
+def make_producer(settings: Settings, *, client_id: str, linger_ms: int = 2) -> AIOKafkaProducer:
+    """An idempotent producer: acks=all, retries without duplicates, batches of up to 1 MiB."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=linger_ms,
+        max_batch_size=1024 * 1024,
+        max_request_size=2 * 1024 * 1024,
+        request_timeout_ms=30000,
+    )
+
+
+def make_consumer(settings: Settings, *, client_id: str, group_id: str | None = None,
+                  **kwargs: object) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=client_id,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@dataclass(frozen=True)
+class TopicChange:
+    topic: str
+    action: str
+
+
+async def apply_topics(settings: Settings, specs: Iterable[TopicSpec]) -> list[TopicChange]:
+    """Create missing topics, raise partition counts, align configs; never delete anything."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                client_id="propstream-topics")
+    await admin.start()
+    changes: list[TopicChange] = []
+    try:
+        existing = set(await admin.list_topics())
+        wanted = {settings.topic(s.name): s for s in specs}
+        missing = [
+            NewTopic(name, spec.partitions, 1, topic_configs=spec.config())
+            for name, spec in wanted.items() if name not in existing
+        ]
+        if missing:
+            await admin.create_topics(missing)
+            changes += [TopicChange(t.name, f"created ({t.num_partitions} partitions)")
+                        for t in missing]
+        present = [name for name in wanted if name in existing]
+        if present:
+            described = await admin.describe_topics(present)
+            grow: dict[str, NewPartitions] = {}
+            for item in described:
+                have = len(item["partitions"])
+                spec = wanted[item["topic"]]
+                if have < spec.partitions:
+                    grow[item["topic"]] = NewPartitions(total_count=spec.partitions)
+                    changes.append(TopicChange(item["topic"],
+                                               f"partitions {have} -> {spec.partitions}"))
+                elif have > spec.partitions:
+                    changes.append(TopicChange(
+                        item["topic"], f"has {have} partitions, catalogue says "
+                        f"{spec.partitions}: Kafka cannot shrink a topic, left as is"))
+            if grow:
+                await admin.create_partitions(grow)
+            resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in present]
+            current = await admin.describe_configs(resources)
+            to_alter = []
+            for response in current:
+                for name, _code, _msg, entries in _resources(response):
+                    have_cfg = {e[0]: e[1] for e in entries}
+                    want_cfg = wanted[name].config()
+                    if any(have_cfg.get(k) != v for k, v in want_cfg.items()):
+                        to_alter.append(ConfigResource(ConfigResourceType.TOPIC, name,
+                                                       configs=want_cfg))
+                        changes.append(TopicChange(name, "config updated"))
+            if to_alter:
+                await admin.alter_configs(to_alter)
+    finally:
+        await admin.close()
+    return changes
+
+
+def _resources(response: object) -> list[tuple[str, int, str, list[tuple[str, str]]]]:
+    out = []
+    for res in response.resources:  # type: ignore[attr-defined]
+        error_code, _msg, _rtype, name, entries = res[0], res[1], res[2], res[3], res[4]
+        out.append((name, error_code, _msg, [(e[0], e[1]) for e in entries]))
+    return out
+
+
+async def end_offsets(consumer: AIOKafkaConsumer,
+                      partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+    if not partitions:
+        return {}
+    return await consumer.end_offsets(list(partitions))
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str,
+                        *, timeout: float = 20.0) -> list[TopicPartition]:
+    """Return the partitions of `topic`, waiting for metadata; fail if the topic is missing."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return [TopicPartition(topic, p) for p in sorted(parts)]
+        if asyncio.get_running_loop().time() > deadline:
+            raise LookupError(
+                f"topic {topic!r} does not exist; run `propstream topics apply` first"
+            )
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh
+        await asyncio.sleep(0.2)

@@ -1,0 +1,238 @@
+"""The projection runtime: events from Kafka into PostgreSQL read models, exactly once.
+
+Each batch is applied and the next offsets are stored in the same transaction, so a restart
+resumes where the last commit left off and a message already applied is never applied again.
+A message that cannot be decoded or applied goes to its dead-letter topic; the rest go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from psycopg import sql
+
+from kernel.dlq import DeadLetterSink
+from kernel.kafka import make_consumer, make_producer, partitions_of
+from kernel.observability import BATCH_SECONDS, CONSUMER_LAG, MESSAGES, get_logger
+from kernel.pg import connect
+from kernel.settings import Settings
+from schemas.codec import decode_event
+from schemas.envelope import EventEnvelope, EventPayload
+from schemas.errors import DecodeError
+from schemas.registry import TypeRegistry
+
+log = get_logger(__name__)
+
+OFFSETS_DDL = """
+CREATE TABLE IF NOT EXISTS projection_offsets (
+    projection TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INT NOT NULL,
+    next_offset BIGINT NOT NULL,
+    PRIMARY KEY (projection, topic, partition)
+)
+"""
+
+
+@dataclass(frozen=True)
+class Applied:
+    envelope: EventEnvelope
+    payload: EventPayload
+
+
+class Projection(Protocol):
+    """A read model: its tables, and how a batch of events changes them."""
+
+    name: str
+    topics: tuple[str, ...]  # catalogue names
+    tables: tuple[str, ...]
+
+    def ddl(self) -> Sequence[str]: ...
+
+    async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Applied]) -> None:
+        """Apply events in log order; must skip events already reflected (by sequence)."""
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+class ProjectionRunner:
+    def __init__(self, settings: Settings, projection: Projection, registry: TypeRegistry, *,
+                 max_batch: int = 5000) -> None:
+        self.settings = settings
+        self.projection = projection
+        self.registry = registry
+        self.max_batch = max_batch
+        self.name = f"projection-{projection.name}"
+        self.topics = [settings.topic(t) for t in projection.topics]
+        self.conn: psycopg.AsyncConnection | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.dlq: DeadLetterSink | None = None
+        self.partitions: list[TopicPartition] = []
+        self.applied = 0
+
+    async def start(self) -> None:
+        self.conn = await connect(self.settings)
+        await self.ensure_tables(self.conn)
+        self.producer = make_producer(self.settings, client_id=self.name)
+        await self.producer.start()
+        self.dlq = DeadLetterSink(self.settings, self.producer, consumer=self.name)
+        self.consumer = make_consumer(self.settings, client_id=self.name)
+        await self.consumer.start()
+        for topic in self.topics:
+            self.partitions += await partitions_of(self.consumer, topic)
+        self.consumer.assign(self.partitions)
+        stored = await self.stored_offsets(self.conn)
+        for tp in self.partitions:
+            if tp in stored:
+                self.consumer.seek(tp, stored[tp])
+            else:
+                await self.consumer.seek_to_beginning(tp)
+        log.info("projection started", projection=self.projection.name,
+                 resume={f"{tp.topic}/{tp.partition}": stored.get(tp, 0)
+                         for tp in self.partitions})
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+        if self.conn is not None:
+            await self.conn.close()
+
+    async def ensure_tables(self, conn: psycopg.AsyncConnection) -> None:
+        async with conn.transaction():
+            await conn.execute(OFFSETS_DDL)
+            for statement in self.projection.ddl():
+                await conn.execute(statement)  # type: ignore[arg-type]
+
+    async def stored_offsets(self, conn: psycopg.AsyncConnection) -> dict[TopicPartition, int]:
+        cur = await conn.execute(
+            "SELECT topic, partition, next_offset FROM projection_offsets WHERE projection = %s",
+            (self.projection.name,))
+        rows = await cur.fetchall()
+        await conn.commit()
+        return {TopicPartition(t, p): o for t, p, o in rows}
+
+    async def drop(self) -> None:
+        """Drop the read model and forget its offsets (the log is untouched)."""
+        conn = await connect(self.settings)
+        try:
+            async with conn.transaction():
+                await conn.execute(OFFSETS_DDL)
+                for table in self.projection.tables:
+                    await conn.execute(
+                        sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(table)))
+                await conn.execute("DELETE FROM projection_offsets WHERE projection = %s",
+                                   (self.projection.name,))
+        finally:
+            await conn.close()
+
+    async def end_offsets(self) -> dict[TopicPartition, int]:
+        assert self.consumer is not None
+        return await self.consumer.end_offsets(self.partitions)
+
+    async def lag(self) -> int:
+        assert self.consumer is not None
+        ends = await self.end_offsets()
+        total = 0
+        for tp in self.partitions:
+            total += max(0, ends[tp] - await self.consumer.position(tp))
+        return total
+
+    async def run(self, *, count: int | None = None, timeout: float | None = None,
+                  until_caught_up: bool = False, progress: ProgressFn | None = None) -> int:
+        """Apply events until `count`, `timeout`, the end offsets seen at start, or forever."""
+        assert self.consumer is not None
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        targets = await self.end_offsets() if until_caught_up else None
+        total_target = sum(targets.values()) if targets else 0
+        done = 0
+        while count is None or done < count:
+            if deadline is not None and loop.time() >= deadline:
+                break
+            if targets is not None:
+                positions = {tp: await self.consumer.position(tp) for tp in self.partitions}
+                if all(positions[tp] >= targets[tp] for tp in self.partitions):
+                    break
+                if progress is not None:
+                    progress(sum(positions.values()), total_target)
+            batch = await self.consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+            if not batch:
+                continue
+            with BATCH_SECONDS.labels(self.name).time():
+                done += await self.handle_batch(batch)
+        return done
+
+    async def handle_batch(self, batch: dict[TopicPartition, list[Any]]) -> int:
+        assert self.conn is not None and self.dlq is not None and self.consumer is not None
+        good: list[tuple[Any, Applied]] = []
+        for _tp, messages in batch.items():
+            for msg in messages:
+                try:
+                    env = decode_event(msg.value)
+                    good.append((msg, Applied(env, self.registry.event_payload(env))))
+                except DecodeError as exc:
+                    MESSAGES.labels(self.name, msg.topic, "dead-lettered").inc()
+                    await self.dlq.send(msg, exc)
+        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items() if msgs}
+        try:
+            await self._commit(good, offsets)
+        except psycopg.errors.OperationalError:
+            raise  # the database is gone: let the supervisor restart us
+        except psycopg.Error as exc:
+            log.warning("batch failed, applying one by one", error=str(exc)[:300])
+            await self.conn.rollback()
+            await self._one_by_one(good, offsets)
+        count = sum(len(m) for m in batch.values())
+        self.applied += count
+        for tp, offset in offsets.items():
+            MESSAGES.labels(self.name, tp.topic, "applied").inc(len(batch[tp]))
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                CONSUMER_LAG.labels(self.name, tp.topic, tp.partition).set(max(0, high - offset))
+        return count
+
+    async def _commit(self, good: Sequence[tuple[Any, Applied]],
+                      offsets: dict[TopicPartition, int]) -> None:
+        assert self.conn is not None
+        async with self.conn.transaction():
+            if good:
+                await self.projection.apply(self.conn, [a for _, a in good])
+            await self._store_offsets(offsets)
+
+    async def _one_by_one(self, good: Sequence[tuple[Any, Applied]],
+                          offsets: dict[TopicPartition, int]) -> None:
+        assert self.conn is not None and self.dlq is not None
+        for msg, applied in good:
+            try:
+                async with self.conn.transaction():
+                    await self.projection.apply(self.conn, [applied])
+                    await self._store_offsets({TopicPartition(msg.topic, msg.partition):
+                                               msg.offset + 1})
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as exc:
+                MESSAGES.labels(self.name, msg.topic, "dead-lettered").inc()
+                await self.dlq.send(msg, exc)
+        async with self.conn.transaction():
+            await self._store_offsets(offsets)
+
+    async def _store_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self.conn is not None
+        if not offsets:
+            return
+        async with self.conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO projection_offsets (projection, topic, partition, next_offset) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (projection, topic, partition) "
+                "DO UPDATE SET next_offset = EXCLUDED.next_offset",
+                [(self.projection.name, tp.topic, tp.partition, o) for tp, o in offsets.items()],
+            )

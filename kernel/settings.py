@@ -1,0 +1,93 @@
+"""One frozen Settings object, read from `PROPSTREAM_*` variables at start-up and passed in."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything a propstream process can be configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="PROPSTREAM_", frozen=True, extra="ignore")
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    namespace: str = Field(
+        default="",
+        pattern=r"^([a-z][a-z0-9-]{0,30})?$",
+        description="prefix of topic names and name of the PostgreSQL schema; empty = none",
+    )
+    host: str = "127.0.0.1"
+
+    # Local infrastructure started by `propstream infra up`.
+    cache_dir: Path = ROOT / ".cache"
+    kafka_port: int = Field(default=19092, ge=1024, le=65535)
+    kafka_controller_port: int = Field(default=19093, ge=1024, le=65535)
+    kafka_heap_mb: int = Field(default=512, ge=128, le=8192)
+    pg_port: int = Field(default=15432, ge=1024, le=65535)
+    redis_port: int = Field(default=16379, ge=1024, le=65535)
+
+    # External endpoints (Kubernetes); when unset the local ones above are used.
+    kafka_bootstrap: str | None = None
+    pg_dsn: SecretStr | None = None
+    redis_url: SecretStr | None = None
+
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    command_timeout_ms: int = Field(default=5000, ge=50, le=60000)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    secret_key: SecretStr = SecretStr("dev-only-not-a-secret")
+
+    @model_validator(mode="after")
+    def _no_default_secret_outside_dev(self) -> Settings:
+        if self.env == "prod" and self.secret_key.get_secret_value() == "dev-only-not-a-secret":
+            raise ValueError("PROPSTREAM_SECRET_KEY must be set in prod")
+        ports = [self.kafka_port, self.kafka_controller_port, self.pg_port, self.redis_port]
+        if len(set(ports)) != len(ports):
+            raise ValueError("Kafka, Kafka controller, PostgreSQL and Redis ports must differ")
+        return self
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def database_url(self) -> str:
+        if self.pg_dsn is not None:
+            return self.pg_dsn.get_secret_value()
+        return f"postgresql://propstream@{self.host}:{self.pg_port}/propstream"
+
+    @property
+    def cache_url(self) -> str:
+        if self.redis_url is not None:
+            return self.redis_url.get_secret_value()
+        return f"redis://{self.host}:{self.redis_port}/0"
+
+    @property
+    def pg_schema(self) -> str:
+        return self.namespace.replace("-", "_") or "public"
+
+    def topic(self, name: str) -> str:
+        """Return the physical name of catalogue topic `name` in this namespace."""
+        return f"{self.namespace}.{name}" if self.namespace else name
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment, or stop the process naming the bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            var = f"PROPSTREAM_{field.upper()}" if field else "PROPSTREAM_*"
+            lines.append(f"invalid setting {var}: {err['msg']}")
+        sys.stderr.write("\n".join(lines) + "\n")
+        raise SystemExit(2) from None

@@ -1,0 +1,1 @@
+"""monte_carlo."""

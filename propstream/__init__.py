@@ -1,0 +1,1 @@
+"""The composition root: the `propstream` command wires kernel and services together."""

@@ -1,0 +1,3 @@
+from propstream.cli import app
+
+app()

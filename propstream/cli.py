@@ -1,0 +1,271 @@
+"""The `propstream` command: everything an operator does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kernel.exceptions import InfraError
+from kernel.settings import ROOT, Settings, load_settings
+
+console = Console(stderr=False, highlight=False)
+app = typer.Typer(help="propstream: an event-sourced trading-assessment platform on Kafka.",
+                  no_args_is_help=True, add_completion=False)
+infra_app = typer.Typer(help="Local Kafka, PostgreSQL and Redis.", no_args_is_help=True)
+topics_app = typer.Typer(help="The topic catalogue on the broker.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Wire contracts: JSON Schema and AsyncAPI.", no_args_is_help=True)
+run_app = typer.Typer(help="Run one platform process in the foreground.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead letters: inspect and re-drive.", no_args_is_help=True)
+app.add_typer(infra_app, name="infra")
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(run_app, name="run")
+app.add_typer(dlq_app, name="dlq")
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _say(line: str) -> None:
+    console.print(line)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+# -- infrastructure ---------------------------------------------------------------------------
+
+
+@infra_app.command("up")
+def infra_up() -> None:
+    """Install what is missing and start Kafka, PostgreSQL and Redis (idempotent)."""
+    from kernel import infra
+
+    try:
+        took = infra.up(_settings(), _say)
+    except InfraError as exc:
+        _fail(str(exc))
+    console.print(f"infrastructure ready in {took:.1f} s")
+
+
+@infra_app.command("down")
+def infra_down() -> None:
+    """Stop the processes `infra up` started (by their pid files, never by name)."""
+    from kernel import infra
+
+    try:
+        infra.down(_settings(), _say)
+    except InfraError as exc:
+        _fail(str(exc))
+
+
+@infra_app.command("status")
+def infra_status() -> None:
+    """Show whether each component runs."""
+    from kernel import infra
+
+    table = Table("component", "status")
+    for name, state in infra.status(_settings()).items():
+        table.add_row(name, state)
+    console.print(table)
+
+
+# -- topics and schemas -----------------------------------------------------------------------
+
+
+@topics_app.command("apply")
+def topics_apply() -> None:
+    """Create and update every topic of the catalogue (idempotent, never deletes)."""
+    from kernel.kafka import apply_topics
+    from schemas.topics import CATALOGUE
+
+    try:
+        changes = asyncio.run(apply_topics(_settings(), CATALOGUE))
+    except Exception as exc:  # noqa: BLE001 - report any broker failure in one line
+        _fail(f"applying topics failed: {type(exc).__name__}: {exc}; is Kafka up "
+              "(`propstream infra status`)?")
+    for change in changes:
+        console.print(f"{change.topic}: {change.action}")
+    console.print(f"{len(CATALOGUE)} topics in the catalogue, {len(changes)} change(s)")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Print the topic catalogue."""
+    from schemas.topics import CATALOGUE
+
+    settings = _settings()
+    table = Table("topic", "kind", "partitions", "key", "retention", "dead letters")
+    for spec in CATALOGUE:
+        retention = "forever" if spec.retention_ms < 0 else f"{spec.retention_ms // 3600000} h"
+        table.add_row(settings.topic(spec.name), spec.kind, str(spec.partitions), spec.key,
+                      retention, spec.dead_letter or "")
+    console.print(table)
+
+
+@schemas_app.command("export")
+def schemas_export(
+    out: Annotated[Path, typer.Option(help="folder to write into")] = ROOT / "schemas" / "export",
+    check: Annotated[bool, typer.Option(help="fail if the committed export is stale")] = False,
+) -> None:
+    """Write JSON Schema for every type and an AsyncAPI 3.0 document of the topics."""
+    from schemas.export import export_all, stale_files
+
+    if check:
+        stale = stale_files(out)
+        if stale:
+            _fail(f"schema export is stale ({', '.join(stale[:5])}); run `propstream schemas "
+                  "export` and commit the result")
+        console.print("schema export is up to date")
+        return
+    written = export_all(out)
+    console.print(f"wrote {len(written)} files into {out}")
+
+
+# -- processes --------------------------------------------------------------------------------
+
+
+@run_app.command("api")
+def run_api() -> None:
+    """The core HTTP API."""
+    from propstream.processes import run_api as run
+
+    run(_settings())
+
+
+@run_app.command("decider")
+def run_decider(family: str) -> None:
+    """The decider of one aggregate family (e.g. `instrument`)."""
+    from propstream.processes import run_decider as run
+
+    run(_settings(), family)
+
+
+@run_app.command("projection")
+def run_projection(name: str) -> None:
+    """One projection into PostgreSQL (e.g. `instruments`)."""
+    from propstream.processes import run_projection as run
+
+    run(_settings(), name)
+
+
+@app.command("seed")
+def seed() -> None:
+    """Register the default instruments (idempotent)."""
+    from core.bootstrap import seed_instruments
+
+    results = asyncio.run(seed_instruments(_settings()))
+    for symbol, outcome in results.items():
+        console.print(f"{symbol:<16} {outcome}")
+
+
+@app.command("replay")
+def replay(projection: str) -> None:
+    """Drop a projection and rebuild it from the log, with progress."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from core import bootstrap
+
+    settings = _settings()
+
+    async def go() -> tuple[int, float]:
+        runner = bootstrap.projection(settings, projection)
+        await runner.drop()
+        await runner.start()
+        started = time.perf_counter()
+        try:
+            with Progress("[progress.description]{task.description}", BarColumn(),
+                          MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
+                task = bar.add_task(f"replaying {projection}", total=None)
+
+                def progress(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                count = await runner.run(until_caught_up=True, progress=progress)
+                bar.update(task, completed=count, total=count)
+        finally:
+            await runner.stop()
+        return count, time.perf_counter() - started
+
+    try:
+        count, took = asyncio.run(go())
+    except KeyError as exc:
+        _fail(str(exc.args[0]))
+    rate = count / took if took > 0 else 0.0
+    console.print(f"rebuilt {projection}: {count} events in {took:.2f} s ({rate:,.0f} events/s)")
+
+
+@dlq_app.command("list")
+def dlq_list(topic: str,
+             limit: Annotated[int, typer.Option(min=1, max=10000)] = 50) -> None:
+    """Show dead letters of a catalogue dead-letter topic (e.g. instrument.events.dlq)."""
+    from kernel.dlq import read_dead_letters
+
+    letters = asyncio.run(read_dead_letters(_settings(), topic, limit=limit))
+    table = Table("offset", "origin", "reason", "error", "consumer")
+    for letter in letters:
+        table.add_row(str(letter.offset),
+                      f"{letter.origin_topic}/{letter.origin_partition}@{letter.origin_offset}",
+                      letter.reason, letter.error[:80], letter.consumer)
+    console.print(table)
+    console.print(f"{len(letters)} dead letter(s)")
+
+
+@dlq_app.command("replay")
+def dlq_replay(topic: str,
+               offset: Annotated[list[int] | None, typer.Option(help="only these")] = None) -> None:
+    """Send dead letters back to the topic they came from."""
+    from kernel.dlq import replay_dead_letters
+
+    sent = asyncio.run(replay_dead_letters(_settings(), topic,
+                                           offsets=set(offset) if offset else None))
+    console.print(f"re-drove {sent} dead letter(s)")
+
+
+# -- the platform -----------------------------------------------------------------------------
+
+
+@app.command("up")
+def up(seed_data: Annotated[bool, typer.Option("--seed/--no-seed")] = True) -> None:
+    """Start infrastructure and every service under one supervisor; Ctrl-C stops it all."""
+    from core.bootstrap import seed_instruments
+    from kernel import infra
+    from kernel.kafka import apply_topics
+    from propstream.supervisor import Supervisor
+    from schemas.topics import CATALOGUE
+
+    settings = _settings()
+    started = time.monotonic()
+    try:
+        infra.up(settings, _say)
+    except InfraError as exc:
+        _fail(str(exc))
+    for change in asyncio.run(apply_topics(settings, CATALOGUE)):
+        console.print(f"topic {change.topic}: {change.action}")
+
+    def ready() -> None:
+        if seed_data:
+            results = asyncio.run(seed_instruments(settings))
+            seeded = sum(1 for v in results.values() if v == "accepted")
+            console.print(f"seeded {seeded} new instrument(s), {len(results)} in the default set")
+        base = f"http://{settings.host}:{settings.api_port}"
+        console.print(f"\n[bold green]propstream is up[/] in {time.monotonic() - started:.1f} s")
+        console.print(f"  API          {base}  (docs {base}/docs)")
+        console.print(f"  instruments  {base}/instruments")
+        console.print(f"  health       {base}/readyz   metrics {base}/metrics")
+        console.print("  Ctrl-C stops the services; `propstream infra down` stops the rest.\n")
+
+    raise typer.Exit(Supervisor(_say).run(on_ready=ready))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,76 @@
+"""Run one long-lived propstream process until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kernel.observability import configure_logging, get_logger
+from kernel.settings import Settings
+
+log = get_logger(__name__)
+
+
+async def _until_signalled(start: Callable[[], Awaitable[None]], work: Callable[[], Awaitable[Any]],
+                           stop: Callable[[], Awaitable[None]], name: str) -> None:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await start()
+    log.info("process started", name=name)
+    task = asyncio.create_task(work())
+    waiter = asyncio.create_task(stopping.wait())
+    try:
+        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()  # re-raise a crash so the supervisor restarts us
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        waiter.cancel()
+        await stop()
+        log.info("process stopped", name=name)
+
+
+def run_decider(settings: Settings, family: str) -> None:
+    from core import bootstrap
+
+    if family != "instrument":
+        raise SystemExit(f"unknown decider {family!r}; known: instrument")
+    configure_logging(settings, process=f"{family}-decider")
+    runner = bootstrap.instrument_decider(settings)
+    asyncio.run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
+
+
+def run_projection(settings: Settings, name: str) -> None:
+    from core import bootstrap
+
+    configure_logging(settings, process=f"projection-{name}")
+    try:
+        runner = bootstrap.projection(settings, name)
+    except KeyError as exc:
+        raise SystemExit(str(exc.args[0])) from None
+    asyncio.run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
+
+
+def run_api(settings: Settings) -> None:
+    import uvicorn
+
+    from core import bootstrap
+
+    configure_logging(settings, process="api")
+    uvicorn.run(bootstrap.api(settings), host=settings.host, port=settings.api_port,
+                log_config=None, access_log=False, lifespan="on")
+
+
+# name -> argv after `propstream run`
+PLATFORM = {
+    "api": ["api"],
+    "instrument-decider": ["decider", "instrument"],
+    "projection-instruments": ["projection", "instruments"],
+}

@@ -1,0 +1,171 @@
+"""Instrument registry: commands and events of the `instrument` aggregate (keyed by symbol)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import time
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from schemas.envelope import CommandPayload, EventPayload
+
+SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9._:/-]{0,39}$")
+
+AssetClass = Literal["crypto", "fx", "index", "equity", "commodity", "prediction"]
+InstrumentStatus = Literal["active", "halted"]
+
+
+def _check_symbol(value: str) -> str:
+    if not SYMBOL_RE.match(value):
+        raise ValueError(
+            "symbol must be 1-40 characters of A-Z, 0-9 and . _ : / -, starting with a letter "
+            "or digit"
+        )
+    return value
+
+
+Symbol = Annotated[str, AfterValidator(_check_symbol)]
+PositiveDecimal = Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=12)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3,5}$")]
+Venue = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+
+
+class TradingSession(BaseModel):
+    """One weekly window when the instrument trades; `close` before `open` wraps midnight."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    days: tuple[Annotated[int, Field(ge=0, le=6)], ...] = Field(
+        min_length=1, max_length=7, description="0 = Monday … 6 = Sunday"
+    )
+    open: time
+    close: time
+
+
+class TradingHours(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timezone: str = Field(default="UTC", max_length=64)
+    sessions: tuple[TradingSession, ...] = Field(
+        default=(), max_length=14, description="empty means the instrument trades around the clock"
+    )
+
+
+class InstrumentSpec(BaseModel):
+    """The attributes of an instrument, shared by registration and its event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    symbol: Symbol
+    venue: Venue
+    asset_class: AssetClass
+    tick_size: PositiveDecimal
+    lot_size: PositiveDecimal
+    quote_currency: Currency
+    trading_hours: TradingHours = TradingHours()
+    description: str = Field(default="", max_length=200)
+
+
+class InstrumentChanges(BaseModel):
+    """The attributes an update may change; at least one must be given."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    venue: Venue | None = None
+    tick_size: PositiveDecimal | None = None
+    lot_size: PositiveDecimal | None = None
+    quote_currency: Currency | None = None
+    trading_hours: TradingHours | None = None
+    description: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> InstrumentChanges:
+        if not self.model_fields_set or all(
+            getattr(self, name) is None for name in self.model_fields_set
+        ):
+            raise ValueError("an update must change at least one attribute")
+        return self
+
+
+# Commands -------------------------------------------------------------------------------------
+
+
+class RegisterInstrument(CommandPayload):
+    TYPE = "instrument.register"
+
+    spec: InstrumentSpec
+
+
+class UpdateInstrument(CommandPayload):
+    TYPE = "instrument.update"
+
+    changes: InstrumentChanges
+
+
+class HaltInstrument(CommandPayload):
+    TYPE = "instrument.halt"
+
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class ResumeInstrument(CommandPayload):
+    TYPE = "instrument.resume"
+
+
+# Events ---------------------------------------------------------------------------------------
+
+
+class InstrumentRegistered(EventPayload):
+    TYPE = "instrument.registered"
+
+    spec: InstrumentSpec
+
+
+class InstrumentUpdated(EventPayload):
+    TYPE = "instrument.updated"
+
+    changes: InstrumentChanges
+
+
+class InstrumentHalted(EventPayload):
+    TYPE = "instrument.halted"
+
+    reason: str
+
+
+class InstrumentResumed(EventPayload):
+    TYPE = "instrument.resumed"
+
+
+RejectionReason = Literal[
+    "instrument-already-registered",
+    "instrument-not-registered",
+    "instrument-already-halted",
+    "instrument-not-halted",
+    "symbol-mismatch",
+    "nothing-to-change",
+]
+
+
+class InstrumentCommandRejected(EventPayload):
+    """A refused command: recorded so that a redelivery is recognised and answered alike."""
+
+    TYPE = "instrument.command-rejected"
+
+    command_id: uuid.UUID
+    command_type: str
+    reason: RejectionReason
+    detail: str = ""
+
+
+COMMANDS = (RegisterInstrument, UpdateInstrument, HaltInstrument, ResumeInstrument)
+EVENTS = (
+    InstrumentRegistered,
+    InstrumentUpdated,
+    InstrumentHalted,
+    InstrumentResumed,
+    InstrumentCommandRejected,
+)

@@ -1,0 +1,119 @@
+"""The topic catalogue: every topic, its partitions, key, retention and what it carries.
+
+Topics are created from here (`propstream topics apply`) and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas import instrument
+
+TopicKind = Literal["commands", "events", "replies", "dead-letters"]
+CleanupPolicy = Literal["delete", "compact"]
+
+DAY_MS = 24 * 60 * 60 * 1000
+FOREVER = -1
+
+
+class TopicSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")
+    kind: TopicKind
+    partitions: int = Field(ge=1, le=256)
+    key: str = Field(description="what the record key is; one aggregate -> one partition")
+    retention_ms: int = FOREVER
+    cleanup_policy: CleanupPolicy = "delete"
+    carries: tuple[str, ...] = ()
+    dead_letter: str | None = None
+    description: str = ""
+
+    def config(self) -> dict[str, str]:
+        """Return the broker-side topic configuration."""
+        return {
+            "retention.ms": str(self.retention_ms),
+            "cleanup.policy": self.cleanup_policy,
+            # Room for our 512 KiB limit plus headers and batch overhead.
+            "max.message.bytes": str(1024 * 1024),
+        }
+
+
+def _family(
+    name: str,
+    *,
+    partitions: int,
+    key: str,
+    commands: tuple[str, ...],
+    events: tuple[str, ...],
+) -> tuple[TopicSpec, ...]:
+    """Commands and events of one aggregate family: co-partitioned, each with its dead letters."""
+    return (
+        TopicSpec(
+            name=f"{name}.commands",
+            kind="commands",
+            partitions=partitions,
+            key=key,
+            retention_ms=7 * DAY_MS,
+            carries=commands,
+            dead_letter=f"{name}.commands.dlq",
+            description=f"commands to the {name} decider",
+        ),
+        TopicSpec(
+            name=f"{name}.events",
+            kind="events",
+            partitions=partitions,
+            key=key,
+            retention_ms=FOREVER,
+            carries=events,
+            dead_letter=f"{name}.events.dlq",
+            description=f"the {name} log of record",
+        ),
+        TopicSpec(
+            name=f"{name}.commands.dlq",
+            kind="dead-letters",
+            partitions=1,
+            key="origin key",
+            retention_ms=30 * DAY_MS,
+            description=f"undecodable or unprocessable {name} commands, with the error in headers",
+        ),
+        TopicSpec(
+            name=f"{name}.events.dlq",
+            kind="dead-letters",
+            partitions=1,
+            key="origin key",
+            retention_ms=30 * DAY_MS,
+            description=f"{name} events a consumer could not decode or apply",
+        ),
+    )
+
+
+REPLIES = TopicSpec(
+    name="propstream.replies",
+    kind="replies",
+    partitions=3,
+    key="command_id",
+    retention_ms=60 * 60 * 1000,
+    carries=("command-reply",),
+    description="decided outcomes for the API instances waiting on them",
+)
+
+CATALOGUE: tuple[TopicSpec, ...] = (
+    *_family(
+        "instrument",
+        partitions=3,
+        key="symbol",
+        commands=tuple(m.TYPE for m in instrument.COMMANDS),
+        events=tuple(m.TYPE for m in instrument.EVENTS),
+    ),
+    REPLIES,
+)
+
+
+def topic(name: str) -> TopicSpec:
+    for spec in CATALOGUE:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"topic {name!r} is not in the catalogue")
