@@ -184,9 +184,14 @@ class DeciderRunner(Generic[S]):
         commits: dict[TopicPartition, int] = {}
         handled = 0
         for tp, messages in batch.items():
+            if tp not in self.consumer.assignment():
+                continue  # revoked meanwhile; the new owner redelivers from the commit
             pstate = self.partitions.get(tp.partition)
             if pstate is None:
-                continue  # revoked meanwhile; the new owner redelivers
+                # Loaded here rather than in the rebalance callback, so no record fetched
+                # around a rebalance is ever passed over before its state is known.
+                await self.load_partition(tp.partition)
+                pstate = self.partitions[tp.partition]
             for msg in messages:
                 handled += 1
                 commits[tp] = msg.offset + 1
@@ -281,7 +286,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.runner.ready.clear()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        # States are (re)built from the events topic on the first batch of each partition.
         for tp in assigned:
-            await self.runner.load_partition(tp.partition)
+            self.runner.partitions.pop(tp.partition, None)
         self.runner.ready.set()
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
