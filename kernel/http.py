@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
+import psycopg
 import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -108,6 +109,12 @@ def install_problem_handlers(app: FastAPI) -> None:
                                                  slug.replace("-", " ").capitalize(), detail,
                                                  headers=getattr(exc, "headers", None)))
 
+    async def on_missing_table(request: Request, exc: Exception) -> Response:
+        # The projection that owns the table has not created it yet (first start-up).
+        return problem_response(request, Problem(
+            503, "read-model-unavailable", "The read model is not available yet",
+            "its projection has not started; retry shortly", headers={"Retry-After": "2"}))
+
     async def on_error(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", path=request.url.path)
         return problem_response(request, Problem(500, "internal-error", "Internal error",
@@ -116,6 +123,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(psycopg.errors.UndefinedTable, on_missing_table)
     app.add_exception_handler(Exception, on_error)
 
 

@@ -1,0 +1,150 @@
+"""Helpers for integration tests: platform processes, reading topics, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from kernel.kafka import make_consumer, make_producer, partitions_of
+from kernel.settings import Settings
+from schemas.codec import decode_event, encode
+from schemas.envelope import CommandEnvelope, EventEnvelope, make_command
+from schemas.instrument import InstrumentSpec, RegisterInstrument
+from tests.conftest import process_env
+
+
+class PlatformProcess:
+    """One `propstream run …` child in the test's namespace, output kept in a log file."""
+
+    def __init__(self, settings: Settings, *argv: str, log_dir: Path) -> None:
+        self.settings = settings
+        self.argv = [sys.executable, "-m", "propstream", "run", *argv]
+        self.log = log_dir / ("-".join(argv) + ".log")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PlatformProcess:
+        out = open(self.log, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(self.argv, env=process_env(self.settings), stdout=out,
+                                     stderr=subprocess.STDOUT)
+        out.close()
+        return self
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    async def ready(self, marker: str = "", timeout: float = 60) -> PlatformProcess:
+        """Wait until the process logged `marker` (by default: its start-up line)."""
+        want = marker or ("partitions assigned" if "decider" in self.argv else "process started")
+
+        async def logged() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.argv} exited: {self.output()[-2000:]}")
+            return want in self.output()
+
+        await wait_until(logged, timeout=timeout, what=f"{want!r} from {self.argv[4:]}")
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], *, timeout: float,
+                     what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+async def read_topic(settings: Settings, name: str, *, raw: bool = False) -> list[Any]:
+    """Every record of a catalogue topic, in partition then offset order."""
+    consumer = make_consumer(settings, client_id="test-reader")
+    await consumer.start()
+    try:
+        parts = await partitions_of(consumer, settings.topic(name))
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        await consumer.seek_to_beginning(*parts)
+        records: dict[TopicPartition, list[Any]] = {tp: [] for tp in parts}
+        while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10000)
+            for tp, msgs in batch.items():
+                records[tp].extend(msgs)
+        out: list[Any] = []
+        for tp in parts:
+            out.extend(records[tp])
+        return out if raw else [decode_event(m.value) for m in out]
+    finally:
+        await consumer.stop()
+
+
+async def end_offsets(settings: Settings, name: str) -> dict[int, int]:
+    consumer = make_consumer(settings, client_id="test-offsets")
+    await consumer.start()
+    try:
+        parts = await partitions_of(consumer, settings.topic(name))
+        ends = await consumer.end_offsets(parts)
+        return {tp.partition: o for tp, o in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def produce(settings: Settings, name: str, records: list[tuple[bytes | None, bytes]],
+                  *, partition: int | None = None) -> None:
+    producer = make_producer(settings, client_id="test-producer")
+    await producer.start()
+    try:
+        futures = [await producer.send(settings.topic(name), value=v, key=k, partition=partition)
+                   for k, v in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def spec(symbol: str, **overrides: Any) -> InstrumentSpec:
+    data: dict[str, Any] = {"symbol": symbol, "venue": "simulator", "asset_class": "crypto",
+                            "tick_size": "0.01", "lot_size": "0.001", "quote_currency": "USD"}
+    data.update(overrides)
+    return InstrumentSpec.model_validate(data)
+
+
+def register_command(symbol: str, command_id: uuid.UUID | None = None) -> CommandEnvelope:
+    return make_command(RegisterInstrument(spec=spec(symbol)), aggregate_id=symbol,
+                        command_id=command_id or uuid.uuid4(), issued_at=datetime.now(UTC))
+
+
+def command_record(command: CommandEnvelope) -> tuple[bytes, bytes]:
+    return command.aggregate_id.encode(), encode(command)
+
+
+def by_causation(events: list[EventEnvelope]) -> dict[uuid.UUID, list[EventEnvelope]]:
+    out: dict[uuid.UUID, list[EventEnvelope]] = {}
+    for e in events:
+        assert e.causation_id is not None
+        out.setdefault(e.causation_id, []).append(e)
+    return out
