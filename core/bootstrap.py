@@ -37,7 +37,8 @@ def projection(settings: Settings, name: str) -> ProjectionRunner:
         factory = PROJECTIONS[name]
     except KeyError:
         raise KeyError(f"unknown projection {name!r}; known: {', '.join(PROJECTIONS)}") from None
-    return ProjectionRunner(settings, factory(), default_registry())
+    return ProjectionRunner(settings, factory(), default_registry(),
+                            max_batch=settings.projection_batch)
 
 
 async def seed_instruments(settings: Settings, *, wait_ms: int = 15000) -> dict[str, str]:

@@ -66,5 +66,7 @@ def process_env(settings: Settings) -> dict[str, str]:
         "PROPSTREAM_PG_PORT": str(settings.pg_port),
         "PROPSTREAM_REDIS_PORT": str(settings.redis_port),
         "PROPSTREAM_LOG_LEVEL": "INFO",
+        "PROPSTREAM_PROJECTION_BATCH": str(settings.projection_batch),
+        "PROPSTREAM_COMMAND_TIMEOUT_MS": str(settings.command_timeout_ms),
     })
     return env
