@@ -19,7 +19,8 @@ InstrumentStatus = Literal["active", "halted"]
 
 
 def _check_symbol(value: str) -> str:
-    if not SYMBOL_RE.match(value):
+    # fullmatch, not match: `$` also matches before a trailing newline, which let "BTC\n" through.
+    if not SYMBOL_RE.fullmatch(value):
         raise ValueError(
             "symbol must be 1-40 characters of A-Z, 0-9 and . _ : / -, starting with a letter "
             "or digit"
