@@ -28,7 +28,12 @@ def _check_symbol(value: str) -> str:
     return value
 
 
-Symbol = Annotated[str, AfterValidator(_check_symbol)]
+Symbol = Annotated[
+    str,
+    AfterValidator(_check_symbol),
+    # The check above is Python, invisible to JSON Schema; state the same rule for other readers.
+    Field(json_schema_extra={"pattern": SYMBOL_RE.pattern}),
+]
 PositiveDecimal = Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=12)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3,5}$")]
 Venue = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
