@@ -13,7 +13,12 @@ EVENT_ID_NAMESPACE = uuid.UUID("6f1d2c4e-8a3b-4f5e-9c7d-2b1a0e9f8d7c")
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # pydantic turns only ValueError into a validation error; anything else would escape
+        # the codec as a crash instead of a DecodeError.
+        raise ValueError("timestamp is outside the representable range once in UTC") from None
 
 
 # JSON (RFC 3339) offsets have minute precision: an offset with seconds (a zoneinfo LMT zone)
