@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any, ClassVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 # Fixed namespace so that event ids derived from a command id are the same on every replay.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d2c4e-8a3b-4f5e-9c7d-2b1a0e9f8d7c")
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # pydantic turns only ValueError into a validation error; anything else would escape
+        # the codec as a crash instead of a DecodeError.
+        raise ValueError("timestamp is outside the representable range once in UTC") from None
+
+
+# JSON (RFC 3339) offsets have minute precision: an offset with seconds (a zoneinfo LMT zone)
+# would be cut on encode and move the instant. UTC always survives the round trip.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 
 class Payload(BaseModel):
@@ -39,7 +53,7 @@ class EventEnvelope(BaseModel):
     version: int = Field(ge=1)
     aggregate_id: str = Field(min_length=1, max_length=200)
     sequence: int = Field(ge=1, description="1-based position of the event in its aggregate")
-    occurred_at: AwareDatetime
+    occurred_at: UtcDatetime
     correlation_id: uuid.UUID
     causation_id: uuid.UUID | None = None
     payload: dict[str, Any]
@@ -54,7 +68,7 @@ class CommandEnvelope(BaseModel):
     type: str = Field(min_length=1, max_length=120)
     version: int = Field(ge=1)
     aggregate_id: str = Field(min_length=1, max_length=200)
-    issued_at: AwareDatetime
+    issued_at: UtcDatetime
     correlation_id: uuid.UUID
     actor: str | None = Field(default=None, max_length=200)
     payload: dict[str, Any]

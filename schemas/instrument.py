@@ -19,7 +19,8 @@ InstrumentStatus = Literal["active", "halted"]
 
 
 def _check_symbol(value: str) -> str:
-    if not SYMBOL_RE.match(value):
+    # fullmatch, not match: `$` also matches before a trailing newline, which let "BTC\n" through.
+    if not SYMBOL_RE.fullmatch(value):
         raise ValueError(
             "symbol must be 1-40 characters of A-Z, 0-9 and . _ : / -, starting with a letter "
             "or digit"
@@ -27,7 +28,12 @@ def _check_symbol(value: str) -> str:
     return value
 
 
-Symbol = Annotated[str, AfterValidator(_check_symbol)]
+Symbol = Annotated[
+    str,
+    AfterValidator(_check_symbol),
+    # The check above is Python, invisible to JSON Schema; state the same rule for other readers.
+    Field(json_schema_extra={"pattern": SYMBOL_RE.pattern}),
+]
 PositiveDecimal = Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=12)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3,5}$")]
 Venue = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
