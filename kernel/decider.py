@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
@@ -49,7 +49,7 @@ class Versioned(Generic[S]):
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str
+    status: Literal["accepted", "rejected"]
     reason: str | None
     detail: str | None
     events: tuple[dict[str, Any], ...]
@@ -239,7 +239,7 @@ class DeciderRunner(Generic[S]):
         ctx = DecideContext(now=self.clock(), command_id=env.command_id, actor=env.actor)
         try:
             payloads = self.aggregate.decide(command, current.value, ctx)
-        except Exception as exc:  # noqa: BLE001 - a bug in one decision must not stop the rest
+        except Exception as exc:
             log.exception("decide failed", command_id=str(env.command_id), type=env.type)
             MESSAGES.labels(self.name, msg.topic, "dead-lettered").inc()
             await self.dlq.send(msg, exc)
@@ -267,7 +267,7 @@ class DeciderRunner(Generic[S]):
 def _reply(command_id: uuid.UUID, aggregate_id: str, outcome: Outcome, *,
            duplicate: bool) -> CommandReply:
     return CommandReply(command_id=command_id, aggregate_id=aggregate_id,
-                        status=outcome.status,  # type: ignore[arg-type]
+                        status=outcome.status,
                         reason=outcome.reason, detail=outcome.detail, events=outcome.events,
                         duplicate=duplicate)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas.errors import PropstreamError
 
-__all__ = ["InfraError", "PropstreamError", "ProcessingError"]
+__all__ = ["InfraError", "ProcessingError", "PropstreamError"]
 
 
 class InfraError(PropstreamError):

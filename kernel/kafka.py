@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -41,7 +41,7 @@ def make_consumer(settings: Settings, *, client_id: str, group_id: str | None = 
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_partition_fetch_bytes=4 * 1024 * 1024,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
@@ -111,13 +111,6 @@ def _resources(response: object) -> list[tuple[str, int, str, list[tuple[str, st
     return out
 
 
-async def end_offsets(consumer: AIOKafkaConsumer,
-                      partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-    if not partitions:
-        return {}
-    return await consumer.end_offsets(list(partitions))
-
-
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str,
                         *, timeout: float = 20.0) -> list[TopicPartition]:
     """Return the partitions of `topic`, waiting for metadata; fail if the topic is missing."""
@@ -130,5 +123,5 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str,
             raise LookupError(
                 f"topic {topic!r} does not exist; run `propstream topics apply` first"
             )
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh
+        await consumer._client.force_metadata_update()
         await asyncio.sleep(0.2)

@@ -110,7 +110,7 @@ class ProjectionRunner:
         async with conn.transaction():
             await conn.execute(OFFSETS_DDL)
             for statement in self.projection.ddl():
-                await conn.execute(statement)  # type: ignore[arg-type]
+                await conn.execute(statement)
 
     async def stored_offsets(self, conn: psycopg.AsyncConnection) -> dict[TopicPartition, int]:
         cur = await conn.execute(
@@ -136,7 +136,8 @@ class ProjectionRunner:
 
     async def end_offsets(self) -> dict[TopicPartition, int]:
         assert self.consumer is not None
-        return await self.consumer.end_offsets(self.partitions)
+        ends: dict[TopicPartition, int] = await self.consumer.end_offsets(self.partitions)
+        return ends
 
     async def lag(self) -> int:
         assert self.consumer is not None

@@ -90,7 +90,7 @@ def topics_apply() -> None:
 
     try:
         changes = asyncio.run(apply_topics(_settings(), CATALOGUE))
-    except Exception as exc:  # noqa: BLE001 - report any broker failure in one line
+    except Exception as exc:
         _fail(f"applying topics failed: {type(exc).__name__}: {exc}; is Kafka up "
               "(`propstream infra status`)?")
     for change in changes:

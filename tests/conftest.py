@@ -22,7 +22,7 @@ def docker_reachable() -> bool:
 
         docker.from_env(timeout=2).ping()
         return True
-    except Exception:  # noqa: BLE001 - any failure means no engine
+    except Exception:
         return False
 
 

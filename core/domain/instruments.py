@@ -97,7 +97,8 @@ def apply_changes(spec: InstrumentSpec, changes: InstrumentChanges) -> Instrumen
     return spec.model_copy(update={k: getattr(changes, k) for k in values})
 
 
-def _effective_changes(spec: InstrumentSpec, changes: InstrumentChanges) -> InstrumentChanges | None:
+def _effective_changes(spec: InstrumentSpec,
+                       changes: InstrumentChanges) -> InstrumentChanges | None:
     """Keep only the attributes whose value really changes; None when nothing does."""
     kept = {
         name: getattr(changes, name)

@@ -89,8 +89,8 @@ class KafkaServer:
         version = first[0].split('"')[1] if first and '"' in first[0] else ""
         major = version.split(".")[0]
         if major.isdigit() and int(major) < 17:
-            raise InfraError(f"Java {version} is too old for Kafka {KAFKA_VERSION}; "
-                             "install Java 17 or newer (`apt-get install -y openjdk-17-jre-headless`)")
+            raise InfraError(f"Java {version} is too old for Kafka {KAFKA_VERSION}; install "
+                             "Java 17 or newer (`apt-get install -y openjdk-17-jre-headless`)")
         return found
 
     def classpath(self) -> str:
@@ -192,7 +192,7 @@ async def _metadata_ok(bootstrap: str) -> bool:
         await client.start()
         await client.list_topics()
         return True
-    except Exception:  # noqa: BLE001 - any failure here only means "not ready yet"
+    except Exception:
         return False
     finally:
         await client.close()

@@ -122,8 +122,8 @@ class PostgresServer:
         waited = wait_for(lambda: port_open(self.settings.host, self.port), timeout=30,
                           what="PostgreSQL", log=self.log)
         self._ensure_database()
-        return f"{'initialised and ' if fresh else ''}started (pid {self._pid()}, port {self.port})" \
-               f" in {waited:.1f} s"
+        done = "initialised and started" if fresh else "started"
+        return f"{done} (pid {self._pid()}, port {self.port}) in {waited:.1f} s"
 
     def _ensure_database(self) -> None:
         import psycopg

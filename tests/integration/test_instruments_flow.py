@@ -7,7 +7,6 @@ import uuid
 import httpx
 import pytest
 
-from kernel.pg import connect
 from kernel.settings import Settings
 from tests.integration.helpers import (
     command_record,
