@@ -1,0 +1,224 @@
+"""Lint and render the Helm chart without a cluster: `helm lint` and `helm template`.
+
+helm comes from scripts/install-helm.sh (pinned, built with `go install` into .cache/bin);
+the script returns at once when it is already installed and builds it otherwise, so this
+test never skips for want of helm.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from propstream.processes import PLATFORM
+
+ROOT = Path(__file__).resolve().parents[3]
+CHART = ROOT / "helm" / "propstream"
+INSTALL_HELM = ROOT / "scripts" / "install-helm.sh"
+RELEASE = "rel"
+# A `go install` build of helm lacks the release ldflags and assumes Kubernetes 1.20, which
+# the chart's kubeVersion (>=1.25) refuses; name a supported version explicitly.
+KUBE_VERSION = "1.31.0"
+SECRET_KEYS = {"PROPSTREAM_PG_DSN", "PROPSTREAM_REDIS_URL", "PROPSTREAM_SECRET_KEY"}
+
+DEFAULTS: tuple[str, ...] = ()
+EXISTING_SECRET: tuple[str, ...] = ("--set", "existingSecret=propstream-prod")
+VALUE_SETS = {"defaults": DEFAULTS, "existing-secret": EXISTING_SECRET}
+
+# A cold helm install downloads and compiles it: about 4 minutes on 2 cores.
+pytestmark = pytest.mark.timeout(1200)
+
+Render = Callable[..., list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    result = subprocess.run(["bash", str(INSTALL_HELM)], capture_output=True, text=True,
+                            check=False, timeout=1100)
+    assert result.returncode == 0, f"installing helm failed:\n{result.stderr[-2000:]}"
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def render(helm: str) -> Render:
+    cache: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+
+    def run(*args: str) -> list[dict[str, Any]]:
+        if args not in cache:
+            result = subprocess.run(
+                [helm, "template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION, *args],
+                capture_output=True, text=True, check=False, timeout=120)
+            assert result.returncode == 0, result.stderr
+            cache[args] = [d for d in yaml.safe_load_all(result.stdout) if d]
+        return cache[args]
+
+    return run
+
+
+def _of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def _pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = doc["spec"]["template"]["spec"]
+    return spec
+
+
+def _containers(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(d["metadata"]["name"], c)
+            for d in docs if d["kind"] in ("Deployment", "Job")
+            for c in _pod_spec(d)["containers"]]
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_chart_lints_strictly(helm: str, values: tuple[str, ...]) -> None:
+    result = subprocess.run(
+        [helm, "lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION, *values],
+        capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_every_deployment_serving_http_has_liveness_and_readiness_probes(
+        render: Render, values: tuple[str, ...]) -> None:
+    serving = 0
+    for deployment in _of_kind(render(*values), "Deployment"):
+        for container in _pod_spec(deployment)["containers"]:
+            if not container.get("ports"):
+                continue
+            serving += 1
+            names = {p["name"] for p in container["ports"]}
+            live = container["livenessProbe"]["httpGet"]
+            ready = container["readinessProbe"]["httpGet"]
+            assert (live["path"], ready["path"]) == ("/livez", "/readyz")
+            assert live["port"] in names and ready["port"] in names
+    assert serving >= 1, "the API serves HTTP, so at least one container must have probes"
+
+
+def test_api_listens_on_8000_behind_its_service(render: Render) -> None:
+    docs = render()
+    (service,) = _of_kind(docs, "Service")
+    assert service["spec"]["ports"][0]["port"] == 8000
+    api = next(d for d in _of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api"))
+    (container,) = _pod_spec(api)["containers"]
+    assert container["ports"][0]["containerPort"] == 8000
+    assert service["spec"]["selector"] == api["spec"]["selector"]["matchLabels"]
+    (configmap,) = _of_kind(docs, "ConfigMap")
+    assert configmap["data"]["PROPSTREAM_API_PORT"] == "8000"
+    assert configmap["data"]["PROPSTREAM_HOST"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_pod_templates_carry_the_config_checksum(render: Render, values: tuple[str, ...]) -> None:
+    deployments = _of_kind(render(*values), "Deployment")
+    assert deployments
+    for deployment in deployments:
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+        assert re.fullmatch(r"[0-9a-f]{64}", annotations.get("checksum/config", "")), \
+            deployment["metadata"]["name"]
+
+
+def test_a_config_change_changes_the_checksum(render: Render) -> None:
+    def checksums(*values: str) -> set[str]:
+        return {d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+                for d in _of_kind(render(*values), "Deployment")}
+
+    before = checksums()
+    after = checksums("--set", "config.logLevel=DEBUG")
+    assert len(before) == 1 and len(after) == 1 and before != after
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_no_secret_is_rendered_and_secrets_come_only_by_reference(
+        render: Render, values: tuple[str, ...]) -> None:
+    docs = render(*values)
+    assert not [d for d in _of_kind(docs, "Secret") if d.get("data") or d.get("stringData")]
+    assert not _of_kind(docs, "Secret")
+    expected = "propstream-prod" if values else f"{RELEASE}-propstream"
+    (configmap,) = _of_kind(docs, "ConfigMap")
+    assert not SECRET_KEYS & set(configmap["data"])
+    for owner, container in _containers(docs):
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert set(env) >= SECRET_KEYS, owner
+        for key in SECRET_KEYS:
+            assert "value" not in env[key], f"{owner} has {key} inline"
+            assert env[key]["valueFrom"]["secretKeyRef"] == {"name": expected, "key": key}
+
+
+def test_extra_env_refuses_a_secret_name(helm: str) -> None:
+    result = subprocess.run(
+        [helm, "template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION,
+         "--set", "extraEnv.PROPSTREAM_SECRET_KEY=plain-text"],
+        capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode != 0
+    assert "extraEnv.PROPSTREAM_SECRET_KEY is a secret" in result.stderr
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_topics_job_is_a_pre_install_and_pre_upgrade_hook(
+        render: Render, values: tuple[str, ...]) -> None:
+    (job,) = _of_kind(render(*values), "Job")
+    hooks = set(job["metadata"]["annotations"]["helm.sh/hook"].split(","))
+    assert {"pre-install", "pre-upgrade"} <= hooks
+    (container,) = _pod_spec(job)["containers"]
+    assert container["args"] == ["topics", "apply"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PROPSTREAM_KAFKA_BOOTSTRAP"] == "propstream-kafka-bootstrap:9092"
+
+
+def test_kafka_bootstrap_comes_from_values(render: Render) -> None:
+    docs = render("--set", "kafka.bootstrap=main-kafka-bootstrap.kafka:9092")
+    (configmap,) = _of_kind(docs, "ConfigMap")
+    assert configmap["data"]["PROPSTREAM_KAFKA_BOOTSTRAP"] == "main-kafka-bootstrap.kafka:9092"
+
+
+def test_deployments_run_every_platform_process(render: Render) -> None:
+    run_args = sorted(tuple(c["args"]) for _owner, c in _containers(render())
+                      if c["args"][0] == "run")
+    assert run_args == sorted(("run", *argv) for argv in PLATFORM.values())
+
+
+def test_projection_runs_once_and_is_never_overlapped(render: Render) -> None:
+    for deployment in _of_kind(render("--set", "decider.replicas=3"), "Deployment"):
+        name = deployment["metadata"]["name"]
+        if "-projection-" in name:
+            assert deployment["spec"]["replicas"] == 1
+        if "-projection-" in name or name.endswith("-decider"):
+            assert deployment["spec"]["strategy"]["type"] == "Recreate"
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_pods_run_as_non_root_on_a_read_only_root_filesystem(
+        render: Render, values: tuple[str, ...]) -> None:
+    docs = render(*values)
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Job"):
+            assert _pod_spec(doc)["securityContext"]["runAsNonRoot"] is True
+    for owner, container in _containers(docs):
+        context = container["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True, owner
+        assert context["allowPrivilegeEscalation"] is False, owner
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"], owner
+        assert container["resources"]["requests"], owner
+
+
+def test_api_has_a_disruption_budget_and_pods_a_service_account(render: Render) -> None:
+    docs = render()
+    (pdb,) = _of_kind(docs, "PodDisruptionBudget")
+    api = next(d for d in _of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api"))
+    assert pdb["spec"]["selector"]["matchLabels"] == api["spec"]["selector"]["matchLabels"]
+    (account,) = _of_kind(docs, "ServiceAccount")
+    for deployment in _of_kind(docs, "Deployment"):
+        assert _pod_spec(deployment)["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_values_file_stays_short() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    assert len(lines) <= 120
