@@ -29,7 +29,8 @@ def api(settings: Settings) -> FastAPI:
 
 
 def instrument_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
-    return DeciderRunner(settings, InstrumentAggregate(), default_registry())
+    return DeciderRunner(settings, InstrumentAggregate(), default_registry(),
+                         snapshot_every=settings.decider_snapshot_every)
 
 
 def projection(settings: Settings, name: str) -> ProjectionRunner:

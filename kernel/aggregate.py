@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from schemas.envelope import CommandPayload, EventPayload
 
@@ -33,3 +33,11 @@ class Aggregate(Protocol[S]):
         ...
 
     def evolve(self, state: S, event: EventPayload) -> S: ...
+
+    def dump(self, state: S) -> dict[str, Any]:
+        """The state as JSON-ready data, for snapshots."""
+        ...
+
+    def load(self, data: dict[str, Any]) -> S:
+        """The state back from `dump`."""
+        ...

@@ -12,6 +12,10 @@ and with it the set of command ids already decided. Then, for each command:
 
 A crash between appending and committing redelivers commands whose events are already on
 the log; the rebuilt set of decided command ids recognises them, so nothing is doubled.
+
+Every `snapshot_every` events a partition's state is written to the family's snapshot topic
+with the events offset it covers; loading starts from the newest snapshot and folds only the
+events after it.
 """
 
 from __future__ import annotations
@@ -19,17 +23,26 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from kernel.aggregate import Aggregate, DecideContext
+from kernel.decider_state import (
+    DEDUPE_WINDOW,
+    Outcome,
+    PartitionState,
+    Versioned,
+    dump_items,
+    load_items,
+    outcome_of,
+)
 from kernel.dlq import DeadLetterSink
 from kernel.kafka import make_consumer, make_producer, partitions_of
 from kernel.observability import BATCH_SECONDS, CONSUMER_LAG, MESSAGES, get_logger
 from kernel.settings import Settings
+from kernel.snapshots import SnapshotStore
 from schemas.codec import decode_command, decode_event, encode
 from schemas.envelope import EventEnvelope, derive_event_id, make_event
 from schemas.errors import DecodeError
@@ -39,36 +52,6 @@ from schemas.topics import REPLIES
 
 S = TypeVar("S")
 log = get_logger(__name__)
-
-
-@dataclass
-class Versioned(Generic[S]):
-    version: int
-    value: S
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: Literal["accepted", "rejected"]
-    reason: str | None
-    detail: str | None
-    events: tuple[dict[str, Any], ...]
-
-
-@dataclass
-class PartitionState(Generic[S]):
-    aggregates: dict[str, Versioned[S]] = field(default_factory=dict)
-    decided: dict[uuid.UUID, Outcome] = field(default_factory=dict)
-
-
-def outcome_of(events: list[EventEnvelope], rejection_type: str) -> Outcome:
-    """The answer to a command, from the events it produced."""
-    if len(events) == 1 and events[0].type == rejection_type:
-        payload = events[0].payload
-        return Outcome("rejected", str(payload.get("reason")), str(payload.get("detail") or ""),
-                       ())
-    return Outcome("accepted", None, None,
-                   tuple(e.model_dump(mode="json") for e in events))
 
 
 class DeciderRunner(Generic[S]):
@@ -82,12 +65,15 @@ class DeciderRunner(Generic[S]):
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_batch: int = 500,
+        snapshot_every: int = 10_000,
     ) -> None:
         self.settings = settings
         self.aggregate = aggregate
         self.registry = registry
         self.clock = clock
         self.max_batch = max_batch
+        self.snapshot_every = snapshot_every
+        self.snapshots = SnapshotStore(settings, aggregate.family)
         self.name = f"{aggregate.family}-decider"
         self.commands_topic = settings.topic(f"{aggregate.family}.commands")
         self.events_topic = settings.topic(f"{aggregate.family}.events")
@@ -110,6 +96,9 @@ class DeciderRunner(Generic[S]):
         self.consumer.subscribe([self.commands_topic], listener=_Listener(self))
 
     async def stop(self) -> None:
+        for partition in list(self.partitions):
+            if self.partitions[partition].since_snapshot:
+                await self.save_snapshot(partition)
         if self.consumer is not None:
             await self.consumer.stop()
         if self.producer is not None:
@@ -118,8 +107,14 @@ class DeciderRunner(Generic[S]):
     # -- state -------------------------------------------------------------------------------
 
     async def load_partition(self, partition: int) -> None:
-        """Fold the events of one partition into aggregate states and decided command ids."""
-        state: PartitionState[S] = PartitionState()
+        """Newest snapshot, then the events after it: aggregate states and decided commands."""
+        started = asyncio.get_running_loop().time()
+        snapshot = await self.snapshots.load(partition)
+        if snapshot is not None:
+            state = load_items(snapshot.items, self.aggregate,
+                               next_event_offset=snapshot.events_offset)
+        else:
+            state = PartitionState()
         reader = make_consumer(self.settings, client_id=f"{self.name}-loader")
         await reader.start()
         count = 0
@@ -128,36 +123,56 @@ class DeciderRunner(Generic[S]):
             tp = TopicPartition(self.events_topic, partition)
             reader.assign([tp])
             end = (await reader.end_offsets([tp]))[tp]
-            await reader.seek_to_beginning(tp)
+            reader.seek(tp, state.next_event_offset)
             by_command: dict[uuid.UUID, list[EventEnvelope]] = {}
             while await reader.position(tp) < end:
                 batch = await reader.getmany(tp, timeout_ms=1000, max_records=5000)
                 for msg in batch.get(tp, []):
-                    try:
-                        env = decode_event(msg.value)
-                        payload = self.registry.event_payload(env)
-                    except DecodeError as exc:
-                        # Our own log is unreadable here: a bug or a hand-made record.
-                        log.error("unreadable event on the log", offset=msg.offset,
-                                  error=str(exc))
-                        continue
-                    current = state.aggregates.get(env.aggregate_id)
-                    if current is None:
-                        current = Versioned(0, self.aggregate.initial(env.aggregate_id))
-                    if env.sequence <= current.version:
-                        continue  # a duplicate append; the first one counts
-                    state.aggregates[env.aggregate_id] = Versioned(
-                        env.sequence, self.aggregate.evolve(current.value, payload))
-                    if env.causation_id is not None:
-                        by_command.setdefault(env.causation_id, []).append(env)
-                    count += 1
+                    count += self._fold_logged(state, msg, by_command)
             for command_id, events in by_command.items():
                 state.decided[command_id] = outcome_of(events, self.aggregate.rejection.TYPE)
+            state.next_event_offset = end
         finally:
             await reader.stop()
+        state.since_snapshot = count
+        forgotten = state.forget_decided_before(self.clock() - DEDUPE_WINDOW)
         self.partitions[partition] = state
-        log.info("partition loaded", partition=partition, events=count,
-                 aggregates=len(state.aggregates), decided=len(state.decided))
+        log.info("partition loaded", partition=partition,
+                 snapshot_offset=None if snapshot is None else snapshot.events_offset,
+                 events_replayed=count, aggregates=len(state.aggregates),
+                 decided=len(state.decided), forgotten=forgotten,
+                 seconds=round(asyncio.get_running_loop().time() - started, 3))
+
+    def _fold_logged(self, state: PartitionState[S], msg: Any,
+                     by_command: dict[uuid.UUID, list[EventEnvelope]]) -> int:
+        try:
+            env = decode_event(msg.value)
+            payload = self.registry.event_payload(env)
+        except DecodeError as exc:
+            # Our own log is unreadable here: a bug or a hand-made record.
+            log.error("unreadable event on the log", offset=msg.offset, error=str(exc))
+            return 0
+        current = state.aggregates.get(env.aggregate_id)
+        if current is None:
+            current = Versioned(0, self.aggregate.initial(env.aggregate_id))
+        if env.sequence <= current.version:
+            return 0  # a duplicate append; the first one counts
+        state.aggregates[env.aggregate_id] = Versioned(
+            env.sequence, self.aggregate.evolve(current.value, payload))
+        if env.causation_id is not None:
+            by_command.setdefault(env.causation_id, []).append(env)
+        return 1
+
+    async def save_snapshot(self, partition: int) -> None:
+        assert self.producer is not None
+        state = self.partitions[partition]
+        state.forget_decided_before(self.clock() - DEDUPE_WINDOW)
+        size = await self.snapshots.save(self.producer, partition,
+                                         dump_items(state, self.aggregate),
+                                         events_offset=state.next_event_offset)
+        state.since_snapshot = 0
+        log.info("snapshot written", partition=partition, events_offset=state.next_event_offset,
+                 bytes=size, aggregates=len(state.aggregates), decided=len(state.decided))
 
     # -- processing --------------------------------------------------------------------------
 
@@ -179,7 +194,7 @@ class DeciderRunner(Generic[S]):
 
     async def handle_batch(self, batch: dict[TopicPartition, list[Any]]) -> int:
         assert self.producer is not None and self.consumer is not None
-        sends: list[asyncio.Future[Any]] = []
+        sends: list[tuple[int, asyncio.Future[Any]]] = []
         replies: list[CommandReply] = []
         commits: dict[TopicPartition, int] = {}
         handled = 0
@@ -199,7 +214,12 @@ class DeciderRunner(Generic[S]):
                 if reply is not None:
                     replies.append(reply)
         if sends:
-            await asyncio.gather(*sends)
+            written = await asyncio.gather(*(future for _, future in sends))
+            for (partition, _), meta in zip(sends, written, strict=True):
+                pstate = self.partitions.get(partition)
+                if pstate is not None:
+                    pstate.next_event_offset = max(pstate.next_event_offset, meta.offset + 1)
+                    pstate.since_snapshot += 1
         for reply in replies:
             sends_reply = await self.producer.send(
                 self.replies_topic, value=encode(reply), key=str(reply.command_id).encode())
@@ -211,10 +231,13 @@ class DeciderRunner(Generic[S]):
                 if high is not None:
                     CONSUMER_LAG.labels(self.group_id, tp.topic, tp.partition).set(
                         max(0, high - offset))
+                state = self.partitions.get(tp.partition)
+                if state is not None and state.since_snapshot >= self.snapshot_every:
+                    await self.save_snapshot(tp.partition)
         return handled
 
     async def _decide_one(self, partition: int, pstate: PartitionState[S], msg: Any,
-                          sends: list[asyncio.Future[Any]]) -> CommandReply | None:
+                          sends: list[tuple[int, asyncio.Future[Any]]]) -> CommandReply | None:
         assert self.producer is not None and self.dlq is not None
         try:
             env = decode_command(msg.value)
@@ -254,9 +277,9 @@ class DeciderRunner(Generic[S]):
             )
             value = self.aggregate.evolve(value, payload)
             events.append(event)
-            sends.append(await self.producer.send(
+            sends.append((partition, await self.producer.send(
                 self.events_topic, value=encode(event), key=env.aggregate_id.encode(),
-                partition=partition))
+                partition=partition)))
         pstate.aggregates[env.aggregate_id] = Versioned(current.version + len(events), value)
         outcome = outcome_of(events, self.aggregate.rejection.TYPE)
         pstate.decided[env.command_id] = outcome

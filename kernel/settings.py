@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     command_timeout_ms: int = Field(default=5000, ge=50, le=60000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    decider_snapshot_every: int = Field(default=10_000, ge=1, le=10_000_000)
     projection_batch: int = Field(default=5000, ge=1, le=100_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"

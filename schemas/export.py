@@ -164,6 +164,7 @@ def _plain_message(name: str, model: type[BaseModel], spec: TopicSpec, ref: Json
 
 
 DEAD_LETTER_MESSAGE = "dead-letter"
+SNAPSHOT_MESSAGE = "decider-snapshot"
 # Written by kernel/dlq.py (DeadLetterSink.send); this is the contract it follows.
 DEAD_LETTER_HEADERS: Mapping[str, str] = {
     "x-error-reason": "stable reason code (a DecodeError reason or the exception class name)",
@@ -175,6 +176,25 @@ DEAD_LETTER_HEADERS: Mapping[str, str] = {
     "x-failed-at-ms": "when, in milliseconds since the Unix epoch, in decimal",
     "x-truncated": "`true` when the value was cut to 900 KiB",
 }
+
+
+def _snapshot_message() -> Json:
+    return {
+        "name": SNAPSHOT_MESSAGE,
+        "title": "DeciderSnapshot",
+        "summary": "One chunk of a decider partition's state, or the manifest that commits them.",
+        "description": "Key `<partition>:manifest` holds {snapshot_id, partition, events_offset, "
+        "chunks, taken_at}; key `<partition>:<n>` holds {snapshot_id, index, items}. A "
+        "snapshot counts only when every chunk carries the manifest's snapshot_id. Internal "
+        "to the decider: not a contract for other consumers.",
+        "payload": {"type": "object"},
+        "bindings": {
+            "kafka": {
+                "bindingVersion": KAFKA_BINDING_VERSION,
+                "key": {"type": "string", "pattern": "^[0-9]+:(manifest|[0-9]+)$"},
+            }
+        },
+    }
 
 
 def _dead_letter_message() -> Json:
@@ -237,6 +257,10 @@ _ROLES: Mapping[str, tuple[str, str]] = {
         "the decider answers with the decided outcome",
         "the API instance waiting on the command reads it",
     ),
+    "snapshots": (
+        "the family's decider writes its partition state, chunks then a manifest",
+        "the decider reads the newest complete snapshot when it takes a partition",
+    ),
     "dead-letters": (
         "a consumer parks a message it cannot decode or apply",
         "operators inspect and re-drive (`propstream dlq`)",
@@ -291,6 +315,9 @@ def asyncapi_document(registry: TypeRegistry, catalogue: tuple[TopicSpec, ...]) 
         if spec.kind == "dead-letters":
             messages[DEAD_LETTER_MESSAGE] = _dead_letter_message()
             message_ids.append(DEAD_LETTER_MESSAGE)
+        if spec.kind == "snapshots":
+            messages[SNAPSHOT_MESSAGE] = _snapshot_message()
+            message_ids.append(SNAPSHOT_MESSAGE)
         for model in models:
             mid = _message_id(model)
             if mid in messages:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import instrument
 
-TopicKind = Literal["commands", "events", "replies", "dead-letters"]
+TopicKind = Literal["commands", "events", "snapshots", "replies", "dead-letters"]
 CleanupPolicy = Literal["delete", "compact"]
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -70,6 +70,15 @@ def _family(
             carries=events,
             dead_letter=f"{name}.events.dlq",
             description=f"the {name} log of record",
+        ),
+        TopicSpec(
+            name=f"{name}.snapshots",
+            kind="snapshots",
+            partitions=1,
+            key="<partition>:manifest | <partition>:<chunk>",
+            retention_ms=FOREVER,
+            cleanup_policy="compact",
+            description=f"snapshots of the {name} decider's state per events partition",
         ),
         TopicSpec(
             name=f"{name}.commands.dlq",

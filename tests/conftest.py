@@ -67,6 +67,7 @@ def process_env(settings: Settings) -> dict[str, str]:
         "PROPSTREAM_REDIS_PORT": str(settings.redis_port),
         "PROPSTREAM_LOG_LEVEL": "INFO",
         "PROPSTREAM_PROJECTION_BATCH": str(settings.projection_batch),
+        "PROPSTREAM_DECIDER_SNAPSHOT_EVERY": str(settings.decider_snapshot_every),
         "PROPSTREAM_COMMAND_TIMEOUT_MS": str(settings.command_timeout_ms),
     })
     return env

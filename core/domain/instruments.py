@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from kernel.aggregate import DecideContext
 from schemas.envelope import CommandPayload, EventPayload
@@ -90,6 +90,16 @@ class InstrumentAggregate:
             case InstrumentCommandRejected():
                 return state
         raise TypeError(f"the instrument aggregate does not know {event.TYPE}")
+
+
+    def dump(self, state: Instrument) -> dict[str, Any]:
+        return {"symbol": state.symbol, "status": state.status, "halt_reason": state.halt_reason,
+                "spec": None if state.spec is None else state.spec.model_dump(mode="json")}
+
+    def load(self, data: dict[str, Any]) -> Instrument:
+        spec = None if data["spec"] is None else InstrumentSpec.model_validate(data["spec"])
+        return Instrument(symbol=data["symbol"], spec=spec, status=data["status"],
+                          halt_reason=data["halt_reason"])
 
 
 def apply_changes(spec: InstrumentSpec, changes: InstrumentChanges) -> InstrumentSpec:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka import TopicPartition
 
 from kernel.kafka import make_consumer, make_producer, partitions_of
@@ -26,10 +27,13 @@ from tests.conftest import process_env
 class PlatformProcess:
     """One `propstream run …` child in the test's namespace, output kept in a log file."""
 
+    started = 0
+
     def __init__(self, settings: Settings, *argv: str, log_dir: Path) -> None:
         self.settings = settings
         self.argv = [sys.executable, "-m", "propstream", "run", *argv]
-        self.log = log_dir / ("-".join(argv) + ".log")
+        PlatformProcess.started += 1
+        self.log = log_dir / f"{'-'.join(argv)}-{PlatformProcess.started}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PlatformProcess:
@@ -66,6 +70,16 @@ class PlatformProcess:
 
         await wait_until(logged, timeout=timeout, what=f"{want!r} from {self.argv[4:]}")
         return self
+
+    def logged(self, event: str) -> list[dict[str, Any]]:
+        """The process's JSON log lines whose `event` is `event`."""
+        out = []
+        for line in self.output().splitlines():
+            if line.startswith("{") and f'"{event}"' in line:
+                data = orjson.loads(line)
+                if data.get("event") == event:
+                    out.append(data)
+        return out
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -133,17 +133,24 @@ async def test_decider_killed_with_commands_in_flight_decides_each_command_once(
     async def events_on_log() -> int:
         return sum((await end_offsets(settings, "instrument.events")).values())
 
-    first = spawn("decider", "instrument").start()
+    # Snapshots every 100 events, so the restart loads a snapshot and folds only the tail.
+    snapshotting = settings.model_copy(update={"decider_snapshot_every": 100})
+    first = spawn("decider", "instrument")
+    first.settings = snapshotting
+    first.start()
 
     async def partly() -> bool:
         return 0 < await events_on_log() < expected_events
 
     await wait_until(partly, timeout=60, what="some commands decided")
     first.kill9()
-    killed_at = await events_on_log()
+    at_kill = await end_offsets(settings, "instrument.events")
+    killed_at = sum(at_kill.values())
     assert killed_at < expected_events, "the kill must land mid-stream"
 
-    spawn("decider", "instrument").start()
+    second = spawn("decider", "instrument")
+    second.settings = snapshotting
+    second.start()
 
     async def all_decided() -> bool:
         return await events_on_log() >= expected_events
@@ -162,5 +169,13 @@ async def test_decider_killed_with_commands_in_flight_decides_each_command_once(
     for e in events:
         sequences.setdefault(e.aggregate_id, []).append(e.sequence)
     assert all(seq == list(range(1, len(seq) + 1)) for seq in sequences.values())
+    loads = second.logged("partition loaded")
+    assert len(loads) == 3
+    # A partition with more events than one batch (500 commands) at the kill had a committed
+    # batch of >= 100 events behind it, so a snapshot: the restart must have started there.
+    for load in loads:
+        if at_kill[load["partition"]] > 500:
+            assert load["snapshot_offset"] is not None, load
+            assert load["events_replayed"] < at_kill[load["partition"]], load
     print(f"decider killed with {killed_at} of {expected_events} events on the log; "
           "every command decided once")

@@ -1,0 +1,88 @@
+"""What a decider holds per owned partition, and its snapshot form. Pure: no IO."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Generic, Literal, TypeVar
+
+from kernel.aggregate import Aggregate
+from schemas.envelope import EventEnvelope
+
+S = TypeVar("S")
+
+
+@dataclass
+class Versioned(Generic[S]):
+    version: int
+    value: S
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Literal["accepted", "rejected"]
+    reason: str | None
+    detail: str | None
+    events: tuple[dict[str, Any], ...]
+    decided_at: datetime
+
+    def dump(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason, "detail": self.detail,
+                "events": list(self.events), "decided_at": self.decided_at.isoformat()}
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> Outcome:
+        return cls(data["status"], data["reason"], data["detail"], tuple(data["events"]),
+                   datetime.fromisoformat(data["decided_at"]))
+
+
+@dataclass
+class PartitionState(Generic[S]):
+    aggregates: dict[str, Versioned[S]] = field(default_factory=dict)
+    decided: dict[uuid.UUID, Outcome] = field(default_factory=dict)
+    next_event_offset: int = 0  # the events-partition offset this state has folded up to
+    since_snapshot: int = 0
+
+    def forget_decided_before(self, cutoff: datetime) -> int:
+        """Drop outcomes older than the commands' retention: they can no longer be redelivered."""
+        old = [cid for cid, o in self.decided.items() if o.decided_at < cutoff]
+        for cid in old:
+            del self.decided[cid]
+        return len(old)
+
+
+def outcome_of(events: list[EventEnvelope], rejection_type: str) -> Outcome:
+    """The answer to a command, from the events it produced."""
+    at = events[-1].occurred_at
+    if len(events) == 1 and events[0].type == rejection_type:
+        payload = events[0].payload
+        return Outcome("rejected", str(payload.get("reason")),
+                       str(payload.get("detail") or ""), (), at)
+    return Outcome("accepted", None, None, tuple(e.model_dump(mode="json") for e in events), at)
+
+
+def dump_items(state: PartitionState[S], aggregate: Aggregate[S]) -> list[list[Any]]:
+    """Flatten a partition state into JSON-ready items, for chunked snapshots."""
+    items: list[list[Any]] = [
+        ["a", agg_id, v.version, aggregate.dump(v.value)]
+        for agg_id, v in sorted(state.aggregates.items())
+    ]
+    items += [["d", str(cid), o.dump()] for cid, o in state.decided.items()]
+    return items
+
+
+def load_items(items: list[list[Any]], aggregate: Aggregate[S], *,
+               next_event_offset: int) -> PartitionState[S]:
+    state: PartitionState[S] = PartitionState(next_event_offset=next_event_offset)
+    for item in items:
+        if item[0] == "a":
+            state.aggregates[item[1]] = Versioned(int(item[2]), aggregate.load(item[3]))
+        elif item[0] == "d":
+            state.decided[uuid.UUID(item[1])] = Outcome.load(item[2])
+        else:
+            raise ValueError(f"unknown snapshot item kind {item[0]!r}")
+    return state
+
+
+DEDUPE_WINDOW = timedelta(days=7)  # the commands topics' retention (schemas/topics.py)

@@ -1,0 +1,103 @@
+"""Decider snapshots on a compacted topic: chunks first, then a manifest that commits them.
+
+Keys are `<partition>:manifest` and `<partition>:<chunk>`; a manifest names the snapshot id
+its chunks carry, so chunks left over from an older, larger snapshot are never mixed in.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from kernel.kafka import make_consumer, partitions_of
+from kernel.observability import get_logger
+from kernel.settings import Settings
+
+log = get_logger(__name__)
+
+CHUNK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class StoredSnapshot:
+    events_offset: int
+    items: list[list[Any]]
+    taken_at: str
+
+
+def chunk(items: list[list[Any]], limit: int = CHUNK_BYTES) -> list[list[bytes]]:
+    """Split encoded items into groups of at most ~`limit` bytes (one item may exceed it)."""
+    groups: list[list[bytes]] = [[]]
+    size = 0
+    for item in items:
+        data = orjson.dumps(item)
+        if groups[-1] and size + len(data) > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(data)
+        size += len(data)
+    return groups if groups[0] else []
+
+
+class SnapshotStore:
+    def __init__(self, settings: Settings, family: str) -> None:
+        self.settings = settings
+        self.topic = settings.topic(f"{family}.snapshots")
+
+    async def save(self, producer: AIOKafkaProducer, partition: int, items: list[list[Any]],
+                   *, events_offset: int) -> int:
+        """Write one partition's snapshot; return the number of bytes written."""
+        snapshot_id = str(uuid.uuid4())
+        groups = chunk(items)
+        written = 0
+        for index, group in enumerate(groups):
+            value = (b'{"snapshot_id":"' + snapshot_id.encode() + b'","index":'
+                     + str(index).encode() + b',"items":[' + b",".join(group) + b"]}")
+            await producer.send_and_wait(self.topic, value=value,
+                                         key=f"{partition}:{index}".encode())
+            written += len(value)
+        manifest = orjson.dumps({
+            "snapshot_id": snapshot_id, "partition": partition, "events_offset": events_offset,
+            "chunks": len(groups), "taken_at": datetime.now(UTC).isoformat(),
+        })
+        await producer.send_and_wait(self.topic, value=manifest,
+                                     key=f"{partition}:manifest".encode())
+        return written + len(manifest)
+
+    async def load(self, partition: int) -> StoredSnapshot | None:
+        """The newest complete snapshot of `partition`, or None."""
+        consumer = make_consumer(self.settings, client_id=f"snapshots-{partition}")
+        await consumer.start()
+        latest: dict[bytes, bytes] = {}
+        try:
+            parts = await partitions_of(consumer, self.topic)
+            consumer.assign(parts)
+            ends = await consumer.end_offsets(parts)
+            await consumer.seek_to_beginning(*parts)
+            prefix = f"{partition}:".encode()
+            while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
+                batch = await consumer.getmany(timeout_ms=1000, max_records=1000)
+                for messages in batch.values():
+                    for msg in messages:
+                        if msg.key is not None and msg.key.startswith(prefix):
+                            latest[msg.key] = msg.value
+        finally:
+            await consumer.stop()
+        raw = latest.get(f"{partition}:manifest".encode())
+        if raw is None:
+            return None
+        manifest = orjson.loads(raw)
+        items: list[list[Any]] = []
+        for index in range(manifest["chunks"]):
+            value = latest.get(f"{partition}:{index}".encode())
+            body = orjson.loads(value) if value is not None else None
+            if body is None or body["snapshot_id"] != manifest["snapshot_id"]:
+                log.warning("snapshot incomplete, replaying the whole log", partition=partition)
+                return None
+            items.extend(body["items"])
+        return StoredSnapshot(manifest["events_offset"], items, manifest["taken_at"])

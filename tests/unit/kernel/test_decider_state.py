@@ -1,0 +1,60 @@
+"""Decider state: snapshot items round-trip; old outcomes are forgotten; chunks stay small."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import orjson
+
+from core.domain.instruments import Instrument, InstrumentAggregate
+from kernel.decider_state import (
+    Outcome,
+    PartitionState,
+    Versioned,
+    dump_items,
+    load_items,
+)
+from kernel.snapshots import chunk
+from schemas.instrument import InstrumentSpec
+
+AGG = InstrumentAggregate()
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+SPEC = InstrumentSpec(symbol="ETH-USD", venue="simulator", asset_class="crypto",
+                      tick_size=Decimal("0.01"), lot_size=Decimal("0.001"), quote_currency="USD")
+
+
+def sample_state() -> PartitionState[Instrument]:
+    state: PartitionState[Instrument] = PartitionState(next_event_offset=42)
+    state.aggregates["ETH-USD"] = Versioned(3, Instrument("ETH-USD", SPEC, "halted", "outage"))
+    state.aggregates["NEW"] = Versioned(1, Instrument("NEW"))
+    state.decided[uuid.UUID(int=1)] = Outcome("accepted", None, None,
+                                              ({"type": "instrument.halted"},), NOW)
+    state.decided[uuid.UUID(int=2)] = Outcome("rejected", "nothing-to-change", "same", (),
+                                              NOW - timedelta(days=8))
+    return state
+
+
+def test_snapshot_items_round_trip_through_json() -> None:
+    state = sample_state()
+    items = orjson.loads(orjson.dumps(dump_items(state, AGG)))
+    restored = load_items(items, AGG, next_event_offset=42)
+    assert restored.aggregates == state.aggregates
+    assert restored.decided == state.decided
+    assert restored.next_event_offset == 42
+
+
+def test_outcomes_older_than_the_window_are_forgotten() -> None:
+    state = sample_state()
+    assert state.forget_decided_before(NOW - timedelta(days=7)) == 1
+    assert list(state.decided) == [uuid.UUID(int=1)]
+
+
+def test_chunks_respect_the_size_limit_and_keep_every_item() -> None:
+    items = [["a", f"S{i}", i, {"pad": "x" * 100}] for i in range(1000)]
+    groups = chunk(items, limit=10_000)
+    assert len(groups) > 10
+    assert all(sum(len(d) for d in g) <= 10_000 for g in groups)
+    assert [orjson.loads(d) for g in groups for d in g] == items
+    assert chunk([]) == []
