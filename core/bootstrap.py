@@ -42,7 +42,7 @@ def projection(settings: Settings, name: str) -> ProjectionRunner:
                             max_batch=settings.projection_batch)
 
 
-async def seed_instruments(settings: Settings, *, wait_ms: int = 15000) -> dict[str, str]:
+async def seed_instruments(settings: Settings, *, wait_ms: int = 60000) -> dict[str, str]:
     """Register the default instruments; command ids are fixed, so seeding twice is a no-op."""
     bus = CommandBus(settings, client_id="propstream-seed")
     await bus.start()

@@ -106,42 +106,51 @@ class DeciderRunner(Generic[S]):
 
     # -- state -------------------------------------------------------------------------------
 
-    async def load_partition(self, partition: int) -> None:
+    async def load_partitions(self, partitions: list[int]) -> None:
         """Newest snapshot, then the events after it: aggregate states and decided commands."""
-        started = asyncio.get_running_loop().time()
-        snapshot = await self.snapshots.load(partition)
-        if snapshot is not None:
-            state = load_items(snapshot.items, self.aggregate,
-                               next_event_offset=snapshot.events_offset)
-        else:
-            state = PartitionState()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        snapshots = await self.snapshots.load(partitions)
+        states: dict[int, PartitionState[S]] = {}
+        for p in partitions:
+            snap = snapshots[p]
+            states[p] = (PartitionState() if snap is None else
+                         load_items(snap.items, self.aggregate,
+                                    next_event_offset=snap.events_offset))
         reader = make_consumer(self.settings, client_id=f"{self.name}-loader")
         await reader.start()
-        count = 0
+        counts = dict.fromkeys(partitions, 0)
+        by_command: dict[int, dict[uuid.UUID, list[EventEnvelope]]] = {p: {} for p in partitions}
         try:
             await partitions_of(reader, self.events_topic)
-            tp = TopicPartition(self.events_topic, partition)
-            reader.assign([tp])
-            end = (await reader.end_offsets([tp]))[tp]
-            reader.seek(tp, state.next_event_offset)
-            by_command: dict[uuid.UUID, list[EventEnvelope]] = {}
-            while await reader.position(tp) < end:
-                batch = await reader.getmany(tp, timeout_ms=1000, max_records=5000)
-                for msg in batch.get(tp, []):
-                    count += self._fold_logged(state, msg, by_command)
-            for command_id, events in by_command.items():
-                state.decided[command_id] = outcome_of(events, self.aggregate.rejection.TYPE)
-            state.next_event_offset = end
+            tps = [TopicPartition(self.events_topic, p) for p in partitions]
+            reader.assign(tps)
+            ends = await reader.end_offsets(tps)
+            for tp in tps:
+                reader.seek(tp, states[tp.partition].next_event_offset)
+            while [tp for tp in tps if await reader.position(tp) < ends[tp]]:
+                batch = await reader.getmany(timeout_ms=1000, max_records=5000)
+                for tp, messages in batch.items():
+                    for msg in messages:
+                        counts[tp.partition] += self._fold_logged(
+                            states[tp.partition], msg, by_command[tp.partition])
+            for tp in tps:
+                states[tp.partition].next_event_offset = ends[tp]
         finally:
             await reader.stop()
-        state.since_snapshot = count
-        forgotten = state.forget_decided_before(self.clock() - DEDUPE_WINDOW)
-        self.partitions[partition] = state
-        log.info("partition loaded", partition=partition,
-                 snapshot_offset=None if snapshot is None else snapshot.events_offset,
-                 events_replayed=count, aggregates=len(state.aggregates),
-                 decided=len(state.decided), forgotten=forgotten,
-                 seconds=round(asyncio.get_running_loop().time() - started, 3))
+        cutoff = self.clock() - DEDUPE_WINDOW
+        for p, state in states.items():
+            for command_id, events in by_command[p].items():
+                state.decided[command_id] = outcome_of(events, self.aggregate.rejection.TYPE)
+            state.since_snapshot = counts[p]
+            forgotten = state.forget_decided_before(cutoff)
+            self.partitions[p] = state
+            snap = snapshots[p]
+            log.info("partition loaded", partition=p,
+                     snapshot_offset=None if snap is None else snap.events_offset,
+                     events_replayed=counts[p], aggregates=len(state.aggregates),
+                     decided=len(state.decided), forgotten=forgotten,
+                     seconds=round(loop.time() - started, 3))
 
     def _fold_logged(self, state: PartitionState[S], msg: Any,
                      by_command: dict[uuid.UUID, list[EventEnvelope]]) -> int:
@@ -198,15 +207,17 @@ class DeciderRunner(Generic[S]):
         replies: list[CommandReply] = []
         commits: dict[TopicPartition, int] = {}
         handled = 0
+        # States are loaded here rather than in the rebalance callback, so no record fetched
+        # around a rebalance is ever passed over before its state is known; every owned
+        # partition still missing is loaded at once, with one reader.
+        missing = sorted(tp.partition for tp in self.consumer.assignment()
+                         if tp.partition not in self.partitions)
+        if missing:
+            await self.load_partitions(missing)
         for tp, messages in batch.items():
             if tp not in self.consumer.assignment():
                 continue  # revoked meanwhile; the new owner redelivers from the commit
-            pstate = self.partitions.get(tp.partition)
-            if pstate is None:
-                # Loaded here rather than in the rebalance callback, so no record fetched
-                # around a rebalance is ever passed over before its state is known.
-                await self.load_partition(tp.partition)
-                pstate = self.partitions[tp.partition]
+            pstate = self.partitions[tp.partition]
             for msg in messages:
                 handled += 1
                 commits[tp] = msg.offset + 1
@@ -216,10 +227,10 @@ class DeciderRunner(Generic[S]):
         if sends:
             written = await asyncio.gather(*(future for _, future in sends))
             for (partition, _), meta in zip(sends, written, strict=True):
-                pstate = self.partitions.get(partition)
-                if pstate is not None:
-                    pstate.next_event_offset = max(pstate.next_event_offset, meta.offset + 1)
-                    pstate.since_snapshot += 1
+                owned = self.partitions.get(partition)
+                if owned is not None:
+                    owned.next_event_offset = max(owned.next_event_offset, meta.offset + 1)
+                    owned.since_snapshot += 1
         for reply in replies:
             sends_reply = await self.producer.send(
                 self.replies_topic, value=encode(reply), key=str(reply.command_id).encode())

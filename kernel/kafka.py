@@ -61,7 +61,8 @@ async def apply_topics(settings: Settings, specs: Iterable[TopicSpec]) -> list[T
         existing = set(await admin.list_topics())
         wanted = {settings.topic(s.name): s for s in specs}
         missing = [
-            NewTopic(name, spec.partitions, 1, topic_configs=spec.config())
+            NewTopic(name, spec.partitions, settings.kafka_replication_factor,
+                     topic_configs=spec.config())
             for name, spec in wanted.items() if name not in existing
         ]
         if missing:

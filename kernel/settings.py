@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     cache_dir: Path = ROOT / ".cache"
     kafka_port: int = Field(default=19092, ge=1024, le=65535)
     kafka_controller_port: int = Field(default=19093, ge=1024, le=65535)
+    kafka_replication_factor: int = Field(default=1, ge=1, le=7)
     kafka_heap_mb: int = Field(default=512, ge=128, le=8192)
     pg_port: int = Field(default=15432, ge=1024, le=65535)
     redis_port: int = Field(default=16379, ge=1024, le=65535)
@@ -39,6 +40,9 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
 
     api_port: int = Field(default=8000, ge=1, le=65535)
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="serve /metrics of a non-HTTP process (decider, projection) on this port")
     command_timeout_ms: int = Field(default=5000, ge=50, le=60000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
     decider_snapshot_every: int = Field(default=10_000, ge=1, le=10_000_000)

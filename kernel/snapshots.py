@@ -69,9 +69,9 @@ class SnapshotStore:
                                      key=f"{partition}:manifest".encode())
         return written + len(manifest)
 
-    async def load(self, partition: int) -> StoredSnapshot | None:
-        """The newest complete snapshot of `partition`, or None."""
-        consumer = make_consumer(self.settings, client_id=f"snapshots-{partition}")
+    async def load(self, partitions: list[int]) -> dict[int, StoredSnapshot | None]:
+        """The newest complete snapshot of each partition (None where there is none)."""
+        consumer = make_consumer(self.settings, client_id="snapshot-loader")
         await consumer.start()
         latest: dict[bytes, bytes] = {}
         try:
@@ -79,25 +79,28 @@ class SnapshotStore:
             consumer.assign(parts)
             ends = await consumer.end_offsets(parts)
             await consumer.seek_to_beginning(*parts)
-            prefix = f"{partition}:".encode()
             while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=1000)
                 for messages in batch.values():
                     for msg in messages:
-                        if msg.key is not None and msg.key.startswith(prefix):
+                        if msg.key is not None and msg.value is not None:
                             latest[msg.key] = msg.value
         finally:
             await consumer.stop()
-        raw = latest.get(f"{partition}:manifest".encode())
-        if raw is None:
+        return {p: _assemble(latest, p) for p in partitions}
+
+
+def _assemble(latest: dict[bytes, bytes], partition: int) -> StoredSnapshot | None:
+    raw = latest.get(f"{partition}:manifest".encode())
+    if raw is None:
+        return None
+    manifest = orjson.loads(raw)
+    items: list[list[Any]] = []
+    for index in range(manifest["chunks"]):
+        value = latest.get(f"{partition}:{index}".encode())
+        body = orjson.loads(value) if value is not None else None
+        if body is None or body["snapshot_id"] != manifest["snapshot_id"]:
+            log.warning("snapshot incomplete, replaying the whole log", partition=partition)
             return None
-        manifest = orjson.loads(raw)
-        items: list[list[Any]] = []
-        for index in range(manifest["chunks"]):
-            value = latest.get(f"{partition}:{index}".encode())
-            body = orjson.loads(value) if value is not None else None
-            if body is None or body["snapshot_id"] != manifest["snapshot_id"]:
-                log.warning("snapshot incomplete, replaying the whole log", partition=partition)
-                return None
-            items.extend(body["items"])
-        return StoredSnapshot(manifest["events_offset"], items, manifest["taken_at"])
+        items.extend(body["items"])
+    return StoredSnapshot(manifest["events_offset"], items, manifest["taken_at"])

@@ -240,6 +240,7 @@ def up(seed_data: Annotated[bool, typer.Option("--seed/--no-seed")] = True) -> N
     from core.bootstrap import seed_instruments
     from kernel import infra
     from kernel.kafka import apply_topics
+    from propstream.processes import PLATFORM
     from propstream.supervisor import Supervisor
     from schemas.topics import CATALOGUE
 
@@ -257,14 +258,21 @@ def up(seed_data: Annotated[bool, typer.Option("--seed/--no-seed")] = True) -> N
             results = asyncio.run(seed_instruments(settings))
             seeded = sum(1 for v in results.values() if v == "accepted")
             console.print(f"seeded {seeded} new instrument(s), {len(results)} in the default set")
+            for symbol, outcome in results.items():
+                if outcome not in ("accepted", "already seeded"):
+                    console.print(f"  {symbol}: {outcome}")
         base = f"http://{settings.host}:{settings.api_port}"
         console.print(f"\n[bold green]propstream is up[/] in {time.monotonic() - started:.1f} s")
         console.print(f"  API          {base}  (docs {base}/docs)")
         console.print(f"  instruments  {base}/instruments")
         console.print(f"  health       {base}/readyz   metrics {base}/metrics")
+        for name, port in ports.items():
+            console.print(f"  {name:<24} metrics http://{settings.host}:{port}/metrics")
         console.print("  Ctrl-C stops the services; `propstream infra down` stops the rest.\n")
 
-    raise typer.Exit(Supervisor(_say).run(on_ready=ready))
+    ports = {name: settings.api_port + 100 + i
+             for i, name in enumerate(n for n in PLATFORM if n != "api")}
+    raise typer.Exit(Supervisor(_say, metrics_ports=ports).run(on_ready=ready))
 
 
 if __name__ == "__main__":

@@ -37,12 +37,22 @@ async def _until_signalled(start: Callable[[], Awaitable[None]], work: Callable[
         log.info("process stopped", name=name)
 
 
+def serve_metrics(settings: Settings) -> None:
+    """Expose Prometheus metrics (consumer lag among them) of a process without an API."""
+    if settings.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr=settings.host)
+        log.info("metrics served", url=f"http://{settings.host}:{settings.metrics_port}/metrics")
+
+
 def run_decider(settings: Settings, family: str) -> None:
     from core import bootstrap
 
     if family != "instrument":
         raise SystemExit(f"unknown decider {family!r}; known: instrument")
     configure_logging(settings, process=f"{family}-decider")
+    serve_metrics(settings)
     runner = bootstrap.instrument_decider(settings)
     asyncio.run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
 
@@ -51,6 +61,7 @@ def run_projection(settings: Settings, name: str) -> None:
     from core import bootstrap
 
     configure_logging(settings, process=f"projection-{name}")
+    serve_metrics(settings)
     try:
         runner = bootstrap.projection(settings, name)
     except KeyError as exc:

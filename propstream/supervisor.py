@@ -24,9 +24,11 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, say: Callable[[str], None], *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, say: Callable[[str], None], *, metrics_ports: dict[str, int],
+                 env: dict[str, str] | None = None) -> None:
         self.say = say
         self.env = env or dict(os.environ)
+        self.metrics_ports = metrics_ports
         self.children = [
             Child(name, [sys.executable, "-m", "propstream", "run", *argv])
             for name, argv in PLATFORM.items()
@@ -34,7 +36,10 @@ class Supervisor:
         self.stopping = False
 
     def start(self, child: Child) -> None:
-        child.proc = subprocess.Popen(child.argv, env=self.env)
+        env = dict(self.env)
+        if child.name in self.metrics_ports:
+            env["PROPSTREAM_METRICS_PORT"] = str(self.metrics_ports[child.name])
+        child.proc = subprocess.Popen(child.argv, env=env)
         child.started_at = time.monotonic()
         self.say(f"started {child.name} (pid {child.proc.pid})")
 

@@ -1,0 +1,85 @@
+"""`propstream up` (what `make run` calls): the whole platform, seeded, then a clean stop."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import pytest
+
+from kernel.settings import Settings
+from tests.conftest import process_env
+
+pytestmark = pytest.mark.integration
+
+
+def free_port_block(size: int) -> int:
+    """A base port with `size` free ports above it (API port, then +100 … for metrics)."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            base = sock.getsockname()[1]
+        if base + 100 + size > 65000:
+            continue
+        ports = [base] + [base + 100 + i for i in range(size)]
+        if all(_free(p) for p in ports):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_up_serves_seeded_instruments_and_stops_cleanly(base_settings: Settings) -> None:
+    api_port = free_port_block(2)
+    settings = base_settings.model_copy(update={"namespace": "e" + uuid.uuid4().hex[:10]})
+    env = process_env(settings) | {"PROPSTREAM_API_PORT": str(api_port),
+                                   "PROPSTREAM_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "-m", "propstream", "up"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if "propstream is up" in line:
+                break
+        assert any("propstream is up" in line for line in output), "".join(output)
+        assert any("seeded 10 new instrument(s)" in line for line in output), "".join(output)
+
+        base = f"http://127.0.0.1:{api_port}"
+        page = httpx.get(f"{base}/instruments", params={"limit": 500}, timeout=10)
+        deadline = time.monotonic() + 30
+        while len(page.json().get("items", [])) < 10 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            page = httpx.get(f"{base}/instruments", params={"limit": 500}, timeout=10)
+        items = page.json()["items"]
+        assert {i["asset_class"] for i in items} == {"crypto", "fx", "index", "prediction"}
+        assert len(items) == 10
+        assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
+        for port in (api_port + 100, api_port + 101):
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            assert "propstream_messages_total" in metrics
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, _ = proc.communicate()
+        output.append(rest or "")
+    assert proc.returncode == 0, "".join(output)[-3000:]
+    text = "".join(output)
+    for name in ("api", "instrument-decider", "projection-instruments"):
+        assert f"{name} stopped" in text
