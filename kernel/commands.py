@@ -93,10 +93,9 @@ class CommandBus:
         try:
             reply = await asyncio.wait_for(asyncio.shield(future), timeout=wait)
         except TimeoutError:
-            return None
+            return None  # the reply, when it comes, is still remembered for polling
         finally:
-            if future.done():
-                self._waiting.pop(command.command_id, None)
+            self._waiting.pop(command.command_id, None)
         COMMAND_SECONDS.labels(command.type).observe(time.perf_counter() - started)
         return reply
 

@@ -232,9 +232,9 @@ class DeciderRunner(Generic[S]):
                     owned.next_event_offset = max(owned.next_event_offset, meta.offset + 1)
                     owned.since_snapshot += 1
         for reply in replies:
-            sends_reply = await self.producer.send(
-                self.replies_topic, value=encode(reply), key=str(reply.command_id).encode())
-            del sends_reply  # best effort: a lost reply is answered by polling
+            # Not awaited: a lost reply only means the API answered 202 and the client polls.
+            await self.producer.send(self.replies_topic, value=encode(reply),
+                                     key=str(reply.command_id).encode())
         if commits:
             await self.consumer.commit(commits)
             for tp, offset in commits.items():

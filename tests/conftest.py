@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -13,26 +12,9 @@ import pytest_asyncio
 from kernel.settings import Settings
 
 
-def docker_reachable() -> bool:
-    """testcontainers can be used only where a Docker engine answers."""
-    if shutil.which("docker") is None:
-        return False
-    try:
-        import docker  # type: ignore[import-untyped]
-
-        docker.from_env(timeout=2).ping()
-        return True
-    except Exception:
-        return False
-
-
 @pytest.fixture(scope="session")
 def base_settings() -> Iterator[Settings]:
-    """Kafka, PostgreSQL and Redis as native processes (`propstream infra up`, idempotent).
-
-    Where a Docker engine is reachable the same infrastructure could come from
-    testcontainers; our machines have none, so the native path is the one exercised here.
-    """
+    """Kafka, PostgreSQL and Redis as native processes (`propstream infra up`, idempotent)."""
     from kernel import infra
 
     settings = Settings(env="test")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -49,13 +50,15 @@ def fetch_jars(pom: Path, dest: Path, *, what: str) -> int:
                          "install it with `apt-get install -y maven`")
     dest.mkdir(parents=True, exist_ok=True)
     argv = [
-        "mvn", "-q", "-B", "-f", str(pom),
+        "mvn", "-q", "-B", "-U", "-Dstyle.color=never", "-f", str(pom),
         "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
         f"-DoutputDirectory={dest}", "-DincludeScope=runtime",
     ]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        errors = [line for line in result.stdout.splitlines() if "ERROR" in line][:2]
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
+        errors = [line.removeprefix("[ERROR] ") for line in plain.splitlines()
+                  if line.startswith("[ERROR]")][:1]
         raise InfraError(
             f"fetching the {what} jars from Maven Central failed ({' | '.join(errors)[:300]}); "
             "check that Maven Central is reachable (mvn settings, proxy) and retry"

@@ -173,3 +173,31 @@ async def test_readyz_checks_kafka_postgres_and_redis(api: httpx.AsyncClient) ->
     assert (await api.get("/livez")).json() == {"status": "ok"}
     metrics = await api.get("/metrics")
     assert "propstream_command_round_trip_seconds" in metrics.text
+
+
+async def test_undecided_command_answers_202_then_its_outcome_can_be_polled(
+    settings: Settings, spawn: type
+) -> None:
+    api_app_settings = settings.model_copy(update={"command_timeout_ms": 300})
+    from core.bootstrap import api as make_api
+
+    app = make_api(api_app_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as quick:
+            pending = await quick.post("/instruments", json={**BTC, "symbol": "LATE-USD"})
+            assert pending.status_code == 202, pending.text
+            location = pending.headers["location"]
+            assert location == pending.json()["location"]
+            assert location.startswith("/commands/")
+            assert (await quick.get(location)).status_code == 404  # not decided yet
+
+            await spawn("decider", "instrument").start().ready()
+
+            async def decided() -> bool:
+                return (await quick.get(location)).status_code == 200
+
+            await wait_until(decided, timeout=60, what="the late command's outcome")
+            outcome = (await quick.get(location)).json()
+            assert outcome["status"] == "accepted"
+            assert outcome["events"][0]["type"] == "instrument.registered"
