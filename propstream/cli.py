@@ -51,7 +51,7 @@ def infra_up() -> None:
     from kernel import infra
 
     try:
-        took = infra.up(_settings(), _say)
+        took, _ = infra.up(_settings(), _say)
     except InfraError as exc:
         _fail(str(exc))
     console.print(f"infrastructure ready in {took:.1f} s")
@@ -235,8 +235,14 @@ def dlq_replay(topic: str,
 
 
 @app.command("up")
-def up(seed_data: Annotated[bool, typer.Option("--seed/--no-seed")] = True) -> None:
-    """Start infrastructure and every service under one supervisor; Ctrl-C stops it all."""
+def up(
+    seed_data: Annotated[bool, typer.Option("--seed/--no-seed")] = True,
+    keep_infra: Annotated[bool, typer.Option(
+        help="leave Kafka, PostgreSQL and Redis running after Ctrl-C")] = False,
+) -> None:
+    """Start infrastructure and every service under one supervisor; Ctrl-C stops it all.
+
+    Infrastructure that was already running before is left running."""
     from core.bootstrap import seed_instruments
     from kernel import infra
     from kernel.kafka import apply_topics
@@ -247,13 +253,15 @@ def up(seed_data: Annotated[bool, typer.Option("--seed/--no-seed")] = True) -> N
     settings = _settings()
     started = time.monotonic()
     try:
-        infra.up(settings, _say)
+        _, ours = infra.up(settings, _say)
     except InfraError as exc:
         _fail(str(exc))
     for change in asyncio.run(apply_topics(settings, CATALOGUE)):
         console.print(f"topic {change.topic}: {change.action}")
 
     def ready() -> None:
+        if not _wait_ready(f"http://{settings.host}:{settings.api_port}/readyz", 90):
+            console.print("[yellow]the API did not report ready within 90 s; its log is above")
         if seed_data:
             results = asyncio.run(seed_instruments(settings))
             seeded = sum(1 for v in results.values() if v == "accepted")
@@ -268,11 +276,31 @@ def up(seed_data: Annotated[bool, typer.Option("--seed/--no-seed")] = True) -> N
         console.print(f"  health       {base}/readyz   metrics {base}/metrics")
         for name, port in ports.items():
             console.print(f"  {name:<24} metrics http://{settings.host}:{port}/metrics")
-        console.print("  Ctrl-C stops the services; `propstream infra down` stops the rest.\n")
+        if ours and not keep_infra:
+            console.print(f"  Ctrl-C stops the services and {', '.join(ours)}.\n")
+        else:
+            console.print("  Ctrl-C stops the services; `propstream infra down` stops the rest.\n")
 
     ports = {name: settings.api_port + 100 + i
              for i, name in enumerate(n for n in PLATFORM if n != "api")}
-    raise typer.Exit(Supervisor(_say, metrics_ports=ports).run(on_ready=ready))
+    code = Supervisor(_say, metrics_ports=ports).run(on_ready=ready)
+    if ours and not keep_infra:
+        infra.down(settings, _say, only=ours)
+    raise typer.Exit(code)
+
+
+def _wait_ready(url: str, timeout: float) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False
 
 
 if __name__ == "__main__":

@@ -26,20 +26,26 @@ def components(settings: Settings) -> list[Component]:
     return [PostgresServer(settings), RedisServer(settings), KafkaServer(settings)]
 
 
-def up(settings: Settings, say: Callable[[str], None]) -> float:
-    """Start whatever is not running; return the seconds it took."""
-    started = time.monotonic()
+def up(settings: Settings, say: Callable[[str], None]) -> tuple[float, list[str]]:
+    """Start whatever is not running; return the seconds it took and what this call started."""
+    began = time.monotonic()
+    started: list[str] = []
     for component in components(settings):
         t0 = time.monotonic()
         say(f"{component.name:<9} starting …")
         result = component.up()
+        if not result.startswith("already running"):
+            started.append(component.name)
         say(f"{component.name:<9} {result} [{time.monotonic() - t0:.1f} s]")
-    return time.monotonic() - started
+    return time.monotonic() - began, started
 
 
-def down(settings: Settings, say: Callable[[str], None]) -> None:
+def down(settings: Settings, say: Callable[[str], None], *,
+         only: list[str] | None = None) -> None:
+    """Stop the components (all, or `only` these) by their pid files."""
     for component in reversed(components(settings)):
-        say(f"{component.name:<9} {component.down()}")
+        if only is None or component.name in only:
+            say(f"{component.name:<9} {component.down()}")
 
 
 def status(settings: Settings) -> dict[str, str]:

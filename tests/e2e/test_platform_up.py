@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -83,3 +86,50 @@ def test_up_serves_seeded_instruments_and_stops_cleanly(base_settings: Settings)
     text = "".join(output)
     for name in ("api", "instrument-decider", "projection-instruments"):
         assert f"{name} stopped" in text
+
+
+def test_up_on_its_own_infrastructure_stops_it_on_ctrl_c(tmp_path: Path) -> None:
+    """As `make run` on a machine where nothing runs yet: Ctrl-C leaves nothing behind."""
+    base = free_port_block(2)
+    ports = {"PROPSTREAM_KAFKA_PORT": _free_port(), "PROPSTREAM_KAFKA_CONTROLLER_PORT":
+             _free_port(), "PROPSTREAM_PG_PORT": _free_port(), "PROPSTREAM_REDIS_PORT":
+             _free_port()}
+    env = dict(os.environ) | {k: str(v) for k, v in ports.items()} | {
+        "PROPSTREAM_CACHE_DIR": str(tmp_path / "cache"), "PROPSTREAM_API_PORT": str(base),
+        "PROPSTREAM_LOG_LEVEL": "WARNING", "PROPSTREAM_ENV": "test",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "propstream", "up", "--no-seed"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if "Ctrl-C stops" in line:
+                break
+        text = "".join(output)
+        assert "Ctrl-C stops the services and postgres, redis, kafka." in text, text
+        assert httpx.get(f"http://127.0.0.1:{base}/readyz", timeout=10).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest, _ = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, _ = proc.communicate()
+    text = "".join(output) + (rest or "")
+    assert proc.returncode == 0, text[-3000:]
+    for name in ("kafka", "redis", "postgres"):
+        assert re.search(rf"{name}\s+stopped", text), text[-2000:]
+    for port in ports.values():
+        assert _free(port), f"port {port} still answers after Ctrl-C"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

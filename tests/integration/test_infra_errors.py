@@ -71,7 +71,8 @@ def test_infra_up_is_idempotent_and_reports_running(base_settings: Settings) -> 
     from kernel import infra
 
     lines: list[str] = []
-    took = infra.up(base_settings, lines.append)
+    took, started = infra.up(base_settings, lines.append)
+    assert started == []
     assert took < 20, "a warm start must take under 20 s"
     assert sum("already running" in line for line in lines) == 3
     assert all(state.startswith("running") for state in infra.status(base_settings).values())
