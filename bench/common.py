@@ -70,3 +70,15 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     out += ["  ".join(c.rjust(w) if i else c.ljust(w)
                       for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in body]
     return "\n".join(out)
+
+
+async def drop_pg_schema(settings: Settings) -> None:
+    """Drop the namespace's PostgreSQL schema (benchmark data only)."""
+    import psycopg
+    from psycopg import sql
+
+    assert settings.namespace, "refusing to drop the public schema"
+    async with await psycopg.AsyncConnection.connect(settings.database_url,
+                                                     autocommit=True) as conn:
+        await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+            sql.Identifier(settings.pg_schema)))
