@@ -64,6 +64,7 @@ class Timers:
 
     def coro(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         async def timed(*a: Any, **k: Any) -> Any:
+            self.s[name + "#"] += 1
             t = time.perf_counter()
             try:
                 return await fn(*a, **k)
@@ -113,7 +114,21 @@ def split(timers: Timers, total: float) -> dict[str, float]:
            "copy+rows": apply_rest + s["temp"], "upsert": s["upsert"], "offsets": s["offsets"],
            "commit": commit}
     out["other"] = total - sum(out.values())
+    out["batches"] = s["apply#"]
     return out
+
+
+def decode_floor(records: list[tuple[bytes, bytes]]) -> tuple[float, float]:
+    """CPU µs per event of decode_event and of event_payload alone, no IO."""
+    registry = default_registry()
+    t = time.perf_counter()
+    envs = [kp.decode_event(v) for _, v in records]
+    t1 = time.perf_counter()
+    for env in envs:
+        registry.event_payload(env)
+    t2 = time.perf_counter()
+    n = len(records)
+    return (t1 - t) / n * 1e6, (t2 - t1) / n * 1e6
 
 
 async def produce_tape(settings: Settings, events: int, symbols: int) -> tuple[int, Any]:
@@ -188,6 +203,10 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
     splits: dict[int, list[dict[str, float]]] = {b: [] for b in batches}
     try:
         n, tape = await produce_tape(settings, events, symbols)
+        env_us, payload_us = decode_floor(tape.records)
+        print(f"decode alone (CPU, no IO): decode_event {env_us:.1f} µs + event_payload "
+              f"{payload_us:.1f} µs per event = at most {1e6 / (env_us + payload_us):,.0f} "
+              "events/s from decoding alone", flush=True)
         for r in range(runs):
             for b in batches:
                 count, took, sec, _ = await rebuild(settings, b)
@@ -208,9 +227,10 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
     print(f"projection rebuild: {n:,} events, {symbols:,} symbols; median of {runs}")
     rows = []
     for b in batches:
+        per_batch = n / median([s["batches"] for s in splits[b]])
         rows.append([str(b), f"{median(results[b]):,.0f}", f"{min(results[b]):,.0f}",
-                     f"{max(results[b]):,.0f}"])
-    print(table(["max_batch", "events/s", "min", "max"], rows))
+                     f"{max(results[b]):,.0f}", f"{per_batch:,.0f}"])
+    print(table(["max_batch", "events/s", "min", "max", "events/batch"], rows))
     print()
     print("where the wall time goes (median per section, % of the run; µs per event)")
     srows = []
@@ -224,7 +244,8 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
         print(f"\ncProfile of one more run at max_batch {batches[0]} (CPU, top by tottime):")
         print(profile_report)
     best = max(batches, key=lambda b: median(results[b]))
-    return {"events": n, "symbols": symbols, "rates": {b: median(v) for b, v in results.items()},
+    return {"events": n, "symbols": symbols, "decode_us": env_us + payload_us,
+            "rates": {b: median(v) for b, v in results.items()},
             "best": best, "splits": {b: {k: median([s[k] for s in splits[b]]) for k in SECTIONS}
                                      for b in batches}}
 
