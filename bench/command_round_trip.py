@@ -73,6 +73,14 @@ class Child:
                                      stderr=subprocess.STDOUT)
         out.close()
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of the child so far (/proc/<pid>/stat)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
@@ -117,9 +125,19 @@ class Load:
         return "register", "/instruments", spec_body(symbol)
 
 
-async def steady(rate: float, seconds: float,
-                 one: Callable[[], Awaitable[tuple[str, int]]]) -> dict[str, Any]:
+CpuProbe = Callable[[], dict[str, float]]
+
+
+def cpu_now(children: dict[str, Child]) -> dict[str, float]:
+    out = {name: c.cpu_seconds() for name, c in children.items()}
+    out["client"] = time.process_time()
+    return out
+
+
+async def steady(rate: float, seconds: float, one: Callable[[], Awaitable[tuple[str, int]]],
+                 cpu: CpuProbe | None = None) -> dict[str, Any]:
     """Issue `one()` at `rate` per second (open loop) for `seconds`; collect latencies."""
+    cpu_before = cpu() if cpu is not None else {}
     latencies: list[float] = []
     statuses: collections.Counter[str] = collections.Counter()
     lag = 0.0
@@ -148,15 +166,19 @@ async def steady(rate: float, seconds: float,
         tasks.append(asyncio.create_task(timed()))
     await asyncio.gather(*tasks)
     took = loop.time() - start
+    cpu_ms: dict[str, float] = {}
+    if cpu is not None:  # CPU milliseconds per completed request, per process
+        after = cpu()
+        cpu_ms = {k: (after[k] - cpu_before[k]) * 1000 / max(1, len(latencies)) for k in after}
     latencies.sort()
     return {"rate": rate, "sent": total, "ok": len(latencies), "achieved": len(latencies) / took,
             "p50": percentile(latencies, 50), "p90": percentile(latencies, 90),
             "p99": percentile(latencies, 99), "max": latencies[-1] if latencies else float("nan"),
-            "statuses": dict(statuses), "lag_ms": lag * 1000}
+            "statuses": dict(statuses), "lag_ms": lag * 1000, "cpu_ms": cpu_ms}
 
 
 async def http_runs(settings: Settings, rates: list[float], seconds: float, runs: int,
-                    warmup: int) -> dict[float, list[dict[str, Any]]]:
+                    warmup: int, cpu: CpuProbe) -> dict[float, list[dict[str, Any]]]:
     base = f"http://{settings.host}:{settings.api_port}"
     out: dict[float, list[dict[str, Any]]] = {r: [] for r in rates}
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
@@ -190,18 +212,19 @@ async def http_runs(settings: Settings, rates: list[float], seconds: float, runs
                             load.registered.append(body["symbol"])
                         return kind, resp.status_code
                     await steady(min(rate, 50), warmup / min(rate, 50), warm_one)
-                res = await steady(rate, seconds, one)
+                res = await steady(rate, seconds, one, cpu)
                 res["label"] = label
                 out[rate].append(res)
                 print(f"run {run + 1}/{runs} HTTP {rate:>5.0f} req/s: achieved "
                       f"{res['achieved']:6.1f}/s p50 {res['p50']:6.1f} p90 {res['p90']:6.1f} "
                       f"p99 {res['p99']:6.1f} max {res['max']:7.1f} ms; "
-                      f"client lag max {res['lag_ms']:.0f} ms; {res['statuses']}", flush=True)
+                      f"client lag max {res['lag_ms']:.0f} ms; {res['statuses']}; CPU ms/req "
+                      f"{ {k: round(v, 2) for k, v in res['cpu_ms'].items()} }", flush=True)
     return out
 
 
 async def bus_runs(settings: Settings, rates: list[float], seconds: float,
-                   runs: int) -> dict[float, list[dict[str, Any]]]:
+                   runs: int, cpu: CpuProbe) -> dict[float, list[dict[str, Any]]]:
     bus = CommandBus(settings, client_id="bench-bus")
     await bus.start()
     out: dict[float, list[dict[str, Any]]] = {r: [] for r in rates}
@@ -224,7 +247,7 @@ async def bus_runs(settings: Settings, rates: list[float], seconds: float,
                         load.registered.append(symbol)
                     return kind, 200 if reply.status == "accepted" else 409
 
-                res = await steady(rate, seconds, one)
+                res = await steady(rate, seconds, one, cpu)
                 out[rate].append(res)
                 print(f"run {run + 1}/{runs} bus  {rate:>5.0f} cmd/s: achieved "
                       f"{res['achieved']:6.1f}/s p50 {res['p50']:6.1f} p90 {res['p90']:6.1f} "
@@ -279,8 +302,12 @@ async def run(rates: list[float], seconds: float, runs: int, bus_seconds: float,
                 raise RuntimeError(f"decider exited: {decider.output()[-1500:]}")
             return "partitions assigned" in decider.output()
         await until(assigned, 90, "the decider's partitions")
-        http = await http_runs(settings, rates, seconds, runs, warmup)
-        bus = await bus_runs(settings, rates, bus_seconds, runs) if bus_seconds > 0 else {}
+        named = {"api": children[2], "decider": children[0], "projection": children[1]}
+
+        def cpu() -> dict[str, float]:
+            return cpu_now(named)
+        http = await http_runs(settings, rates, seconds, runs, warmup, cpu)
+        bus = await bus_runs(settings, rates, bus_seconds, runs, cpu) if bus_seconds > 0 else {}
     finally:
         for child in children:
             child.stop()
@@ -295,7 +322,17 @@ async def run(rates: list[float], seconds: float, runs: int, bus_seconds: float,
     print(table(["path", "rate/s", "achieved/s", "p50", "p90", "p99", "max",
                  "API-side p50/p99", "not 2xx"], rows))
     print("API-side = the API's own request time from its log (X-Request-ID); the rest of "
-          "the HTTP figure is the client (httpx) and the loopback")
+          "the HTTP figure is uvicorn before/after the app, the loopback and the client")
+    print()
+    print("CPU ms per completed request, by process (median of runs)")
+    crow = []
+    for label, results in (("HTTP", http), ("bus", bus)):
+        for rate, rs in results.items():
+            keys = list(rs[0]["cpu_ms"])
+            crow.append([label, f"{rate:.0f}"] + [f"{median([r['cpu_ms'][k] for r in rs]):.2f}"
+                                                  for k in keys])
+    if crow:
+        print(table(["path", "rate/s", *list(next(iter(http.values()))[0]["cpu_ms"])], crow))
     return {"http": http, "bus": bus}
 
 
