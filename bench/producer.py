@@ -69,12 +69,14 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 
 async def send_many(producer: AIOKafkaProducer, topic: str, records: Sequence[Record], *,
-                    partitions: int) -> int:
+                    partitions: int | None = None) -> int:
     """Send keyed records as whole batches per partition and wait for every acknowledgement.
 
     Same partition as send() for each key (murmur2, computed once per distinct key); order is
     kept within a partition. Returns the number of records sent.
     """
+    if partitions is None:
+        partitions = len(await producer.partitions_for(topic))
     by_partition: dict[int, list[Record]] = {}
     cache: dict[bytes, int] = {}
     for record in records:
