@@ -1,0 +1,353 @@
+"""Command round trip: HTTP -> Kafka -> decider -> reply -> HTTP answer, at steady rates.
+
+Starts, in a fresh namespace, the instrument decider, the instruments projection and the API
+as child processes (`python -m propstream run …`), warms up, then drives an open-loop
+schedule of requests at each --rates value for --seconds: alternately POST /instruments (a
+new unique symbol) and POST /instruments/{symbol}/halt (a symbol registered earlier in the
+run) with httpx.AsyncClient over loopback. Latency runs from the moment a request is issued
+to its answer; the achieved rate is completed requests over the window. Then the same rates
+through CommandBus.send in this process (no HTTP) to split HTTP cost from Kafka cost.
+
+The API's own time per request (its access log, matched by X-Request-ID) is shown apart.
+
+Run: python -m bench.command_round_trip [--rates 50 100 200] [--seconds 20] [--runs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import (
+    base_settings,
+    create_topics,
+    delete_namespace,
+    drop_pg_schema,
+    fresh_namespace,
+    median,
+    percentile,
+    table,
+)
+from kernel.commands import CommandBus
+from kernel.settings import Settings
+from schemas.envelope import make_command
+from schemas.instrument import HaltInstrument, InstrumentSpec, RegisterInstrument
+from schemas.topics import CATALOGUE
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "PROPSTREAM_ENV": "test",
+        "PROPSTREAM_NAMESPACE": settings.namespace,
+        "PROPSTREAM_KAFKA_PORT": str(settings.kafka_port),
+        "PROPSTREAM_PG_PORT": str(settings.pg_port),
+        "PROPSTREAM_REDIS_PORT": str(settings.redis_port),
+        "PROPSTREAM_API_PORT": str(settings.api_port),
+        "PROPSTREAM_LOG_LEVEL": "INFO",
+        "PROPSTREAM_COMMAND_TIMEOUT_MS": str(settings.command_timeout_ms),
+    })
+    return env
+
+
+class Child:
+    def __init__(self, settings: Settings, log_dir: Path, *argv: str) -> None:
+        self.argv = [sys.executable, "-m", "propstream", "run", *argv]
+        self.log = log_dir / f"{settings.namespace}-{'-'.join(argv)}.log"
+        out = open(self.log, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(self.argv, env=child_env(settings), stdout=out,
+                                     stderr=subprocess.STDOUT)
+        out.close()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of the child so far (/proc/<pid>/stat)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"waiting for {what}")
+
+
+def spec_body(symbol: str) -> dict[str, Any]:
+    return {"symbol": symbol, "venue": "simulator", "asset_class": "crypto",
+            "tick_size": "0.01", "lot_size": "0.001", "quote_currency": "USD"}
+
+
+class Load:
+    """Register / halt requests: a new symbol, then a halt of one registered earlier."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.n = 0
+        self.registered: collections.deque[str] = collections.deque()
+
+    def next(self) -> tuple[str, str, dict[str, Any]]:
+        self.n += 1
+        if self.n % 2 == 0 and self.registered:
+            symbol = self.registered.popleft()
+            return "halt", f"/instruments/{symbol}/halt", {"reason": "bench"}
+        symbol = f"{self.prefix}{self.n:07d}"
+        return "register", "/instruments", spec_body(symbol)
+
+
+CpuProbe = Callable[[], dict[str, float]]
+
+
+def cpu_now(children: dict[str, Child]) -> dict[str, float]:
+    out = {name: c.cpu_seconds() for name, c in children.items()}
+    out["client"] = time.process_time()
+    return out
+
+
+async def steady(rate: float, seconds: float, one: Callable[[], Awaitable[tuple[str, int]]],
+                 cpu: CpuProbe | None = None) -> dict[str, Any]:
+    """Issue `one()` at `rate` per second (open loop) for `seconds`; collect latencies."""
+    cpu_before = cpu() if cpu is not None else {}
+    latencies: list[float] = []
+    statuses: collections.Counter[str] = collections.Counter()
+    lag = 0.0
+    tasks = []
+
+    async def timed() -> None:
+        t = time.perf_counter()
+        try:
+            kind, status = await one()
+            statuses[f"{kind} {status}"] += 1
+        except Exception as exc:  # counted, not raised: the run goes on
+            statuses[f"error {type(exc).__name__}"] += 1
+            return
+        latencies.append((time.perf_counter() - t) * 1000)
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    total = int(rate * seconds)
+    for i in range(total):
+        due = start + i / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            lag = max(lag, -delay)
+        tasks.append(asyncio.create_task(timed()))
+    await asyncio.gather(*tasks)
+    took = loop.time() - start
+    cpu_ms: dict[str, float] = {}
+    if cpu is not None:  # CPU milliseconds per completed request, per process
+        after = cpu()
+        cpu_ms = {k: (after[k] - cpu_before[k]) * 1000 / max(1, len(latencies)) for k in after}
+    latencies.sort()
+    return {"rate": rate, "sent": total, "ok": len(latencies), "achieved": len(latencies) / took,
+            "p50": percentile(latencies, 50), "p90": percentile(latencies, 90),
+            "p99": percentile(latencies, 99), "max": latencies[-1] if latencies else float("nan"),
+            "statuses": dict(statuses), "lag_ms": lag * 1000, "cpu_ms": cpu_ms}
+
+
+async def http_runs(settings: Settings, rates: list[float], seconds: float, runs: int,
+                    warmup: int, cpu: CpuProbe) -> dict[float, list[dict[str, Any]]]:
+    base = f"http://{settings.host}:{settings.api_port}"
+    out: dict[float, list[dict[str, Any]]] = {r: [] for r in rates}
+    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        async def ready() -> bool:
+            try:
+                return (await client.get("/readyz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+        await until(ready, 60, "the API's /readyz")
+        for run in range(runs):
+            for rate in rates:
+                load = Load(f"B{run}R{int(rate)}X")
+                label = f"bench-{run}-{int(rate)}"
+
+                async def one(load: Load = load, label: str = label) -> tuple[str, int]:
+                    kind, path, body = load.next()
+                    resp = await client.post(path, json=body,
+                                             headers={"X-Request-ID": f"{label}-{load.n}"})
+                    if kind == "register" and resp.status_code == 201:
+                        load.registered.append(body["symbol"])
+                    return kind, resp.status_code
+
+                if warmup:
+                    warm = Load(f"W{run}R{int(rate)}X")
+
+                    async def warm_one(load: Load = warm) -> tuple[str, int]:
+                        kind, path, body = load.next()
+                        resp = await client.post(path, json=body)
+                        if kind == "register" and resp.status_code == 201:
+                            load.registered.append(body["symbol"])
+                        return kind, resp.status_code
+                    await steady(min(rate, 50), warmup / min(rate, 50), warm_one)
+                res = await steady(rate, seconds, one, cpu)
+                res["label"] = label
+                out[rate].append(res)
+                print(f"run {run + 1}/{runs} HTTP {rate:>5.0f} req/s: achieved "
+                      f"{res['achieved']:6.1f}/s p50 {res['p50']:6.1f} p90 {res['p90']:6.1f} "
+                      f"p99 {res['p99']:6.1f} max {res['max']:7.1f} ms; "
+                      f"client lag max {res['lag_ms']:.0f} ms; {res['statuses']}; CPU ms/req "
+                      f"{ {k: round(v, 2) for k, v in res['cpu_ms'].items()} }", flush=True)
+    return out
+
+
+async def bus_runs(settings: Settings, rates: list[float], seconds: float,
+                   runs: int, cpu: CpuProbe) -> dict[float, list[dict[str, Any]]]:
+    bus = CommandBus(settings, client_id="bench-bus")
+    await bus.start()
+    out: dict[float, list[dict[str, Any]]] = {r: [] for r in rates}
+    try:
+        for run in range(runs):
+            for rate in rates:
+                load = Load(f"C{run}R{int(rate)}X")
+
+                async def one(load: Load = load) -> tuple[str, int]:
+                    kind, _path, body = load.next()
+                    symbol = body.get("symbol") or _path.split("/")[2]
+                    payload = (RegisterInstrument(spec=InstrumentSpec.model_validate(body))
+                               if kind == "register" else HaltInstrument(reason="bench"))
+                    command = make_command(payload, aggregate_id=symbol,
+                                           command_id=uuid.uuid4(), issued_at=datetime.now(UTC))
+                    reply = await bus.send("instrument.commands", command)
+                    if reply is None:
+                        return kind, 202
+                    if kind == "register" and reply.status == "accepted":
+                        load.registered.append(symbol)
+                    return kind, 200 if reply.status == "accepted" else 409
+
+                res = await steady(rate, seconds, one, cpu)
+                out[rate].append(res)
+                print(f"run {run + 1}/{runs} bus  {rate:>5.0f} cmd/s: achieved "
+                      f"{res['achieved']:6.1f}/s p50 {res['p50']:6.1f} p90 {res['p90']:6.1f} "
+                      f"p99 {res['p99']:6.1f} max {res['max']:7.1f} ms; "
+                      f"client lag max {res['lag_ms']:.0f} ms; {res['statuses']}", flush=True)
+    finally:
+        await bus.stop()
+    return out
+
+
+def server_side(api_log: str, results: dict[float, list[dict[str, Any]]]) -> None:
+    """Fill p50/p99 of the API's own request time (its log, by our X-Request-ID)."""
+    by_id: dict[str, float] = {}
+    for line in api_log.splitlines():
+        if '"http request"' in line and '"bench-' in line:
+            rec = json.loads(line)
+            by_id[rec["request_id"]] = rec["ms"]
+    for rs in results.values():
+        for r in rs:
+            ms = sorted(v for k, v in by_id.items() if k.startswith(r["label"] + "-"))
+            r["srv_p50"], r["srv_p99"] = percentile(ms, 50), percentile(ms, 99)
+
+
+def summarise(label: str, results: dict[float, list[dict[str, Any]]]) -> list[list[str]]:
+    rows = []
+    for rate, rs in results.items():
+        def m(key: str, rs: list[dict[str, Any]] = rs) -> float:
+            return median([r[key] for r in rs])
+        bad = sum(v for r in rs for k, v in r["statuses"].items()
+                  if not k.endswith((" 200", " 201")))
+        srv = (f"{m('srv_p50'):.1f} / {m('srv_p99'):.1f}" if "srv_p50" in rs[0] else "-")
+        rows.append([label, f"{rate:.0f}", f"{m('achieved'):.1f}", f"{m('p50'):.1f}",
+                     f"{m('p90'):.1f}", f"{m('p99'):.1f}", f"{m('max'):.1f}", srv, str(bad)])
+    return rows
+
+
+async def run(rates: list[float], seconds: float, runs: int, bus_seconds: float,
+              warmup: int) -> dict[str, Any]:
+    settings = fresh_namespace(base_settings(), "bc")
+    await create_topics(settings, CATALOGUE)
+    log_dir = settings.cache_dir / "bench" / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    children = [Child(settings, log_dir, "decider", "instrument"),
+                Child(settings, log_dir, "projection", "instruments"),
+                Child(settings, log_dir, "api")]
+    try:
+        decider = children[0]
+        http: dict[float, list[dict[str, Any]]] = {}
+
+        async def assigned() -> bool:
+            if decider.proc.poll() is not None:
+                raise RuntimeError(f"decider exited: {decider.output()[-1500:]}")
+            return "partitions assigned" in decider.output()
+        await until(assigned, 90, "the decider's partitions")
+        named = {"api": children[2], "decider": children[0], "projection": children[1]}
+
+        def cpu() -> dict[str, float]:
+            return cpu_now(named)
+        http = await http_runs(settings, rates, seconds, runs, warmup, cpu)
+        bus = await bus_runs(settings, rates, bus_seconds, runs, cpu) if bus_seconds > 0 else {}
+    finally:
+        for child in children:
+            child.stop()
+        if http:
+            server_side(children[2].output(), http)
+        await delete_namespace(settings)
+        await drop_pg_schema(settings)
+    print()
+    print(f"command round trip (register/halt alternating), median of {runs}; "
+          "latency in ms; 'not 2xx' = 202 (no reply in time), errors, refusals")
+    rows = summarise("HTTP", http) + summarise("bus", bus)
+    print(table(["path", "rate/s", "achieved/s", "p50", "p90", "p99", "max",
+                 "API-side p50/p99", "not 2xx"], rows))
+    print("API-side = the API's own request time from its log (X-Request-ID); the rest of "
+          "the HTTP figure is uvicorn before/after the app, the loopback and the client")
+    print()
+    print("CPU ms per completed request, by process (median of runs)")
+    crow = []
+    for label, results in (("HTTP", http), ("bus", bus)):
+        for rate, rs in results.items():
+            keys = list(rs[0]["cpu_ms"])
+            crow.append([label, f"{rate:.0f}"] + [f"{median([r['cpu_ms'][k] for r in rs]):.2f}"
+                                                  for k in keys])
+    if crow:
+        print(table(["path", "rate/s", *list(next(iter(http.values()))[0]["cpu_ms"])], crow))
+    return {"http": http, "bus": bus}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", type=float, nargs="+", default=[50, 100, 200])
+    parser.add_argument("--seconds", type=float, default=20, help="per rate, HTTP")
+    parser.add_argument("--bus-seconds", type=float, default=10,
+                        help="per rate through CommandBus.send (0 = skip)")
+    parser.add_argument("--runs", type=int, default=1, help="repetitions (median reported)")
+    parser.add_argument("--warmup", type=int, default=200, help="requests before each rate")
+    args = parser.parse_args(argv)
+    asyncio.run(run(args.rates, args.seconds, args.runs, args.bus_seconds, args.warmup))
+
+
+if __name__ == "__main__":
+    main()

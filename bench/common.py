@@ -1,0 +1,84 @@
+"""Shared helpers of the benchmarks: settings in a fresh namespace, topics, medians, tables."""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from collections.abc import Iterable, Sequence
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from kernel.kafka import apply_topics
+from kernel.settings import Settings, load_settings
+from schemas.topics import CATALOGUE, TopicSpec
+
+
+def base_settings() -> Settings:
+    """Settings from the environment (PROPSTREAM_*), as every propstream process reads them."""
+    return load_settings()
+
+
+def fresh_namespace(settings: Settings, prefix: str) -> Settings:
+    """A namespace of our own: own topics, own PostgreSQL schema."""
+    return settings.model_copy(update={"namespace": f"{prefix}{uuid.uuid4().hex[:8]}"})
+
+
+def spec_of(name: str) -> TopicSpec:
+    for spec in CATALOGUE:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+async def create_topics(settings: Settings, specs: Iterable[TopicSpec]) -> None:
+    await apply_topics(settings, list(specs))
+
+
+async def delete_namespace(settings: Settings) -> None:
+    """Delete every topic of the namespace (benchmark data only; never an empty namespace)."""
+    assert settings.namespace, "refusing to delete topics outside a namespace"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                client_id="propstream-bench")
+    await admin.start()
+    try:
+        prefix = settings.namespace + "."
+        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted values (q in 0..100)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, int(-(-q * len(sorted_values) // 100)))  # ceil
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    body = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h)
+              for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.rjust(w) if i else c.ljust(w)
+                      for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in body]
+    return "\n".join(out)
+
+
+async def drop_pg_schema(settings: Settings) -> None:
+    """Drop the namespace's PostgreSQL schema (benchmark data only)."""
+    import psycopg
+    from psycopg import sql
+
+    assert settings.namespace, "refusing to drop the public schema"
+    async with await psycopg.AsyncConnection.connect(settings.database_url,
+                                                     autocommit=True) as conn:
+        await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+            sql.Identifier(settings.pg_schema)))

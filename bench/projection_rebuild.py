@@ -1,0 +1,267 @@
+"""Projection rebuild: `propstream replay instruments`, in-process, on a generated log.
+
+Generates N instrument events over S symbols (tests/integration/tapes.event_tape: valid
+streams with the expected final state of every symbol), produces them into a fresh
+namespace's instrument.events, then for each --max-batch: drop(), start(),
+run(until_caught_up=True), and prints events/s. The rebuilt table is checked against the
+tape's expected state. Wall time is split into sections by timing wrappers around the
+runner's and the projection's steps (poll, decode, select, fold, COPY, upsert, offsets,
+commit); --cprofile prints where the CPU went in one extra run.
+
+Run: python -m bench.projection_rebuild [--events N] [--symbols S] [--max-batch 2000 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from bench.common import (
+    base_settings,
+    create_topics,
+    delete_namespace,
+    drop_pg_schema,
+    fresh_namespace,
+    median,
+    spec_of,
+    table,
+)
+from bench.producer import send_many
+from core.adapters import instruments_projection as ip
+from kernel import projection as kp
+from kernel.kafka import make_producer
+from kernel.pg import connect
+from kernel.projection import ProjectionRunner
+from kernel.settings import Settings
+from schemas import default_registry
+from tests.integration.tapes import event_tape
+
+SECTIONS = ("poll", "decode", "select", "fold", "copy+rows", "upsert", "offsets", "commit",
+            "other")
+
+
+class Timers:
+    """Wall-clock seconds per section, filled by the wrappers below."""
+
+    def __init__(self) -> None:
+        self.s: dict[str, float] = defaultdict(float)
+
+    def sync(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.s[name] += time.perf_counter() - t
+        return timed
+
+    def coro(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        async def timed(*a: Any, **k: Any) -> Any:
+            self.s[name + "#"] += 1
+            t = time.perf_counter()
+            try:
+                return await fn(*a, **k)
+            finally:
+                self.s[name] += time.perf_counter() - t
+        return timed
+
+
+def instrument(runner: ProjectionRunner, timers: Timers) -> Callable[[], None]:
+    """Wrap the runner's steps with timers; return a function that undoes the module patches."""
+    assert runner.consumer is not None and runner.conn is not None
+    saved_decode, saved_fold = kp.decode_event, ip.fold
+    kp.decode_event = timers.sync("decode", saved_decode)
+    ip.fold = timers.sync("fold", saved_fold)
+    runner.registry.event_payload = timers.sync(  # type: ignore[method-assign]
+        "decode", runner.registry.event_payload)
+    runner.consumer.getmany = timers.coro("poll", runner.consumer.getmany)  # type: ignore[method-assign]
+    runner.handle_batch = timers.coro("batch", runner.handle_batch)  # type: ignore[method-assign]
+    runner._commit = timers.coro("txn", runner._commit)  # type: ignore[method-assign]
+    runner._store_offsets = timers.coro("offsets", runner._store_offsets)  # type: ignore[method-assign]
+    runner.projection.apply = timers.coro("apply", runner.projection.apply)  # type: ignore[method-assign]
+    conn = runner.conn
+    execute = conn.execute
+
+    async def timed_execute(query: Any, *a: Any, **k: Any) -> Any:
+        text = str(query)
+        name = ("select" if text.startswith("SELECT") else
+                "upsert" if text.startswith("INSERT INTO instruments ") else "temp")
+        t = time.perf_counter()
+        try:
+            return await execute(query, *a, **k)
+        finally:
+            timers.s[name] += time.perf_counter() - t
+
+    conn.execute = timed_execute  # type: ignore[method-assign]
+
+    def undo() -> None:
+        kp.decode_event, ip.fold = saved_decode, saved_fold
+    return undo
+
+
+def split(timers: Timers, total: float) -> dict[str, float]:
+    s = timers.s
+    apply_rest = s["apply"] - s["select"] - s["fold"] - s["upsert"] - s["temp"]
+    commit = s["txn"] - s["apply"] - s["offsets"]
+    out = {"poll": s["poll"], "decode": s["decode"], "select": s["select"], "fold": s["fold"],
+           "copy+rows": apply_rest + s["temp"], "upsert": s["upsert"], "offsets": s["offsets"],
+           "commit": commit}
+    out["other"] = total - sum(out.values())
+    out["batches"] = s["apply#"]
+    return out
+
+
+def decode_floor(records: list[tuple[bytes, bytes]]) -> tuple[float, float]:
+    """CPU µs per event of decode_event and of event_payload alone, no IO."""
+    registry = default_registry()
+    t = time.perf_counter()
+    envs = [kp.decode_event(v) for _, v in records]
+    t1 = time.perf_counter()
+    for env in envs:
+        registry.event_payload(env)
+    t2 = time.perf_counter()
+    n = len(records)
+    return (t1 - t) / n * 1e6, (t2 - t1) / n * 1e6
+
+
+async def produce_tape(settings: Settings, events: int, symbols: int) -> tuple[int, Any]:
+    per_symbol = max(1, events // symbols)
+    t = time.perf_counter()
+    tape = event_tape(symbols, per_symbol)
+    print(f"generated {len(tape.records):,} events over {symbols:,} symbols "
+          f"({per_symbol} each) in {time.perf_counter() - t:.1f} s", flush=True)
+    await create_topics(settings, [spec_of("instrument.events"),
+                                   spec_of("instrument.events.dlq")])
+    producer = make_producer(settings, client_id="bench-tape")
+    await producer.start()
+    try:
+        t = time.perf_counter()
+        await send_many(producer, settings.topic("instrument.events"), tape.records,
+                        partitions=spec_of("instrument.events").partitions)
+        took = time.perf_counter() - t
+    finally:
+        await producer.stop()
+    print(f"produced {len(tape.records):,} events in {took:.2f} s "
+          f"({len(tape.records) / took:,.0f} events/s)", flush=True)
+    return len(tape.records), tape
+
+
+async def check(settings: Settings, tape: Any) -> None:
+    conn = await connect(settings)
+    try:
+        cur = await conn.execute("SELECT symbol, status, version, tick_size, halt_reason "
+                                 "FROM instruments")
+        rows = {r[0]: r[1:] for r in await cur.fetchall()}
+    finally:
+        await conn.close()
+    assert len(rows) == len(tape.expected), (len(rows), len(tape.expected))
+    for symbol, exp in tape.expected.items():
+        got = rows[symbol]
+        want = (exp.status, exp.version, exp.tick_size, exp.halt_reason)
+        assert got == want, (symbol, got, want)
+
+
+async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False
+                  ) -> tuple[int, float, dict[str, float], str]:
+    runner = ProjectionRunner(settings, ip.InstrumentsProjection(), default_registry(),
+                              max_batch=max_batch)
+    await runner.drop()
+    await runner.start()
+    timers = Timers()
+    undo = instrument(runner, timers)
+    prof = cProfile.Profile() if profile else None
+    try:
+        if prof is not None:
+            prof.enable()
+        started = time.perf_counter()
+        count = await runner.run(until_caught_up=True)
+        took = time.perf_counter() - started
+        if prof is not None:
+            prof.disable()
+    finally:
+        undo()
+        await runner.stop()
+    report = ""
+    if prof is not None:
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(25)
+        report = buf.getvalue()
+    return count, took, split(timers, took), report
+
+
+async def run(events: int, symbols: int, batches: list[int], runs: int, *,
+              cprofile: bool = False) -> dict[str, Any]:
+    settings = fresh_namespace(base_settings(), "br")
+    results: dict[int, list[float]] = {b: [] for b in batches}
+    splits: dict[int, list[dict[str, float]]] = {b: [] for b in batches}
+    try:
+        n, tape = await produce_tape(settings, events, symbols)
+        env_us, payload_us = decode_floor(tape.records)
+        print(f"decode alone (CPU, no IO): decode_event {env_us:.1f} µs + event_payload "
+              f"{payload_us:.1f} µs per event = at most {1e6 / (env_us + payload_us):,.0f} "
+              "events/s from decoding alone", flush=True)
+        for r in range(runs):
+            for b in batches:
+                count, took, sec, _ = await rebuild(settings, b)
+                assert count == n, (count, n)
+                await check(settings, tape)
+                results[b].append(count / took)
+                splits[b].append(sec)
+                print(f"run {r + 1}/{runs} max_batch {b:>6}: {count:,} events in {took:.2f} s "
+                      f"= {count / took:,.0f} events/s (table checked)", flush=True)
+        profile_report = ""
+        if cprofile:
+            _, _, _, profile_report = await rebuild(settings, batches[0], profile=True)
+    finally:
+        await delete_namespace(settings)
+        await drop_pg_schema(settings)
+
+    print()
+    print(f"projection rebuild: {n:,} events, {symbols:,} symbols; median of {runs}")
+    rows = []
+    for b in batches:
+        per_batch = n / median([s["batches"] for s in splits[b]])
+        rows.append([str(b), f"{median(results[b]):,.0f}", f"{min(results[b]):,.0f}",
+                     f"{max(results[b]):,.0f}", f"{per_batch:,.0f}"])
+    print(table(["max_batch", "events/s", "min", "max", "events/batch"], rows))
+    print()
+    print("where the wall time goes (median per section, % of the run; µs per event)")
+    srows = []
+    for b in batches:
+        med = {k: median([s[k] for s in splits[b]]) for k in SECTIONS}
+        tot = sum(med.values())
+        srows.append([str(b)] + [f"{med[k] / tot * 100:4.1f}% {med[k] / n * 1e6:5.1f}"
+                                 for k in SECTIONS])
+    print(table(["max_batch", *SECTIONS], srows))
+    if profile_report:
+        print(f"\ncProfile of one more run at max_batch {batches[0]} (CPU, top by tottime):")
+        print(profile_report)
+    best = max(batches, key=lambda b: median(results[b]))
+    return {"events": n, "symbols": symbols, "decode_us": env_us + payload_us,
+            "rates": {b: median(v) for b, v in results.items()},
+            "best": best, "splits": {b: {k: median([s[k] for s in splits[b]]) for k in SECTIONS}
+                                     for b in batches}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--symbols", type=int, default=20_000)
+    parser.add_argument("--max-batch", type=int, nargs="+", default=[2000, 5000, 20000])
+    parser.add_argument("--runs", type=int, default=3, help="repetitions (median reported)")
+    parser.add_argument("--cprofile", action="store_true", help="one extra run under cProfile")
+    args = parser.parse_args(argv)
+    asyncio.run(run(args.events, args.symbols, args.max_batch, args.runs,
+                    cprofile=args.cprofile))
+
+
+if __name__ == "__main__":
+    main()

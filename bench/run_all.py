@@ -1,0 +1,85 @@
+"""Run the three benchmarks with modest sizes and print a summary against the targets.
+
+`make bench` calls this (after `propstream infra up`). Each benchmark also runs alone with
+bigger sizes: python -m bench.producer / bench.projection_rebuild / bench.command_round_trip
+(--help for their flags). Figures on a shared machine move a lot between runs: use --runs.
+
+Run: python -m bench.run_all [--events N] [--runs R] [--rates 50 100] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from bench import command_round_trip, producer, projection_rebuild
+from bench.common import median, table
+
+PRODUCER_TARGET = 100_000
+REBUILD_TARGET = 50_000
+P99_TARGET_MS = 30.0
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    started = time.monotonic()
+    print("== producer ==", flush=True)
+    prod = await producer.run(args.events, args.runs, min(args.events, 20_000),
+                              java=not args.no_java)
+    print("\n== projection rebuild ==", flush=True)
+    rebuild = await projection_rebuild.run(args.events, max(1, args.events // 10),
+                                           args.max_batch, args.runs)
+    print("\n== command round trip ==", flush=True)
+    rt = await command_round_trip.run(args.rates, args.seconds, args.runs, args.bus_seconds,
+                                      args.warmup)
+
+    rows: list[list[Any]] = []
+    kernel = prod["rates"]["kernel"]
+    rows.append(["producer, kernel path (send + gather)", f"{kernel:,.0f} events/s",
+                 f">= {PRODUCER_TARGET:,}", verdict(kernel >= PRODUCER_TARGET)])
+    many = prod["rates"]["send_many"]
+    rows.append(["producer, send_many (create_batch/send_batch)", f"{many:,.0f} events/s",
+                 f">= {PRODUCER_TARGET:,}", verdict(many >= PRODUCER_TARGET)])
+    if "java" in prod["rates"]:
+        rows.append(["producer, Kafka ProducerPerformance", f"{prod['rates']['java']:,.0f} "
+                     "events/s", "(reference)", ""])
+    rows.append(["producer, encode cost", f"{prod['encode_us']:.2f} µs/event", "", ""])
+    best = rebuild["best"]
+    rate = rebuild["rates"][best]
+    rows.append([f"projection rebuild (max_batch {best})", f"{rate:,.0f} events/s",
+                 f">= {REBUILD_TARGET:,}", verdict(rate >= REBUILD_TARGET)])
+    for path, results in (("HTTP", rt["http"]), ("bus", rt["bus"])):
+        for r, rs in results.items():
+            p99 = median([x["p99"] for x in rs])
+            achieved = median([x["achieved"] for x in rs])
+            target = f"p99 <= {P99_TARGET_MS:.0f} ms" if path == "HTTP" else "(split)"
+            rows.append([f"command round trip {path} at {r:.0f}/s (achieved {achieved:.0f}/s)",
+                         f"p99 {p99:.1f} ms", target,
+                         verdict(p99 <= P99_TARGET_MS) if path == "HTTP" else ""])
+    print()
+    print(f"summary (median of {args.runs} run(s); {time.monotonic() - started:.0f} s in all)")
+    print(table(["benchmark", "figure", "target", ""], rows))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=50_000,
+                        help="records for the producer and the rebuild")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--max-batch", type=int, nargs="+", default=[5000, 20000])
+    parser.add_argument("--rates", type=float, nargs="+", default=[50, 100])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--bus-seconds", type=float, default=5)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--no-java", action="store_true")
+    asyncio.run(main_async(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
