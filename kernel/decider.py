@@ -39,7 +39,7 @@ from kernel.decider_state import (
     outcome_of,
 )
 from kernel.dlq import DeadLetterSink
-from kernel.kafka import make_consumer, make_producer, partitions_of
+from kernel.kafka import Record, make_consumer, make_producer, partitions_of, send_many
 from kernel.observability import BATCH_SECONDS, CONSUMER_LAG, MESSAGES, get_logger
 from kernel.settings import Settings
 from kernel.snapshots import SnapshotStore
@@ -203,7 +203,7 @@ class DeciderRunner(Generic[S]):
 
     async def handle_batch(self, batch: dict[TopicPartition, list[Any]]) -> int:
         assert self.producer is not None and self.consumer is not None
-        sends: list[tuple[int, asyncio.Future[Any]]] = []
+        outgoing: dict[int, list[Record]] = {}
         replies: list[CommandReply] = []
         commits: dict[TopicPartition, int] = {}
         handled = 0
@@ -221,20 +221,23 @@ class DeciderRunner(Generic[S]):
             for msg in messages:
                 handled += 1
                 commits[tp] = msg.offset + 1
-                reply = await self._decide_one(tp.partition, pstate, msg, sends)
+                reply = await self._decide_one(tp.partition, pstate, msg, outgoing)
                 if reply is not None:
                     replies.append(reply)
-        if sends:
-            written = await asyncio.gather(*(future for _, future in sends))
-            for (partition, _), meta in zip(sends, written, strict=True):
+        if outgoing:
+            placed = await asyncio.gather(*(
+                send_many(self.producer, self.events_topic, records, partition=partition)
+                for partition, records in outgoing.items()))
+            for partition, sent in zip(outgoing, placed, strict=True):
                 owned = self.partitions.get(partition)
-                if owned is not None:
-                    owned.next_event_offset = max(owned.next_event_offset, meta.offset + 1)
-                    owned.since_snapshot += 1
-        for reply in replies:
-            # Not awaited: a lost reply only means the API answered 202 and the client polls.
-            await self.producer.send(self.replies_topic, value=encode(reply),
-                                     key=str(reply.command_id).encode())
+                if owned is not None and sent:
+                    owned.next_event_offset = max(owned.next_event_offset, sent[-1].offset + 1)
+                    owned.since_snapshot += len(sent)
+        if replies:
+            # After the events are durable; a lost reply only means the API answered 202 and
+            # the client polls.
+            await send_many(self.producer, self.replies_topic,
+                            [(str(r.command_id).encode(), encode(r)) for r in replies])
         if commits:
             await self.consumer.commit(commits)
             for tp, offset in commits.items():
@@ -248,7 +251,7 @@ class DeciderRunner(Generic[S]):
         return handled
 
     async def _decide_one(self, partition: int, pstate: PartitionState[S], msg: Any,
-                          sends: list[tuple[int, asyncio.Future[Any]]]) -> CommandReply | None:
+                          outgoing: dict[int, list[Record]]) -> CommandReply | None:
         assert self.producer is not None and self.dlq is not None
         try:
             env = decode_command(msg.value)
@@ -288,9 +291,8 @@ class DeciderRunner(Generic[S]):
             )
             value = self.aggregate.evolve(value, payload)
             events.append(event)
-            sends.append((partition, await self.producer.send(
-                self.events_topic, value=encode(event), key=env.aggregate_id.encode(),
-                partition=partition)))
+            outgoing.setdefault(partition, []).append(
+                (env.aggregate_id.encode(), encode(event)))
         pstate.aggregates[env.aggregate_id] = Versioned(current.version + len(events), value)
         outcome = outcome_of(events, self.aggregate.rejection.TYPE)
         pstate.decided[env.command_id] = outcome

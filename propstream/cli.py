@@ -197,7 +197,9 @@ def replay(projection: str) -> None:
         return count, time.perf_counter() - started
 
     try:
-        count, took = asyncio.run(go())
+        import uvloop
+
+        count, took = uvloop.run(go())
     except KeyError as exc:
         _fail(str(exc.args[0]))
     rate = count / took if took > 0 else 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from kernel.observability import configure_logging, get_logger
@@ -54,7 +54,7 @@ def run_decider(settings: Settings, family: str) -> None:
     configure_logging(settings, process=f"{family}-decider")
     serve_metrics(settings)
     runner = bootstrap.instrument_decider(settings)
-    asyncio.run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
+    _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
 
 
 def run_projection(settings: Settings, name: str) -> None:
@@ -66,7 +66,17 @@ def run_projection(settings: Settings, name: str) -> None:
         runner = bootstrap.projection(settings, name)
     except KeyError as exc:
         raise SystemExit(str(exc.args[0])) from None
-    asyncio.run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
+    _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """uvloop where installed: the same asyncio, with a fraction of the loop's CPU cost."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def run_api(settings: Settings) -> None:
@@ -76,7 +86,7 @@ def run_api(settings: Settings) -> None:
 
     configure_logging(settings, process="api")
     uvicorn.run(bootstrap.api(settings), host=settings.host, port=settings.api_port,
-                log_config=None, access_log=False, lifespan="on")
+                log_config=None, access_log=False, lifespan="on", loop="auto", http="auto")
 
 
 # name -> argv after `propstream run`

@@ -33,6 +33,8 @@ def _data_root(cache_dir: Path) -> Path:
     preferred = cache_dir / "postgres"
     if os.geteuid() != 0:
         return preferred
+    # Probe the folder as it will be (created now), so every later call answers the same.
+    cache_dir.mkdir(parents=True, exist_ok=True)
     probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(cache_dir)],
                            capture_output=True, check=False)
     if probe.returncode == 0:

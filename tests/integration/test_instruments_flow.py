@@ -201,3 +201,28 @@ async def test_undecided_command_answers_202_then_its_outcome_can_be_polled(
             outcome = (await quick.get(location)).json()
             assert outcome["status"] == "accepted"
             assert outcome["events"][0]["type"] == "instrument.registered"
+
+
+async def test_change_answers_202_accepted_when_the_read_model_lags(
+    settings: Settings, api: httpx.AsyncClient, spawn: type
+) -> None:
+    """No projection runs: the halt is decided, but there is no row to show yet."""
+    await spawn("decider", "instrument").start().ready()
+    registered = await api.post("/instruments", json={**BTC, "symbol": "LAG-USD"})
+    assert registered.status_code == 201
+    from kernel.pg import connect
+
+    conn = await connect(settings)  # the table exists but is empty: the projection never ran
+    try:
+        from core.adapters.instruments_projection import DDL
+
+        await conn.execute(DDL)
+        await conn.commit()
+    finally:
+        await conn.close()
+    halted = await api.post("/instruments/LAG-USD/halt", json={"reason": "x"})
+    assert halted.status_code == 202, halted.text
+    assert halted.json()["status"] == "accepted"
+    assert halted.headers["location"] == "/instruments/LAG-USD"
+    events = await read_topic(settings, "instrument.events")
+    assert [e.type for e in events] == ["instrument.registered", "instrument.halted"]

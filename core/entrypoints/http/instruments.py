@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
 from fastapi.responses import JSONResponse
@@ -31,6 +32,7 @@ router = APIRouter(prefix="/instruments", tags=["instruments"])
 commands_router = APIRouter(prefix="/commands", tags=["commands"])
 
 COMMANDS_TOPIC = "instrument.commands"
+READ_YOUR_WRITES_S = 2.0  # how long a change waits for the read model to show it
 SymbolPath = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._:/-]+$")]
 
 # Refusal reasons -> HTTP status; the problem type is the reason itself.
@@ -57,10 +59,11 @@ class InstrumentPage(BaseModel):
 
 
 class CommandAccepted(BaseModel):
-    """The command is on the log but its outcome was not decided within the wait."""
+    """The command is on the log; `pending`: not decided within the wait (poll `location`);
+    `accepted`: decided, but the read model does not show the instrument yet."""
 
     command_id: uuid.UUID
-    status: str = "pending"
+    status: Literal["pending", "accepted"] = "pending"
     location: str
 
 
@@ -162,7 +165,28 @@ async def _change(symbol: str, payload: CommandPayload, bus: BusDep, conn: ConnD
                               route=route)
     if isinstance(outcome, JSONResponse):
         return outcome
-    return _from_events(outcome, await get_instrument(conn, symbol))
+    version = max((int(e["sequence"]) for e in outcome.events), default=0)
+    current = await _read_your_write(conn, symbol, version)
+    if current is None:
+        # Decided and on the log, but the read model has not caught up with the instrument
+        # at all yet: point at where it will appear rather than answer half a body.
+        location = f"/instruments/{symbol}"
+        return JSONResponse(CommandAccepted(command_id=outcome.command_id, status="accepted",
+                                            location=location).model_dump(mode="json"),
+                            status_code=202, headers={"Location": location})
+    return _from_events(outcome, current) if current.version < version else current
+
+
+async def _read_your_write(conn: ConnDep, symbol: str, version: int,
+                           wait: float = READ_YOUR_WRITES_S) -> InstrumentPublic | None:
+    """The read model's row once it reflects `version`, or the freshest row within `wait`."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        current = await get_instrument(conn, symbol)
+        if (current is not None and current.version >= version) or \
+                asyncio.get_running_loop().time() >= deadline:
+            return current
+        await asyncio.sleep(0.01)
 
 
 @router.patch("/{symbol}", operation_id="updateInstrument", summary="Change attributes",
