@@ -5,10 +5,11 @@ aggregate id, into a fresh 3-partition topic. Every variant uses `kernel.kafka.m
 (idempotent, acks=all); what changes is how records are handed to it:
 
   send_and_wait   await send_and_wait() per record (a sample only: one round trip each)
-  kernel          await send() per record, gather the futures (what the decider does today)
-  kernel-l10      the same with linger_ms=10
-  send_many       records grouped by partition into create_batch()/send_batch(), futures
-                  gathered (the `send_many` helper below)
+  send            await send() per record, gather the futures (aiokafka's ordinary path)
+  send-l10        the same with linger_ms=10
+  kernel          kernel.kafka.send_many: records grouped by partition into
+                  create_batch()/send_batch(), every acknowledgement awaited (what the
+                  decider uses)
   java            org.apache.kafka.tools.ProducerPerformance, same record bytes (payload file,
                   but no keys), acks=all, enable.idempotence=true, same linger.ms and batch
                   size, same record count
@@ -32,9 +33,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
-
 from bench.common import (
     base_settings,
     create_topics,
@@ -45,7 +43,7 @@ from bench.common import (
     table,
 )
 from kernel.infra.kafka import TOOLS_POM, fetch_jars
-from kernel.kafka import make_consumer, make_producer, partitions_of
+from kernel.kafka import Record, make_consumer, make_producer, partitions_of, send_many
 from kernel.settings import Settings
 from schemas.codec import encode
 from schemas.envelope import EventEnvelope, make_event
@@ -57,47 +55,6 @@ BATCH_BYTES = 1024 * 1024  # make_producer's max_batch_size
 REQUEST_BYTES = 2 * 1024 * 1024  # make_producer's max_request_size
 SAMPLE_SEND_AND_WAIT = 1000
 
-Record = tuple[bytes, bytes]
-
-
-# -- the helper proposed for kernel/kafka.py ------------------------------------------------
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition aiokafka's (and Java's) default partitioner picks for a non-null key."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-async def send_many(producer: AIOKafkaProducer, topic: str, records: Sequence[Record], *,
-                    partitions: int | None = None) -> int:
-    """Send keyed records as whole batches per partition and wait for every acknowledgement.
-
-    Same partition as send() for each key (murmur2, computed once per distinct key); order is
-    kept within a partition. Returns the number of records sent.
-    """
-    if partitions is None:
-        partitions = len(await producer.partitions_for(topic))
-    by_partition: dict[int, list[Record]] = {}
-    cache: dict[bytes, int] = {}
-    for record in records:
-        key = record[0]
-        p = cache.get(key)
-        if p is None:
-            p = cache[key] = partition_for(key, partitions)
-        by_partition.setdefault(p, []).append(record)
-    futures = []
-    for p, recs in by_partition.items():
-        batch = producer.create_batch()
-        for key, value in recs:
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                futures.append(await producer.send_batch(batch, topic, partition=p))
-                batch = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"record of {len(value)} bytes does not fit in a batch")
-        if batch.record_count():
-            futures.append(await producer.send_batch(batch, topic, partition=p))
-    await asyncio.gather(*futures)
-    return len(records)
 
 
 # -- the records -----------------------------------------------------------------------------
@@ -131,7 +88,6 @@ async def _timed(settings: Settings, topic: str, records: Sequence[Record], how:
     await producer.start()
     try:
         await producer.client._wait_on_metadata(topic)  # not part of the measurement
-        parts = len(producer.client.cluster.partitions_for_topic(topic) or ())
         started = time.perf_counter()
         if how == "send_and_wait":
             for key, value in records:
@@ -141,7 +97,7 @@ async def _timed(settings: Settings, topic: str, records: Sequence[Record], how:
                        for key, value in records]
             await asyncio.gather(*futures)
         elif how == "send_many":
-            await send_many(producer, topic, records, partitions=parts)
+            await send_many(producer, topic, records)
         else:
             raise ValueError(how)
         return time.perf_counter() - started
@@ -198,9 +154,9 @@ async def run(events: int, runs: int, symbols: int, *, java: bool = True,
     settings = fresh_namespace(base_settings(), "bp")
     spec = spec_of("instrument.events")
     variants = [("send_and_wait", "send_and_wait", LINGER_MS),
-                ("kernel", "send", LINGER_MS),
-                ("kernel-l10", "send", 10),
-                ("send_many", "send_many", LINGER_MS)]
+                ("send", "send", LINGER_MS),
+                ("send-l10", "send", 10),
+                ("kernel", "send_many", LINGER_MS)]
     names = [v[0] for v in variants] + (["java"] if java else [])
     names += ["java-long"] if java and java_long else []
     specs = [spec.model_copy(update={"name": f"bench.{name.replace('_', '-')}"})
