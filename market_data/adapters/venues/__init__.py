@@ -1,0 +1,1 @@
+"""Live venue connectors: one reconnecting WebSocket client driving a pure `VenueFeed`."""

@@ -1,0 +1,1 @@
+"""Pure venue knowledge: parsers from each venue's frames to `Tick`, and the deduper."""

@@ -1,0 +1,178 @@
+"""Binance spot market streams (combined stream endpoint) to ticks.
+
+Followed: Binance spot API docs, "WebSocket Streams for Binance" (web-socket-streams.md, the
+2024-2025 revision: ping frame every 20 s, pong within a minute, 24 h connection limit,
+timestamps in milliseconds by default). Fields used:
+
+* combined wrapper: `stream` (`<symbol>@<kind>`), `data` (the raw payload)
+* `trade`: e, E, s, t (trade id), p, q, T (trade time), m (buyer is the maker)
+* `aggTrade`: e, E, s, a (aggregate trade id), p, q, f, l, T, m
+* `bookTicker`: u (book update id), s, b, B, a, A; it carries no time, so the receive
+  time stands in for the venue time
+* `kline_<interval>`: e, E, s, k.{t, T, s, i, o, c, h, l, v, x}
+* live subscribe: {"method": "SUBSCRIBE", "params": [...], "id": n}; reply {"result", "id"}
+
+Mapping: `m` true means the buyer rested, so the taker sold: side "sell". Trade ids are the
+venue's `t`; aggregate trades get `agg:<a>` so the two id spaces never collide. Klines are
+validated; a closed kline becomes a tick (close price, bar volume, id `kline:<i>:<t>`) only
+when `klines_as_ticks` is set, since trades already carry the same prints.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from market_data.domain.ticks import Tick
+from market_data.domain.venues.common import (
+    GapDetected,
+    ParseResult,
+    Reject,
+    TimeGuard,
+    as_bool,
+    as_int,
+    as_str,
+    load_json,
+    ms_to_ns,
+    price,
+    quote_tick,
+    require,
+    size,
+    trade_tick,
+)
+
+VENUE = "binance"
+DEFAULT_STREAMS = ("trade", "bookTicker")
+
+
+class BinanceFeed:
+    """Pure Binance knowledge for the reconnecting client."""
+
+    venue = VENUE
+
+    def __init__(
+        self,
+        symbols: Mapping[str, str],
+        *,
+        streams: tuple[str, ...] = DEFAULT_STREAMS,
+        guard: TimeGuard | None = None,
+        klines_as_ticks: bool = False,
+    ) -> None:
+        self._symbols = {venue_symbol.upper(): ours for venue_symbol, ours in symbols.items()}
+        self._streams = streams
+        self._guard = guard or TimeGuard()
+        self._klines_as_ticks = klines_as_ticks
+        self._next_id = 1
+
+    def stream_names(self) -> list[str]:
+        return [f"{s.lower()}@{kind}" for s in self._symbols for kind in self._streams]
+
+    def subscribe_messages(self) -> list[str]:
+        message = {"method": "SUBSCRIBE", "params": self.stream_names(), "id": self._next_id}
+        self._next_id += 1
+        return [json.dumps(message)]
+
+    def resync_messages(self, gap: GapDetected) -> list[str]:
+        # Binance market streams carry no per-connection sequence to resync from.
+        return []
+
+    def heartbeat_message(self) -> str | None:
+        return None  # the venue pings; the websocket layer answers with pongs
+
+    def reset(self) -> None:
+        return None
+
+    def parse(self, raw: bytes | str, received_ts_ns: int) -> ParseResult:
+        try:
+            return self._parse(raw, received_ts_ns)
+        except Reject as rejected:
+            return rejected.error
+
+    def _parse(self, raw: bytes | str, received_ts_ns: int) -> list[Tick]:
+        frame = load_json(raw)
+        if not isinstance(frame, dict):
+            raise Reject("not-an-object", type(frame).__name__)
+        if "result" in frame and "id" in frame:
+            return []  # reply to SUBSCRIBE
+        if "code" in frame and "msg" in frame:
+            raise Reject("venue-error", f"{frame.get('code')}: {frame.get('msg')}")
+        if "stream" in frame:
+            stream = as_str(frame["stream"], "stream")
+            data = require(frame, "data")
+            kind = stream.partition("@")[2]
+        else:
+            data, kind = frame, ""  # a raw (uncombined) stream payload
+        if not isinstance(data, dict):
+            raise Reject("not-an-object", "data")
+        event = data.get("e")
+        if kind.startswith("kline") or event == "kline":
+            return self._kline(data, received_ts_ns)
+        if kind == "trade" or event == "trade":
+            return [self._trade(data, received_ts_ns, aggregate=False)]
+        if kind == "aggTrade" or event == "aggTrade":
+            return [self._trade(data, received_ts_ns, aggregate=True)]
+        if kind == "bookTicker" or (not kind and {"u", "b", "a"} <= data.keys()):
+            return [self._book_ticker(data, received_ts_ns)]
+        raise Reject("unknown-event", kind or str(event))
+
+    def _instrument(self, data: dict[str, Any]) -> str:
+        symbol = as_str(require(data, "s"), "s").upper()
+        instrument = self._symbols.get(symbol)
+        if instrument is None:
+            raise Reject("unknown-symbol", symbol)
+        return instrument
+
+    def _trade(self, data: dict[str, Any], received_ts_ns: int, *, aggregate: bool) -> Tick:
+        instrument = self._instrument(data)
+        venue_id = as_int(require(data, "a" if aggregate else "t"), "trade id")
+        trade_price = price(require(data, "p"), "p")
+        quantity = size(require(data, "q"), "q")
+        venue_ts_ns = ms_to_ns(as_int(require(data, "T"), "T"))
+        buyer_is_maker = as_bool(require(data, "m"), "m")
+        self._guard.check(venue_ts_ns, received_ts_ns)
+        return trade_tick(
+            instrument=instrument, venue=VENUE, price=trade_price, size=quantity,
+            side="sell" if buyer_is_maker else "buy",
+            trade_id=f"agg:{venue_id}" if aggregate else str(venue_id),
+            venue_ts_ns=venue_ts_ns, received_ts_ns=received_ts_ns,
+        )
+
+    def _book_ticker(self, data: dict[str, Any], received_ts_ns: int) -> Tick:
+        instrument = self._instrument(data)
+        as_int(require(data, "u"), "u")
+        bid = price(require(data, "b"), "b")
+        ask = price(require(data, "a"), "a")
+        size(require(data, "B"), "B", allow_zero=True)
+        size(require(data, "A"), "A", allow_zero=True)
+        return quote_tick(
+            instrument=instrument, venue=VENUE, bid=bid, ask=ask,
+            venue_ts_ns=received_ts_ns, received_ts_ns=received_ts_ns,
+        )
+
+    def _kline(self, data: dict[str, Any], received_ts_ns: int) -> list[Tick]:
+        instrument = self._instrument(data)
+        k = require(data, "k")
+        if not isinstance(k, dict):
+            raise Reject("not-an-object", "k")
+        start_ms = as_int(require(k, "t"), "k.t")
+        close_ms = as_int(require(k, "T"), "k.T")
+        interval = as_str(require(k, "i"), "k.i")
+        open_, close = price(require(k, "o"), "k.o"), price(require(k, "c"), "k.c")
+        high, low = price(require(k, "h"), "k.h"), price(require(k, "l"), "k.l")
+        volume = size(require(k, "v"), "k.v", allow_zero=True)
+        closed = as_bool(require(k, "x"), "k.x")
+        if not low <= min(open_, close) <= max(open_, close) <= high:
+            raise Reject("invalid-price", f"kline o={open_} c={close} outside l={low} h={high}")
+        event_ms = as_int(data["E"], "E") if "E" in data else close_ms
+        self._guard.check(ms_to_ns(event_ms), received_ts_ns)
+        if not (closed and self._klines_as_ticks and volume > 0.0):
+            return []
+        # A bar has no aggressor, so no side.
+        return [
+            Tick(
+                instrument=instrument, venue=VENUE, price=close, size=volume,
+                venue_ts_ns=ms_to_ns(close_ms), received_ts_ns=received_ts_ns,
+                trade_id=f"kline:{interval}:{start_ms}",
+            )
+        ]

@@ -1,0 +1,1 @@
+"""Test support: fakes and local servers that stand in for the outside world."""
