@@ -257,6 +257,10 @@ _ROLES: Mapping[str, tuple[str, str]] = {
         "the decider answers with the decided outcome",
         "the API instance waiting on the command reads it",
     ),
+    "stream": (
+        "a publisher or processor appends facts (tick batches, closed bars)",
+        "processors, projections and the WebSocket gateway consume them",
+    ),
     "snapshots": (
         "the family's decider writes its partition state, chunks then a manifest",
         "the decider reads the newest complete snapshot when it takes a partition",

@@ -106,21 +106,21 @@ class SimulatorCommand(CommandPayload):
 
 
 class StartSimulator(SimulatorCommand):
-    TYPE = "simulator.start"
+    TYPE = "market.start-simulator"
 
 
 class StopSimulator(SimulatorCommand):
-    TYPE = "simulator.stop"
+    TYPE = "market.stop-simulator"
 
 
 class OverrideRegime(SimulatorCommand):
-    TYPE = "simulator.override-regime"
+    TYPE = "market.override-regime"
 
     regime: RegimeName
 
 
 class InjectNews(SimulatorCommand):
-    TYPE = "simulator.inject-news"
+    TYPE = "market.inject-news"
 
     headline: str = Field(min_length=1, max_length=300)
     jump: float = Field(ge=-2, le=2, description="log return (logit for probabilities)")

@@ -9,9 +9,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas import instrument
+from schemas import instrument, market
 
-TopicKind = Literal["commands", "events", "snapshots", "replies", "dead-letters"]
+TopicKind = Literal["commands", "events", "stream", "snapshots", "replies", "dead-letters"]
+# "stream": a high-volume log of facts keyed by instrument (ticks, bars), written by a
+# publisher or processor rather than decided by a decider.
 CleanupPolicy = Literal["delete", "compact"]
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -109,6 +111,42 @@ REPLIES = TopicSpec(
     description="decided outcomes for the API instances waiting on them",
 )
 
+def _dead_letters(name: str, description: str) -> TopicSpec:
+    return TopicSpec(name=f"{name}.dlq", kind="dead-letters", partitions=1, key="origin key",
+                     retention_ms=30 * DAY_MS, description=description)
+
+
+MARKET: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        name="market.ticks", kind="stream", partitions=6, key="instrument",
+        retention_ms=30 * DAY_MS, carries=(market.MarketTicksPublished.TYPE,),
+        dead_letter="market.ticks.dlq",
+        description="every price the platform uses: batches of normalised ticks",
+    ),
+    TopicSpec(
+        name="market.bars", kind="stream", partitions=6, key="instrument",
+        retention_ms=FOREVER, carries=(market.MarketBarClosed.TYPE,),
+        dead_letter="market.bars.dlq", description="OHLCV bars closed by the bar processor",
+    ),
+    TopicSpec(
+        name="market.commands", kind="commands", partitions=1, key="instrument or *",
+        retention_ms=7 * DAY_MS, carries=tuple(m.TYPE for m in market.COMMANDS),
+        dead_letter="market.commands.dlq", description="admin control of the simulator",
+    ),
+    TopicSpec(
+        name="market.events", kind="events", partitions=1, key="instrument or *",
+        retention_ms=FOREVER,
+        carries=(market.MarketRegimeChanged.TYPE, market.MarketNewsPublished.TYPE),
+        dead_letter="market.events.dlq",
+        description="volatility regime changes and news, generated or injected",
+    ),
+    _dead_letters("market.ticks", "tick batches a consumer could not decode or apply"),
+    _dead_letters("market.bars", "bars a consumer could not decode or apply"),
+    _dead_letters("market.commands", "simulator commands that could not be decoded"),
+    _dead_letters("market.events", "regime or news events a consumer could not decode"),
+    _dead_letters("market.raw", "venue frames that could not be parsed, raw bytes kept"),
+)
+
 CATALOGUE: tuple[TopicSpec, ...] = (
     *_family(
         "instrument",
@@ -117,6 +155,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         commands=tuple(m.TYPE for m in instrument.COMMANDS),
         events=tuple(m.TYPE for m in instrument.EVENTS),
     ),
+    *MARKET,
     REPLIES,
 )
 
