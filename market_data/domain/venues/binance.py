@@ -21,6 +21,7 @@ when `klines_as_ticks` is set, since trades already carry the same prints.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -124,6 +125,9 @@ class BinanceFeed:
         return instrument
 
     def _trade(self, data: dict[str, Any], received_ts_ns: int, *, aggregate: bool) -> Tick:
+        fast = self._trade_fast(data, received_ts_ns, aggregate=aggregate)
+        if fast is not None:
+            return fast
         instrument = self._instrument(data)
         venue_id = as_int(require(data, "a" if aggregate else "t"), "trade id")
         trade_price = price(require(data, "p"), "p")
@@ -137,6 +141,32 @@ class BinanceFeed:
             trade_id=f"agg:{venue_id}" if aggregate else str(venue_id),
             venue_ts_ns=venue_ts_ns, received_ts_ns=received_ts_ns,
         )
+
+    def _trade_fast(self, data: dict[str, Any], received_ts_ns: int, *,
+                    aggregate: bool) -> Tick | None:
+        """The usual well-formed trade, checked in one pass; None sends it to the careful
+        path, which names exactly what is wrong."""
+        try:
+            instrument = self._symbols.get(data["s"].upper())
+            venue_id = data["a" if aggregate else "t"]
+            trade_price = float(data["p"])
+            quantity = float(data["q"])
+            venue_ms = data["T"]
+            buyer_is_maker = data["m"]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+        if (instrument is None or type(venue_id) is not int or type(venue_ms) is not int
+                or type(buyer_is_maker) is not bool or type(data["p"]) is not str
+                or not (0.0 < trade_price < math.inf) or not (0.0 < quantity < math.inf)):
+            return None
+        venue_ts_ns = venue_ms * 1_000_000
+        guard = self._guard
+        if not (received_ts_ns - guard.max_age_ns <= venue_ts_ns
+                <= received_ts_ns + guard.max_ahead_ns):
+            return None
+        return Tick(instrument, VENUE, trade_price, quantity, venue_ts_ns, received_ts_ns,
+                    None, None, "sell" if buyer_is_maker else "buy",
+                    f"agg:{venue_id}" if aggregate else str(venue_id))
 
     def _book_ticker(self, data: dict[str, Any], received_ts_ns: int) -> Tick:
         instrument = self._instrument(data)

@@ -14,10 +14,11 @@ venue trade id. A quote is emitted only when both sides of the book exist (no mi
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
+
+import orjson
 
 from market_data.domain.ticks import Side, Tick
 
@@ -85,8 +86,8 @@ class TimeGuard:
 def load_json(raw: bytes | str) -> Any:
     """Decode a frame; anything that is not JSON is `malformed-json`."""
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise Reject("malformed-json", str(exc)[:120]) from None
 
 
