@@ -170,6 +170,8 @@ class MarketSimulator:
         self._bullish = np.array([c.news.bullish_probability for c in configs], dtype=np.float64)
         self._n_headlines = np.array([len(c.news.headlines) for c in configs], dtype=np.int64)
 
+        self._ticks_per_unit = self._tick_den / self._tick_num
+        self._lots_per_unit = self._lot_den / self._lot_num
         log_tick = np.log(self._tick_num / self._tick_den)
         # Probability grids have 1/tick points; the highest quotable bid leaves room for the
         # spread below 1 - tick. Price grids are bounded by MAX_MID_TICKS only.
@@ -183,6 +185,19 @@ class MarketSimulator:
         prob = self._is_prob
         x[prob] -= np.log1p(-initial[prob])  # log(p / (1 - p)): the logit
         self._x: FloatArray = x
+        self._arange = np.arange(len(configs))
+        self._has_prob = bool(self._is_prob.any())
+        self._has_bps = bool((self._spread_frac > 0).any())
+        self._has_news = bool((self._news_per_step > 0).any())
+        self._sqrt_dt = math.sqrt(self._dt_years)
+        self._refresh_volatility()
+
+    def _refresh_volatility(self) -> None:
+        # Cached per regime change: the per-step drift and stdev of each instrument.
+        sigma = self._sigmas[self._arange, self._regime]
+        gbm_drift = (self._mu - 0.5 * sigma * sigma) * self._dt_years
+        self._drift = np.where(self._is_prob, 0.0, gbm_drift)
+        self._vol = sigma * self._sqrt_dt
 
     @property
     def instruments(self) -> tuple[str, ...]:
@@ -241,21 +256,22 @@ class MarketSimulator:
         n = len(self._symbols)
         rng = self._rng
         # Draw in a fixed order and amount, whatever the overrides, so a seed fixes the tape.
-        u_regime = rng.random(n)
-        z = rng.standard_normal(n)
-        news_counts = rng.poisson(self._news_per_step)
-        u_side = rng.random(n)
-        z_size = rng.standard_normal(n)
+        # (Uniforms: regime, side. Normals: path, size. News draws follow, only when there is
+        # news, which depends on earlier draws only.)
+        u = rng.random((2, n))
+        z = rng.standard_normal((2, n))
+        news_counts = rng.poisson(self._news_per_step) if self._has_news else None
 
-        regime_changes = self._advance_regimes(u_regime, now_ns)
-        sigma = self._sigmas[np.arange(n), self._regime]
-        drift = np.where(self._is_prob, 0.0, (self._mu - 0.5 * sigma * sigma) * self._dt_years)
-        self._x += drift + sigma * math.sqrt(self._dt_years) * z
+        regime_changes = self._advance_regimes(u[0], now_ns)
+        x = self._x
+        x += self._drift
+        x += self._vol * z[0]
         news = self._apply_news(news_counts, now_ns)
-        np.clip(self._x, self._lo, self._hi, out=self._x)
+        np.minimum(x, self._hi, out=x)
+        np.maximum(x, self._lo, out=x)
 
         self._sequence += 1
-        ticks = self._quote(u_side, z_size, now_ns)
+        ticks = self._quote(u[1], z[1], now_ns)
         return SimulationStep(
             sequence=self._sequence, at_ns=now_ns, ticks=ticks,
             regime_changes=regime_changes, news=news,
@@ -268,30 +284,34 @@ class MarketSimulator:
             raise UnknownInstrumentError(f"the simulator does not run {symbol!r}") from None
 
     def _advance_regimes(self, u: FloatArray, now_ns: int) -> tuple[RegimeChange, ...]:
-        n = len(self._symbols)
         old = self._regime
-        rows = self._cumulative[np.arange(n), old]
-        new = (rows <= u[:, None]).sum(axis=1).astype(np.int64)
-        admin = np.zeros(n, dtype=np.bool_)
+        rows = self._cumulative[self._arange, old]
+        # The first regime whose cumulative probability exceeds u (the last column is 1).
+        new: IntArray = (rows[:, 0] <= u).astype(np.int64) + (rows[:, 1] <= u)
+        admin = set(self._pending_regimes)
         for i, regime in self._pending_regimes.items():
             new[i] = regime
-            admin[i] = True
         self._pending_regimes.clear()
         changed = np.flatnonzero(new != old)
+        if changed.size == 0:
+            return ()
         records = tuple(
             RegimeChange(
                 instrument=self._symbols[i], at_ns=now_ns,
                 from_regime=REGIMES[int(old[i])], to_regime=REGIMES[int(new[i])],
                 sigma=float(self._sigmas[i, new[i]]),
-                source="admin" if admin[i] else "simulated",
+                source="admin" if i in admin else "simulated",
             )
             for i in changed.tolist()
         )
         self._regime = new
+        self._refresh_volatility()
         return records
 
-    def _apply_news(self, counts: IntArray, now_ns: int) -> tuple[NewsEvent, ...]:
-        index = np.repeat(np.arange(len(self._symbols)), counts)
+    def _apply_news(self, counts: IntArray | None, now_ns: int) -> tuple[NewsEvent, ...]:
+        if (counts is None or not counts.any()) and not self._pending_news:
+            return ()
+        index = self._arange[:0] if counts is None else np.repeat(self._arange, counts)
         k = len(index)
         magnitude = np.abs(self._rng.normal(self._jump_mean[index], self._jump_stdev[index], k))
         bullish = self._rng.random(k) < self._bullish[index]
@@ -325,16 +345,23 @@ class MarketSimulator:
         )
 
     @staticmethod
-    def _mids(x: FloatArray, is_prob: npt.NDArray[np.bool_]) -> FloatArray:
-        # Both branches are finite because x is clamped; np.where picks per instrument.
-        return np.where(is_prob, 1.0 / (1.0 + np.exp(-x)), np.exp(x))
+    def _mids(x: FloatArray, is_prob: npt.NDArray[np.bool_], has_prob: bool = True) -> FloatArray:
+        # e^x / (1 + e^x) is the logistic function; e^x is finite because x is clamped.
+        mid = np.exp(x)
+        return np.where(is_prob, mid / (1.0 + mid), mid) if has_prob else mid
 
     def _quote(self, u_side: FloatArray, z_size: FloatArray, now_ns: int) -> tuple[Tick, ...]:
-        mid = self._mids(self._x, self._is_prob)
-        mid_ticks = mid * self._tick_den / self._tick_num
-        spread = np.maximum(self._spread_ticks, np.ceil(mid_ticks * self._spread_frac))
-        spread = np.minimum(spread, self._max_spread)
-        bid_n = np.clip(np.floor(mid_ticks - spread / 2 + 0.5), 1.0, self._top_tick - spread)
+        mid = self._mids(self._x, self._is_prob, self._has_prob)
+        mid_ticks = mid * self._ticks_per_unit
+        spread = self._spread_ticks
+        if self._has_bps:
+            # The epsilon keeps 10 bps of 60,000 at 6,000 ticks, not 6,001 from float noise.
+            spread = np.maximum(spread, np.ceil(mid_ticks * self._spread_frac - 1e-9))
+        if self._has_prob:
+            spread = np.minimum(spread, self._max_spread)
+        bid_n = np.floor(mid_ticks - 0.5 * spread + 0.5)
+        np.minimum(bid_n, self._top_tick - spread, out=bid_n)
+        np.maximum(bid_n, 1.0, out=bid_n)
         ask_n = bid_n + spread
         # n·num/den with exact integers n·num < 2**53: the nearest float to the decimal price.
         bid = bid_n * self._tick_num / self._tick_den
@@ -342,7 +369,9 @@ class MarketSimulator:
         buy = u_side < 0.5
         price = np.where(buy, ask, bid)
         size_raw = np.exp(self._log_size_median + self._size_log_stdev * z_size)
-        lots = np.clip(np.rint(size_raw * self._lot_den / self._lot_num), 1.0, 2.0**38)
+        lots = np.rint(size_raw * self._lots_per_unit)
+        np.minimum(lots, 2.0**38, out=lots)
+        np.maximum(lots, 1.0, out=lots)
         size = lots * self._lot_num / self._lot_den
         sides: list[Side] = ["buy" if b else "sell" for b in buy.tolist()]
         seq = self._sequence
