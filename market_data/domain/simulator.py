@@ -23,7 +23,6 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +37,13 @@ from market_data.domain.simulator_config import (
     RegimeName,
     check_together,
 )
+from market_data.domain.simulator_records import (
+    InstrumentState,
+    NewsEvent,
+    RegimeChange,
+    SimulationStep,
+    Source,
+)
 from market_data.domain.ticks import Side, Tick
 from market_data.exceptions import (
     InvalidControlError,
@@ -46,8 +52,6 @@ from market_data.exceptions import (
 )
 
 VENUE = "simulator"
-Signal = Literal["bullish", "bearish"]
-Source = Literal["simulated", "admin"]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -56,55 +60,6 @@ IntArray = npt.NDArray[np.int64]
 _LOG_FLOOR_BELOW_TICK = 30.0
 _LOGIT_BOUND = 40.0
 _MAX_ABS_INJECTED_JUMP = 50.0
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RegimeChange:
-    """An instrument's volatility regime changed at `at_ns`; `sigma` is the new one."""
-
-    instrument: str
-    at_ns: int
-    from_regime: RegimeName
-    to_regime: RegimeName
-    sigma: float
-    source: Source
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class NewsEvent:
-    """News moved an instrument at `at_ns` by `jump` (log return, or logit for probabilities).
-
-    `strength` is |jump| in units of the instrument's typical jump (`mean_abs_jump`).
-    """
-
-    instrument: str
-    at_ns: int
-    headline: str
-    jump: float
-    signal: Signal
-    strength: float
-    source: Source
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SimulationStep:
-    """What one step produced: one tick per instrument, then the events that happened."""
-
-    sequence: int
-    at_ns: int
-    ticks: tuple[Tick, ...]
-    regime_changes: tuple[RegimeChange, ...]
-    news: tuple[NewsEvent, ...]
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class InstrumentState:
-    """The unquantised state of one instrument: its regime and its mid (price or probability)."""
-
-    instrument: str
-    regime: RegimeName
-    sigma: float
-    mid: float
 
 
 @dataclass(frozen=True, slots=True)
