@@ -144,6 +144,20 @@ class _OpenBar:
         self.trades = 1
 
 
+def _fold(bar: _OpenBar, ts: int, price: float, size: float) -> None:
+    if ts < bar.open_ts:
+        bar.open_ts, bar.open = ts, price
+    if ts >= bar.close_ts:
+        bar.close_ts, bar.close = ts, price
+    if price > bar.high:
+        bar.high = price
+    elif price < bar.low:
+        bar.low = price
+    bar.volume += size
+    bar.notional += price * size
+    bar.trades += 1
+
+
 class BarBuilder:
     """Fold one instrument's ticks into bars of every resolution."""
 
@@ -164,12 +178,14 @@ class BarBuilder:
         if ts < self._horizon_ns:
             return [LateTick(tick, self._horizon_ns)]
         price, size = tick.price, tick.size
-        closed: list[BarOutcome] = []
         open_bars = self._open
-        for i, length in enumerate(self._lengths):
-            start = ts - ts % length
-            bar = open_bars[i]
-            if bar is not None and start == bar.start:
+        minute = open_bars[0]
+        if minute is not None and 0 <= ts - minute.start < MINUTE_NS:
+            # Same minute as the open 1m bar, hence (periods nest) the same period at every
+            # resolution, and every coarser bar is open: fold without bucketing, inlined
+            # because this is nearly every tick.
+            for bar in open_bars:
+                assert bar is not None
                 if ts < bar.open_ts:
                     bar.open_ts, bar.open = ts, price
                 if ts >= bar.close_ts:
@@ -181,6 +197,13 @@ class BarBuilder:
                 bar.volume += size
                 bar.notional += price * size
                 bar.trades += 1
+            return []
+        closed: list[BarOutcome] = []
+        for i, length in enumerate(self._lengths):
+            start = ts - ts % length
+            bar = open_bars[i]
+            if bar is not None and start == bar.start:
+                _fold(bar, ts, price, size)
             elif bar is None or start > bar.start:
                 if bar is not None:
                     closed.append(self._final(i, bar))
