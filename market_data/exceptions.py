@@ -19,3 +19,7 @@ class UnknownInstrumentError(MarketDataError, LookupError):
 
 class InvalidControlError(MarketDataError, ValueError):
     """A control command (regime override, injected news) carries an invalid value."""
+
+
+class SnapshotError(MarketDataError):
+    """A persisted builder snapshot cannot be restored (wrong instrument, version or shape)."""

@@ -7,6 +7,7 @@ tick written twice is one member.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +98,7 @@ class PriceStore:
         return [orjson.loads(m) for m in members if isinstance(m, bytes | str)]
 
 
-def _latest(instrument: str, data: dict[bytes, bytes]) -> LatestPrice:
+def _latest(instrument: str, data: Mapping[Any, Any]) -> LatestPrice:
     def opt(key: bytes) -> float | None:
         value = data.get(key, b"")
         return float(value) if value else None
