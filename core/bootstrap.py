@@ -14,13 +14,13 @@ from core.entrypoints.http.app import create_app
 from core.seeds import DEFAULT_INSTRUMENTS
 from kernel.commands import CommandBus
 from kernel.decider import DeciderRunner
-from kernel.projection import ProjectionRunner
+from kernel.projection import Projection
 from kernel.settings import Settings
 from schemas import default_registry
 from schemas.envelope import make_command
 from schemas.instrument import RegisterInstrument
 
-PROJECTIONS = {"instruments": InstrumentsProjection}
+PROJECTIONS: dict[str, type[Projection]] = {"instruments": InstrumentsProjection}
 SEED_NAMESPACE = uuid.UUID("9d3c1b2a-4e5f-4a6b-8c7d-1e2f3a4b5c6d")
 
 
@@ -31,15 +31,6 @@ def api(settings: Settings) -> FastAPI:
 def instrument_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
     return DeciderRunner(settings, InstrumentAggregate(), default_registry(),
                          snapshot_every=settings.decider_snapshot_every)
-
-
-def projection(settings: Settings, name: str) -> ProjectionRunner:
-    try:
-        factory = PROJECTIONS[name]
-    except KeyError:
-        raise KeyError(f"unknown projection {name!r}; known: {', '.join(PROJECTIONS)}") from None
-    return ProjectionRunner(settings, factory(), default_registry(),
-                            max_batch=settings.projection_batch)
 
 
 async def seed_instruments(settings: Settings, *, wait_ms: int = 60000) -> dict[str, str]:

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
         description="serve /metrics of a non-HTTP process (decider, projection) on this port")
     command_timeout_ms: int = Field(default=5000, ge=50, le=60000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    simulator_seed: int = Field(default=42, ge=0, description="same seed, same tape")
     decider_snapshot_every: int = Field(default=10_000, ge=1, le=10_000_000)
     projection_batch: int = Field(default=5000, ge=1, le=100_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

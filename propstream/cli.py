@@ -158,6 +158,14 @@ def run_projection(name: str) -> None:
     run(_settings(), name)
 
 
+@run_app.command("market")
+def run_market(part: str) -> None:
+    """A market-data process: `simulator`, `bars` or `prices`."""
+    from propstream.processes import run_market as run
+
+    run(_settings(), part)
+
+
 @app.command("seed")
 def seed() -> None:
     """Register the default instruments (idempotent)."""
@@ -173,12 +181,12 @@ def replay(projection: str) -> None:
     """Drop a projection and rebuild it from the log, with progress."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from core import bootstrap
+    from propstream.processes import projection_runner
 
     settings = _settings()
 
     async def go() -> tuple[int, float]:
-        runner = bootstrap.projection(settings, projection)
+        runner = projection_runner(settings, projection)
         await runner.drop()
         await runner.start()
         started = time.perf_counter()

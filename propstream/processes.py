@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from kernel.observability import configure_logging, get_logger
+from kernel.projection import ProjectionRunner
 from kernel.settings import Settings
 
 log = get_logger(__name__)
@@ -57,15 +58,40 @@ def run_decider(settings: Settings, family: str) -> None:
     _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
 
 
-def run_projection(settings: Settings, name: str) -> None:
-    from core import bootstrap
+def projection_runner(settings: Settings, name: str) -> ProjectionRunner:
+    """The runner of projection `name`, whichever service owns it."""
+    from core import bootstrap as core
+    from market_data import bootstrap as market
+    from schemas import default_registry
 
+    known = {**core.PROJECTIONS, **market.PROJECTIONS}
+    if name not in known:
+        raise KeyError(f"unknown projection {name!r}; known: {', '.join(sorted(known))}")
+    return ProjectionRunner(settings, known[name](), default_registry(),
+                            max_batch=settings.projection_batch)
+
+
+def run_projection(settings: Settings, name: str) -> None:
     configure_logging(settings, process=f"projection-{name}")
     serve_metrics(settings)
     try:
-        runner = bootstrap.projection(settings, name)
+        runner = projection_runner(settings, name)
     except KeyError as exc:
         raise SystemExit(str(exc.args[0])) from None
+    _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
+
+
+def run_market(settings: Settings, part: str) -> None:
+    """One market-data process: simulator, bars or prices."""
+    from market_data import bootstrap
+
+    factories = {"simulator": bootstrap.simulator, "bars": bootstrap.bar_processor,
+                 "prices": bootstrap.prices_processor}
+    if part not in factories:
+        raise SystemExit(f"unknown market process {part!r}; known: {', '.join(factories)}")
+    configure_logging(settings, process=f"market-{part}")
+    serve_metrics(settings)
+    runner = factories[part](settings)
     _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
 
 
@@ -94,4 +120,8 @@ PLATFORM = {
     "api": ["api"],
     "instrument-decider": ["decider", "instrument"],
     "projection-instruments": ["projection", "instruments"],
+    "market-simulator": ["market", "simulator"],
+    "market-prices": ["market", "prices"],
+    "market-bars": ["market", "bars"],
+    "projection-bars": ["projection", "bars"],
 }

@@ -82,7 +82,7 @@ class MarketNewsPublished(EventPayload):
     headline: str = Field(min_length=1, max_length=300)
     jump: float = Field(description="log return applied to the price (logit for probabilities)")
     signal: Literal["bullish", "bearish"]
-    strength: float = Field(ge=0, le=1)
+    strength: float = Field(ge=0, description="|jump| in units of the typical jump")
     injected: bool = Field(default=False, description="set by an admin")
 
 

@@ -103,8 +103,8 @@ def fold(row: Row | None, applied: Applied) -> Row | None:
 
 class InstrumentsProjection:
     name = "instruments"
-    topics = ("instrument.events",)
-    tables = ("instruments",)
+    topics: tuple[str, ...] = ("instrument.events",)
+    tables: tuple[str, ...] = ("instruments",)
 
     def ddl(self) -> Sequence[str]:
         return (DDL,)

@@ -31,8 +31,8 @@ CREATE TABLE IF NOT EXISTS market_bars (
 
 class BarsProjection:
     name = "bars"
-    topics = ("market.bars",)
-    tables = ("market_bars",)
+    topics: tuple[str, ...] = ("market.bars",)
+    tables: tuple[str, ...] = ("market_bars",)
 
     def ddl(self) -> Sequence[str]:
         return (DDL,)
