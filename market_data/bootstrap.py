@@ -22,7 +22,7 @@ def simulator(settings: Settings) -> SimulatorService:
 
 
 def bar_processor(settings: Settings) -> BarService:
-    return BarService(settings)
+    return BarService(settings, max_batch=settings.projection_batch)
 
 
 def prices_processor(settings: Settings) -> StreamProcessor:
