@@ -92,6 +92,13 @@ class BinanceFeed:
 
     def _parse(self, raw: bytes | str, received_ts_ns: int) -> list[Tick]:
         frame = load_json(raw)
+        if type(frame) is dict:  # the hot path: a combined-stream trade, well formed
+            data = frame.get("data")
+            if type(data) is dict and data.get("e") == "trade" and \
+                    str(frame.get("stream", "")).endswith("@trade"):
+                fast = self._trade_fast(data, received_ts_ns, aggregate=False)
+                if fast is not None:
+                    return [fast]
         if not isinstance(frame, dict):
             raise Reject("not-an-object", type(frame).__name__)
         if "result" in frame and "id" in frame:
