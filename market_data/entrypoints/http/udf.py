@@ -29,7 +29,7 @@ from market_data.domain.udf import (
     volume_precision,
 )
 from market_data.entrypoints.http.deps import ConnDep, PricesDep
-from market_data.views.bars import list_bars
+from market_data.views.bars import last_open_before, list_bars
 from market_data.views.instruments import (
     InstrumentInfo,
     get_instrument,
@@ -176,9 +176,8 @@ async def history(
     next_time = None
     if not in_range and not earlier:
         # Nothing here: tell the chart where the newest older bar is, if any.
-        older = await list_bars(conn, instrument=inst.symbol, resolution=res, from_ns=0,
-                                to_ns=from_ns, limit=1)
-        next_time = older[-1].open_time_ns if older else None
+        next_time = await last_open_before(conn, instrument=inst.symbol, resolution=res,
+                                           before_ns=from_ns)
     return history_payload(in_range, earlier=earlier, countback=countback,
                            next_time_ns=next_time)
 
