@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
 
     api_port: int = Field(default=8000, ge=1, le=65535)
+    market_api_port: int = Field(default=8001, ge=1, le=65535,
+                                 description="port of the market-data HTTP API")
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535,
         description="serve /metrics of a non-HTTP process (decider, projection) on this port")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import redis.asyncio as redis
+from fastapi import FastAPI
 
 from kernel.projection import Projection
 from kernel.settings import Settings
@@ -29,3 +30,10 @@ def prices_processor(settings: Settings) -> StreamProcessor:
     store = PriceStore(redis.Redis.from_url(settings.cache_url), namespace=settings.namespace)
     return StreamProcessor(settings, name="market-prices", topics=("market.ticks",),
                            registry=default_registry(), handle=PricesHandler(store))
+
+
+def api(settings: Settings) -> FastAPI:
+    """The market-data HTTP API; served on `settings.market_api_port`."""
+    from market_data.entrypoints.http.app import create_app
+
+    return create_app(settings)

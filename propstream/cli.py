@@ -160,7 +160,7 @@ def run_projection(name: str) -> None:
 
 @run_app.command("market")
 def run_market(part: str) -> None:
-    """A market-data process: `simulator`, `bars` or `prices`."""
+    """A market-data process: `api`, `simulator`, `bars` or `prices`."""
     from propstream.processes import run_market as run
 
     run(_settings(), part)
@@ -283,6 +283,9 @@ def up(
         console.print(f"\n[bold green]propstream is up[/] in {time.monotonic() - started:.1f} s")
         console.print(f"  API          {base}  (docs {base}/docs)")
         console.print(f"  instruments  {base}/instruments")
+        market = f"http://{settings.host}:{settings.market_api_port}"
+        console.print(f"  market data  {market}/market/prices  (docs {market}/docs, "
+                      f"TradingView UDF {market}/udf)")
         console.print(f"  health       {base}/readyz   metrics {base}/metrics")
         for name, port in ports.items():
             console.print(f"  {name:<24} metrics http://{settings.host}:{port}/metrics")
@@ -292,7 +295,7 @@ def up(
             console.print("  Ctrl-C stops the services; `propstream infra down` stops the rest.\n")
 
     ports = {name: settings.api_port + 100 + i
-             for i, name in enumerate(n for n in PLATFORM if n != "api")}
+             for i, name in enumerate(n for n in PLATFORM if n not in ("api", "market-api"))}
     code = Supervisor(_say, metrics_ports=ports).run(on_ready=ready)
     if ours and not keep_infra:
         infra.down(settings, _say, only=ours)

@@ -87,8 +87,15 @@ def run_market(settings: Settings, part: str) -> None:
 
     factories = {"simulator": bootstrap.simulator, "bars": bootstrap.bar_processor,
                  "prices": bootstrap.prices_processor}
+    if part == "api":
+        import uvicorn
+
+        configure_logging(settings, process="market-api")
+        uvicorn.run(bootstrap.api(settings), host=settings.host, port=settings.market_api_port,
+                    log_config=None, access_log=False, lifespan="on", loop="auto", http="auto")
+        return
     if part not in factories:
-        raise SystemExit(f"unknown market process {part!r}; known: {', '.join(factories)}")
+        raise SystemExit(f"unknown market process {part!r}; known: api, {', '.join(factories)}")
     configure_logging(settings, process=f"market-{part}")
     serve_metrics(settings)
     runner = factories[part](settings)
@@ -120,6 +127,7 @@ PLATFORM = {
     "api": ["api"],
     "instrument-decider": ["decider", "instrument"],
     "projection-instruments": ["projection", "instruments"],
+    "market-api": ["market", "api"],
     "market-simulator": ["market", "simulator"],
     "market-prices": ["market", "prices"],
     "market-bars": ["market", "bars"],

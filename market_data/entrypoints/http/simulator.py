@@ -1,0 +1,102 @@
+"""Admin control of the simulator: commands published to `market.commands`.
+
+Open for now; authentication arrives with the admin roles.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from kernel.http import PROBLEM_SCHEMA
+from market_data.entrypoints.http.deps import ProducerDep, SettingsDep
+from schemas.codec import encode
+from schemas.envelope import make_command
+from schemas.instrument import Symbol
+from schemas.market import (
+    InjectNews,
+    OverrideRegime,
+    SimulatorCommand,
+    StartSimulator,
+    StopSimulator,
+)
+
+router = APIRouter(prefix="/market/simulator", tags=["simulator"])
+
+COMMANDS_TOPIC = "market.commands"
+ALL = "*"
+ERRORS: dict[int | str, dict[str, Any]] = {422: PROBLEM_SCHEMA, 413: PROBLEM_SCHEMA}
+
+
+class SimulatorTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: Symbol | None = Field(default=None, description="one instrument; omit for all")
+
+
+class RegimeRequest(OverrideRegime):
+    """The command's own fields (and bounds), plus the instrument it is for."""
+
+    symbol: Symbol
+
+
+class NewsRequest(InjectNews):
+    """The command's own fields (and bounds, e.g. on `jump`), plus the instrument."""
+
+    symbol: Symbol
+
+
+class CommandPublished(BaseModel):
+    command_id: uuid.UUID
+    type: str
+    aggregate_id: str
+
+
+async def _publish(producer: ProducerDep, settings: SettingsDep, payload: SimulatorCommand,
+                   aggregate_id: str) -> JSONResponse:
+    command = make_command(payload, aggregate_id=aggregate_id, command_id=uuid.uuid4(),
+                           issued_at=datetime.now(UTC), actor="admin-api")
+    await producer.send_and_wait(settings.topic(COMMANDS_TOPIC), value=encode(command),
+                                 key=aggregate_id.encode())
+    body = CommandPublished(command_id=command.command_id, type=command.type,
+                            aggregate_id=aggregate_id)
+    return JSONResponse(body.model_dump(mode="json"), status_code=202)
+
+
+@router.post("/start", operation_id="startSimulator", status_code=202,
+             summary="Start the simulator (one instrument, or all)",
+             response_model=CommandPublished, responses=ERRORS)
+async def start(producer: ProducerDep, settings: SettingsDep,
+                body: Annotated[SimulatorTarget | None, Body()] = None) -> JSONResponse:
+    target = body.symbol if body is not None and body.symbol else ALL
+    return await _publish(producer, settings, StartSimulator(), target)
+
+
+@router.post("/stop", operation_id="stopSimulator", status_code=202,
+             summary="Stop the simulator (one instrument, or all)",
+             response_model=CommandPublished, responses=ERRORS)
+async def stop(producer: ProducerDep, settings: SettingsDep,
+               body: Annotated[SimulatorTarget | None, Body()] = None) -> JSONResponse:
+    target = body.symbol if body is not None and body.symbol else ALL
+    return await _publish(producer, settings, StopSimulator(), target)
+
+
+@router.post("/regime", operation_id="overrideSimulatorRegime", status_code=202,
+             summary="Force an instrument's volatility regime",
+             response_model=CommandPublished, responses=ERRORS)
+async def regime(body: RegimeRequest, producer: ProducerDep,
+                 settings: SettingsDep) -> JSONResponse:
+    return await _publish(producer, settings, OverrideRegime(regime=body.regime), body.symbol)
+
+
+@router.post("/news", operation_id="injectSimulatorNews", status_code=202,
+             summary="Inject a news item that jumps an instrument's price",
+             response_model=CommandPublished, responses=ERRORS)
+async def news(body: NewsRequest, producer: ProducerDep, settings: SettingsDep) -> JSONResponse:
+    return await _publish(producer, settings, InjectNews(headline=body.headline, jump=body.jump),
+                          body.symbol)
