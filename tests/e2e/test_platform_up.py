@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from kernel.settings import Settings
+from propstream.processes import PLATFORM
 from tests.conftest import process_env
 
 pytestmark = pytest.mark.integration
@@ -44,6 +45,7 @@ def test_up_serves_seeded_instruments_and_stops_cleanly(base_settings: Settings)
     api_port = free_port_block(2)
     settings = base_settings.model_copy(update={"namespace": "e" + uuid.uuid4().hex[:10]})
     env = process_env(settings) | {"PROPSTREAM_API_PORT": str(api_port),
+                                   "PROPSTREAM_MARKET_API_PORT": str(_free_port()),
                                    "PROPSTREAM_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen([sys.executable, "-m", "propstream", "up"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -84,7 +86,7 @@ def test_up_serves_seeded_instruments_and_stops_cleanly(base_settings: Settings)
         output.append(rest or "")
     assert proc.returncode == 0, "".join(output)[-3000:]
     text = "".join(output)
-    for name in ("api", "instrument-decider", "projection-instruments"):
+    for name in PLATFORM:
         assert f"{name} stopped" in text
 
 
@@ -96,6 +98,7 @@ def test_up_on_its_own_infrastructure_stops_it_on_ctrl_c(tmp_path: Path) -> None
              _free_port()}
     env = dict(os.environ) | {k: str(v) for k, v in ports.items()} | {
         "PROPSTREAM_CACHE_DIR": str(tmp_path / "cache"), "PROPSTREAM_API_PORT": str(base),
+        "PROPSTREAM_MARKET_API_PORT": str(_free_port()),
         "PROPSTREAM_LOG_LEVEL": "WARNING", "PROPSTREAM_ENV": "test",
     }
     proc = subprocess.Popen([sys.executable, "-m", "propstream", "up", "--no-seed"], env=env,

@@ -160,7 +160,7 @@ async def test_bar_processor_killed_mid_stream_gives_the_bars_of_a_clean_run(
                                      "market_bar_state")
             row = await cur.fetchone()
             return int(row[0]) if row else 0
-        except Exception:  # noqa: BLE001 - the table appears when the processor starts
+        except Exception:
             return 0
         finally:
             await conn.close()

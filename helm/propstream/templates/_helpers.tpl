@@ -64,6 +64,7 @@ PROPSTREAM_CACHE_DIR: "/tmp/propstream"
 PROPSTREAM_KAFKA_BOOTSTRAP: {{ required "kafka.bootstrap must name the Kafka bootstrap servers" .Values.kafka.bootstrap | quote }}
 PROPSTREAM_KAFKA_REPLICATION_FACTOR: {{ .Values.kafka.replicationFactor | quote }}
 PROPSTREAM_API_PORT: {{ .Values.api.port | quote }}
+PROPSTREAM_MARKET_API_PORT: {{ .Values.marketApi.port | quote }}
 PROPSTREAM_METRICS_PORT: "9100"
 PROPSTREAM_COMMAND_TIMEOUT_MS: {{ .Values.config.commandTimeoutMs | quote }}
 PROPSTREAM_MAX_BODY_BYTES: {{ .Values.config.maxBodyBytes | quote }}

@@ -102,16 +102,25 @@ def test_every_deployment_serving_http_has_liveness_and_readiness_probes(
     assert serving >= 1, "the API serves HTTP, so at least one container must have probes"
 
 
-def test_api_listens_on_8000_behind_its_service(render: Render) -> None:
+@pytest.mark.parametrize(("component", "port", "variable"), [
+    ("api", 8000, "PROPSTREAM_API_PORT"),
+    ("market-api", 8001, "PROPSTREAM_MARKET_API_PORT"),
+])
+def test_each_api_listens_on_its_port_behind_its_service(
+        render: Render, component: str, port: int, variable: str) -> None:
     docs = render()
-    (service,) = _of_kind(docs, "Service")
-    assert service["spec"]["ports"][0]["port"] == 8000
-    api = next(d for d in _of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api"))
+
+    def of_component(kind: str) -> dict[str, Any]:
+        return next(d for d in _of_kind(docs, kind)
+                    if d["metadata"]["labels"]["app.kubernetes.io/component"] == component)
+
+    service, api = of_component("Service"), of_component("Deployment")
+    assert service["spec"]["ports"][0]["port"] == port
     (container,) = _pod_spec(api)["containers"]
-    assert container["ports"][0]["containerPort"] == 8000
+    assert container["ports"][0]["containerPort"] == port
     assert service["spec"]["selector"] == api["spec"]["selector"]["matchLabels"]
     (configmap,) = _of_kind(docs, "ConfigMap")
-    assert configmap["data"]["PROPSTREAM_API_PORT"] == "8000"
+    assert configmap["data"][variable] == str(port)
     assert configmap["data"]["PROPSTREAM_HOST"] == "0.0.0.0"
 
 
