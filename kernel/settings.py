@@ -47,6 +47,10 @@ class Settings(BaseSettings):
         description="serve /metrics of a non-HTTP process (decider, projection) on this port")
     command_timeout_ms: int = Field(default=5000, ge=50, le=60000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    binance_url: str = "wss://stream.binance.com:9443/stream"
+    binance_symbols: dict[str, str] = Field(
+        default={"BTCUSDT": "BTC-USD", "ETHUSDT": "ETH-USD", "SOLUSDT": "SOL-USD"},
+        description="Binance symbol -> our instrument, as JSON in PROPSTREAM_BINANCE_SYMBOLS")
     simulator_seed: int = Field(default=42, ge=0, description="same seed, same tape")
     decider_snapshot_every: int = Field(default=10_000, ge=1, le=10_000_000)
     projection_batch: int = Field(default=5000, ge=1, le=100_000)

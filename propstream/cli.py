@@ -160,7 +160,7 @@ def run_projection(name: str) -> None:
 
 @run_app.command("market")
 def run_market(part: str) -> None:
-    """A market-data process: `api`, `simulator`, `bars` or `prices`."""
+    """A market-data process: `api`, `simulator`, `bars`, `prices` or `binance` (live)."""
     from propstream.processes import run_market as run
 
     run(_settings(), part)

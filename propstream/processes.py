@@ -85,8 +85,9 @@ def run_market(settings: Settings, part: str) -> None:
     """One market-data process: simulator, bars or prices."""
     from market_data import bootstrap
 
-    factories = {"simulator": bootstrap.simulator, "bars": bootstrap.bar_processor,
-                 "prices": bootstrap.prices_processor}
+    factories: dict[str, Callable[[Settings], Any]] = {
+        "simulator": bootstrap.simulator, "bars": bootstrap.bar_processor,
+        "prices": bootstrap.prices_processor, "binance": bootstrap.binance}
     if part == "api":
         import uvicorn
 
