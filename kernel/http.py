@@ -8,7 +8,7 @@ import binascii
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -16,8 +16,11 @@ import psycopg
 import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -217,9 +220,36 @@ def decode_cursor(cursor: str, *, keys: tuple[str, ...]) -> dict[str, Any]:
     return data
 
 
+# -- one place for the conventions of every service's app -------------------------------------
+
+
+def install_conventions(app: FastAPI, *, cors_origins: Sequence[str], max_body: int,
+                        expose_headers: Sequence[str] = ()) -> None:
+    """problem+json errors, CORS for the frontend, request ids and the body limit."""
+    install_problem_handlers(app)
+    app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
+                       allow_headers=["*"], expose_headers=["X-Request-ID", *expose_headers])
+    app.add_middleware(RequestContextMiddleware, max_body=max_body)
+
+
 # -- health and metrics -----------------------------------------------------------------------
 
 Check = Callable[[], Awaitable[None]]
+
+
+def postgres_check(pool: AsyncConnectionPool) -> Check:
+    async def check() -> None:
+        async with pool.connection(timeout=2) as conn:
+            await conn.execute("SELECT 1")
+
+    return check
+
+
+def redis_check(client: Redis) -> Check:
+    async def check() -> None:
+        await client.ping()
+
+    return check
 
 
 def health_router(checks: Mapping[str, Check]) -> APIRouter:

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
         default=None, ge=1, le=65535,
         description="serve /metrics of a non-HTTP process (decider, projection) on this port")
     command_timeout_ms: int = Field(default=5000, ge=50, le=60000)
+    cors_origins: tuple[str, ...] = ("http://localhost:5173",)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
     binance_url: str = "wss://stream.binance.com:9443/stream"
     binance_symbols: dict[str, str] = Field(

@@ -7,11 +7,10 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as redis
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from core.entrypoints.http import instruments
 from kernel.commands import CommandBus
-from kernel.http import RequestContextMiddleware, health_router, install_problem_handlers
+from kernel.http import health_router, install_conventions, postgres_check, redis_check
 from kernel.pg import make_pool
 from kernel.settings import Settings
 
@@ -38,13 +37,6 @@ def create_app(settings: Settings) -> FastAPI:
         assert bus.producer is not None
         await bus.producer.client.fetch_all_metadata()
 
-    async def postgres_ready() -> None:
-        async with pool.connection(timeout=2) as conn:
-            await conn.execute("SELECT 1")
-
-    async def redis_ready() -> None:
-        await cache.ping()
-
     app = FastAPI(
         title="propstream core API",
         version="0.1.0",
@@ -56,13 +48,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.bus = bus
     app.state.pool = pool
     app.state.cache = cache
-    install_problem_handlers(app)
-    app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:5173"],
-                       allow_methods=["*"], allow_headers=["*"],
-                       expose_headers=["Location", "X-Request-ID"])
-    app.add_middleware(RequestContextMiddleware, max_body=settings.max_body_bytes)
-    app.include_router(health_router({"kafka": kafka_ready, "postgres": postgres_ready,
-                                      "redis": redis_ready}))
+    install_conventions(app, cors_origins=settings.cors_origins,
+                        max_body=settings.max_body_bytes, expose_headers=("Location",))
+    app.include_router(health_router({"kafka": kafka_ready, "postgres": postgres_check(pool),
+                                      "redis": redis_check(cache)}))
     app.include_router(instruments.router)
     app.include_router(instruments.commands_router)
     return app

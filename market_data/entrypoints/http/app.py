@@ -8,9 +8,8 @@ from contextlib import asynccontextmanager
 import redis.asyncio as redis
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
-from kernel.http import RequestContextMiddleware, health_router, install_problem_handlers
+from kernel.http import health_router, install_conventions, postgres_check, redis_check
 from kernel.kafka import make_producer
 from kernel.pg import make_pool
 from kernel.settings import Settings
@@ -44,13 +43,6 @@ def create_app(settings: Settings) -> FastAPI:
             raise RuntimeError("the Kafka producer is not started")
         await producer.client.fetch_all_metadata()
 
-    async def postgres_ready() -> None:
-        async with pool.connection(timeout=2) as conn:
-            await conn.execute("SELECT 1")
-
-    async def redis_ready() -> None:
-        await cache.ping()
-
     app = FastAPI(
         title="propstream market-data API",
         version="0.1.0",
@@ -65,13 +57,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.producer = None
     app.state.prices = PriceStore(cache, namespace=settings.namespace)
     app.state.levels = LevelsStore(cache, namespace=settings.namespace)
-    install_problem_handlers(app)
-    app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:5173"],
-                       allow_methods=["*"], allow_headers=["*"],
-                       expose_headers=["ETag", "X-Request-ID"])
-    app.add_middleware(RequestContextMiddleware, max_body=settings.max_body_bytes)
-    app.include_router(health_router({"kafka": kafka_ready, "postgres": postgres_ready,
-                                      "redis": redis_ready}))
+    install_conventions(app, cors_origins=settings.cors_origins,
+                        max_body=settings.max_body_bytes, expose_headers=("ETag",))
+    app.include_router(health_router({"kafka": kafka_ready, "postgres": postgres_check(pool),
+                                      "redis": redis_check(cache)}))
     app.include_router(prices.router)
     app.include_router(bars.router)
     app.include_router(simulator.router)
