@@ -33,10 +33,9 @@ from bench.common import (
     spec_of,
     table,
 )
-from bench.producer import send_many
 from core.adapters import instruments_projection as ip
 from kernel import projection as kp
-from kernel.kafka import make_producer
+from kernel.kafka import make_producer, send_many
 from kernel.pg import connect
 from kernel.projection import ProjectionRunner
 from kernel.settings import Settings
@@ -143,8 +142,7 @@ async def produce_tape(settings: Settings, events: int, symbols: int) -> tuple[i
     await producer.start()
     try:
         t = time.perf_counter()
-        await send_many(producer, settings.topic("instrument.events"), tape.records,
-                        partitions=spec_of("instrument.events").partitions)
+        await send_many(producer, settings.topic("instrument.events"), tape.records)
         took = time.perf_counter() - t
     finally:
         await producer.stop()

@@ -233,11 +233,12 @@ class DeciderRunner(Generic[S]):
                 if owned is not None and sent:
                     owned.next_event_offset = max(owned.next_event_offset, sent[-1].offset + 1)
                     owned.since_snapshot += len(sent)
-        if replies:
-            # After the events are durable; a lost reply only means the API answered 202 and
-            # the client polls.
-            await send_many(self.producer, self.replies_topic,
-                            [(str(r.command_id).encode(), encode(r)) for r in replies])
+        for reply in replies:
+            # After the events are durable, and not awaited: the API sees a reply as soon as
+            # it is on the log, and waiting for its acknowledgement here would only delay the
+            # next batch. A lost reply means the API answered 202 and the client polls.
+            await self.producer.send(self.replies_topic, value=encode(reply),
+                                     key=str(reply.command_id).encode())
         if commits:
             await self.consumer.commit(commits)
             for tp, offset in commits.items():

@@ -166,6 +166,11 @@ async def _change(symbol: str, payload: CommandPayload, bus: BusDep, conn: ConnD
     if isinstance(outcome, JSONResponse):
         return outcome
     version = max((int(e["sequence"]) for e in outcome.events), default=0)
+    first = min((int(e["sequence"]) for e in outcome.events), default=0)
+    current = await get_instrument(conn, symbol)
+    if current is not None and current.version == first - 1:
+        # The row is exactly the state the command was decided on: the events complete it.
+        return _from_events(outcome, current)
     current = await _read_your_write(conn, symbol, version)
     if current is None:
         # Decided and on the log, but the read model has not caught up with the instrument
