@@ -89,11 +89,11 @@ class InstrumentChanges(BaseModel):
 
     @model_validator(mode="after")
     def _not_empty(self) -> InstrumentChanges:
-        if not self.model_fields_set or all(
-            getattr(self, name) is None for name in self.model_fields_set
-        ):
-            raise ValueError("an update must change at least one attribute")
-        return self
+        # A plain loop: this runs for every update event a projection replays.
+        for name in self.model_fields_set:
+            if getattr(self, name) is not None:
+                return self
+        raise ValueError("an update must change at least one attribute")
 
 
 # Commands -------------------------------------------------------------------------------------

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import psycopg
@@ -45,8 +44,9 @@ CREATE TABLE IF NOT EXISTS instruments (
 """
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
+    """One row of the read model; a named tuple because `_replace` is the fold's hot path."""
+
     symbol: str
     venue: str
     asset_class: str
@@ -62,7 +62,7 @@ class Row:
     updated_at: datetime
 
     def values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, c) for c in COLUMNS)
+        return tuple(self)
 
 
 def _hours(value: Any) -> str:
@@ -78,7 +78,7 @@ def fold(row: Row | None, applied: Applied) -> Row | None:
     match event:
         case InstrumentRegistered(spec=spec):
             if row is not None:
-                return replace(row, version=env.sequence)
+                return row._replace(version=env.sequence)
             return Row(spec.symbol, spec.venue, spec.asset_class, spec.tick_size, spec.lot_size,
                        spec.quote_currency, _hours(spec.trading_hours), spec.description,
                        "active", None, env.sequence, at, at)
@@ -89,15 +89,15 @@ def fold(row: Row | None, applied: Applied) -> Row | None:
                 if value is None:
                     continue
                 update[name] = _hours(value) if name == "trading_hours" else value
-            return replace(row, **update, version=env.sequence, updated_at=at)
+            return row._replace(**update, version=env.sequence, updated_at=at)
         case InstrumentHalted(reason=reason) if row is not None:
-            return replace(row, status="halted", halt_reason=reason, version=env.sequence,
+            return row._replace(status="halted", halt_reason=reason, version=env.sequence,
                            updated_at=at)
         case InstrumentResumed() if row is not None:
-            return replace(row, status="active", halt_reason=None, version=env.sequence,
+            return row._replace(status="active", halt_reason=None, version=env.sequence,
                            updated_at=at)
         case InstrumentCommandRejected():
-            return row if row is None else replace(row, version=env.sequence)
+            return row if row is None else row._replace(version=env.sequence)
     return row
 
 
