@@ -44,8 +44,9 @@ def _free(port: int) -> bool:
 def test_up_serves_seeded_instruments_and_stops_cleanly(base_settings: Settings) -> None:
     api_port = free_port_block(2)
     settings = base_settings.model_copy(update={"namespace": "e" + uuid.uuid4().hex[:10]})
+    market_port = _free_port()
     env = process_env(settings) | {"PROPSTREAM_API_PORT": str(api_port),
-                                   "PROPSTREAM_MARKET_API_PORT": str(_free_port()),
+                                   "PROPSTREAM_MARKET_API_PORT": str(market_port),
                                    "PROPSTREAM_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen([sys.executable, "-m", "propstream", "up"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -76,6 +77,24 @@ def test_up_serves_seeded_instruments_and_stops_cleanly(base_settings: Settings)
         for port in (api_port + 100, api_port + 101):
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
             assert "propstream_messages_total" in metrics
+
+        # The simulator's prices move, as `make run` shows at GET /market/prices.
+        market = f"http://127.0.0.1:{market_port}/market/prices"
+
+        def prices() -> dict[str, float]:
+            response = httpx.get(market, timeout=10)
+            assert response.status_code == 200, response.text
+            return {p["instrument"]: p["price"] for p in response.json()}
+
+        deadline = time.monotonic() + 60
+        first = prices()
+        while len(first) < 10 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            first = prices()
+        assert len(first) == 10, first
+        time.sleep(2)
+        later = prices()
+        assert any(later[s] != first[s] for s in first), "no price moved in 2 s"
     finally:
         proc.send_signal(signal.SIGINT)
         try:
