@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     binance_symbols: dict[str, str] = Field(
         default={"BTCUSDT": "BTC-USD", "ETHUSDT": "ETH-USD", "SOLUSDT": "SOL-USD"},
         description="Binance symbol -> our instrument, as JSON in PROPSTREAM_BINANCE_SYMBOLS")
+    polymarket_url: str = "wss://ws-subscriptions-clob.polymarket.com/ws/market"
+    polymarket_assets: dict[str, str] = Field(
+        default={}, description="Polymarket asset id -> our instrument (JSON)")
+    kalshi_url: str = "wss://api.elections.kalshi.com/trade-api/ws/v2"
+    kalshi_markets: dict[str, str] = Field(
+        default={}, description="Kalshi market ticker -> our instrument (JSON)")
+    kalshi_key_id: str | None = None
+    kalshi_private_key_file: Path | None = None
     simulator_seed: int = Field(default=42, ge=0, description="same seed, same tape")
     decider_snapshot_every: int = Field(default=10_000, ge=1, le=10_000_000)
     projection_batch: int = Field(default=5000, ge=1, le=100_000)

@@ -11,7 +11,11 @@ from kernel.stream import StreamProcessor
 from market_data.adapters.bars_projection import BarsProjection
 from market_data.adapters.redis_prices import PriceStore
 from market_data.adapters.venues.client import ClientConfig
+from market_data.adapters.venues.kalshi_auth import KalshiSigner
 from market_data.domain.venues.binance import BinanceFeed
+from market_data.domain.venues.kalshi import KalshiFeed
+from market_data.domain.venues.polymarket import PolymarketFeed
+from market_data.exceptions import MarketDataError
 from market_data.processors.prices import PricesHandler
 from market_data.services.bars import BarService
 from market_data.services.simulator import SimulatorService
@@ -39,6 +43,29 @@ def binance(settings: Settings) -> VenueIngestService:
     """Live Binance trades and book tops (needs the network; not part of `propstream up`)."""
     feed = BinanceFeed(settings.binance_symbols, streams=("trade", "bookTicker"))
     return VenueIngestService(settings, feed, ClientConfig(url=settings.binance_url))
+
+
+def polymarket(settings: Settings) -> VenueIngestService:
+    """Live Polymarket market channel for PROPSTREAM_POLYMARKET_ASSETS."""
+    if not settings.polymarket_assets:
+        raise MarketDataError("set PROPSTREAM_POLYMARKET_ASSETS (JSON: asset id -> instrument)")
+    feed = PolymarketFeed(settings.polymarket_assets)
+    return VenueIngestService(settings, feed, ClientConfig(url=settings.polymarket_url))
+
+
+def kalshi(settings: Settings) -> VenueIngestService:
+    """Live Kalshi order books and trades; the handshake is signed with the account's key."""
+    if not settings.kalshi_markets:
+        raise MarketDataError("set PROPSTREAM_KALSHI_MARKETS (JSON: ticker -> instrument)")
+    if settings.kalshi_key_id is None or settings.kalshi_private_key_file is None:
+        raise MarketDataError("Kalshi's order-book channel needs PROPSTREAM_KALSHI_KEY_ID and "
+                              "PROPSTREAM_KALSHI_PRIVATE_KEY_FILE")
+    signer = KalshiSigner(settings.kalshi_key_id, settings.kalshi_private_key_file.read_bytes(),
+                          url=settings.kalshi_url)
+    service = VenueIngestService(settings, KalshiFeed(settings.kalshi_markets),
+                                 ClientConfig(url=settings.kalshi_url))
+    service.headers = signer.headers
+    return service
 
 
 def api(settings: Settings) -> FastAPI:

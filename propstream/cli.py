@@ -160,7 +160,8 @@ def run_projection(name: str) -> None:
 
 @run_app.command("market")
 def run_market(part: str) -> None:
-    """A market-data process: `api`, `simulator`, `bars`, `prices` or `binance` (live)."""
+    """A market-data process: `api`, `simulator`, `bars`, `prices`, or a live venue:
+    `binance`, `polymarket`, `kalshi` (network needed; not part of `propstream up`)."""
     from propstream.processes import run_market as run
 
     run(_settings(), part)

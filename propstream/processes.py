@@ -8,6 +8,7 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from kernel.exceptions import PropstreamError
 from kernel.observability import configure_logging, get_logger
 from kernel.projection import ProjectionRunner
 from kernel.settings import Settings
@@ -87,7 +88,8 @@ def run_market(settings: Settings, part: str) -> None:
 
     factories: dict[str, Callable[[Settings], Any]] = {
         "simulator": bootstrap.simulator, "bars": bootstrap.bar_processor,
-        "prices": bootstrap.prices_processor, "binance": bootstrap.binance}
+        "prices": bootstrap.prices_processor, "binance": bootstrap.binance,
+        "polymarket": bootstrap.polymarket, "kalshi": bootstrap.kalshi}
     if part == "api":
         import uvicorn
 
@@ -99,7 +101,10 @@ def run_market(settings: Settings, part: str) -> None:
         raise SystemExit(f"unknown market process {part!r}; known: api, {', '.join(factories)}")
     configure_logging(settings, process=f"market-{part}")
     serve_metrics(settings)
-    runner = factories[part](settings)
+    try:
+        runner = factories[part](settings)
+    except PropstreamError as exc:
+        raise SystemExit(f"error: {exc}") from None
     _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Mapping
 
 from aiokafka import AIOKafkaProducer
 
@@ -32,13 +33,14 @@ class VenueIngestService:
         self.publisher: TickPublisher | None = None
         self.client: VenueClient | None = None
         self.raw_dlq = settings.topic("market.raw.dlq")
+        self.headers: Callable[[], Mapping[str, str]] | None = None  # signed handshakes
 
     async def start(self) -> None:
         self.producer = make_producer(self.settings, client_id=self.name)
         await self.producer.start()
         self.publisher = TickPublisher(self.producer, self.settings.topic("market.ticks"))
         self.client = VenueClient(self.feed, config=self.config, on_ticks=self.on_ticks,
-                                  on_dead_letter=self.on_dead_letter)
+                                  on_dead_letter=self.on_dead_letter, headers=self.headers)
 
     async def stop(self) -> None:
         if self.publisher is not None:
