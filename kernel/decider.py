@@ -84,6 +84,7 @@ class DeciderRunner(Generic[S]):
         self.producer: AIOKafkaProducer | None = None
         self.dlq: DeadLetterSink | None = None
         self.ready = asyncio.Event()
+        self._in_flight = False
 
     async def start(self) -> None:
         self.producer = make_producer(self.settings, client_id=self.name)
@@ -96,9 +97,12 @@ class DeciderRunner(Generic[S]):
         self.consumer.subscribe([self.commands_topic], listener=_Listener(self))
 
     async def stop(self) -> None:
-        for partition in list(self.partitions):
-            if self.partitions[partition].since_snapshot:
-                await self.save_snapshot(partition)
+        # A batch cut short (cancelled mid-send) has decisions in memory whose events may not
+        # be on the log: such a state must not become a snapshot, so only snapshot clean ones.
+        if not self._in_flight:
+            for partition in list(self.partitions):
+                if self.partitions[partition].since_snapshot:
+                    await self.save_snapshot(partition)
         if self.consumer is not None:
             await self.consumer.stop()
         if self.producer is not None:
@@ -202,6 +206,12 @@ class DeciderRunner(Generic[S]):
         return handled
 
     async def handle_batch(self, batch: dict[TopicPartition, list[Any]]) -> int:
+        self._in_flight = True
+        handled = await self._handle_batch(batch)
+        self._in_flight = False
+        return handled
+
+    async def _handle_batch(self, batch: dict[TopicPartition, list[Any]]) -> int:
         assert self.producer is not None and self.consumer is not None
         outgoing: dict[int, list[Record]] = {}
         replies: list[CommandReply] = []
