@@ -14,7 +14,7 @@ import asyncio
 import time
 from typing import Any
 
-from bench import command_round_trip, producer, projection_rebuild
+from bench import command_round_trip, market_ingest, market_pipeline, producer, projection_rebuild
 from bench.common import median, table
 
 PRODUCER_TARGET = 100_000
@@ -37,6 +37,10 @@ async def main_async(args: argparse.Namespace) -> None:
     print("\n== command round trip ==", flush=True)
     rt = await command_round_trip.run(args.rates, args.seconds, args.runs, args.bus_seconds,
                                       args.warmup)
+    print("\n== market data ==", flush=True)
+    ingest = await market_ingest.run(args.events * 2, args.runs)
+    bar_rate = await market_pipeline.bars(args.events * 4, 20)
+    redis_latency = await market_pipeline.tick_to_redis(500, args.seconds)
 
     rows: list[list[Any]] = []
     kernel = prod["rates"]["kernel"]
@@ -61,6 +65,11 @@ async def main_async(args: argparse.Namespace) -> None:
             rows.append([f"command round trip {path} at {r:.0f}/s (achieved {achieved:.0f}/s)",
                          f"p99 {p99:.1f} ms", target,
                          verdict(p99 <= P99_TARGET_MS) if path == "HTTP" else ""])
+    rows.append(["market ingest (Binance tape -> Kafka)", f"{ingest['ingest']:,.0f} ticks/s",
+                 ">= 100,000", verdict(ingest["ingest"] >= 100_000)])
+    rows.append(["bar processor", f"{bar_rate:,.0f} ticks/s", "(no target)", ""])
+    rows.append(["tick -> Redis latest price", f"p99 {redis_latency['p99']:.1f} ms",
+                 "(no target)", ""])
     print()
     print(f"summary (median of {args.runs} run(s); {time.monotonic() - started:.0f} s in all)")
     print(table(["benchmark", "figure", "target", ""], rows))
