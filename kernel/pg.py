@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
@@ -33,3 +35,27 @@ def make_pool(settings: Settings, *, min_size: int = 1, max_size: int = 10) -> A
 
     return AsyncConnectionPool(settings.database_url, min_size=min_size, max_size=max_size,
                                configure=configure, open=False)
+
+
+async def copy_upsert(conn: psycopg.AsyncConnection, *, table: str, columns: Sequence[str],
+                      key: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Upsert rows COPY-fast: COPY into a per-transaction stage table, then one
+    INSERT … ON CONFLICT (key) DO UPDATE of every other column."""
+    stage = sql.Identifier(f"{table}_stage")
+    target = sql.Identifier(table)
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    await conn.execute(sql.SQL(
+        "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    ).format(stage, target))
+    async with conn.cursor() as cur, cur.copy(
+        sql.SQL("COPY {} ({}) FROM STDIN").format(stage, cols)
+    ) as copy:
+        for row in rows:
+            await copy.write_row(row)
+    updates = sql.SQL(", ").join(
+        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+        for c in columns if c not in key)
+    await conn.execute(sql.SQL(
+        "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) DO UPDATE SET {}"
+    ).format(target, cols, cols, stage,
+             sql.SQL(", ").join(sql.Identifier(c) for c in key), updates))

@@ -23,6 +23,24 @@ from schemas.errors import DecodeError
 from schemas.registry import TypeRegistry
 
 Handler = Callable[[Sequence[Applied]], Awaitable[None]]
+BatchHandler = Callable[[dict[TopicPartition, list[Any]]], Awaitable[int]]
+
+
+async def consume(consumer: AIOKafkaConsumer, handle_batch: BatchHandler, *, name: str,
+                  max_batch: int, count: int | None = None, timeout: float | None = None,
+                  poll_ms: int = 100) -> int:
+    """Poll and hand each batch over until `count` records, `timeout` seconds, or forever."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    done = 0
+    while count is None or done < count:
+        if deadline is not None and loop.time() >= deadline:
+            break
+        batch = await consumer.getmany(timeout_ms=poll_ms, max_records=max_batch)
+        if batch:
+            with BATCH_SECONDS.labels(name).time():
+                done += await handle_batch(batch)
+    return done
 
 
 class StreamProcessor:
@@ -56,17 +74,8 @@ class StreamProcessor:
 
     async def run(self, *, count: int | None = None, timeout: float | None = None) -> int:
         assert self.consumer is not None
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        done = 0
-        while count is None or done < count:
-            if deadline is not None and loop.time() >= deadline:
-                break
-            batch = await self.consumer.getmany(timeout_ms=100, max_records=self.max_batch)
-            if batch:
-                with BATCH_SECONDS.labels(self.name).time():
-                    done += await self.handle_batch(batch)
-        return done
+        return await consume(self.consumer, self.handle_batch, name=self.name,
+                             max_batch=self.max_batch, count=count, timeout=timeout)
 
     async def handle_batch(self, batch: dict[TopicPartition, list[Any]]) -> int:
         assert self.consumer is not None and self.dlq is not None

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import orjson
 import psycopg
 
+from kernel.pg import copy_upsert
 from kernel.projection import Applied
 from schemas.instrument import (
     InstrumentCommandRejected,
@@ -127,16 +128,5 @@ class InstrumentsProjection:
                 changed[symbol] = after
         if not changed:
             return
-        await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS instruments_stage "
-            "(LIKE instruments INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-        async with conn.cursor() as c, c.copy(
-            f"COPY instruments_stage ({', '.join(COLUMNS)}) FROM STDIN"
-        ) as copy:
-            for row in changed.values():
-                await copy.write_row(row.values())
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])
-        await conn.execute(
-            f"INSERT INTO instruments ({', '.join(COLUMNS)}) "
-            f"SELECT {', '.join(COLUMNS)} FROM instruments_stage "
-            f"ON CONFLICT (symbol) DO UPDATE SET {updates}")
+        await copy_upsert(conn, table="instruments", columns=COLUMNS, key=("symbol",),
+                          rows=(row.values() for row in changed.values()))

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import psycopg
 
+from kernel.pg import copy_upsert
 from kernel.projection import Applied
 from schemas.market import MarketBarClosed
 
@@ -49,16 +50,5 @@ class BarsProjection:
                 bar.high, bar.low, bar.close, bar.volume, bar.trades)
         if not rows:
             return
-        await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS market_bars_stage "
-            "(LIKE market_bars INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-        async with conn.cursor() as cur, cur.copy(
-            f"COPY market_bars_stage ({', '.join(COLUMNS)}) FROM STDIN"
-        ) as copy:
-            for row in rows.values():
-                await copy.write_row(row)
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[3:])
-        await conn.execute(
-            f"INSERT INTO market_bars ({', '.join(COLUMNS)}) "
-            f"SELECT {', '.join(COLUMNS)} FROM market_bars_stage "
-            f"ON CONFLICT (instrument, resolution, open_time_ns) DO UPDATE SET {updates}")
+        await copy_upsert(conn, table="market_bars", columns=COLUMNS,
+                          key=("instrument", "resolution", "open_time_ns"), rows=rows.values())

@@ -13,9 +13,7 @@ replay closes exactly the bars the live run closed.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +28,7 @@ from kernel.kafka import make_consumer, make_producer, partitions_of, send_many
 from kernel.observability import MESSAGES, get_logger
 from kernel.pg import connect
 from kernel.settings import Settings
+from kernel.stream import consume
 from market_data.adapters.redis_levels import LevelsStore
 from market_data.domain.bars import BarBuilder, ClosedBar, LateTick
 from market_data.domain.levels import Levels
@@ -189,18 +188,11 @@ class BarService:
 
     async def run(self, *, count: int | None = None, timeout: float | None = None) -> int:
         assert self.consumer is not None
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        done = 0
-        while count is None or done < count:
-            if deadline is not None and loop.time() >= deadline:
-                break
-            batch = await self.consumer.getmany(timeout_ms=200, max_records=self.max_batch)
-            if batch:
-                done += await self.handle_batch(batch)
-        return done
+        return await consume(self.consumer, self.handle_batch, name=self.name,
+                             max_batch=self.max_batch, count=count, timeout=timeout,
+                             poll_ms=200)
 
-    async def handle_batch(self, batch: dict[TopicPartition, Sequence[Any]]) -> int:
+    async def handle_batch(self, batch: dict[TopicPartition, list[Any]]) -> int:
         assert self.producer is not None and self.dlq is not None
         assert self.conn is not None and self.levels_store is not None
         closed: list[ClosedBar] = []
