@@ -206,12 +206,6 @@ class DeciderRunner(Generic[S]):
         return handled
 
     async def handle_batch(self, batch: dict[TopicPartition, list[Any]]) -> int:
-        self._in_flight = True
-        handled = await self._handle_batch(batch)
-        self._in_flight = False
-        return handled
-
-    async def _handle_batch(self, batch: dict[TopicPartition, list[Any]]) -> int:
         assert self.producer is not None and self.consumer is not None
         outgoing: dict[int, list[Record]] = {}
         replies: list[CommandReply] = []
@@ -224,6 +218,9 @@ class DeciderRunner(Generic[S]):
                          if tp.partition not in self.partitions)
         if missing:
             await self.load_partitions(missing)
+        # From the first decision until its events are acknowledged, memory is ahead of the
+        # log: a stop in this window must not turn that state into a snapshot.
+        self._in_flight = True
         for tp, messages in batch.items():
             if tp not in self.consumer.assignment():
                 continue  # revoked meanwhile; the new owner redelivers from the commit
@@ -243,6 +240,7 @@ class DeciderRunner(Generic[S]):
                 if owned is not None and sent:
                     owned.next_event_offset = max(owned.next_event_offset, sent[-1].offset + 1)
                     owned.since_snapshot += len(sent)
+        self._in_flight = False
         for reply in replies:
             # After the events are durable, and not awaited: the API sees a reply as soon as
             # it is on the log, and waiting for its acknowledgement here would only delay the

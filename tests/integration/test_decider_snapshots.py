@@ -38,8 +38,13 @@ async def test_restart_from_snapshot_dedupes_old_commands_and_continues_sequence
         return await events() == expected
 
     await wait_until(first_done, timeout=60, what="the first half decided")
-    first.stop()  # a clean stop also snapshots what it holds
-    assert first.logged("snapshot written"), "no snapshot was written"
+
+    async def snapshotted() -> bool:
+        return bool(first.logged("snapshot written"))
+
+    # Every 50 events a partition snapshots right after the batch that crossed the mark.
+    await wait_until(snapshotted, timeout=30, what="a snapshot written")
+    first.stop()
 
     # Every old command again (a redelivery storm), then halts of the same symbols.
     from datetime import UTC, datetime
