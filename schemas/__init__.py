@@ -5,11 +5,11 @@ Imports nothing else of ours.
 
 from __future__ import annotations
 
-from schemas import instrument, market
+from schemas import identity, instrument, market
 from schemas.registry import TypeRegistry, build_registry
 
 
 def default_registry() -> TypeRegistry:
     """Return a registry of every event and command type propstream publishes."""
     return build_registry([instrument.COMMANDS, instrument.EVENTS, market.COMMANDS,
-                           market.EVENTS])
+                           market.EVENTS, identity.COMMANDS, identity.EVENTS])

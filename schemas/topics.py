@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas import instrument, market
+from schemas import identity, instrument, market
 
 TopicKind = Literal["commands", "events", "stream", "snapshots", "replies", "dead-letters"]
 # "stream": a high-volume log of facts keyed by instrument (ticks, bars), written by a
@@ -154,6 +154,13 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         key="symbol",
         commands=tuple(m.TYPE for m in instrument.COMMANDS),
         events=tuple(m.TYPE for m in instrument.EVENTS),
+    ),
+    *_family(
+        "user",
+        partitions=3,
+        key="user id (uuid5 of the normalised email)",
+        commands=tuple(m.TYPE for m in identity.COMMANDS),
+        events=tuple(m.TYPE for m in identity.EVENTS),
     ),
     *MARKET,
     REPLIES,

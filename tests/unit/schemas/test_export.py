@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import schemas
-from schemas import default_registry, instrument, market
+from schemas import default_registry, identity, instrument, market
 from schemas.envelope import EventPayload
 from schemas.export import export_all, render, stale_files
 from schemas.registry import build_registry
@@ -48,7 +48,8 @@ def test_committed_export_is_not_stale() -> None:
 def test_stale_files_when_a_model_changed_without_export_reports_its_files() -> None:
     events = tuple(m for m in instrument.EVENTS if m is not instrument.InstrumentHalted)
     changed = build_registry([instrument.COMMANDS, (*events, InstrumentHaltedWithUntil),
-                              market.COMMANDS, market.EVENTS])
+                              market.COMMANDS, market.EVENTS, identity.COMMANDS,
+                              identity.EVENTS])
 
     stale = stale_files(COMMITTED, registry=changed)
 
