@@ -24,12 +24,20 @@ from redis.asyncio import Redis
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kernel.idempotency import REPLAYED_HEADER, IdempotencyMiddleware
 from kernel.observability import get_logger
+from kernel.problems import PROBLEM_BASE, PROBLEM_JSON, PROBLEM_SCHEMA, Problem, problem_response
+from kernel.ratelimit import RateLimiter
+from kernel.settings import Settings
+
+__all__ = [
+    "PROBLEM_BASE", "PROBLEM_JSON", "PROBLEM_SCHEMA", "Problem", "RequestContextMiddleware",
+    "decode_cursor", "encode_cursor", "health_router", "install_conventions",
+    "install_problem_handlers", "postgres_check", "problem_response", "redis_check",
+]
 
 log = get_logger(__name__)
 
-PROBLEM_JSON = "application/problem+json"
-PROBLEM_BASE = "urn:propstream:problem:"
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 _STATUS_TYPES = {
@@ -37,55 +45,6 @@ _STATUS_TYPES = {
     405: "method-not-allowed", 406: "not-acceptable", 409: "conflict", 413: "body-too-large",
     415: "unsupported-media-type", 422: "validation-failed", 429: "rate-limited",
     500: "internal-error", 503: "unavailable",
-}
-
-
-class Problem(Exception):
-    """An RFC 9457 problem: raise it from a route to answer with problem+json."""
-
-    def __init__(self, status: int, slug: str, title: str, detail: str = "", *,
-                 headers: Mapping[str, str] | None = None, **extra: Any) -> None:
-        super().__init__(f"{status} {slug}: {detail or title}")
-        self.status = status
-        self.slug = slug
-        self.title = title
-        self.detail = detail
-        self.headers = dict(headers or {})
-        self.extra = extra
-
-
-def problem_response(request: Request | None, problem: Problem) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": PROBLEM_BASE + problem.slug,
-        "title": problem.title,
-        "status": problem.status,
-    }
-    if problem.detail:
-        body["detail"] = problem.detail
-    if request is not None:
-        body["instance"] = request.url.path
-        rid = getattr(request.state, "request_id", None)
-        if rid:
-            body["request_id"] = rid
-    body.update(problem.extra)
-    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON,
-                        headers=problem.headers)
-
-
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "description": "An RFC 9457 problem",
-    "content": {PROBLEM_JSON: {"schema": {
-        "type": "object",
-        "required": ["type", "title", "status"],
-        "properties": {
-            "type": {"type": "string", "example": PROBLEM_BASE + "validation-failed"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "instance": {"type": "string"},
-            "request_id": {"type": "string"},
-        },
-    }}},
 }
 
 
@@ -224,11 +183,26 @@ def decode_cursor(cursor: str, *, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def install_conventions(app: FastAPI, *, cors_origins: Sequence[str], max_body: int,
-                        expose_headers: Sequence[str] = ()) -> None:
-    """problem+json errors, CORS for the frontend, request ids and the body limit."""
+                        expose_headers: Sequence[str] = (), redis: Redis | None = None,
+                        settings: Settings | None = None) -> None:
+    """problem+json errors, CORS for the frontend, request ids and the body limit; with a
+    Redis client and settings also Idempotency-Key replay on POST/PATCH and the rate
+    limiter that `kernel.ratelimit.rate_limited` dependencies use."""
     install_problem_handlers(app)
+    if redis is not None:
+        if settings is None:
+            raise ValueError("install_conventions needs settings along with redis")
+        # Innermost: it sees the body after the size limit and answers inside the request id.
+        app.add_middleware(IdempotencyMiddleware, redis=redis, namespace=settings.namespace,
+                           ttl_s=settings.idempotency_ttl_s,
+                           lock_ttl_s=settings.idempotency_lock_ttl_s)
+        app.state.rate_limiter = RateLimiter(redis, namespace=settings.namespace,
+                                             rate=settings.rate_limit_per_s,
+                                             burst=settings.rate_limit_burst)
     app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
-                       allow_headers=["*"], expose_headers=["X-Request-ID", *expose_headers])
+                       allow_headers=["*"],
+                       expose_headers=["X-Request-ID", "Retry-After", "RateLimit-Limit",
+                                       "RateLimit-Remaining", REPLAYED_HEADER, *expose_headers])
     app.add_middleware(RequestContextMiddleware, max_body=max_body)
 
 
