@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kernel.idempotency import REPLAYED_HEADER, IdempotencyMiddleware
 from kernel.observability import get_logger
 from kernel.problems import PROBLEM_BASE, PROBLEM_JSON, PROBLEM_SCHEMA, Problem, problem_response
-from kernel.ratelimit import RateLimiter
+from kernel.ratelimit import RESPONSE_HEADERS_KEY, RateLimiter
 from kernel.settings import Settings
 
 __all__ = [
@@ -91,7 +91,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 class RequestContextMiddleware:
     """Give every request an id (or keep a sane one sent in X-Request-ID), log it, echo it,
-    and refuse bodies over `max_body` bytes with 413 before reading them whole."""
+    refuse bodies over `max_body` bytes with 413 before reading them whole, and add the
+    headers left in `request.state.response_headers` to the answer."""
 
     def __init__(self, app: ASGIApp, *, max_body: int) -> None:
         self.app = app
@@ -104,7 +105,8 @@ class RequestContextMiddleware:
         headers = {k.decode().lower(): v.decode(errors="replace") for k, v in scope["headers"]}
         sent = headers.get("x-request-id", "")
         rid = sent if REQUEST_ID_RE.match(sent) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
         structlog.contextvars.bind_contextvars(request_id=rid)
         started = time.perf_counter()
         status_holder = {"status": 500}
@@ -112,8 +114,13 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                sent_headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in sent_headers}
+                # Headers a dependency set for every answer, even a Response it did not make.
+                extra: Mapping[str, str] = state.get(RESPONSE_HEADERS_KEY, {})
+                sent_headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()
+                                 if k.lower().encode() not in present]
+                message["headers"] = [*sent_headers, (b"x-request-id", rid.encode())]
             await send(message)
 
         try:

@@ -15,7 +15,7 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from fastapi import Request, Response
+from fastapi import Request
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -24,6 +24,9 @@ from kernel.observability import get_logger
 from kernel.problems import Problem
 
 log = get_logger(__name__)
+
+# request.state attribute whose headers RequestContextMiddleware adds to any answer.
+RESPONSE_HEADERS_KEY = "response_headers"
 
 # KEYS: the buckets; ARGV: rate (tokens/s), burst. Returns {allowed, remaining, wait_ms}.
 # A token is taken from every bucket or from none.
@@ -98,10 +101,10 @@ class RateLimiter:
 
 
 def rate_limited(name: str, rate: float | None = None, burst: int | None = None, *,
-                 fail_open: bool = True) -> Callable[[Request, Response], Awaitable[None]]:
+                 fail_open: bool = True) -> Callable[[Request], Awaitable[None]]:
     """A dependency taking a token of bucket `name`; rate and burst default to the app's."""
 
-    async def dependency(request: Request, response: Response) -> None:
+    async def dependency(request: Request) -> None:
         limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
         if limiter is None:
             raise RuntimeError("rate_limited needs install_conventions(..., redis=...)")
@@ -121,6 +124,9 @@ def rate_limited(name: str, rate: float | None = None, burst: int | None = None,
             raise Problem(429, "rate-limited", "Too many requests",
                           f"retry in {seconds} s", retry_after=seconds,
                           headers={**limits, "Retry-After": str(seconds)})
-        response.headers.update(limits)
+        # On request.state, not the injected Response: routes that return their own
+        # Response (202s, the simulator) would drop headers set there.
+        earlier: dict[str, str] = getattr(request.state, RESPONSE_HEADERS_KEY, {})
+        setattr(request.state, RESPONSE_HEADERS_KEY, {**earlier, **limits})
 
     return dependency

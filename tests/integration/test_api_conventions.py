@@ -11,6 +11,8 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as redis
 
+from kernel.callers import Caller
+from kernel.idempotency import record_key
 from kernel.settings import Settings
 from tests.integration.helpers import read_topic
 
@@ -122,6 +124,24 @@ async def test_the_same_key_of_another_caller_is_another_request(
     assert alice.json()["command_id"] != bob.json()["command_id"]
 
 
+async def test_a_key_whose_request_is_still_running_is_409_problem(
+    settings: Settings, market: httpx.AsyncClient
+) -> None:
+    cache = redis.Redis.from_url(settings.cache_url)
+    try:
+        # What the first request holds while it runs (httpx's ASGI client is 127.0.0.1).
+        key = record_key(settings.namespace, method="POST", path="/market/simulator/start",
+                         caller=Caller(identity="ip:127.0.0.1", ip="127.0.0.1"),
+                         key="conv-running-1")
+        await cache.set(key, b'{"state": "pending", "token": "other"}', ex=30)
+        resp = await market.post("/market/simulator/start", json={},
+                                 headers={"Idempotency-Key": "conv-running-1"})
+    finally:
+        await cache.aclose()
+    _problem(resp, 409, "idempotency-key-in-progress")
+    assert resp.headers["retry-after"] == "1"
+
+
 @pytest.mark.parametrize("key", ["", "x" * 201, " leading-space"])
 async def test_malformed_idempotency_key_is_422_problem(market: httpx.AsyncClient,
                                                         key: str) -> None:
@@ -138,6 +158,7 @@ async def test_a_burst_over_the_limit_is_429_until_retry_after_has_passed(
     ok = [await market.post("/market/simulator/start", json={}, headers=caller)
           for _ in range(2)]
     assert [r.status_code for r in ok] == [202, 202]
+    assert [r.headers["ratelimit-remaining"] for r in ok] == ["1", "0"]
     limited = await market.post("/market/simulator/start", json={}, headers=caller)
     body = _problem(limited, 429, "rate-limited")
     retry_after = int(limited.headers["retry-after"])
