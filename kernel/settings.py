@@ -85,6 +85,9 @@ class Settings(BaseSettings):
         ports = [self.kafka_port, self.kafka_controller_port, self.pg_port, self.redis_port]
         if len(set(ports)) != len(ports):
             raise ValueError("Kafka, Kafka controller, PostgreSQL and Redis ports must differ")
+        if self.idempotency_lock_ttl_s * 1000 <= self.command_timeout_ms:
+            raise ValueError("PROPSTREAM_IDEMPOTENCY_LOCK_TTL_S must outlast "
+                             "PROPSTREAM_COMMAND_TIMEOUT_MS, or a retry runs a request twice")
         return self
 
     @property
