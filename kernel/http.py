@@ -24,12 +24,20 @@ from redis.asyncio import Redis
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kernel.idempotency import REPLAYED_HEADER, IdempotencyMiddleware
 from kernel.observability import get_logger
+from kernel.problems import PROBLEM_BASE, PROBLEM_JSON, PROBLEM_SCHEMA, Problem, problem_response
+from kernel.ratelimit import RESPONSE_HEADERS_KEY, RateLimiter
+from kernel.settings import Settings
+
+__all__ = [
+    "PROBLEM_BASE", "PROBLEM_JSON", "PROBLEM_SCHEMA", "Problem", "RequestContextMiddleware",
+    "decode_cursor", "encode_cursor", "health_router", "install_conventions",
+    "install_problem_handlers", "postgres_check", "problem_response", "redis_check",
+]
 
 log = get_logger(__name__)
 
-PROBLEM_JSON = "application/problem+json"
-PROBLEM_BASE = "urn:propstream:problem:"
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 _STATUS_TYPES = {
@@ -37,55 +45,6 @@ _STATUS_TYPES = {
     405: "method-not-allowed", 406: "not-acceptable", 409: "conflict", 413: "body-too-large",
     415: "unsupported-media-type", 422: "validation-failed", 429: "rate-limited",
     500: "internal-error", 503: "unavailable",
-}
-
-
-class Problem(Exception):
-    """An RFC 9457 problem: raise it from a route to answer with problem+json."""
-
-    def __init__(self, status: int, slug: str, title: str, detail: str = "", *,
-                 headers: Mapping[str, str] | None = None, **extra: Any) -> None:
-        super().__init__(f"{status} {slug}: {detail or title}")
-        self.status = status
-        self.slug = slug
-        self.title = title
-        self.detail = detail
-        self.headers = dict(headers or {})
-        self.extra = extra
-
-
-def problem_response(request: Request | None, problem: Problem) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": PROBLEM_BASE + problem.slug,
-        "title": problem.title,
-        "status": problem.status,
-    }
-    if problem.detail:
-        body["detail"] = problem.detail
-    if request is not None:
-        body["instance"] = request.url.path
-        rid = getattr(request.state, "request_id", None)
-        if rid:
-            body["request_id"] = rid
-    body.update(problem.extra)
-    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON,
-                        headers=problem.headers)
-
-
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "description": "An RFC 9457 problem",
-    "content": {PROBLEM_JSON: {"schema": {
-        "type": "object",
-        "required": ["type", "title", "status"],
-        "properties": {
-            "type": {"type": "string", "example": PROBLEM_BASE + "validation-failed"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "instance": {"type": "string"},
-            "request_id": {"type": "string"},
-        },
-    }}},
 }
 
 
@@ -132,7 +91,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 class RequestContextMiddleware:
     """Give every request an id (or keep a sane one sent in X-Request-ID), log it, echo it,
-    and refuse bodies over `max_body` bytes with 413 before reading them whole."""
+    refuse bodies over `max_body` bytes with 413 before reading them whole, and add the
+    headers left in `request.state.response_headers` to the answer."""
 
     def __init__(self, app: ASGIApp, *, max_body: int) -> None:
         self.app = app
@@ -145,7 +105,8 @@ class RequestContextMiddleware:
         headers = {k.decode().lower(): v.decode(errors="replace") for k, v in scope["headers"]}
         sent = headers.get("x-request-id", "")
         rid = sent if REQUEST_ID_RE.match(sent) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
         structlog.contextvars.bind_contextvars(request_id=rid)
         started = time.perf_counter()
         status_holder = {"status": 500}
@@ -153,8 +114,13 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                sent_headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in sent_headers}
+                # Headers a dependency set for every answer, even a Response it did not make.
+                extra: Mapping[str, str] = state.get(RESPONSE_HEADERS_KEY, {})
+                sent_headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()
+                                 if k.lower().encode() not in present]
+                message["headers"] = [*sent_headers, (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
@@ -224,11 +190,26 @@ def decode_cursor(cursor: str, *, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def install_conventions(app: FastAPI, *, cors_origins: Sequence[str], max_body: int,
-                        expose_headers: Sequence[str] = ()) -> None:
-    """problem+json errors, CORS for the frontend, request ids and the body limit."""
+                        expose_headers: Sequence[str] = (), redis: Redis | None = None,
+                        settings: Settings | None = None) -> None:
+    """problem+json errors, CORS for the frontend, request ids and the body limit; with a
+    Redis client and settings also Idempotency-Key replay on POST/PATCH and the rate
+    limiter that `kernel.ratelimit.rate_limited` dependencies use."""
     install_problem_handlers(app)
+    if redis is not None:
+        if settings is None:
+            raise ValueError("install_conventions needs settings along with redis")
+        # Innermost: it sees the body after the size limit and answers inside the request id.
+        app.add_middleware(IdempotencyMiddleware, redis=redis, namespace=settings.namespace,
+                           ttl_s=settings.idempotency_ttl_s,
+                           lock_ttl_s=settings.idempotency_lock_ttl_s)
+        app.state.rate_limiter = RateLimiter(redis, namespace=settings.namespace,
+                                             rate=settings.rate_limit_per_s,
+                                             burst=settings.rate_limit_burst)
     app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
-                       allow_headers=["*"], expose_headers=["X-Request-ID", *expose_headers])
+                       allow_headers=["*"],
+                       expose_headers=["X-Request-ID", "Retry-After", "RateLimit-Limit",
+                                       "RateLimit-Remaining", REPLAYED_HEADER, *expose_headers])
     app.add_middleware(RequestContextMiddleware, max_body=max_body)
 
 

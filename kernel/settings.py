@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     command_timeout_ms: int = Field(default=5000, ge=50, le=60000)
     cors_origins: tuple[str, ...] = ("http://localhost:5173",)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    idempotency_ttl_s: int = Field(
+        default=24 * 3600, ge=60, le=7 * 24 * 3600,
+        description="how long a POST's Idempotency-Key and its stored response are kept")
+    idempotency_lock_ttl_s: int = Field(
+        default=60, ge=1, le=600,
+        description="how long a request in progress holds its key; outlive a request")
+    rate_limit_per_s: float = Field(
+        default=20.0, gt=0, le=100_000,
+        description="tokens per second of the default bucket, per caller and per IP")
+    rate_limit_burst: int = Field(default=40, ge=1, le=1_000_000,
+                                  description="capacity of the default bucket")
     binance_url: str = "wss://stream.binance.com:9443/stream"
     binance_symbols: dict[str, str] = Field(
         default={"BTCUSDT": "BTC-USD", "ETHUSDT": "ETH-USD", "SOLUSDT": "SOL-USD"},
@@ -74,6 +85,9 @@ class Settings(BaseSettings):
         ports = [self.kafka_port, self.kafka_controller_port, self.pg_port, self.redis_port]
         if len(set(ports)) != len(ports):
             raise ValueError("Kafka, Kafka controller, PostgreSQL and Redis ports must differ")
+        if self.idempotency_lock_ttl_s * 1000 <= self.command_timeout_ms:
+            raise ValueError("PROPSTREAM_IDEMPOTENCY_LOCK_TTL_S must outlast "
+                             "PROPSTREAM_COMMAND_TIMEOUT_MS, or a retry runs a request twice")
         return self
 
     @property

@@ -49,7 +49,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.pool = pool
     app.state.cache = cache
     install_conventions(app, cors_origins=settings.cors_origins,
-                        max_body=settings.max_body_bytes, expose_headers=("Location",))
+                        max_body=settings.max_body_bytes, expose_headers=("Location",),
+                        redis=cache, settings=settings)
     app.include_router(health_router({"kafka": kafka_ready, "postgres": postgres_check(pool),
                                       "redis": redis_check(cache)}))
     app.include_router(instruments.router)

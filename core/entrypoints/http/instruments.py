@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +15,7 @@ from core.entrypoints.http.deps import BusDep, ConnDep, IdempotencyKey
 from core.views.instruments import InstrumentPublic, get_instrument, list_instruments
 from kernel.commands import command_id_for
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
+from kernel.ratelimit import rate_limited
 from schemas.envelope import CommandPayload, make_command
 from schemas.instrument import (
     AssetClass,
@@ -74,8 +75,10 @@ class HaltRequest(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: PROBLEM_SCHEMA for s in (400, 404, 409, 413, 422, 503)
+    s: PROBLEM_SCHEMA for s in (400, 404, 409, 413, 422, 429, 503)
 }
+# Every command route takes a token of the app's default bucket, per caller and per IP.
+COMMAND_LIMIT = [Depends(rate_limited("instrument-commands"))]
 
 
 async def _dispatch(bus: BusDep, symbol: str, payload: CommandPayload, *,
@@ -116,7 +119,8 @@ def _from_events(reply: CommandReply, current: InstrumentPublic | None) -> dict[
 
 @router.post("", operation_id="registerInstrument", status_code=201,
              summary="Register an instrument", response_model=InstrumentPublic,
-             responses={202: {"model": CommandAccepted}, **ERRORS})
+             responses={202: {"model": CommandAccepted}, **ERRORS},
+             dependencies=COMMAND_LIMIT)
 async def register_instrument(
     spec: Annotated[InstrumentSpec, Body(examples=[EXAMPLE_SPEC])],
     bus: BusDep, response: Response, idempotency_key: IdempotencyKey = None,
@@ -196,7 +200,8 @@ async def _read_your_write(conn: ConnDep, symbol: str, version: int,
 
 @router.patch("/{symbol}", operation_id="updateInstrument", summary="Change attributes",
               response_model=InstrumentPublic,
-              responses={202: {"model": CommandAccepted}, **ERRORS})
+              responses={202: {"model": CommandAccepted}, **ERRORS},
+              dependencies=COMMAND_LIMIT)
 async def update(symbol: SymbolPath, changes: InstrumentChanges, bus: BusDep, conn: ConnDep,
                  idempotency_key: IdempotencyKey = None) -> Any:
     return await _change(symbol, UpdateInstrument(changes=changes), bus, conn, idempotency_key,
@@ -205,7 +210,8 @@ async def update(symbol: SymbolPath, changes: InstrumentChanges, bus: BusDep, co
 
 @router.post("/{symbol}/halt", operation_id="haltInstrument", summary="Halt trading",
              response_model=InstrumentPublic,
-             responses={202: {"model": CommandAccepted}, **ERRORS})
+             responses={202: {"model": CommandAccepted}, **ERRORS},
+             dependencies=COMMAND_LIMIT)
 async def halt(symbol: SymbolPath, body: HaltRequest, bus: BusDep, conn: ConnDep,
                idempotency_key: IdempotencyKey = None) -> Any:
     return await _change(symbol, HaltInstrument(reason=body.reason), bus, conn, idempotency_key,
@@ -214,7 +220,8 @@ async def halt(symbol: SymbolPath, body: HaltRequest, bus: BusDep, conn: ConnDep
 
 @router.post("/{symbol}/resume", operation_id="resumeInstrument", summary="Resume trading",
              response_model=InstrumentPublic,
-             responses={202: {"model": CommandAccepted}, **ERRORS})
+             responses={202: {"model": CommandAccepted}, **ERRORS},
+             dependencies=COMMAND_LIMIT)
 async def resume(symbol: SymbolPath, bus: BusDep, conn: ConnDep,
                  idempotency_key: IdempotencyKey = None) -> Any:
     return await _change(symbol, ResumeInstrument(), bus, conn, idempotency_key, "resume")

@@ -58,7 +58,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.prices = PriceStore(cache, namespace=settings.namespace)
     app.state.levels = LevelsStore(cache, namespace=settings.namespace)
     install_conventions(app, cors_origins=settings.cors_origins,
-                        max_body=settings.max_body_bytes, expose_headers=("ETag",))
+                        max_body=settings.max_body_bytes, expose_headers=("ETag",),
+                        redis=cache, settings=settings)
     app.include_router(health_router({"kafka": kafka_ready, "postgres": postgres_check(pool),
                                       "redis": redis_check(cache)}))
     app.include_router(prices.router)

@@ -9,11 +9,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from kernel.http import PROBLEM_SCHEMA
+from kernel.ratelimit import rate_limited
 from market_data.entrypoints.http.deps import ProducerDep, SettingsDep
 from schemas.codec import encode
 from schemas.envelope import make_command
@@ -26,11 +27,15 @@ from schemas.market import (
     StopSimulator,
 )
 
-router = APIRouter(prefix="/market/simulator", tags=["simulator"])
+# Every simulator command takes a token of the app's default bucket, per caller and per IP.
+router = APIRouter(prefix="/market/simulator", tags=["simulator"],
+                   dependencies=[Depends(rate_limited("simulator-commands"))])
 
 COMMANDS_TOPIC = "market.commands"
 ALL = "*"
-ERRORS: dict[int | str, dict[str, Any]] = {422: PROBLEM_SCHEMA, 413: PROBLEM_SCHEMA}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: PROBLEM_SCHEMA for s in (409, 413, 422, 429, 503)
+}
 
 
 class SimulatorTarget(BaseModel):

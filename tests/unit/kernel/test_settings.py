@@ -52,3 +52,11 @@ def test_external_endpoints_override_local_ones() -> None:
     assert s.bootstrap_servers == "kafka:9092"
     assert s.database_url == "postgresql://u@db/p"
     assert Settings().bootstrap_servers == "127.0.0.1:19092"
+
+
+def test_idempotency_lock_must_outlast_the_command_timeout() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="IDEMPOTENCY_LOCK_TTL_S"):
+        Settings(idempotency_lock_ttl_s=5, command_timeout_ms=5000)
+    assert Settings(idempotency_lock_ttl_s=6, command_timeout_ms=5000).idempotency_lock_ttl_s == 6

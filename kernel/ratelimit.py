@@ -1,0 +1,132 @@
+"""Token buckets in Redis, per caller and per IP, as a FastAPI dependency.
+
+`rate_limited(name, rate, burst)` makes a dependency: every call takes one token from the
+caller's bucket and the IP's bucket of `name` (both, atomically, in one Lua script on
+Redis's clock); when either is empty the answer is 429 `rate-limited` with `Retry-After`.
+
+When Redis is unreachable, `fail_open=True` (the default, for reads and ordinary commands)
+lets the request through with a logged warning; `fail_open=False` (for login, register and
+other abuse targets) answers 503 `rate-limit-unavailable`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from kernel.callers import Caller, caller_of
+from kernel.observability import get_logger
+from kernel.problems import Problem
+
+log = get_logger(__name__)
+
+# request.state attribute whose headers RequestContextMiddleware adds to any answer.
+RESPONSE_HEADERS_KEY = "response_headers"
+
+# KEYS: the buckets; ARGV: rate (tokens/s), burst. Returns {allowed, remaining, wait_ms}.
+# A token is taken from every bucket or from none.
+_TAKE = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = math.ceil(burst / rate * 1000) + 1000
+local tokens = {}
+local allowed = 1
+local wait_ms = 0
+for i, key in ipairs(KEYS) do
+  local b = redis.call('HMGET', key, 'tokens', 'ts')
+  local tk = tonumber(b[1]) or burst
+  local ts = tonumber(b[2]) or now
+  tk = math.min(burst, tk + math.max(0, now - ts) * rate / 1000)
+  tokens[i] = tk
+  if tk < 1 then
+    allowed = 0
+    wait_ms = math.max(wait_ms, math.ceil((1 - tk) * 1000 / rate))
+  end
+end
+local remaining = burst
+for i, key in ipairs(KEYS) do
+  local tk = tokens[i]
+  if allowed == 1 then tk = tk - 1 end
+  remaining = math.min(remaining, tk)
+  redis.call('HSET', key, 'tokens', tostring(tk), 'ts', tostring(now))
+  redis.call('PEXPIRE', key, ttl)
+end
+return {allowed, math.floor(remaining), wait_ms}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    remaining: int
+    retry_after_ms: int
+
+
+def retry_after_seconds(wait_ms: int) -> int:
+    """`Retry-After` in whole seconds, rounded up and never 0 (0 invites a hot retry loop)."""
+    return max(1, math.ceil(wait_ms / 1000))
+
+
+def bucket_keys(namespace: str, name: str, caller: Caller) -> list[str]:
+    """The caller's bucket and the IP's; one when the caller is known only by its IP."""
+    prefix = f"{namespace}:rl:{name}" if namespace else f"rl:{name}"
+    keys = [f"{prefix}:ip:{caller.ip}"]
+    if not caller.anonymous:
+        keys.insert(0, f"{prefix}:{caller.identity}")
+    return keys
+
+
+class RateLimiter:
+    """Takes tokens from Redis buckets; holds the default rate of the app."""
+
+    def __init__(self, redis: Redis, *, namespace: str, rate: float, burst: int) -> None:
+        self.namespace = namespace
+        self.rate = rate
+        self.burst = burst
+        self._take = redis.register_script(_TAKE)
+
+    async def take(self, name: str, caller: Caller, *, rate: float, burst: int) -> Decision:
+        raw = await self._take(keys=bucket_keys(self.namespace, name, caller),
+                               args=[repr(float(rate)), burst])
+        allowed, remaining, wait_ms = (int(v) for v in raw)
+        return Decision(allowed=bool(allowed), remaining=max(0, remaining),
+                        retry_after_ms=wait_ms)
+
+
+def rate_limited(name: str, rate: float | None = None, burst: int | None = None, *,
+                 fail_open: bool = True) -> Callable[[Request], Awaitable[None]]:
+    """A dependency taking a token of bucket `name`; rate and burst default to the app's."""
+
+    async def dependency(request: Request) -> None:
+        limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+        if limiter is None:
+            raise RuntimeError("rate_limited needs install_conventions(..., redis=...)")
+        r = rate if rate is not None else limiter.rate
+        b = burst if burst is not None else limiter.burst
+        try:
+            decision = await limiter.take(name, caller_of(request.scope), rate=r, burst=b)
+        except (RedisError, OSError) as exc:
+            if fail_open:
+                log.warning("rate limit skipped: Redis unreachable", bucket=name, error=str(exc))
+                return
+            raise Problem(503, "rate-limit-unavailable", "Rate limiting is unavailable",
+                          "retry shortly", headers={"Retry-After": "1"}) from None
+        limits = {"RateLimit-Limit": str(b), "RateLimit-Remaining": str(decision.remaining)}
+        if not decision.allowed:
+            seconds = retry_after_seconds(decision.retry_after_ms)
+            raise Problem(429, "rate-limited", "Too many requests",
+                          f"retry in {seconds} s", retry_after=seconds,
+                          headers={**limits, "Retry-After": str(seconds)})
+        # On request.state, not the injected Response: routes that return their own
+        # Response (202s, the simulator) would drop headers set there.
+        earlier: dict[str, str] = getattr(request.state, RESPONSE_HEADERS_KEY, {})
+        setattr(request.state, RESPONSE_HEADERS_KEY, {**earlier, **limits})
+
+    return dependency
