@@ -8,7 +8,7 @@ import pytest
 import pytest_asyncio
 
 from kernel.settings import Settings
-from tests.integration.helpers import PlatformProcess
+from tests.integration.helpers import PlatformProcess, asgi_client
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +33,5 @@ async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The core API in-process, talking to the real Kafka, PostgreSQL and Redis."""
     from core.bootstrap import api as make_api
 
-    app = make_api(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with asgi_client(make_api(settings)) as client:
+        yield client

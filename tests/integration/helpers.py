@@ -8,13 +8,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
+import redis.asyncio as redis
 from aiokafka import TopicPartition
+from fastapi import FastAPI
 
 from kernel.kafka import make_consumer, make_producer, partitions_of
 from kernel.settings import Settings
@@ -22,6 +26,38 @@ from schemas.codec import decode_event, encode
 from schemas.envelope import CommandEnvelope, EventEnvelope, make_command
 from schemas.instrument import InstrumentSpec, RegisterInstrument
 from tests.conftest import process_env
+
+PROBLEM_JSON = "application/problem+json"
+
+
+@asynccontextmanager
+async def asgi_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An app in-process (lifespan included) behind an httpx client, 500s answered not raised."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+async def drop_redis_namespace(settings: Settings) -> None:
+    """Delete every Redis key of the test's namespace (the server is shared)."""
+    cache = redis.Redis.from_url(settings.cache_url)
+    try:
+        keys = [k async for k in cache.scan_iter(match=f"{settings.namespace}:*")]
+        if keys:
+            await cache.delete(*keys)
+    finally:
+        await cache.aclose()
+
+
+def assert_problem(resp: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    """The response is an RFC 9457 problem of this status and type, carrying its request id."""
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"] == PROBLEM_JSON
+    body: dict[str, Any] = resp.json()
+    assert body["type"] == f"urn:propstream:problem:{slug}"
+    assert body["request_id"] == resp.headers["x-request-id"]
+    return body
 
 
 class PlatformProcess:

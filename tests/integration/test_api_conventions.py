@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
@@ -14,11 +13,10 @@ import redis.asyncio as redis
 from kernel.callers import Caller
 from kernel.idempotency import record_key
 from kernel.settings import Settings
-from tests.integration.helpers import read_topic
+from tests.integration.helpers import asgi_client, assert_problem, drop_redis_namespace, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
-PROBLEM = "application/problem+json"
 BTC = {"symbol": "BTC-USD", "venue": "simulator", "asset_class": "crypto", "tick_size": "0.01",
        "lot_size": "0.0001", "quote_currency": "USD"}
 
@@ -32,23 +30,12 @@ async def market(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = make_api(limited)
     cache = redis.Redis.from_url(settings.cache_url)
     try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-                yield c
+        async with asgi_client(app) as c:
+            yield c
     finally:
-        keys = [k async for k in cache.scan_iter(match=f"{settings.namespace}:*")]
-        if keys:
-            await cache.delete(*keys)
         await cache.aclose()
+        await drop_redis_namespace(settings)
 
-
-def _problem(resp: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = resp.json()
-    assert body["type"] == f"urn:propstream:problem:{slug}"
-    return body
 
 
 async def test_same_key_and_body_replays_the_response_and_decides_once(
@@ -84,7 +71,7 @@ async def test_concurrent_requests_with_one_key_decide_once(
     statuses = sorted([a.status_code, b.status_code])
     if statuses == [201, 409]:
         conflict = a if a.status_code == 409 else b
-        _problem(conflict, 409, "idempotency-key-in-progress")
+        assert_problem(conflict, 409, "idempotency-key-in-progress")
         assert conflict.headers["retry-after"] == "1"
     else:
         assert statuses == [201, 201]
@@ -107,7 +94,7 @@ async def test_same_key_with_another_body_is_422_and_publishes_nothing_more(
     assert replay.json() == first.json()
     other = await market.post("/market/simulator/start", json={"symbol": "ETH-USD"},
                               headers=headers)
-    _problem(other, 422, "idempotency-key-reused")
+    assert_problem(other, 422, "idempotency-key-reused")
     assert len(await read_topic(settings, "market.commands", raw=True)) == 1
 
 
@@ -138,7 +125,7 @@ async def test_a_key_whose_request_is_still_running_is_409_problem(
                                  headers={"Idempotency-Key": "conv-running-1"})
     finally:
         await cache.aclose()
-    _problem(resp, 409, "idempotency-key-in-progress")
+    assert_problem(resp, 409, "idempotency-key-in-progress")
     assert resp.headers["retry-after"] == "1"
 
 
@@ -147,7 +134,7 @@ async def test_malformed_idempotency_key_is_422_problem(market: httpx.AsyncClien
                                                         key: str) -> None:
     resp = await market.post("/market/simulator/start", json={},
                              headers={"Idempotency-Key": key})
-    body = _problem(resp, 422, "invalid-idempotency-key")
+    body = assert_problem(resp, 422, "invalid-idempotency-key")
     assert body["request_id"] == resp.headers["x-request-id"]
 
 
@@ -160,7 +147,7 @@ async def test_a_burst_over_the_limit_is_429_until_retry_after_has_passed(
     assert [r.status_code for r in ok] == [202, 202]
     assert [r.headers["ratelimit-remaining"] for r in ok] == ["1", "0"]
     limited = await market.post("/market/simulator/start", json={}, headers=caller)
-    body = _problem(limited, 429, "rate-limited")
+    body = assert_problem(limited, 429, "rate-limited")
     retry_after = int(limited.headers["retry-after"])
     assert retry_after >= 1
     assert body["retry_after"] == retry_after

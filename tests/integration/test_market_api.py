@@ -19,7 +19,7 @@ from market_data.adapters.redis_levels import LevelsStore
 from market_data.adapters.redis_prices import PriceStore
 from schemas.codec import decode_command
 from schemas.market import MarketTicksPublished, TickRow
-from tests.integration.helpers import read_topic
+from tests.integration.helpers import asgi_client, assert_problem, drop_redis_namespace, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -28,7 +28,6 @@ DAY = 86_400
 NOW = int(time.time())
 T0 = (NOW - 2 * DAY) // 60 * 60  # ten closed 1m bars from here
 TODAY = NOW // DAY * DAY
-PROBLEM = "application/problem+json"
 
 # Core's instruments projection owns this table in production; the test creates the
 # columns the market-data API reads.
@@ -97,24 +96,12 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     await _seed(settings, cache)
     app = make_api(settings)
     try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-                yield c
+        async with asgi_client(app) as c:
+            yield c
     finally:
-        keys = [k async for k in cache.scan_iter(match=f"{settings.namespace}:*")]
-        if keys:
-            await cache.delete(*keys)
         await cache.aclose()
+        await drop_redis_namespace(settings)
 
-
-def _problem(resp: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = resp.json()
-    assert body["type"] == f"urn:propstream:problem:{slug}"
-    assert body["request_id"] == resp.headers["x-request-id"]
-    return body
 
 
 # -- prices and levels ---------------------------------------------------------------------
@@ -139,14 +126,14 @@ async def test_prices_latest_and_ticks_come_from_redis(client: httpx.AsyncClient
 
 
 async def test_price_of_unknown_symbol_is_404_problem(client: httpx.AsyncClient) -> None:
-    _problem(await client.get("/market/prices/NOPE"), 404, "price-not-found")
-    _problem(await client.get("/market/prices/NOPE/ticks"), 404, "price-not-found")
+    assert_problem(await client.get("/market/prices/NOPE"), 404, "price-not-found")
+    assert_problem(await client.get("/market/prices/NOPE/ticks"), 404, "price-not-found")
 
 
 @pytest.mark.parametrize("limit", [0, 201])
 async def test_ticks_limit_out_of_bounds_is_422_problem(client: httpx.AsyncClient,
                                                        limit: int) -> None:
-    _problem(await client.get("/market/prices/BTC-USD/ticks", params={"limit": limit}), 422,
+    assert_problem(await client.get("/market/prices/BTC-USD/ticks", params={"limit": limit}), 422,
              "validation-failed")
 
 
@@ -157,7 +144,7 @@ async def test_levels(client: httpx.AsyncClient) -> None:
     assert (body["instrument"], body["ath"], body["atl"], body["enigma"]) == (
         "BTC-USD", 120.0, 80.0, 75.0)
     assert len(body["fibonacci"]) == 2
-    _problem(await client.get("/market/levels/NOPE"), 404, "levels-not-found")
+    assert_problem(await client.get("/market/levels/NOPE"), 404, "levels-not-found")
 
 
 # -- bars ----------------------------------------------------------------------------------
@@ -200,19 +187,19 @@ async def test_bars_of_a_range_reaching_now_are_not_cached(client: httpx.AsyncCl
 
 
 async def test_bars_from_after_to_is_422_problem(client: httpx.AsyncClient) -> None:
-    body = _problem(await client.get("/market/bars/BTC-USD",
+    body = assert_problem(await client.get("/market/bars/BTC-USD",
                                      params={"from": T0 + 600, "to": T0}), 422, "invalid-range")
     assert body["detail"] == f"`from` ({T0 + 600}) is after `to` ({T0}); both are unix seconds"
 
 
 async def test_bars_unknown_resolution_is_422_problem(client: httpx.AsyncClient) -> None:
-    body = _problem(await client.get("/market/bars/BTC-USD", params={"resolution": "2m"}), 422,
-                    "validation-failed")
+    response = await client.get("/market/bars/BTC-USD", params={"resolution": "2m"})
+    body = assert_problem(response, 422, "validation-failed")
     assert body["errors"][0]["location"] == "query.resolution"
 
 
 async def test_bars_range_too_large_is_422_problem(client: httpx.AsyncClient) -> None:
-    body = _problem(await client.get("/market/bars/BTC-USD",
+    body = assert_problem(await client.get("/market/bars/BTC-USD",
                                      params={"resolution": "1m", "from": T0,
                                              "to": T0 + 10_001 * 60}), 422, "range-too-large")
     assert "10001 bars" in body["detail"]
@@ -221,7 +208,7 @@ async def test_bars_range_too_large_is_422_problem(client: httpx.AsyncClient) ->
 @pytest.mark.parametrize("limit", [0, 5001])
 async def test_bars_limit_out_of_bounds_is_422_problem(client: httpx.AsyncClient,
                                                       limit: int) -> None:
-    _problem(await client.get("/market/bars/BTC-USD", params={"limit": limit}), 422,
+    assert_problem(await client.get("/market/bars/BTC-USD", params={"limit": limit}), 422,
              "validation-failed")
 
 
@@ -388,11 +375,11 @@ async def test_simulator_commands_are_published_keyed_by_aggregate(
 ])
 async def test_simulator_news_out_of_bounds_is_422_problem(client: httpx.AsyncClient,
                                                            body: dict[str, Any]) -> None:
-    _problem(await client.post("/market/simulator/news", json=body), 422, "validation-failed")
+    assert_problem(await client.post("/market/simulator/news", json=body), 422, "validation-failed")
 
 
 async def test_simulator_unknown_regime_is_422_problem(client: httpx.AsyncClient) -> None:
-    _problem(await client.post("/market/simulator/regime",
+    assert_problem(await client.post("/market/simulator/regime",
                                json={"symbol": "BTC-USD", "regime": "wild"}), 422,
              "validation-failed")
 
