@@ -6,9 +6,7 @@ import statistics
 import uuid
 from collections.abc import Iterable, Sequence
 
-from aiokafka.admin import AIOKafkaAdminClient
-
-from kernel.kafka import apply_topics
+from kernel.kafka import apply_topics, delete_namespace_topics
 from kernel.settings import Settings, load_settings
 from schemas.topics import CATALOGUE, TopicSpec
 
@@ -36,17 +34,7 @@ async def create_topics(settings: Settings, specs: Iterable[TopicSpec]) -> None:
 
 async def delete_namespace(settings: Settings) -> None:
     """Delete every topic of the namespace (benchmark data only; never an empty namespace)."""
-    assert settings.namespace, "refusing to delete topics outside a namespace"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                                client_id="propstream-bench")
-    await admin.start()
-    try:
-        prefix = settings.namespace + "."
-        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
+    await delete_namespace_topics(settings)
 
 
 def median(values: Sequence[float]) -> float:

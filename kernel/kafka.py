@@ -166,6 +166,24 @@ async def apply_topics(settings: Settings, specs: Iterable[TopicSpec]) -> list[T
     return changes
 
 
+async def delete_namespace_topics(settings: Settings) -> int:
+    """Delete every topic of the settings' namespace (test and benchmark data); refuse to run
+    without a namespace, so the platform's own topics can never be hit. Return how many."""
+    if not settings.namespace:
+        raise ValueError("refusing to delete topics outside a namespace")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                client_id="propstream-cleanup")
+    await admin.start()
+    try:
+        prefix = settings.namespace + "."
+        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+        return len(mine)
+    finally:
+        await admin.close()
+
+
 def _resources(response: object) -> list[tuple[str, int, str, list[tuple[str, str]]]]:
     out = []
     for res in response.resources:  # type: ignore[attr-defined]

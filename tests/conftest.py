@@ -36,7 +36,32 @@ async def settings(base_settings: Settings, namespace: str) -> AsyncIterator[Set
     # A cold decider takes seconds to join its group; tests wait for it rather than poll.
     ns = base_settings.model_copy(update={"namespace": namespace, "command_timeout_ms": 30000})
     await apply_topics(ns, CATALOGUE)
+    _namespaces.append(ns)
     yield ns
+
+
+# Every test namespace costs the broker ~50 partitions of open files; a long-lived local
+# broker ran out of file descriptors after a day of test runs. So each session deletes the
+# topics and PostgreSQL schemas of the namespaces it made, once every process has stopped.
+_namespaces: list[Settings] = []
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
+async def drop_test_namespaces() -> AsyncIterator[None]:
+    yield
+    import psycopg
+    from psycopg import sql
+
+    from kernel.kafka import delete_namespace_topics
+
+    for ns in _namespaces:
+        await delete_namespace_topics(ns)
+        conn = await psycopg.AsyncConnection.connect(ns.database_url, autocommit=True)
+        try:
+            await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                sql.Identifier(ns.pg_schema)))
+        finally:
+            await conn.close()
 
 
 def process_env(settings: Settings) -> dict[str, str]:

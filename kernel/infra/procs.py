@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -72,10 +73,18 @@ def spawn(argv: Sequence[str], *, log: Path, pidfile: Path, env: dict[str, str] 
             start_new_session=True,
             env=env,
             cwd=cwd,
+            preexec_fn=_raise_open_files,
         )
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.write_text(f"{proc.pid}\n")
     return proc.pid
+
+
+def _raise_open_files() -> None:
+    """A broker holds files per partition segment: give it the hard limit, not the soft one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def stop_pid(pid: int, *, grace: float = 30.0) -> bool:

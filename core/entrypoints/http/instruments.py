@@ -11,9 +11,10 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.entrypoints.http.deps import BusDep, ConnDep, IdempotencyKey
+from core.entrypoints.http.deps import BusDep, IdempotencyKey
 from core.views.instruments import InstrumentPublic, get_instrument, list_instruments
 from kernel.commands import command_id_for
+from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
 from kernel.ratelimit import rate_limited
 from schemas.envelope import CommandPayload, make_command

@@ -9,10 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, Field
 
+from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem
 from market_data.domain.ranges import SECOND_NS, check_range
 from market_data.domain.udf import resolution_seconds
-from market_data.entrypoints.http.deps import ConnDep, SymbolPath
+from market_data.entrypoints.http.deps import SymbolPath
 from market_data.views.bars import BarPublic, list_bars
 from schemas.market import Resolution
 

@@ -13,9 +13,10 @@ from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from kernel.deps import SettingsDep
 from kernel.http import PROBLEM_SCHEMA
 from kernel.ratelimit import rate_limited
-from market_data.entrypoints.http.deps import ProducerDep, SettingsDep
+from market_data.entrypoints.http.deps import ProducerDep
 from schemas.codec import encode
 from schemas.envelope import make_command
 from schemas.instrument import Symbol

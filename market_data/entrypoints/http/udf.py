@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 
+from kernel.deps import ConnDep
 from market_data.domain.ranges import MAX_RANGE_BARS, SECOND_NS, check_range
 from market_data.domain.udf import (
     SUPPORTED_RESOLUTIONS,
@@ -28,7 +29,7 @@ from market_data.domain.udf import (
     udf_error,
     volume_precision,
 )
-from market_data.entrypoints.http.deps import ConnDep, PricesDep
+from market_data.entrypoints.http.deps import PricesDep
 from market_data.views.bars import last_open_before, list_bars
 from market_data.views.instruments import (
     InstrumentInfo,
