@@ -44,6 +44,7 @@ from bench.common import (
 )
 from kernel.commands import CommandBus
 from kernel.settings import Settings
+from kernel.tokens import AccessTokens
 from schemas.envelope import make_command
 from schemas.instrument import HaltInstrument, InstrumentSpec, RegisterInstrument
 from schemas.topics import CATALOGUE
@@ -182,7 +183,11 @@ async def http_runs(settings: Settings, rates: list[float], seconds: float, runs
     base = f"http://{settings.host}:{settings.api_port}"
     out: dict[float, list[dict[str, Any]]] = {r: [] for r in rates}
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+    admin = AccessTokens(secret=settings.secret_key).issue(
+        subject="00000000-0000-4000-8000-0000000be7c4", role="admin", now=datetime.now(UTC),
+        jti=uuid.uuid4())
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30,
+                                 headers={"Authorization": f"Bearer {admin}"}) as client:
         async def ready() -> bool:
             try:
                 return (await client.get("/readyz")).status_code == 200

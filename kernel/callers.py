@@ -1,24 +1,22 @@
 """Who is calling: the identity idempotency keys and rate limits are scoped by.
 
-Until authentication lands (issue 5), the caller is the `X-Caller` header when sent, else
-the client IP. `X-Caller` is a trusted placeholder: any client can set it, so it only
-partitions keys and buckets; issue 5 replaces it with the authenticated user id.
+The caller is the authenticated user (see kernel.auth: the AuthMiddleware has proven the
+credential before any layer asks) or, for an anonymous request, the client IP. A credential
+that fails to verify counts as anonymous here: it never names someone else's bucket or keys.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from starlette.types import Scope
 
-CALLER_HEADER = b"x-caller"
-CALLER_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+from kernel.auth import principal_of
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The caller's identity (`X-Caller` or the IP) and the IP it connects from."""
+    """The caller's identity (`user:<id>` or `ip:<ip>`) and the IP it connects from."""
 
     identity: str
     ip: str
@@ -30,13 +28,10 @@ class Caller:
 
 
 def caller_of(scope: Scope) -> Caller:
-    """The caller of an ASGI request; a malformed `X-Caller` counts as none."""
+    """The caller of an ASGI request."""
     client = scope.get("client")
     ip = client[0] if client else "unknown"
-    for name, value in scope.get("headers", ()):
-        if name.lower() == CALLER_HEADER:
-            sent = value.decode("latin-1")
-            if CALLER_RE.match(sent):
-                return Caller(identity=f"caller:{sent}", ip=ip)
-            break
+    principal = principal_of(scope)
+    if principal is not None:
+        return Caller(identity=principal.identity, ip=ip)
     return Caller(identity=f"ip:{ip}", ip=ip)

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kernel.auth import ApiKeyStore, Authenticator, AuthMiddleware
 from kernel.idempotency import REPLAYED_HEADER, IdempotencyMiddleware
 from kernel.observability import get_logger
 from kernel.problems import PROBLEM_BASE, PROBLEM_JSON, PROBLEM_SCHEMA, Problem, problem_response
@@ -191,10 +192,11 @@ def decode_cursor(cursor: str, *, keys: tuple[str, ...]) -> dict[str, Any]:
 
 def install_conventions(app: FastAPI, *, cors_origins: Sequence[str], max_body: int,
                         expose_headers: Sequence[str] = (), redis: Redis | None = None,
-                        settings: Settings | None = None) -> None:
+                        settings: Settings | None = None,
+                        api_keys: ApiKeyStore | None = None) -> None:
     """problem+json errors, CORS for the frontend, request ids and the body limit; with a
-    Redis client and settings also Idempotency-Key replay on POST/PATCH and the rate
-    limiter that `kernel.ratelimit.rate_limited` dependencies use."""
+    Redis client and settings also authentication (kernel.auth), Idempotency-Key replay on
+    POST/PATCH and the rate limiter that `kernel.ratelimit.rate_limited` dependencies use."""
     install_problem_handlers(app)
     if redis is not None:
         if settings is None:
@@ -203,13 +205,17 @@ def install_conventions(app: FastAPI, *, cors_origins: Sequence[str], max_body: 
         app.add_middleware(IdempotencyMiddleware, redis=redis, namespace=settings.namespace,
                            ttl_s=settings.idempotency_ttl_s,
                            lock_ttl_s=settings.idempotency_lock_ttl_s)
+        # Outside idempotency and the limiter: both scope by the caller it proves.
+        app.state.authenticator = Authenticator(settings, redis=redis, api_keys=api_keys)
+        app.add_middleware(AuthMiddleware, authenticator=app.state.authenticator)
         app.state.rate_limiter = RateLimiter(redis, namespace=settings.namespace,
                                              rate=settings.rate_limit_per_s,
                                              burst=settings.rate_limit_burst)
     app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
                        allow_headers=["*"],
-                       expose_headers=["X-Request-ID", "Retry-After", "RateLimit-Limit",
-                                       "RateLimit-Remaining", REPLAYED_HEADER, *expose_headers])
+                       expose_headers=["X-Request-ID", "Retry-After", "WWW-Authenticate",
+                                       "RateLimit-Limit", "RateLimit-Remaining", REPLAYED_HEADER,
+                                       *expose_headers])
     app.add_middleware(RequestContextMiddleware, max_body=max_body)
 
 

@@ -8,7 +8,7 @@ import pytest
 import pytest_asyncio
 
 from kernel.settings import Settings
-from tests.integration.helpers import PlatformProcess, asgi_client
+from tests.integration.helpers import PlatformProcess, asgi_client, bearer
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +30,8 @@ def spawn(settings: Settings, tmp_path: Path) -> Iterator[type[PlatformProcess]]
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The core API in-process, talking to the real Kafka, PostgreSQL and Redis."""
+    """The core API in-process, talking to the real Kafka, PostgreSQL and Redis, as an admin."""
     from core.bootstrap import api as make_api
 
-    async with asgi_client(make_api(settings)) as client:
+    async with asgi_client(make_api(settings), headers=bearer(settings)) as client:
         yield client

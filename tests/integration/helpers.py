@@ -22,8 +22,10 @@ from fastapi import FastAPI
 
 from kernel.kafka import make_consumer, make_producer, partitions_of
 from kernel.settings import Settings
+from kernel.tokens import AccessTokens
 from schemas.codec import decode_event, encode
 from schemas.envelope import CommandEnvelope, EventEnvelope, make_command
+from schemas.identity import Role
 from schemas.instrument import InstrumentSpec, RegisterInstrument
 from tests.conftest import process_env
 
@@ -31,12 +33,22 @@ PROBLEM_JSON = "application/problem+json"
 
 
 @asynccontextmanager
-async def asgi_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def asgi_client(app: FastAPI, *,
+                      headers: dict[str, str] | None = None) -> AsyncIterator[httpx.AsyncClient]:
     """An app in-process (lifespan included) behind an httpx client, 500s answered not raised."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test",
+                                     headers=headers) as client:
             yield client
+
+
+def bearer(settings: Settings, *, role: Role = "admin",
+           user_id: str = "00000000-0000-4000-8000-00000000ad01") -> dict[str, str]:
+    """An Authorization header with an access token signed by the settings' secret."""
+    token = AccessTokens(secret=settings.secret_key).issue(
+        subject=user_id, role=role, now=datetime.now(UTC), jti=uuid.uuid4())
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def drop_redis_namespace(settings: Settings) -> None:

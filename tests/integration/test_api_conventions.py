@@ -13,24 +13,35 @@ import redis.asyncio as redis
 from kernel.callers import Caller
 from kernel.idempotency import record_key
 from kernel.settings import Settings
-from tests.integration.helpers import asgi_client, assert_problem, drop_redis_namespace, read_topic
+from tests.integration.helpers import (
+    asgi_client,
+    assert_problem,
+    bearer,
+    drop_redis_namespace,
+    read_topic,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
+ADMIN = "00000000-0000-4000-8000-00000000ad01"
+ALICE = "00000000-0000-4000-8000-0000000a11ce"
+BOB = "00000000-0000-4000-8000-000000000b0b"
+BURSTY = "00000000-0000-4000-8000-0000000b0257"
 BTC = {"symbol": "BTC-USD", "venue": "simulator", "asset_class": "crypto", "tick_size": "0.01",
        "lot_size": "0.0001", "quote_currency": "USD"}
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def market(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The market-data API in-process with a small bucket: 1 token/s, burst 2."""
+    """The market-data API in-process, as an admin, with a small bucket: 0.25 token/s, burst 2
+    (slow enough that no token refills between the requests of a burst on a loaded machine)."""
     from market_data.bootstrap import api as make_api
 
-    limited = settings.model_copy(update={"rate_limit_per_s": 1.0, "rate_limit_burst": 2})
+    limited = settings.model_copy(update={"rate_limit_per_s": 0.25, "rate_limit_burst": 2})
     app = make_api(limited)
     cache = redis.Redis.from_url(settings.cache_url)
     try:
-        async with asgi_client(app) as c:
+        async with asgi_client(app, headers=bearer(settings)) as c:
             yield c
     finally:
         await cache.aclose()
@@ -99,13 +110,13 @@ async def test_same_key_with_another_body_is_422_and_publishes_nothing_more(
 
 
 async def test_the_same_key_of_another_caller_is_another_request(
-    market: httpx.AsyncClient,
+    settings: Settings, market: httpx.AsyncClient,
 ) -> None:
     headers = {"Idempotency-Key": "conv-sim-2"}
     alice = await market.post("/market/simulator/stop", json={},
-                              headers={**headers, "X-Caller": "alice"})
+                              headers={**headers, **bearer(settings, user_id=ALICE)})
     bob = await market.post("/market/simulator/stop", json={},
-                            headers={**headers, "X-Caller": "bob"})
+                            headers={**headers, **bearer(settings, user_id=BOB)})
     assert alice.status_code == bob.status_code == 202
     assert "idempotent-replayed" not in bob.headers
     assert alice.json()["command_id"] != bob.json()["command_id"]
@@ -118,7 +129,7 @@ async def test_a_key_whose_request_is_still_running_is_409_problem(
     try:
         # What the first request holds while it runs (httpx's ASGI client is 127.0.0.1).
         key = record_key(settings.namespace, method="POST", path="/market/simulator/start",
-                         caller=Caller(identity="ip:127.0.0.1", ip="127.0.0.1"),
+                         caller=Caller(identity=f"user:{ADMIN}", ip="127.0.0.1"),
                          key="conv-running-1")
         await cache.set(key, b'{"state": "pending", "token": "other"}', ex=30)
         resp = await market.post("/market/simulator/start", json={},
@@ -139,9 +150,9 @@ async def test_malformed_idempotency_key_is_422_problem(market: httpx.AsyncClien
 
 
 async def test_a_burst_over_the_limit_is_429_until_retry_after_has_passed(
-    market: httpx.AsyncClient,
+    settings: Settings, market: httpx.AsyncClient,
 ) -> None:
-    caller = {"X-Caller": "bursty"}
+    caller = bearer(settings, user_id=BURSTY)
     ok = [await market.post("/market/simulator/start", json={}, headers=caller)
           for _ in range(2)]
     assert [r.status_code for r in ok] == [202, 202]

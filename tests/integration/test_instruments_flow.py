@@ -10,6 +10,7 @@ import pytest
 from kernel.settings import Settings
 from tests.integration.helpers import (
     asgi_client,
+    bearer,
     command_record,
     produce,
     read_topic,
@@ -182,7 +183,7 @@ async def test_undecided_command_answers_202_then_its_outcome_can_be_polled(
     api_app_settings = settings.model_copy(update={"command_timeout_ms": 300})
     from core.bootstrap import api as make_api
 
-    async with asgi_client(make_api(api_app_settings)) as quick:
+    async with asgi_client(make_api(api_app_settings), headers=bearer(settings)) as quick:
             pending = await quick.post("/instruments", json={**BTC, "symbol": "LATE-USD"})
             assert pending.status_code == 202, pending.text
             location = pending.headers["location"]

@@ -19,7 +19,13 @@ from market_data.adapters.redis_levels import LevelsStore
 from market_data.adapters.redis_prices import PriceStore
 from schemas.codec import decode_command
 from schemas.market import MarketTicksPublished, TickRow
-from tests.integration.helpers import asgi_client, assert_problem, drop_redis_namespace, read_topic
+from tests.integration.helpers import (
+    asgi_client,
+    assert_problem,
+    bearer,
+    drop_redis_namespace,
+    read_topic,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -96,7 +102,7 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     await _seed(settings, cache)
     app = make_api(settings)
     try:
-        async with asgi_client(app) as c:
+        async with asgi_client(app, headers=bearer(settings)) as c:
             yield c
     finally:
         await cache.aclose()
@@ -365,6 +371,24 @@ async def test_simulator_commands_are_published_keyed_by_aggregate(
         assert key == aggregate.encode()
         assert (command.aggregate_id, command.type, command.payload) == (
             aggregate, type_, payload)
+
+
+async def test_simulator_control_is_for_admins_only(client: httpx.AsyncClient,
+                                                    settings: Settings) -> None:
+    request = client.build_request("POST", "/market/simulator/start")
+    del request.headers["authorization"]
+    anonymous = await client.send(request)
+    assert_problem(anonymous, 401, "unauthenticated")
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    garbled = await client.post("/market/simulator/start", headers={"Authorization": "Bearer x"})
+    assert_problem(garbled, 401, "token-invalid")
+    trader = await client.post("/market/simulator/start",
+                               headers=bearer(settings, role="trader"))
+    assert_problem(trader, 403, "forbidden")
+    # Market data itself stays public.
+    assert (await client.get("/market/prices", headers={"Authorization": ""})).status_code \
+        == 200
+    assert await read_topic(settings, "market.commands", raw=True) == []
 
 
 @pytest.mark.parametrize("body", [

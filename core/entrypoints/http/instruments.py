@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.entrypoints.http.deps import BusDep, IdempotencyKey
 from core.views.instruments import InstrumentPublic, get_instrument, list_instruments
+from kernel.auth import require_roles
 from kernel.commands import command_id_for
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
@@ -76,10 +77,11 @@ class HaltRequest(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: PROBLEM_SCHEMA for s in (400, 404, 409, 413, 422, 429, 503)
+    s: PROBLEM_SCHEMA for s in (400, 401, 403, 404, 409, 413, 422, 429, 503)
 }
-# Every command route takes a token of the app's default bucket, per caller and per IP.
-COMMAND_LIMIT = [Depends(rate_limited("instrument-commands"))]
+# Every command route is an admin's, and takes a token of the app's default bucket, per caller
+# and per IP.
+COMMAND_LIMIT = [require_roles("admin"), Depends(rate_limited("instrument-commands"))]
 
 
 async def _dispatch(bus: BusDep, symbol: str, payload: CommandPayload, *,

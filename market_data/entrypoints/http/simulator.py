@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from kernel.auth import require_roles
 from kernel.deps import SettingsDep
 from kernel.http import PROBLEM_SCHEMA
 from kernel.ratelimit import rate_limited
@@ -30,7 +31,8 @@ from schemas.market import (
 
 # Every simulator command takes a token of the app's default bucket, per caller and per IP.
 router = APIRouter(prefix="/market/simulator", tags=["simulator"],
-                   dependencies=[Depends(rate_limited("simulator-commands"))])
+                   dependencies=[require_roles("admin"),
+                                 Depends(rate_limited("simulator-commands"))])
 
 COMMANDS_TOPIC = "market.commands"
 ALL = "*"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kernel.auth import SCOPE_KEY, Principal
 from kernel.callers import Caller, caller_of
 from kernel.idempotency import KEY_RE, fingerprint, record_key, storable
 
@@ -63,11 +64,14 @@ def test_only_final_outcomes_are_stored() -> None:
     assert not storable(500) and not storable(503)
 
 
-def test_caller_is_x_caller_when_sane_else_the_ip() -> None:
-    scope = {"client": ("1.2.3.4", 5), "headers": [(b"x-caller", b"alice")]}
-    assert caller_of(scope) == Caller(identity="caller:alice", ip="1.2.3.4")
+def test_caller_is_the_proven_user_else_the_ip() -> None:
+    alice = Principal(user_id="alice-id", role="trader", via="token", scopes=frozenset())
+    scope = {"client": ("1.2.3.4", 5), "headers": [], SCOPE_KEY: alice}
+    assert caller_of(scope) == Caller(identity="user:alice-id", ip="1.2.3.4")
     assert not caller_of(scope).anonymous
-    bad = {"client": ("1.2.3.4", 5), "headers": [(b"x-caller", b"al ice")]}
-    assert caller_of(bad) == Caller(identity="ip:1.2.3.4", ip="1.2.3.4")
-    assert caller_of(bad).anonymous
+    # A credential that failed to verify names nobody: the IP bucket.
+    refused = {"client": ("1.2.3.4", 5), "headers": [(b"x-caller", b"alice")],
+               SCOPE_KEY: "bad-signature"}
+    assert caller_of(refused) == Caller(identity="ip:1.2.3.4", ip="1.2.3.4")
+    assert caller_of(refused).anonymous
     assert caller_of({"headers": []}).ip == "unknown"

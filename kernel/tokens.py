@@ -296,8 +296,8 @@ def parse_api_key_id(presented: str) -> str | None:
 
 
 def verify_api_key(record: ApiKey, presented: str, *,
-                   scope: str) -> ApiKeyAccepted | ApiKeyRejected:
-    """Return the key's identity when it is this record's key and grants `scope`."""
+                   scope: str | None = None) -> ApiKeyAccepted | ApiKeyRejected:
+    """Return the key's identity when it is this record's key (and grants `scope`, if given)."""
     key_id = parse_api_key_id(presented)
     if key_id is None:
         return ApiKeyRejected("malformed")
@@ -307,6 +307,6 @@ def verify_api_key(record: ApiKey, presented: str, *,
         return ApiKeyRejected("bad-secret")
     if record.revoked:
         return ApiKeyRejected("revoked")
-    if scope not in record.scopes:
+    if scope is not None and scope not in record.scopes:
         return ApiKeyRejected("scope-missing")
     return ApiKeyAccepted(key_id=record.key_id, owner=record.owner, scopes=record.scopes)

@@ -12,7 +12,7 @@ import jwt
 import pytest
 from pydantic import SecretStr
 
-from core.domain.tokens import (
+from kernel.tokens import (
     AccessClaims,
     AccessTokenRejected,
     AccessTokens,

@@ -1,0 +1,262 @@
+"""Who is calling, proven: bearer access tokens and API keys, for every service's API.
+
+`AuthMiddleware` authenticates a request once, before the idempotency and rate-limit layers,
+so an Idempotency-Key and a rate-limit bucket belong to a proven user, never to a name the
+client typed. It never refuses a request itself: a route that needs a caller depends on
+`authenticated` (or `require_roles`), which answers 401 with the exact reason; public
+routes ignore credentials altogether.
+
+Credentials:
+
+* `Authorization: Bearer <JWT>`: an access token issued by the core service (kernel.tokens);
+  refused when its `iat` is before the user's not-before mark (set on logout everywhere,
+  password change and role change), so a stolen token dies with the session it came from;
+* `Authorization: Bearer psk_<id>_<secret>` or `X-API-Key: psk_...`: an API key, looked up
+  by id in the app's `ApiKeyStore` and checked against its SHA-256; its owner's current role
+  applies and its scopes narrow what it may do (`require_scope`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Protocol, get_args
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPBearer
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from kernel.observability import get_logger
+from kernel.problems import Problem
+from kernel.settings import Settings
+from kernel.tokens import (
+    AccessClaims,
+    AccessTokenRejected,
+    AccessTokens,
+    ApiKey,
+    ApiKeyAccepted,
+    parse_api_key_id,
+    verify_api_key,
+)
+from schemas.identity import Role
+
+log = get_logger(__name__)
+
+SCOPE_KEY = "propstream.auth"
+API_KEY_PREFIX = "psk_"
+ROLES: tuple[Role, ...] = get_args(Role)
+
+# What each role may do with an API key's scope; a token carries all of its role's scopes.
+ROLE_SCOPES: dict[Role, frozenset[str]] = {
+    "trader": frozenset({"account:read", "account:trade"}),
+    "analyst": frozenset({"reports:read", "market:read"}),
+    "admin": frozenset({"reports:read", "market:read", "admin"}),
+}
+
+AuthProblem = Literal["missing", "malformed", "algorithm-not-allowed", "bad-signature",
+                      "claims-invalid", "expired", "issued-in-future", "revoked",
+                      "unknown-key", "bad-secret", "unavailable"]
+
+_PROBLEM_TEXT: dict[str, tuple[str, str]] = {
+    "missing": ("unauthenticated", "send `Authorization: Bearer <access token or API key>`"),
+    "expired": ("token-expired", "the access token has expired; refresh it"),
+    "revoked": ("token-revoked", "this session was signed out; log in again"),
+    "unknown-key": ("api-key-invalid", "no such API key, or it was revoked"),
+    "bad-secret": ("api-key-invalid", "no such API key, or it was revoked"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: a user, through a token or one of their API keys."""
+
+    user_id: str
+    role: Role
+    via: Literal["token", "api-key"]
+    scopes: frozenset[str]
+    key_id: str | None = None
+    issued_at: datetime | None = None
+
+    @property
+    def identity(self) -> str:
+        """What idempotency keys and rate-limit buckets are scoped by."""
+        return f"user:{self.user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredApiKey:
+    key: ApiKey
+    owner_role: Role
+
+
+class ApiKeyStore(Protocol):
+    """Where a service finds API keys by id (core keeps them in its read model)."""
+
+    async def lookup(self, key_id: str) -> StoredApiKey | None: ...
+
+
+def not_before_key(namespace: str, user_id: str) -> str:
+    return f"{namespace or '-'}:auth:not-before:{user_id}"
+
+
+async def mark_not_before(redis: Redis, namespace: str, user_id: str, *, at: datetime,
+                          ttl_s: int) -> None:
+    """Refuse every access token of `user_id` issued before `at` (for the token lifetime)."""
+    await redis.set(not_before_key(namespace, user_id), str(int(at.timestamp())), ex=ttl_s)
+
+
+class Authenticator:
+    """Turns request credentials into a Principal or the reason they are refused."""
+
+    def __init__(self, settings: Settings, *, redis: Redis | None,
+                 api_keys: ApiKeyStore | None = None) -> None:
+        self.settings = settings
+        self.tokens = AccessTokens(secret=settings.secret_key)
+        self.redis = redis
+        self.api_keys = api_keys
+
+    async def authenticate(self, credential: str) -> Principal | AuthProblem:
+        if credential.startswith(API_KEY_PREFIX):
+            return await self._api_key(credential)
+        verdict = self.tokens.verify(credential, now=datetime.now(UTC))
+        if isinstance(verdict, AccessTokenRejected):
+            return verdict.reason
+        return await self._check_not_before(verdict)
+
+    async def _check_not_before(self, claims: AccessClaims) -> Principal | AuthProblem:
+        if self.redis is not None:
+            try:
+                mark = await self.redis.get(not_before_key(self.settings.namespace, claims.sub))
+            except (RedisError, OSError) as exc:
+                # Fail closed: a revoked session must not come back while Redis is away.
+                log.warning("token revocation check unavailable", error=str(exc))
+                return "unavailable"
+            if mark is not None and int(claims.iat.timestamp()) < int(mark):
+                return "revoked"
+        return Principal(user_id=claims.sub, role=claims.role, via="token",
+                         scopes=ROLE_SCOPES[claims.role], issued_at=claims.iat)
+
+    async def _api_key(self, presented: str) -> Principal | AuthProblem:
+        key_id = parse_api_key_id(presented)
+        if key_id is None:
+            return "malformed"
+        if self.api_keys is None:
+            return "unknown-key"
+        try:
+            stored = await self.api_keys.lookup(key_id)
+        except Exception as exc:
+            log.warning("API key lookup failed", error=str(exc))
+            return "unavailable"
+        if stored is None:
+            return "unknown-key"
+        # Scope checks come later, per route (require_scope).
+        verdict = verify_api_key(stored.key, presented)
+        if not isinstance(verdict, ApiKeyAccepted):
+            return "unknown-key" if verdict.reason in ("wrong-key", "revoked") else "bad-secret"
+        # A key never grants more than its owner's role allows today.
+        scopes = verdict.scopes & ROLE_SCOPES[stored.owner_role]
+        return Principal(user_id=verdict.owner, role=stored.owner_role, via="api-key",
+                         scopes=scopes, key_id=verdict.key_id)
+
+
+def credential_of(scope: Scope) -> str | None:
+    """The bearer credential or API key of an ASGI request, if any was sent."""
+    for name, value in scope.get("headers", ()):
+        lname = name.lower()
+        if lname == b"authorization":
+            text = value.decode("latin-1").strip()
+            kind, _, rest = text.partition(" ")
+            return rest.strip() if kind.lower() == "bearer" else ""
+        if lname == b"x-api-key":
+            key: str = value.decode("latin-1").strip()
+            return key
+    return None
+
+
+class AuthMiddleware:
+    """Authenticate once per request; the outcome waits in the scope for the dependencies."""
+
+    def __init__(self, app: ASGIApp, *, authenticator: Authenticator) -> None:
+        self.app = app
+        self.authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            credential = credential_of(scope)
+            outcome: Principal | AuthProblem
+            if credential is None:
+                outcome = "missing"
+            elif not credential:
+                outcome = "malformed"
+            else:
+                outcome = await self.authenticator.authenticate(credential)
+            scope[SCOPE_KEY] = outcome
+        await self.app(scope, receive, send)
+
+
+def principal_of(scope: Scope) -> Principal | None:
+    outcome = scope.get(SCOPE_KEY)
+    return outcome if isinstance(outcome, Principal) else None
+
+
+# FastAPI dependencies ------------------------------------------------------------------------
+
+# Declared for the OpenAPI document (security schemes); the middleware does the work.
+_bearer = HTTPBearer(auto_error=False, description="access token or API key")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def _unauthenticated(reason: str) -> Problem:
+    if reason == "unavailable":
+        return Problem(503, "auth-unavailable", "Authentication is unavailable",
+                       "retry shortly", headers={"Retry-After": "1"})
+    slug, detail = _PROBLEM_TEXT.get(reason, ("token-invalid",
+                                              f"the credential is not valid ({reason})"))
+    return Problem(401, slug, "Not authenticated", detail, reason=reason,
+                   headers={"WWW-Authenticate": f'Bearer error="invalid_token", '
+                                                f'error_description="{reason}"'
+                            if reason != "missing" else "Bearer"})
+
+
+async def authenticated(
+    request: Request,
+    _bearer_doc: Annotated[Any, Depends(_bearer)] = None,
+    _key_doc: Annotated[Any, Depends(_api_key_header)] = None,
+) -> Principal:
+    """The caller, or 401 problem+json saying why not."""
+    outcome = request.scope.get(SCOPE_KEY, "missing")
+    if isinstance(outcome, Principal):
+        return outcome
+    raise _unauthenticated(str(outcome))
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticated)]
+
+
+def require_roles(*roles: Role) -> Any:
+    """A dependency: the caller, when their role is one of `roles`; else 403."""
+    unknown = set(roles) - set(ROLES)
+    if unknown or not roles:
+        raise ValueError(f"unknown roles {sorted(unknown)}")
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in roles:
+            raise Problem(403, "forbidden", "Not allowed",
+                          f"this needs the role {' or '.join(roles)}")
+        return principal
+
+    return Depends(dependency)
+
+
+def require_scope(scope: str) -> Any:
+    """A dependency: the caller, when their token's role or API key grants `scope`; else 403."""
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if scope not in principal.scopes:
+            raise Problem(403, "scope-missing", "Not allowed",
+                          f"this needs the scope {scope!r}")
+        return principal
+
+    return Depends(dependency)
