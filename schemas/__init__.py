@@ -5,11 +5,23 @@ Imports nothing else of ours.
 
 from __future__ import annotations
 
-from schemas import identity, instrument, market
+from types import ModuleType
+
+from schemas import identity, instrument, market, tier
 from schemas.registry import TypeRegistry, build_registry
+
+# Every module that defines a family's COMMANDS and EVENTS; a new family is added here.
+FAMILY_MODULES: tuple[ModuleType, ...] = (
+    instrument,
+    market,
+    identity,
+    tier,
+)
 
 
 def default_registry() -> TypeRegistry:
     """Return a registry of every event and command type propstream publishes."""
-    return build_registry([instrument.COMMANDS, instrument.EVENTS, market.COMMANDS,
-                           market.EVENTS, identity.COMMANDS, identity.EVENTS])
+    groups = []
+    for module in FAMILY_MODULES:
+        groups += [module.COMMANDS, module.EVENTS]
+    return build_registry(groups)

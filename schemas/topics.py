@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas import identity, instrument, market
+from schemas import identity, instrument, market, tier
 
 TopicKind = Literal["commands", "events", "stream", "snapshots", "replies", "dead-letters"]
 # "stream": a high-volume log of facts keyed by instrument (ticks, bars), written by a
@@ -161,6 +161,13 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         key="user id (uuid5 of the normalised email)",
         commands=tuple(m.TYPE for m in identity.COMMANDS),
         events=tuple(m.TYPE for m in identity.EVENTS),
+    ),
+    *_family(
+        "tier",
+        partitions=1,
+        key="tier id (slug)",
+        commands=tuple(m.TYPE for m in tier.COMMANDS),
+        events=tuple(m.TYPE for m in tier.EVENTS),
     ),
     *MARKET,
     REPLIES,

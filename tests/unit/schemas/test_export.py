@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import schemas
-from schemas import default_registry, identity, instrument, market
+from schemas import FAMILY_MODULES, default_registry, instrument
 from schemas.envelope import EventPayload
 from schemas.export import export_all, render, stale_files
 from schemas.registry import build_registry
@@ -46,10 +46,12 @@ def test_committed_export_is_not_stale() -> None:
 
 
 def test_stale_files_when_a_model_changed_without_export_reports_its_files() -> None:
-    events = tuple(m for m in instrument.EVENTS if m is not instrument.InstrumentHalted)
-    changed = build_registry([instrument.COMMANDS, (*events, InstrumentHaltedWithUntil),
-                              market.COMMANDS, market.EVENTS, identity.COMMANDS,
-                              identity.EVENTS])
+    groups = []
+    for module in FAMILY_MODULES:
+        events = tuple(InstrumentHaltedWithUntil if m is instrument.InstrumentHalted else m
+                       for m in module.EVENTS)
+        groups += [module.COMMANDS, events]
+    changed = build_registry(groups)
 
     stale = stale_files(COMMITTED, registry=changed)
 
