@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as redis
 from fastapi import FastAPI
 
-from core.entrypoints.http import instruments
+from core.entrypoints.http import instruments, tiers
 from kernel.commands import CommandBus
 from kernel.http import health_router, install_conventions, postgres_check, redis_check
 from kernel.pg import make_pool
@@ -55,4 +55,5 @@ def create_app(settings: Settings) -> FastAPI:
                                       "redis": redis_check(cache)}))
     app.include_router(instruments.router)
     app.include_router(instruments.commands_router)
+    app.include_router(tiers.router)
     return app

@@ -1,0 +1,281 @@
+"""REST for the tier catalogue: anyone may browse active tiers; admins manage them.
+
+Changes are commands decided on Kafka by the tier decider, each carrying the admin's user id
+as its actor; reads come from the `tiers` projection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.entrypoints.http.deps import BusDep, IdempotencyKey
+from core.entrypoints.http.instruments import CommandAccepted
+from core.seeds import DEFAULT_TIERS
+from core.views.tiers import TierView, get_tier, get_tier_revision, list_tiers
+from kernel.auth import Principal, principal_of, require_roles
+from kernel.commands import command_id_for
+from kernel.deps import ConnDep
+from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
+from kernel.ratelimit import rate_limited
+from schemas.envelope import CommandPayload, make_command
+from schemas.replies import CommandReply
+from schemas.tier import (
+    TIER_ID_RE,
+    CreateTier,
+    ReactivateTier,
+    RetireTier,
+    ReviseTier,
+    TierId,
+    TierStatus,
+    TierTerms,
+)
+
+router = APIRouter(prefix="/tiers", tags=["tiers"])
+
+COMMANDS_TOPIC = "tier.commands"
+READ_YOUR_WRITES_S = 2.0  # how long a change waits for the read model to show it
+TierIdPath = Annotated[str, Path(min_length=2, max_length=40, pattern=f"^{TIER_ID_RE.pattern}$",
+                                 examples=["standard-50k"])]
+
+# Refusal reasons -> HTTP status; the problem type is the reason itself.
+REASON_STATUS = {
+    "tier-exists": 409,
+    "tier-not-found": 404,
+    "terms-unchanged": 409,
+    "tier-retired": 409,
+    "tier-active": 409,
+}
+
+EXAMPLE_TERMS: dict[str, Any] = DEFAULT_TIERS["standard-50k"].model_dump(mode="json")
+EXAMPLE_TIER = {"tier_id": "standard-50k", "terms": EXAMPLE_TERMS}
+EXAMPLE_REVISION = {"terms": {**EXAMPLE_TERMS, "price_minor": 27_900,
+                              "description": "Challenge and verification, then a funded "
+                                             "account; 20 USD off from this revision on."}}
+
+
+class TierCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tier_id: TierId
+    terms: TierTerms
+
+
+class TierTermsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    terms: TierTerms
+
+
+class RetireRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=200, examples=["replaced by standard-50k-v2"])
+
+
+class TierPage(BaseModel):
+    items: list[TierView]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")
+
+
+class TierRevisionPublic(BaseModel):
+    """The terms of one revision, as every purchase made at it keeps them."""
+
+    tier_id: str
+    revision: int
+    terms: TierTerms
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: PROBLEM_SCHEMA for s in (400, 401, 403, 404, 409, 413, 422, 429, 503)
+}
+ADMIN = require_roles("admin")
+AdminDep = Annotated[Principal, ADMIN]
+# Every command route is an admin's, and takes a token of the app's default bucket, per caller
+# and per IP.
+COMMAND_LIMIT = [ADMIN, Depends(rate_limited("tier-commands"))]
+
+
+def _is_admin(request: Request) -> bool:
+    """Public routes ignore credentials, except that an admin's show retired tiers too."""
+    principal = principal_of(request.scope)
+    return principal is not None and principal.role == "admin"
+
+
+@router.get("", operation_id="listTiers", summary="List tiers by id",
+            description="Public. Anonymous callers and traders see active tiers only; admins "
+                        "see every tier, or those of `status`.",
+            response_model=TierPage, responses={400: PROBLEM_SCHEMA, 403: PROBLEM_SCHEMA,
+                                                422: PROBLEM_SCHEMA})
+async def list_all(
+    request: Request,
+    conn: ConnDep,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    status: TierStatus | None = None,
+) -> TierPage:
+    if not _is_admin(request):
+        if status == "retired":
+            raise Problem(403, "forbidden", "Not allowed", "only admins list retired tiers")
+        status = "active"
+    after = decode_cursor(cursor, keys=("after",))["after"] if cursor else None
+    if after is not None and not isinstance(after, str):
+        raise Problem(400, "invalid-cursor", "The cursor is not valid")
+    items = await list_tiers(conn, after=after, limit=limit + 1, status=status)
+    more = len(items) > limit
+    items = items[:limit]
+    next_cursor = encode_cursor({"after": items[-1].tier_id}) if more and items else None
+    return TierPage(items=items, next_cursor=next_cursor)
+
+
+def _not_found(tier_id: str) -> Problem:
+    return Problem(404, "tier-not-found", "Tier not found", f"there is no tier {tier_id!r}")
+
+
+@router.get("/{tier_id}", operation_id="getTier", summary="One tier, at its current revision",
+            description="Public. A retired tier is not found, except for admins.",
+            response_model=TierView, responses={404: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA})
+async def get_one(tier_id: TierIdPath, request: Request, conn: ConnDep) -> TierView:
+    found = await get_tier(conn, tier_id)
+    if found is None or (found.status != "active" and not _is_admin(request)):
+        raise _not_found(tier_id)
+    return found
+
+
+@router.get("/{tier_id}/revisions/{revision}", operation_id="getTierRevision",
+            summary="The terms of one revision of a tier (admin)",
+            response_model=TierRevisionPublic,
+            responses={s: PROBLEM_SCHEMA for s in (401, 403, 404, 422)})
+async def get_revision(tier_id: TierIdPath, revision: Annotated[int, Path(ge=1, le=1_000_000)],
+                       _: AdminDep, conn: ConnDep) -> TierRevisionPublic:
+    terms = await get_tier_revision(conn, tier_id, revision)
+    if terms is None:
+        raise Problem(404, "tier-revision-not-found", "Tier revision not found",
+                      f"tier {tier_id!r} has no revision {revision}")
+    return TierRevisionPublic(tier_id=tier_id, revision=revision, terms=terms)
+
+
+async def _dispatch(bus: BusDep, tier_id: str, payload: CommandPayload, *, admin: Principal,
+                    idempotency_key: str | None, route: str) -> CommandReply | JSONResponse:
+    """Send the command as `admin`; the decided reply, 202 when undecided, or the refusal."""
+    command_id = command_id_for(idempotency_key, scope=f"{admin.user_id}:{route}:{tier_id}")
+    command = make_command(payload, aggregate_id=tier_id, command_id=command_id,
+                           issued_at=datetime.now(UTC), actor=admin.user_id)
+    reply = await bus.send(COMMANDS_TOPIC, command)
+    if reply is None:
+        location = f"/commands/{command_id}"
+        return JSONResponse(
+            CommandAccepted(command_id=command_id, location=location).model_dump(mode="json"),
+            status_code=202, headers={"Location": location})
+    if reply.status == "rejected":
+        reason = reply.reason or "rejected"
+        raise Problem(REASON_STATUS.get(reason, 409), reason, reason.replace("-", " ").capitalize(),
+                      reply.detail or "", command_id=str(command_id))
+    return reply
+
+
+def _from_events(tier_id: str, reply: CommandReply,
+                 current: TierView | None) -> dict[str, Any]:
+    """The tier as the accepted command left it (the read model may not show it yet)."""
+    body: dict[str, Any] = current.model_dump(mode="json") if current is not None else {}
+    for event in reply.events:
+        payload = event["payload"]
+        if event["type"] == "tier.created":
+            body = {"tier_id": tier_id, "status": "active", "created_at": event["occurred_at"]}
+        if event["type"] in ("tier.created", "tier.revised"):
+            body.update(revision=payload["revision"], terms=payload["terms"])
+        elif event["type"] == "tier.retired":
+            body["status"] = "retired"
+        elif event["type"] == "tier.reactivated":
+            body["status"] = "active"
+        body.update(version=event["sequence"], updated_at=event["occurred_at"])
+    return body
+
+
+async def _change(tier_id: str, payload: CommandPayload, *, bus: BusDep, conn: ConnDep,
+                  admin: Principal, idempotency_key: str | None, route: str) -> Any:
+    outcome = await _dispatch(bus, tier_id, payload, admin=admin,
+                              idempotency_key=idempotency_key, route=route)
+    if isinstance(outcome, JSONResponse):
+        return outcome
+    version = max((int(e["sequence"]) for e in outcome.events), default=0)
+    first = min((int(e["sequence"]) for e in outcome.events), default=0)
+    current = await get_tier(conn, tier_id)
+    if current is not None and current.version == first - 1:
+        # The row is exactly the state the command was decided on: the events complete it.
+        return _from_events(tier_id, outcome, current)
+    current = await _read_your_write(conn, tier_id, version)
+    if current is None:
+        # Decided and on the log, but the read model does not show the tier yet: point at
+        # where it will appear rather than answer half a body.
+        location = f"/tiers/{tier_id}"
+        return JSONResponse(CommandAccepted(command_id=outcome.command_id, status="accepted",
+                                            location=location).model_dump(mode="json"),
+                            status_code=202, headers={"Location": location})
+    return _from_events(tier_id, outcome, current) if current.version < version else current
+
+
+async def _read_your_write(conn: ConnDep, tier_id: str, version: int,
+                           wait: float = READ_YOUR_WRITES_S) -> TierView | None:
+    """The read model's row once it reflects `version`, or the freshest row within `wait`."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        current = await get_tier(conn, tier_id)
+        if (current is not None and current.version >= version) or \
+                asyncio.get_running_loop().time() >= deadline:
+            return current
+        await asyncio.sleep(0.01)
+
+
+@router.post("", operation_id="createTier", status_code=201, summary="Create a tier (admin)",
+             response_model=TierView, responses={202: {"model": CommandAccepted}, **ERRORS},
+             dependencies=COMMAND_LIMIT)
+async def create(body: Annotated[TierCreate, Body(examples=[EXAMPLE_TIER])], admin: AdminDep,
+                 bus: BusDep, response: Response,
+                 idempotency_key: IdempotencyKey = None) -> Any:
+    outcome = await _dispatch(bus, body.tier_id, CreateTier(terms=body.terms), admin=admin,
+                              idempotency_key=idempotency_key, route="create")
+    if isinstance(outcome, JSONResponse):
+        return outcome
+    response.headers["Location"] = f"/tiers/{body.tier_id}"
+    return _from_events(body.tier_id, outcome, None)
+
+
+@router.put("/{tier_id}/terms", operation_id="reviseTier",
+            summary="New terms for future purchases: the next revision (admin)",
+            description="Assessments already bought keep the revision they were sold at. The "
+                        "same terms again are refused with `terms-unchanged`.",
+            response_model=TierView, responses={202: {"model": CommandAccepted}, **ERRORS},
+            dependencies=COMMAND_LIMIT)
+async def revise(tier_id: TierIdPath,
+                 body: Annotated[TierTermsUpdate, Body(examples=[EXAMPLE_REVISION])],
+                 admin: AdminDep, bus: BusDep, conn: ConnDep,
+                 idempotency_key: IdempotencyKey = None) -> Any:
+    return await _change(tier_id, ReviseTier(terms=body.terms), bus=bus, conn=conn, admin=admin,
+                         idempotency_key=idempotency_key, route="revise")
+
+
+@router.post("/{tier_id}/retire", operation_id="retireTier",
+             summary="Stop selling a tier (admin)", response_model=TierView,
+             responses={202: {"model": CommandAccepted}, **ERRORS}, dependencies=COMMAND_LIMIT)
+async def retire(tier_id: TierIdPath,
+                 body: Annotated[RetireRequest,
+                                 Body(examples=[{"reason": "replaced by standard-50k-v2"}])],
+                 admin: AdminDep, bus: BusDep, conn: ConnDep,
+                 idempotency_key: IdempotencyKey = None) -> Any:
+    return await _change(tier_id, RetireTier(reason=body.reason), bus=bus, conn=conn,
+                         admin=admin, idempotency_key=idempotency_key, route="retire")
+
+
+@router.post("/{tier_id}/reactivate", operation_id="reactivateTier",
+             summary="Sell a retired tier again (admin)", response_model=TierView,
+             responses={202: {"model": CommandAccepted}, **ERRORS}, dependencies=COMMAND_LIMIT)
+async def reactivate(tier_id: TierIdPath, admin: AdminDep, bus: BusDep, conn: ConnDep,
+                     idempotency_key: IdempotencyKey = None) -> Any:
+    return await _change(tier_id, ReactivateTier(), bus=bus, conn=conn, admin=admin,
+                         idempotency_key=idempotency_key, route="reactivate")
