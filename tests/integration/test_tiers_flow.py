@@ -60,9 +60,13 @@ async def test_create_then_revise_keeps_every_revision_readable(
     public = await anonymous(api, "GET", "/tiers/standard-50k")
     assert public.status_code == 200 and public.json()["terms"] == TERMS
 
-    revised = await api.put("/tiers/standard-50k/terms", json={"terms": CHEAPER})
+    key = {"Idempotency-Key": "cheaper-2026"}
+    revised = await api.put("/tiers/standard-50k/terms", json={"terms": CHEAPER}, headers=key)
     assert revised.status_code == 200, revised.text
     assert (revised.json()["revision"], revised.json()["terms"]["price_minor"]) == (2, 27_900)
+    retried = await api.put("/tiers/standard-50k/terms", json={"terms": CHEAPER}, headers=key)
+    assert retried.status_code == 200, retried.text  # the same command: one revision event
+    assert retried.json()["revision"] == 2
     assert (await api.get("/tiers/standard-50k")).json()["revision"] == 2
     first = await api.get("/tiers/standard-50k/revisions/1")
     assert first.status_code == 200 and first.json()["terms"] == TERMS

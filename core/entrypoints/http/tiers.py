@@ -54,6 +54,9 @@ REASON_STATUS = {
 
 EXAMPLE_TERMS: dict[str, Any] = DEFAULT_TIERS["standard-50k"].model_dump(mode="json")
 EXAMPLE_TIER = {"tier_id": "standard-50k", "terms": EXAMPLE_TERMS}
+EXAMPLE_VIEW = {"tier_id": "standard-50k", "status": "active", "revision": 1,
+                "terms": EXAMPLE_TERMS, "created_at": "2026-11-23T09:00:00.000000Z",
+                "updated_at": "2026-11-23T09:00:00.000000Z", "version": 1}
 EXAMPLE_REVISION = {"terms": {**EXAMPLE_TERMS, "price_minor": 27_900,
                               "description": "Challenge and verification, then a funded "
                                              "account; 20 USD off from this revision on."}}
@@ -94,6 +97,8 @@ class TierRevisionPublic(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: PROBLEM_SCHEMA for s in (400, 401, 403, 404, 409, 413, 422, 429, 503)
 }
+# A realistic answer for the OpenAPI document, per status that returns a tier.
+TIER_ANSWER = {"content": {"application/json": {"example": EXAMPLE_VIEW}}}
 ADMIN = require_roles("admin")
 AdminDep = Annotated[Principal, ADMIN]
 # Every command route is an admin's, and takes a token of the app's default bucket, per caller
@@ -110,8 +115,10 @@ def _is_admin(request: Request) -> bool:
 @router.get("", operation_id="listTiers", summary="List tiers by id",
             description="Public. Anonymous callers and traders see active tiers only; admins "
                         "see every tier, or those of `status`.",
-            response_model=TierPage, responses={400: PROBLEM_SCHEMA, 403: PROBLEM_SCHEMA,
-                                                422: PROBLEM_SCHEMA})
+            response_model=TierPage,
+            responses={200: {"content": {"application/json": {"example": {
+                "items": [EXAMPLE_VIEW], "next_cursor": None}}}},
+                       400: PROBLEM_SCHEMA, 403: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA})
 async def list_all(
     request: Request,
     conn: ConnDep,
@@ -139,7 +146,8 @@ def _not_found(tier_id: str) -> Problem:
 
 @router.get("/{tier_id}", operation_id="getTier", summary="One tier, at its current revision",
             description="Public. A retired tier is not found, except for admins.",
-            response_model=TierView, responses={404: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA})
+            response_model=TierView,
+            responses={200: TIER_ANSWER, 404: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA})
 async def get_one(tier_id: TierIdPath, request: Request, conn: ConnDep) -> TierView:
     found = await get_tier(conn, tier_id)
     if found is None or (found.status != "active" and not _is_admin(request)):
@@ -150,7 +158,9 @@ async def get_one(tier_id: TierIdPath, request: Request, conn: ConnDep) -> TierV
 @router.get("/{tier_id}/revisions/{revision}", operation_id="getTierRevision",
             summary="The terms of one revision of a tier (admin)",
             response_model=TierRevisionPublic,
-            responses={s: PROBLEM_SCHEMA for s in (401, 403, 404, 422)})
+            responses={200: {"content": {"application/json": {"example": {
+                "tier_id": "standard-50k", "revision": 1, "terms": EXAMPLE_TERMS}}}},
+                       **{s: PROBLEM_SCHEMA for s in (401, 403, 404, 422)}})
 async def get_revision(tier_id: TierIdPath, revision: Annotated[int, Path(ge=1, le=1_000_000)],
                        _: AdminDep, conn: ConnDep) -> TierRevisionPublic:
     terms = await get_tier_revision(conn, tier_id, revision)
@@ -233,7 +243,8 @@ async def _read_your_write(conn: ConnDep, tier_id: str, version: int,
 
 
 @router.post("", operation_id="createTier", status_code=201, summary="Create a tier (admin)",
-             response_model=TierView, responses={202: {"model": CommandAccepted}, **ERRORS},
+             response_model=TierView,
+             responses={201: TIER_ANSWER, 202: {"model": CommandAccepted}, **ERRORS},
              dependencies=COMMAND_LIMIT)
 async def create(body: Annotated[TierCreate, Body(examples=[EXAMPLE_TIER])], admin: AdminDep,
                  bus: BusDep, response: Response,
@@ -250,7 +261,8 @@ async def create(body: Annotated[TierCreate, Body(examples=[EXAMPLE_TIER])], adm
             summary="New terms for future purchases: the next revision (admin)",
             description="Assessments already bought keep the revision they were sold at. The "
                         "same terms again are refused with `terms-unchanged`.",
-            response_model=TierView, responses={202: {"model": CommandAccepted}, **ERRORS},
+            response_model=TierView,
+            responses={200: TIER_ANSWER, 202: {"model": CommandAccepted}, **ERRORS},
             dependencies=COMMAND_LIMIT)
 async def revise(tier_id: TierIdPath,
                  body: Annotated[TierTermsUpdate, Body(examples=[EXAMPLE_REVISION])],
@@ -262,7 +274,8 @@ async def revise(tier_id: TierIdPath,
 
 @router.post("/{tier_id}/retire", operation_id="retireTier",
              summary="Stop selling a tier (admin)", response_model=TierView,
-             responses={202: {"model": CommandAccepted}, **ERRORS}, dependencies=COMMAND_LIMIT)
+             responses={200: TIER_ANSWER, 202: {"model": CommandAccepted}, **ERRORS},
+             dependencies=COMMAND_LIMIT)
 async def retire(tier_id: TierIdPath,
                  body: Annotated[RetireRequest,
                                  Body(examples=[{"reason": "replaced by standard-50k-v2"}])],
@@ -274,7 +287,8 @@ async def retire(tier_id: TierIdPath,
 
 @router.post("/{tier_id}/reactivate", operation_id="reactivateTier",
              summary="Sell a retired tier again (admin)", response_model=TierView,
-             responses={202: {"model": CommandAccepted}, **ERRORS}, dependencies=COMMAND_LIMIT)
+             responses={200: TIER_ANSWER, 202: {"model": CommandAccepted}, **ERRORS},
+             dependencies=COMMAND_LIMIT)
 async def reactivate(tier_id: TierIdPath, admin: AdminDep, bus: BusDep, conn: ConnDep,
                      idempotency_key: IdempotencyKey = None) -> Any:
     return await _change(tier_id, ReactivateTier(), bus=bus, conn=conn, admin=admin,
