@@ -4,6 +4,7 @@ and the tier catalogue."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 from schemas.instrument import InstrumentSpec, TradingHours, TradingSession
 from schemas.tier import RuleSet, TierPhase, TierTerms
@@ -47,8 +48,9 @@ DEFAULT_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
 # leverage 1:30 as on retail FX; no instrument restriction.
 
 
-def _rules(*, target: str | None, max_loss_mode: str = "static", min_days: int = 4,
-           consistency: str | None = None, risk_per_trade: str | None = None) -> RuleSet:
+def _rules(*, target: str | None, max_loss_mode: Literal["static", "trailing"] = "static",
+           min_days: int = 4, consistency: str | None = None,
+           risk_per_trade: str | None = None) -> RuleSet:
     return RuleSet(
         daily_loss_limit_pct=Decimal("5"), daily_loss_base="day-start-balance",
         max_loss_pct=Decimal("10"), max_loss_mode=max_loss_mode,

@@ -74,6 +74,13 @@ def test_up_serves_seeded_instruments_and_stops_cleanly(base_settings: Settings)
         assert {i["asset_class"] for i in items} == {"crypto", "fx", "index", "prediction"}
         assert len(items) == 10
         assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
+        assert any("seeded 3 new tier(s)" in line for line in output), "".join(output)
+        tiers = httpx.get(f"{base}/tiers", timeout=10).json()["items"]
+        deadline = time.monotonic() + 30
+        while len(tiers) < 3 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            tiers = httpx.get(f"{base}/tiers", timeout=10).json()["items"]
+        assert [t["tier_id"] for t in tiers] == ["pro-100k", "standard-50k", "starter-10k"]
         for port in (api_port + 100, api_port + 101):
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
             assert "propstream_messages_total" in metrics
