@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from core.adapters.instruments_projection import InstrumentsProjection
+from core.adapters.purchases_projection import PurchasesProjection  # payments
 from core.domain.instruments import InstrumentAggregate
+from core.domain.purchases import PurchaseAggregate  # payments
 from core.entrypoints.http.app import create_app
 from core.seeds import DEFAULT_INSTRUMENTS
 from kernel.commands import CommandBus
@@ -20,7 +22,10 @@ from schemas import default_registry
 from schemas.envelope import make_command
 from schemas.instrument import RegisterInstrument
 
-PROJECTIONS: dict[str, type[Projection]] = {"instruments": InstrumentsProjection}
+PROJECTIONS: dict[str, type[Projection]] = {
+    "instruments": InstrumentsProjection,
+    "purchases": PurchasesProjection,  # payments
+}
 SEED_NAMESPACE = uuid.UUID("9d3c1b2a-4e5f-4a6b-8c7d-1e2f3a4b5c6d")
 
 
@@ -30,6 +35,11 @@ def api(settings: Settings) -> FastAPI:
 
 def instrument_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
     return DeciderRunner(settings, InstrumentAggregate(), default_registry(),
+                         snapshot_every=settings.decider_snapshot_every)
+
+
+def payment_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
+    return DeciderRunner(settings, PurchaseAggregate(), default_registry(),
                          snapshot_every=settings.decider_snapshot_every)
 
 

@@ -51,11 +51,15 @@ def serve_metrics(settings: Settings) -> None:
 def run_decider(settings: Settings, family: str) -> None:
     from core import bootstrap
 
-    if family != "instrument":
-        raise SystemExit(f"unknown decider {family!r}; known: instrument")
+    deciders = {
+        "instrument": bootstrap.instrument_decider,
+        "payment": bootstrap.payment_decider,  # payments
+    }
+    if family not in deciders:
+        raise SystemExit(f"unknown decider {family!r}; known: {', '.join(deciders)}")
     configure_logging(settings, process=f"{family}-decider")
     serve_metrics(settings)
-    runner = bootstrap.instrument_decider(settings)
+    runner = deciders[family](settings)
     _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
 
 
@@ -133,6 +137,8 @@ PLATFORM = {
     "api": ["api"],
     "instrument-decider": ["decider", "instrument"],
     "projection-instruments": ["projection", "instruments"],
+    "payment-decider": ["decider", "payment"],  # payments
+    "projection-purchases": ["projection", "purchases"],  # payments
     "market-api": ["market", "api"],
     "market-simulator": ["market", "simulator"],
     "market-prices": ["market", "prices"],
