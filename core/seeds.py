@@ -1,10 +1,12 @@
-"""The default instruments `make run` registers: crypto, FX, index and prediction markets."""
+"""The defaults `propstream seed` creates: instruments (crypto, FX, index, prediction markets)
+and the tier catalogue."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 from schemas.instrument import InstrumentSpec, TradingHours, TradingSession
+from schemas.tier import RuleSet, TierPhase, TierTerms
 
 _FX_HOURS = TradingHours(timezone="America/New_York", sessions=(
     TradingSession(days=(6,), open="17:00", close="23:59"),  # type: ignore[arg-type]
@@ -37,3 +39,44 @@ DEFAULT_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
     _spec("PM-BTC-100K", "prediction", "0.01", "1", "USD",
           "Will BTC trade above 100k USD by year end? (YES share, 0-1 USD)"),
 )
+
+
+# Tiers ----------------------------------------------------------------------------------------
+# Rules of the common prop-firm shape: a 5 % daily loss from the day's starting balance, a 10 %
+# maximum loss, 8 % then 5 % profit targets, at least 4 trading days per evaluation phase,
+# leverage 1:30 as on retail FX; no instrument restriction.
+
+
+def _rules(*, target: str | None, max_loss_mode: str = "static", min_days: int = 4,
+           consistency: str | None = None, risk_per_trade: str | None = None) -> RuleSet:
+    return RuleSet(
+        daily_loss_limit_pct=Decimal("5"), daily_loss_base="day-start-balance",
+        max_loss_pct=Decimal("10"), max_loss_mode=max_loss_mode,
+        profit_target_pct=None if target is None else Decimal(target),
+        min_trading_days=min_days,
+        consistency_limit_pct=None if consistency is None else Decimal(consistency),
+        max_risk_per_trade_pct=None if risk_per_trade is None else Decimal(risk_per_trade),
+        max_leverage=Decimal("30"), allowed_instruments=())
+
+
+DEFAULT_TIERS: dict[str, TierTerms] = {
+    "starter-10k": TierTerms(
+        name="Starter 10k", account_size=10_000, price_minor=9_900, currency="USD",
+        description="One challenge phase, then a funded account.",
+        phases=(TierPhase(name="challenge", rules=_rules(target="8")),
+                TierPhase(name="funded", rules=_rules(target=None, min_days=0)))),
+    "standard-50k": TierTerms(
+        name="Standard 50k", account_size=50_000, price_minor=29_900, currency="USD",
+        description="Challenge and verification, then a funded account.",
+        phases=(TierPhase(name="challenge", rules=_rules(target="8")),
+                TierPhase(name="verification", rules=_rules(target="5")),
+                TierPhase(name="funded", rules=_rules(target=None, min_days=0)))),
+    "pro-100k": TierTerms(
+        name="Pro 100k", account_size=100_000, price_minor=49_900, currency="USD",
+        description="Trailing maximum loss, 2 % risk per trade and a 40 % consistency rule.",
+        phases=tuple(
+            TierPhase(name=name, rules=_rules(
+                target=target, max_loss_mode="trailing", min_days=0 if target is None else 4,
+                consistency="40", risk_per_trade="2"))
+            for name, target in (("challenge", "8"), ("verification", "5"), ("funded", None)))),
+}

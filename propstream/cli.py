@@ -170,12 +170,14 @@ def run_market(part: str) -> None:
 
 @app.command("seed")
 def seed() -> None:
-    """Register the default instruments (idempotent)."""
-    from core.bootstrap import seed_instruments
+    """Register the default instruments and tiers (idempotent)."""
+    from core.bootstrap import seed_instruments, seed_tiers
 
     results = asyncio.run(seed_instruments(_settings()))
     for symbol, outcome in results.items():
         console.print(f"{symbol:<16} {outcome}")
+    for tier_id, outcome in asyncio.run(seed_tiers(_settings())).items():
+        console.print(f"{tier_id:<16} {outcome}")
 
 
 @app.command("replay")
@@ -255,7 +257,7 @@ def up(
     """Start infrastructure and every service under one supervisor; Ctrl-C stops it all.
 
     Infrastructure that was already running before is left running."""
-    from core.bootstrap import seed_instruments
+    from core.bootstrap import seed_instruments, seed_tiers
     from kernel import infra
     from kernel.kafka import apply_topics
     from propstream.processes import PLATFORM
@@ -281,10 +283,17 @@ def up(
             for symbol, outcome in results.items():
                 if outcome not in ("accepted", "already seeded"):
                     console.print(f"  {symbol}: {outcome}")
+            tiers = asyncio.run(seed_tiers(settings))
+            console.print(f"seeded {sum(1 for v in tiers.values() if v == 'accepted')} new "
+                          f"tier(s), {len(tiers)} in the default set")
+            for tier_id, outcome in tiers.items():
+                if outcome not in ("accepted", "already seeded"):
+                    console.print(f"  {tier_id}: {outcome}")
         base = f"http://{settings.host}:{settings.api_port}"
         console.print(f"\n[bold green]propstream is up[/] in {time.monotonic() - started:.1f} s")
         console.print(f"  API          {base}  (docs {base}/docs)")
         console.print(f"  instruments  {base}/instruments")
+        console.print(f"  tiers        {base}/tiers")
         market = f"http://{settings.host}:{settings.market_api_port}"
         console.print(f"  market data  {market}/market/prices  (docs {market}/docs, "
                       f"TradingView UDF {market}/udf)")

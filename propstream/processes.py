@@ -51,15 +51,16 @@ def serve_metrics(settings: Settings) -> None:
 def run_decider(settings: Settings, family: str) -> None:
     from core import bootstrap
 
-    deciders = {
+    factories: dict[str, Callable[[Settings], Any]] = {
         "instrument": bootstrap.instrument_decider,
+        "tier": bootstrap.tier_decider,
         "payment": bootstrap.payment_decider,  # payments
     }
-    if family not in deciders:
-        raise SystemExit(f"unknown decider {family!r}; known: {', '.join(deciders)}")
+    if family not in factories:
+        raise SystemExit(f"unknown decider {family!r}; known: {', '.join(factories)}")
     configure_logging(settings, process=f"{family}-decider")
     serve_metrics(settings)
-    runner = deciders[family](settings)
+    runner = factories[family](settings)
     _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
 
 
@@ -137,6 +138,8 @@ PLATFORM = {
     "api": ["api"],
     "instrument-decider": ["decider", "instrument"],
     "projection-instruments": ["projection", "instruments"],
+    "tier-decider": ["decider", "tier"],
+    "projection-tiers": ["projection", "tiers"],
     "payment-decider": ["decider", "payment"],  # payments
     "projection-purchases": ["projection", "purchases"],  # payments
     "market-api": ["market", "api"],

@@ -1,0 +1,136 @@
+"""The `tiers` read model: the catalogue as it stands, and every revision's terms kept apart.
+
+`tiers` holds one row per tier (its current revision and status); `tier_revisions` keeps the
+terms of each revision forever, so a purchase made at revision 1 can still be shown, and
+priced, by the terms it was sold with after the tier moved on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import NamedTuple
+
+import orjson
+import psycopg
+
+from kernel.pg import copy_upsert
+from kernel.projection import Applied
+from schemas.tier import (
+    TierCommandRejected,
+    TierCreated,
+    TierReactivated,
+    TierRetired,
+    TierRevised,
+    TierTerms,
+)
+
+COLUMNS = ("tier_id", "name", "status", "revision", "terms", "created_at", "updated_at",
+           "version")
+REVISION_COLUMNS = ("tier_id", "revision", "terms", "revised_at")
+
+DDL = (
+    """
+    CREATE TABLE IF NOT EXISTS tiers (
+        tier_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        revision INT NOT NULL,
+        terms JSONB NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        version BIGINT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS tier_revisions (
+        tier_id TEXT NOT NULL,
+        revision INT NOT NULL,
+        terms JSONB NOT NULL,
+        revised_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (tier_id, revision)
+    )
+    """,
+)
+
+
+class Row(NamedTuple):
+    """One `tiers` row; `terms` is the JSON text PostgreSQL stores."""
+
+    tier_id: str
+    name: str
+    status: str
+    revision: int
+    terms: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class Revision(NamedTuple):
+    tier_id: str
+    revision: int
+    terms: str
+    revised_at: datetime
+
+
+def terms_json(terms: TierTerms) -> str:
+    return orjson.dumps(terms.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS).decode()
+
+
+def fold(row: Row | None, applied: Applied) -> tuple[Row | None, Revision | None]:
+    """The row after one event, and the revision it adds; events at or below the row's
+    version were applied already and change nothing."""
+    env, event = applied.envelope, applied.payload
+    if row is not None and env.sequence <= row.version:
+        return row, None
+    at, tier_id, seq = env.occurred_at, env.aggregate_id, env.sequence
+    match event:
+        case TierCreated(revision=revision, terms=terms) if row is None:
+            text = terms_json(terms)
+            return (Row(tier_id, terms.name, "active", revision, text, at, at, seq),
+                    Revision(tier_id, revision, text, at))
+        case TierRevised(revision=revision, terms=terms) if row is not None:
+            text = terms_json(terms)
+            return (row._replace(name=terms.name, revision=revision, terms=text, updated_at=at,
+                                 version=seq),
+                    Revision(tier_id, revision, text, at))
+        case TierRetired() if row is not None:
+            return row._replace(status="retired", updated_at=at, version=seq), None
+        case TierReactivated() if row is not None:
+            return row._replace(status="active", updated_at=at, version=seq), None
+        case TierCommandRejected() if row is not None:
+            return row._replace(version=seq), None
+    return row, None
+
+
+class TiersProjection:
+    name = "tiers"
+    topics: tuple[str, ...] = ("tier.events",)
+    tables: tuple[str, ...] = ("tiers", "tier_revisions")
+
+    def ddl(self) -> Sequence[str]:
+        return DDL
+
+    async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Applied]) -> None:
+        ids = sorted({a.envelope.aggregate_id for a in events})
+        select = ", ".join("terms::text" if c == "terms" else c for c in COLUMNS)
+        cur = await conn.execute(f"SELECT {select} FROM tiers WHERE tier_id = ANY(%s)", (ids,))
+        rows: dict[str, Row] = {record[0]: Row(*record) for record in await cur.fetchall()}
+        changed: dict[str, Row] = {}
+        revisions: list[Revision] = []
+        for applied in events:
+            tier_id = applied.envelope.aggregate_id
+            before = rows.get(tier_id)
+            after, revision = fold(before, applied)
+            if after is not None and after is not before:
+                rows[tier_id] = changed[tier_id] = after
+            if revision is not None:
+                revisions.append(revision)
+        if changed:
+            await copy_upsert(conn, table="tiers", columns=COLUMNS, key=("tier_id",),
+                              rows=(tuple(row) for row in changed.values()))
+        if revisions:
+            await copy_upsert(conn, table="tier_revisions", columns=REVISION_COLUMNS,
+                              key=("tier_id", "revision"), rows=(tuple(r) for r in revisions))
+
