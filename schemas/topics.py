@@ -183,6 +183,8 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         commands=tuple(m.TYPE for m in payment.COMMANDS),
         events=tuple(m.TYPE for m in payment.EVENTS),
     ),
+    _dead_letters("payment.webhooks", "verified Stripe webhooks matching no purchase or no "
+                  "valid command, raw body kept, for an operator to replay"),
     # --- payments
     *MARKET,
     REPLIES,

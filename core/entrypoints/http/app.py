@@ -8,7 +8,12 @@ from contextlib import asynccontextmanager
 import redis.asyncio as redis
 from fastapi import FastAPI
 
-from core.entrypoints.http import instruments
+from core.adapters.stripe_gateway import StripeGateway  # payments
+from core.entrypoints.http import (
+    instruments,
+    purchases,  # payments
+    stripe_webhooks,  # payments
+)
 from kernel.commands import CommandBus
 from kernel.http import health_router, install_conventions, postgres_check, redis_check
 from kernel.pg import make_pool
@@ -19,6 +24,7 @@ def create_app(settings: Settings) -> FastAPI:
     bus = CommandBus(settings)
     pool = make_pool(settings)
     cache = redis.Redis.from_url(settings.cache_url)
+    stripe_gateway = StripeGateway(settings)  # payments
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
             await bus.stop()
             await pool.close()
             await cache.aclose()
+            await stripe_gateway.close()  # payments
 
     async def kafka_ready() -> None:
         if not bus.healthy:
@@ -48,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.bus = bus
     app.state.pool = pool
     app.state.cache = cache
+    app.state.stripe = stripe_gateway  # payments
     install_conventions(app, cors_origins=settings.cors_origins,
                         max_body=settings.max_body_bytes, expose_headers=("Location",),
                         redis=cache, settings=settings)
@@ -55,4 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
                                       "redis": redis_check(cache)}))
     app.include_router(instruments.router)
     app.include_router(instruments.commands_router)
+    app.include_router(purchases.router)  # payments
+    app.include_router(purchases.grants_router)  # payments
+    app.include_router(stripe_webhooks.router)  # payments
     return app
