@@ -55,7 +55,7 @@ class Purchase:
 
 class PurchaseAggregate:
     family = "payment"
-    rejection = PaymentCommandRejected
+    rejection: type[EventPayload] = PaymentCommandRejected
 
     def initial(self, aggregate_id: str) -> Purchase:
         return Purchase(purchase_id=aggregate_id)

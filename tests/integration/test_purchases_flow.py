@@ -321,17 +321,25 @@ async def test_tier_problems_and_roles_are_refused_before_anything_is_sent(
     assert await read_topic(settings, "payment.commands", raw=True) == []
 
 
-async def test_stripe_unreachable_is_503_and_the_purchase_stays_pending(
-        settings: Settings, payments: None) -> None:
+async def test_stripe_unreachable_is_503_the_purchase_stays_pending_and_a_retry_resumes_it(
+        settings: Settings, api: httpx.AsyncClient, payments: None) -> None:
     from core.bootstrap import api as make_api
 
     # A real (non-mock) key pointed at a closed port: nothing listens there.
     offline = settings.model_copy(update={"stripe_api_key": SecretStr("sk_test_offline"),
                                           "stripe_api_base": "http://127.0.0.1:9"})
-    async with asgi_client(make_api(offline), headers=as_user(settings, ALICE)) as client:
+    headers = {**as_user(settings, ALICE), "Idempotency-Key": "buy-while-stripe-is-down"}
+    async with asgi_client(make_api(offline), headers=headers) as client:
         answer = await client.post("/purchases", json={"tier_id": TIER}, timeout=60)
         problem = assert_problem(answer, 503, "payment-provider-unavailable")
         pid = problem["purchase_id"]
         await status_becomes(client, pid, "pending")
-        got = (await client.get(f"/purchases/{pid}")).json()
-        assert got["checkout_url"] is None
+        assert (await client.get(f"/purchases/{pid}")).json()["checkout_url"] is None
+
+    # Stripe is back: the same request with the same key completes the same purchase.
+    resumed = await api.post("/purchases", json={"tier_id": TIER}, headers=headers, timeout=60)
+    assert resumed.status_code == 201, resumed.text
+    assert resumed.json()["purchase_id"] == pid
+    assert resumed.json()["checkout_url"].startswith("https://checkout.stripe.com/")
+    events = await read_topic(settings, "payment.events")
+    assert types_of(events, pid) == ["payment.purchase-created", "payment.checkout-opened"]
