@@ -59,7 +59,10 @@ class StripeMockServer:
                     "purchases will fail until Go (>= 1.22) is installed")
         ensure_port_free(self.settings.host, self.port, what="stripe-mock",
                          variable="PROPSTREAM_STRIPE_MOCK_PORT")
-        argv = [str(binary), "-http-addr", f"{self.settings.host}:{self.port}"]
+        # HTTPS on an ephemeral loopback port: left implicit, stripe-mock also binds :12112 on
+        # every interface, so a second instance (another checkout, CI) could not start.
+        argv = [str(binary), "-http-addr", f"{self.settings.host}:{self.port}",
+                "-https-addr", f"{self.settings.host}:0"]
         pid = spawn(argv, log=self.log, pidfile=self.pidfile)
         waited = wait_for(lambda: port_open(self.settings.host, self.port), timeout=20,
                           what="stripe-mock", log=self.log, pid=pid)
