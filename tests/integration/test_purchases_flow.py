@@ -23,12 +23,14 @@ from core.adapters.tiers_projection import TiersProjection
 from kernel.infra.procs import port_open
 from kernel.projection import ProjectionRunner
 from kernel.settings import Settings
+from propstream.processes import projection_runner
 from schemas import default_registry
 from schemas.codec import encode
 from schemas.envelope import EventPayload, make_event
 from schemas.identity import Role
 from schemas.tier import TierCreated, TierRetired
 from tests.integration.helpers import (
+    PlatformProcess,
     asgi_client,
     assert_problem,
     bearer,
@@ -81,10 +83,10 @@ async def tiers(settings: Settings) -> None:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def payments(settings: Settings, spawn: type, tiers: None,
-                   stripe_mock: str) -> AsyncIterator[None]:
+                   stripe_mock: str) -> AsyncIterator[PlatformProcess]:
+    """The payment decider and the purchases projection running; yields the projection."""
     await spawn("decider", "payment").start().ready()
-    await spawn("projection", "purchases").start().ready()
-    yield
+    yield await spawn("projection", "purchases").start().ready()
 
 
 def as_user(settings: Settings, user_id: str, role: Role = "trader") -> dict[str, str]:
@@ -234,8 +236,8 @@ async def test_unverifiable_webhooks_are_400_and_emit_nothing(
         assert await read_topic(settings, topic, raw=True) == [], topic
 
 
-async def test_refund_first_dispute_by_intent_mismatch_unknown_and_grants(
-        settings: Settings, api: httpx.AsyncClient, payments: None) -> None:
+async def test_refund_first_dispute_by_intent_mismatch_unknown_grants_and_rebuild(
+        settings: Settings, api: httpx.AsyncClient, payments: PlatformProcess) -> None:
     purchase = await buy(api, settings, ALICE)
     pid = purchase["purchase_id"]
     intent = f"pi_{pid[:8]}"
@@ -293,6 +295,34 @@ async def test_refund_first_dispute_by_intent_mismatch_unknown_and_grants(
         (ADMIN, "conference demo")
     dead = await read_topic(settings, "payment.webhooks.dlq", raw=True)
     assert [dict(m.headers)["x-stripe-event-id"] for m in dead] == [b"evt_unknown"]
+
+    # Disposable: the read model rebuilt from the log equals the live one.
+    await status_becomes(api, gid, "granted")
+    payments.stop()
+    live = await _read_model(settings)
+    runner = projection_runner(settings, "purchases")
+    await runner.drop()
+    await runner.start()
+    try:
+        await runner.run(until_caught_up=True, timeout=60)
+    finally:
+        await runner.stop()
+    assert await _read_model(settings) == live
+    assert len(live[0]) == 3 and len(live[1]) == 3  # purchases; Stripe events recorded
+
+
+async def _read_model(settings: Settings) -> tuple[list[Any], list[Any]]:
+    conn = await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True)
+    try:
+        await conn.execute(f"SET search_path TO {settings.pg_schema}")
+        purchases = await (await conn.execute(
+            "SELECT * FROM purchases ORDER BY purchase_id")).fetchall()
+        # received_at is when the event occurred on the log, so it survives the rebuild.
+        stripe = await (await conn.execute(
+            "SELECT * FROM payment_events ORDER BY stripe_event_id")).fetchall()
+        return purchases, stripe
+    finally:
+        await conn.close()
 
 
 async def _intent_known(settings: Settings, intent: str) -> bool:
