@@ -32,7 +32,7 @@ run: install ## Start infrastructure and every service (Ctrl-C stops)
 
 up: run ## Same as run
 
-infra-up: install ## Start Kafka, PostgreSQL and Redis only
+infra-up: install ## Start Kafka, PostgreSQL, Redis and stripe-mock only
 	@$(PS) infra up
 
 infra-down: install ## Stop what infra-up started

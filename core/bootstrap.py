@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from core.adapters.instruments_projection import InstrumentsProjection
+from core.adapters.purchases_projection import PurchasesProjection  # payments
 from core.adapters.tiers_projection import TiersProjection
 from core.domain.instruments import InstrumentAggregate
+from core.domain.purchases import PurchaseAggregate  # payments
 from core.domain.tiers import TierAggregate
 from core.entrypoints.http.app import create_app
 from core.seeds import DEFAULT_INSTRUMENTS, DEFAULT_TIERS
@@ -27,6 +29,7 @@ from schemas.tier import CreateTier
 PROJECTIONS: dict[str, type[Projection]] = {
     "instruments": InstrumentsProjection,
     "tiers": TiersProjection,
+    "purchases": PurchasesProjection,  # payments
 }
 SEED_NAMESPACE = uuid.UUID("9d3c1b2a-4e5f-4a6b-8c7d-1e2f3a4b5c6d")
 
@@ -42,6 +45,11 @@ def instrument_decider(settings: Settings) -> DeciderRunner:  # type: ignore[typ
 
 def tier_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
     return DeciderRunner(settings, TierAggregate(), default_registry(),
+                         snapshot_every=settings.decider_snapshot_every)
+
+
+def payment_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
+    return DeciderRunner(settings, PurchaseAggregate(), default_registry(),
                          snapshot_every=settings.decider_snapshot_every)
 
 

@@ -10,6 +10,10 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
+# The API key stripe-mock accepts, and a webhook secret only good for development and tests.
+STRIPE_MOCK_KEY = "sk_test_123"
+DEV_WEBHOOK_SECRET = "whsec_dev_only_not_a_secret"
+STRIPE_API_BASE = "https://api.stripe.com"
 
 
 class Settings(BaseSettings):
@@ -33,6 +37,8 @@ class Settings(BaseSettings):
     kafka_heap_mb: int = Field(default=512, ge=128, le=8192)
     pg_port: int = Field(default=15432, ge=1024, le=65535)
     redis_port: int = Field(default=16379, ge=1024, le=65535)
+    stripe_mock_port: int = Field(default=12111, ge=1024, le=65535,
+                                  description="port of the local stripe-mock (payments)")
 
     # External endpoints (Kubernetes); when unset the local ones above are used.
     kafka_bootstrap: str | None = None
@@ -77,14 +83,33 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     secret_key: SecretStr = SecretStr("dev-only-not-a-secret")
+    # Payments (Stripe). The default key is the one stripe-mock accepts; with it and no base,
+    # the client talks to the local stripe-mock. Any other key without a base talks to Stripe.
+    stripe_api_key: SecretStr = SecretStr(STRIPE_MOCK_KEY)
+    stripe_api_base: str | None = Field(
+        default=None, description="Stripe API base URL; none = stripe-mock for the mock key, "
+                                  "https://api.stripe.com for any other key")
+    stripe_webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
+    stripe_webhook_tolerance_s: int = Field(
+        default=300, ge=1, le=3600, description="oldest webhook signature timestamp accepted")
+    stripe_timeout_s: float = Field(default=10.0, gt=0, le=80,
+                                    description="one Stripe API call, before it counts as down")
+    public_base_url: str = Field(
+        default="http://localhost:5173",
+        description="where the frontend is: Stripe sends buyers back to success/cancel pages")
 
     @model_validator(mode="after")
     def _no_default_secret_outside_dev(self) -> Settings:
         if self.env == "prod" and self.secret_key.get_secret_value() == "dev-only-not-a-secret":
             raise ValueError("PROPSTREAM_SECRET_KEY must be set in prod")
-        ports = [self.kafka_port, self.kafka_controller_port, self.pg_port, self.redis_port]
+        if self.env == "prod" and \
+                self.stripe_webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
+            raise ValueError("PROPSTREAM_STRIPE_WEBHOOK_SECRET must be set in prod")
+        ports = [self.kafka_port, self.kafka_controller_port, self.pg_port, self.redis_port,
+                 self.stripe_mock_port]
         if len(set(ports)) != len(ports):
-            raise ValueError("Kafka, Kafka controller, PostgreSQL and Redis ports must differ")
+            raise ValueError("Kafka, Kafka controller, PostgreSQL, Redis and stripe-mock ports "
+                             "must differ")
         if self.idempotency_lock_ttl_s * 1000 <= self.command_timeout_ms:
             raise ValueError("PROPSTREAM_IDEMPOTENCY_LOCK_TTL_S must outlast "
                              "PROPSTREAM_COMMAND_TIMEOUT_MS, or a retry runs a request twice")
@@ -109,6 +134,15 @@ class Settings(BaseSettings):
     @property
     def pg_schema(self) -> str:
         return self.namespace.replace("-", "_") or "public"
+
+    @property
+    def stripe_base(self) -> str:
+        """Where the Stripe client sends requests: the set base, stripe-mock, or Stripe."""
+        if self.stripe_api_base is not None:
+            return self.stripe_api_base
+        if self.stripe_api_key.get_secret_value() == STRIPE_MOCK_KEY:
+            return f"http://{self.host}:{self.stripe_mock_port}"
+        return STRIPE_API_BASE
 
     def topic(self, name: str) -> str:
         """Return the physical name of catalogue topic `name` in this namespace."""

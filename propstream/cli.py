@@ -17,7 +17,8 @@ from kernel.settings import ROOT, Settings, load_settings
 console = Console(stderr=False, highlight=False)
 app = typer.Typer(help="propstream: an event-sourced trading-assessment platform on Kafka.",
                   no_args_is_help=True, add_completion=False)
-infra_app = typer.Typer(help="Local Kafka, PostgreSQL and Redis.", no_args_is_help=True)
+infra_app = typer.Typer(help="Local Kafka, PostgreSQL, Redis and stripe-mock.",
+                        no_args_is_help=True)
 topics_app = typer.Typer(help="The topic catalogue on the broker.", no_args_is_help=True)
 schemas_app = typer.Typer(help="Wire contracts: JSON Schema and AsyncAPI.", no_args_is_help=True)
 run_app = typer.Typer(help="Run one platform process in the foreground.", no_args_is_help=True)
@@ -47,7 +48,7 @@ def _fail(message: str) -> None:
 
 @infra_app.command("up")
 def infra_up() -> None:
-    """Install what is missing and start Kafka, PostgreSQL and Redis (idempotent)."""
+    """Install what is missing and start Kafka, PostgreSQL, Redis and stripe-mock (idempotent)."""
     from kernel import infra
 
     try:

@@ -54,6 +54,7 @@ def run_decider(settings: Settings, family: str) -> None:
     factories: dict[str, Callable[[Settings], Any]] = {
         "instrument": bootstrap.instrument_decider,
         "tier": bootstrap.tier_decider,
+        "payment": bootstrap.payment_decider,  # payments
     }
     if family not in factories:
         raise SystemExit(f"unknown decider {family!r}; known: {', '.join(factories)}")
@@ -139,6 +140,8 @@ PLATFORM = {
     "projection-instruments": ["projection", "instruments"],
     "tier-decider": ["decider", "tier"],
     "projection-tiers": ["projection", "tiers"],
+    "payment-decider": ["decider", "payment"],  # payments
+    "projection-purchases": ["projection", "purchases"],  # payments
     "market-api": ["market", "api"],
     "market-simulator": ["market", "simulator"],
     "market-prices": ["market", "prices"],

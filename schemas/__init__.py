@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from schemas import identity, instrument, market, tier
+from schemas import (
+    identity,
+    instrument,
+    market,
+    payment,  # payments (issue 5)
+    tier,
+)
 from schemas.registry import TypeRegistry, build_registry
 
 # Every module that defines a family's COMMANDS and EVENTS; a new family is added here.
@@ -16,6 +22,7 @@ FAMILY_MODULES: tuple[ModuleType, ...] = (
     market,
     identity,
     tier,
+    payment,  # payments (issue 5)
 )
 
 

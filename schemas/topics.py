@@ -9,7 +9,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas import identity, instrument, market, tier
+from schemas import (
+    identity,
+    instrument,
+    market,
+    payment,  # payments (issue 5)
+    tier,
+)
 
 TopicKind = Literal["commands", "events", "stream", "snapshots", "replies", "dead-letters"]
 # "stream": a high-volume log of facts keyed by instrument (ticks, bars), written by a
@@ -169,6 +175,17 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         commands=tuple(m.TYPE for m in tier.COMMANDS),
         events=tuple(m.TYPE for m in tier.EVENTS),
     ),
+    # payments (issue 5) ---
+    *_family(
+        "payment",
+        partitions=3,
+        key="purchase id (uuid)",
+        commands=tuple(m.TYPE for m in payment.COMMANDS),
+        events=tuple(m.TYPE for m in payment.EVENTS),
+    ),
+    _dead_letters("payment.webhooks", "verified Stripe webhooks matching no purchase or no "
+                  "valid command, raw body kept, for an operator to replay"),
+    # --- payments
     *MARKET,
     REPLIES,
 )

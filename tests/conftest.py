@@ -72,6 +72,7 @@ def process_env(settings: Settings) -> dict[str, str]:
         "PROPSTREAM_KAFKA_PORT": str(settings.kafka_port),
         "PROPSTREAM_PG_PORT": str(settings.pg_port),
         "PROPSTREAM_REDIS_PORT": str(settings.redis_port),
+        "PROPSTREAM_STRIPE_MOCK_PORT": str(settings.stripe_mock_port),
         "PROPSTREAM_LOG_LEVEL": "INFO",
         "PROPSTREAM_PROJECTION_BATCH": str(settings.projection_batch),
         "PROPSTREAM_DECIDER_SNAPSHOT_EVERY": str(settings.decider_snapshot_every),

@@ -1,4 +1,5 @@
-"""Local infrastructure: Kafka, PostgreSQL and Redis as processes the project starts itself."""
+"""Local infrastructure: Kafka, PostgreSQL, Redis and stripe-mock as processes the project
+starts itself."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Protocol
 from kernel.infra.kafka import KafkaServer
 from kernel.infra.postgres import PostgresServer
 from kernel.infra.redis import RedisServer
+from kernel.infra.stripe_mock import UNAVAILABLE, StripeMockServer
 from kernel.settings import Settings
 
 
@@ -23,7 +25,8 @@ class Component(Protocol):
 
 
 def components(settings: Settings) -> list[Component]:
-    return [PostgresServer(settings), RedisServer(settings), KafkaServer(settings)]
+    return [PostgresServer(settings), RedisServer(settings), KafkaServer(settings),
+            StripeMockServer(settings)]
 
 
 def up(settings: Settings, say: Callable[[str], None]) -> tuple[float, list[str]]:
@@ -34,7 +37,7 @@ def up(settings: Settings, say: Callable[[str], None]) -> tuple[float, list[str]
         t0 = time.monotonic()
         say(f"{component.name:<9} starting …")
         result = component.up()
-        if not result.startswith("already running"):
+        if not result.startswith(("already running", UNAVAILABLE)):
             started.append(component.name)
         say(f"{component.name:<9} {result} [{time.monotonic() - t0:.1f} s]")
     return time.monotonic() - began, started

@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 import redis.asyncio as redis
 from fastapi import FastAPI
 
-from core.entrypoints.http import instruments, tiers
+from core.adapters.stripe_gateway import StripeGateway
+from core.entrypoints.http import instruments, purchases, stripe_webhooks, tiers
 from kernel.commands import CommandBus
 from kernel.http import health_router, install_conventions, postgres_check, redis_check
 from kernel.pg import make_pool
@@ -19,6 +20,7 @@ def create_app(settings: Settings) -> FastAPI:
     bus = CommandBus(settings)
     pool = make_pool(settings)
     cache = redis.Redis.from_url(settings.cache_url)
+    stripe_gateway = StripeGateway(settings)  # payments
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,6 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
             await bus.stop()
             await pool.close()
             await cache.aclose()
+            await stripe_gateway.close()  # payments
 
     async def kafka_ready() -> None:
         if not bus.healthy:
@@ -48,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.bus = bus
     app.state.pool = pool
     app.state.cache = cache
+    app.state.stripe = stripe_gateway  # payments
     install_conventions(app, cors_origins=settings.cors_origins,
                         max_body=settings.max_body_bytes, expose_headers=("Location",),
                         redis=cache, settings=settings)
@@ -56,4 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(instruments.router)
     app.include_router(instruments.commands_router)
     app.include_router(tiers.router)
+    app.include_router(purchases.router)
+    app.include_router(purchases.grants_router)
+    app.include_router(stripe_webhooks.router)
     return app

@@ -30,7 +30,8 @@ def test_bad_value_exits_naming_the_variable(monkeypatch: pytest.MonkeyPatch,
 def test_prod_refuses_the_default_secret() -> None:
     with pytest.raises(ValueError, match="PROPSTREAM_SECRET_KEY"):
         Settings(env="prod")
-    assert Settings(env="prod", secret_key=SecretStr("s3cret-from-a-vault")).env == "prod"
+    assert Settings(env="prod", secret_key=SecretStr("s3cret-from-a-vault"),
+                    stripe_webhook_secret=SecretStr("whsec_from_a_vault")).env == "prod"
 
 
 def test_ports_must_differ() -> None:

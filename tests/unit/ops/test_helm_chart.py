@@ -25,7 +25,8 @@ RELEASE = "rel"
 # A `go install` build of helm lacks the release ldflags and assumes Kubernetes 1.20, which
 # the chart's kubeVersion (>=1.25) refuses; name a supported version explicitly.
 KUBE_VERSION = "1.31.0"
-SECRET_KEYS = {"PROPSTREAM_PG_DSN", "PROPSTREAM_REDIS_URL", "PROPSTREAM_SECRET_KEY"}
+SECRET_KEYS = {"PROPSTREAM_PG_DSN", "PROPSTREAM_REDIS_URL", "PROPSTREAM_SECRET_KEY",
+               "PROPSTREAM_STRIPE_API_KEY", "PROPSTREAM_STRIPE_WEBHOOK_SECRET"}
 
 DEFAULTS: tuple[str, ...] = ()
 EXISTING_SECRET: tuple[str, ...] = ("--set", "existingSecret=propstream-prod")

@@ -1,0 +1,148 @@
+"""POST /webhooks/stripe: Stripe's events, verified on the raw body, turned into commands.
+
+Nothing reaches the log unless the `Stripe-Signature` holds for the exact bytes received
+under our webhook secret and its timestamp is within the tolerance. The command id of a
+Stripe event is derived from the Stripe event id, so every redelivery of that event is the
+same command and the payment decider gives it one effect. The answer comes once the command
+is durably on the log, without waiting for the decision: Stripe needs a quick 2xx.
+
+A verified event we cannot attribute to a purchase (no purchase id in its metadata and no
+completed purchase paid by its payment intent), or whose fields make no valid command, is
+answered 200 and parked on `payment.webhooks.dlq` with the reason, for an operator to replay.
+Why 200: a non-2xx makes Stripe retry for days and, after repeated failures, disable the
+endpoint, so one foreign event would put every webhook of ours at risk; the event was
+genuine (signed), so the dead letter keeps it instead of losing it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Depends, Header, Request
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
+
+from core.adapters.stripe_events import Ignored, Malformed, WebhookCommand, translate
+from core.adapters.stripe_gateway import WebhookRejected
+from core.entrypoints.http.deps import BusDep
+from core.entrypoints.http.purchases import COMMANDS_TOPIC, GatewayDep
+from core.views.purchases import purchase_of_payment_intent
+from kernel.commands import CommandBus
+from kernel.http import PROBLEM_SCHEMA, Problem
+from kernel.observability import get_logger
+from kernel.ratelimit import rate_limited
+from schemas.envelope import make_command
+from schemas.payment import stripe_command_id
+
+log = get_logger(__name__)
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+DEAD_LETTERS = "payment.webhooks.dlq"
+# Per IP only (Stripe sends no credentials), and generous: Stripe bursts after an outage.
+WEBHOOK_LIMIT = Depends(rate_limited("stripe-webhooks", rate=200.0, burst=1000))
+
+EXAMPLE_EVENT = {
+    "id": "evt_1Example", "object": "event", "type": "checkout.session.completed",
+    "data": {"object": {"id": "cs_test_a1b2c3", "object": "checkout.session",
+                        "payment_status": "paid", "amount_total": 9900, "currency": "usd",
+                        "payment_intent": "pi_1Example",
+                        "client_reference_id": "5f0c6b7e-2d4a-4c1e-9b8f-3a7d2e1c0b9a",
+                        "metadata": {"purchase_id": "5f0c6b7e-2d4a-4c1e-9b8f-3a7d2e1c0b9a"}}},
+}
+
+
+class WebhookReceipt(BaseModel):
+    """What became of the event: a command on the log, nothing, or a dead letter."""
+
+    event_id: str
+    action: Literal["command-sent", "ignored", "dead-lettered"]
+    purchase_id: str | None = None
+    detail: str = ""
+
+
+@router.post(
+    "/stripe", operation_id="receiveStripeWebhook", response_model=WebhookReceipt,
+    summary="Stripe webhook endpoint (signed by Stripe, no bearer token)",
+    responses={400: PROBLEM_SCHEMA, 413: PROBLEM_SCHEMA, 429: PROBLEM_SCHEMA,
+               503: PROBLEM_SCHEMA},
+    dependencies=[WEBHOOK_LIMIT],
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"type": "object", "description": "a Stripe event, verified byte for byte"},
+        "example": EXAMPLE_EVENT}}}},
+)
+async def receive(
+    request: Request, bus: BusDep, gateway: GatewayDep,
+    stripe_signature: Annotated[str | None, Header(
+        alias="Stripe-Signature", max_length=2000,
+        description="t=<unix seconds>,v1=<HMAC-SHA256 of '<t>.<raw body>'>",
+        examples=["t=1767268800,v1=5257a869e7ecebeda32affa62cdca3fa"
+                  "51cad7e77a0e56ff536d0ce8e108d8bd"],
+    )] = None,
+) -> WebhookReceipt:
+    body = await request.body()
+    try:
+        event = gateway.verify_webhook(body, stripe_signature)
+    except WebhookRejected as exc:
+        log.warning("stripe webhook refused", reason=exc.slug, detail=exc.detail[:200])
+        raise Problem(400, exc.slug, "Webhook refused", exc.detail) from None
+    outcome = translate(event)
+    event_id = str(event.get("id", ""))
+    if isinstance(outcome, Ignored):
+        log.info("stripe webhook ignored", event_id=event_id, type=event.get("type"),
+                 reason=outcome.reason)
+        return WebhookReceipt(event_id=event_id, action="ignored", detail=outcome.reason)
+    if isinstance(outcome, Malformed):
+        await _dead_letter(bus, body, event_id=event_id, reason="malformed",
+                           detail=outcome.reason)
+        return WebhookReceipt(event_id=event_id, action="dead-lettered", detail=outcome.reason)
+    purchase_id = await _purchase_of(request, outcome)
+    if purchase_id is None:
+        detail = "no purchase matches its metadata or payment intent"
+        await _dead_letter(bus, body, event_id=event_id, reason="unknown-purchase",
+                           detail=detail)
+        return WebhookReceipt(event_id=event_id, action="dead-lettered", detail=detail)
+    command = make_command(outcome.command, aggregate_id=purchase_id,
+                           command_id=stripe_command_id(outcome.stripe_event_id),
+                           issued_at=datetime.now(UTC), actor="stripe")
+    try:
+        # wait_ms=0: durable on the log is enough; the decider decides it once, later.
+        await bus.send(COMMANDS_TOPIC, command, wait_ms=0)
+    except KafkaError as exc:
+        raise _log_unavailable(exc) from None
+    log.info("stripe webhook accepted", event_id=event_id, type=event.get("type"),
+             purchase_id=purchase_id, command=outcome.command.TYPE)
+    return WebhookReceipt(event_id=event_id, action="command-sent", purchase_id=purchase_id)
+
+
+async def _purchase_of(request: Request, found: WebhookCommand) -> str | None:
+    if found.purchase_id is not None:
+        return found.purchase_id
+    if found.payment_intent_id is None:
+        return None
+    pool: AsyncConnectionPool = request.app.state.pool
+    async with pool.connection() as conn:
+        return await purchase_of_payment_intent(conn, found.payment_intent_id)
+
+
+async def _dead_letter(bus: CommandBus, body: bytes, *, event_id: str, reason: str,
+                       detail: str) -> None:
+    assert bus.producer is not None
+    log.warning("stripe webhook dead-lettered", event_id=event_id, reason=reason, detail=detail)
+    headers: list[tuple[str, bytes]] = [
+        ("x-error-reason", reason.encode()), ("x-error", detail.encode()[:2000]),
+        ("x-stripe-event-id", event_id.encode()[:255]), ("x-consumer", b"stripe-webhook")]
+    try:
+        await bus.producer.send_and_wait(bus.settings.topic(DEAD_LETTERS), value=body,
+                                         key=event_id.encode() or None, headers=headers)
+    except KafkaError as exc:
+        raise _log_unavailable(exc) from None
+
+
+def _log_unavailable(exc: Exception) -> Problem:
+    log.warning("stripe webhook not stored: Kafka unavailable", error=str(exc)[:200])
+    # A 5xx makes Stripe deliver the event again later, which is what we want here.
+    return Problem(503, "log-unavailable", "The event could not be stored", "Stripe retries",
+                   headers={"Retry-After": "10"})

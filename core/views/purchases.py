@@ -1,0 +1,75 @@
+"""Queries over the `purchases` read model."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.payment import PurchaseStatus
+from schemas.tier import TierCurrency
+
+COLUMNS = (
+    "purchase_id, user_id, tier_id, tier_revision, amount_minor, currency, status, "
+    "checkout_session_id, checkout_url, created_at, updated_at, version"
+)
+
+
+class PurchasePublic(BaseModel):
+    """A purchase as its buyer (or an admin) sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    purchase_id: str = Field(examples=["5f0c6b7e-2d4a-4c1e-9b8f-3a7d2e1c0b9a"])
+    user_id: str
+    tier_id: str = Field(examples=["starter-25k"])
+    tier_revision: int = Field(ge=1, description="the tier revision whose terms were sold")
+    amount_minor: int = Field(description="price in minor units; 0 for a grant")
+    currency: TierCurrency
+    status: PurchaseStatus
+    checkout_session_id: str | None = None
+    checkout_url: str | None = Field(default=None,
+                                     description="where the buyer pays (Stripe Checkout)")
+    created_at: datetime
+    updated_at: datetime
+    version: int = Field(ge=1, description="sequence of the last event the row reflects")
+
+
+async def get_purchase(conn: psycopg.AsyncConnection, purchase_id: str) -> PurchasePublic | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {COLUMNS} FROM purchases WHERE purchase_id = %s",
+                          (purchase_id,))
+        row = await cur.fetchone()
+    return None if row is None else PurchasePublic.model_validate(row)
+
+
+async def list_purchases(conn: psycopg.AsyncConnection, *, user_id: str | None,
+                         after: str | None, limit: int) -> list[PurchasePublic]:
+    """Purchases by id (of one user, or all), strictly after `after`, at most `limit`."""
+    where: list[str] = []
+    params: list[Any] = []
+    if user_id is not None:
+        where.append("user_id = %s")
+        params.append(user_id)
+    if after is not None:
+        where.append("purchase_id > %s")
+        params.append(after)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    params.append(limit)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {COLUMNS} FROM purchases {clause} ORDER BY purchase_id LIMIT %s", params)
+        rows = await cur.fetchall()
+    return [PurchasePublic.model_validate(r) for r in rows]
+
+
+async def purchase_of_payment_intent(conn: psycopg.AsyncConnection,
+                                     payment_intent_id: str) -> str | None:
+    """The purchase paid by a Stripe PaymentIntent, once its completion is in the read model."""
+    cur = await conn.execute("SELECT purchase_id FROM purchases WHERE payment_intent_id = %s",
+                             (payment_intent_id,))
+    row = await cur.fetchone()
+    return None if row is None else str(row[0])
