@@ -297,6 +297,7 @@ class DeciderRunner(Generic[S]):
                 payload, aggregate_id=env.aggregate_id, sequence=current.version + i + 1,
                 occurred_at=ctx.now, correlation_id=env.correlation_id,
                 causation_id=env.command_id, event_id=derive_event_id(env.command_id, i),
+                actor=env.actor,
             )
             value = self.aggregate.evolve(value, payload)
             events.append(event)

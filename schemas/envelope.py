@@ -56,6 +56,10 @@ class EventEnvelope(BaseModel):
     occurred_at: UtcDatetime
     correlation_id: uuid.UUID
     causation_id: uuid.UUID | None = None
+    actor: str | None = Field(
+        default=None, max_length=200,
+        description="who caused it: the user id of the command's actor (an admin's action is "
+                    "on the log with its actor, forever); none for a process's own events")
     payload: dict[str, Any]
 
 
@@ -88,6 +92,7 @@ def make_event(
     correlation_id: uuid.UUID,
     causation_id: uuid.UUID | None,
     event_id: uuid.UUID,
+    actor: str | None = None,
 ) -> EventEnvelope:
     """Wrap a typed payload into an envelope."""
     return EventEnvelope(
@@ -99,6 +104,7 @@ def make_event(
         occurred_at=occurred_at,
         correlation_id=correlation_id,
         causation_id=causation_id,
+        actor=actor,
         payload=payload.model_dump(mode="json"),
     )
 

@@ -86,7 +86,8 @@ async def test_create_then_revise_keeps_every_revision_readable(
     assert_problem(await api.put("/tiers/nope/terms", json={"terms": TERMS}), 404,
                    "tier-not-found")
 
-    # Every admin action is a command on the log carrying its actor.
+    # Every admin action is on the log with its actor: the command, and the events it caused
+    # (the events topic is kept forever, the commands topic 7 days).
     commands = [decode_model(r.value, CommandEnvelope)
                 for r in await read_topic(settings, "tier.commands", raw=True)]
     assert [c.type for c in commands if c.aggregate_id == "standard-50k"] == [
@@ -95,6 +96,7 @@ async def test_create_then_revise_keeps_every_revision_readable(
     events = await read_topic(settings, "tier.events")
     assert [e.type for e in events if e.aggregate_id == "standard-50k"] == [
         "tier.created", "tier.revised", "tier.command-rejected", "tier.command-rejected"]
+    assert {e.actor for e in events} == {ADMIN_ID}
 
 
 async def test_retire_hides_a_tier_from_everyone_but_admins(
