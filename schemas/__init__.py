@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from schemas import identity, instrument, market, tier
+from schemas import account, assessment, identity, instrument, market, payment, tier
 from schemas.registry import TypeRegistry, build_registry
 
 # Every module that defines a family's COMMANDS and EVENTS; a new family is added here.
@@ -16,6 +16,11 @@ FAMILY_MODULES: tuple[ModuleType, ...] = (
     market,
     identity,
     tier,
+    # -- assessments (issue 5, H4); payment written to the contract, owned by H3 --
+    payment,
+    assessment,
+    account,
+    # -- end assessments --
 )
 
 

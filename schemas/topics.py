@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas import identity, instrument, market, tier
+from schemas import account, assessment, identity, instrument, market, payment, tier
 
 TopicKind = Literal["commands", "events", "stream", "snapshots", "replies", "dead-letters"]
 # "stream": a high-volume log of facts keyed by instrument (ticks, bars), written by a
@@ -169,6 +169,29 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         commands=tuple(m.TYPE for m in tier.COMMANDS),
         events=tuple(m.TYPE for m in tier.EVENTS),
     ),
+    # -- assessments (issue 5, H4); payment written to the contract, owned by H3 --
+    *_family(
+        "payment",
+        partitions=3,
+        key="purchase id (uuid)",
+        commands=tuple(m.TYPE for m in payment.COMMANDS),
+        events=tuple(m.TYPE for m in payment.EVENTS),
+    ),
+    *_family(
+        "assessment",
+        partitions=3,
+        key="assessment id (uuid5 of the purchase id)",
+        commands=tuple(m.TYPE for m in assessment.COMMANDS),
+        events=tuple(m.TYPE for m in assessment.EVENTS),
+    ),
+    *_family(
+        "account",
+        partitions=3,
+        key="account id (uuid5 of the assessment id)",
+        commands=tuple(m.TYPE for m in account.COMMANDS),
+        events=tuple(m.TYPE for m in account.EVENTS),
+    ),
+    # -- end assessments --
     *MARKET,
     REPLIES,
 )
