@@ -1,4 +1,4 @@
-"""Wires the core service's processes: API, instrument decider, instruments projection."""
+"""Wires the core service's processes: API, deciders, projections and policies."""
 
 from __future__ import annotations
 
@@ -8,9 +8,14 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
+from core.adapters.accounts_projection import AccountsProjection
+from core.adapters.assessments_projection import AssessmentsProjection
 from core.adapters.instruments_projection import InstrumentsProjection
+from core.domain.accounts import AccountAggregate
+from core.domain.assessments import AssessmentAggregate
 from core.domain.instruments import InstrumentAggregate
 from core.entrypoints.http.app import create_app
+from core.processors.assessment_policy import AssessmentPolicy
 from core.seeds import DEFAULT_INSTRUMENTS
 from kernel.commands import CommandBus
 from kernel.decider import DeciderRunner
@@ -20,7 +25,13 @@ from schemas import default_registry
 from schemas.envelope import make_command
 from schemas.instrument import RegisterInstrument
 
-PROJECTIONS: dict[str, type[Projection]] = {"instruments": InstrumentsProjection}
+PROJECTIONS: dict[str, type[Projection]] = {
+    "instruments": InstrumentsProjection,
+    # -- assessments (issue 5, H4) --
+    "assessments": AssessmentsProjection,
+    "accounts": AccountsProjection,
+    # -- end assessments --
+}
 SEED_NAMESPACE = uuid.UUID("9d3c1b2a-4e5f-4a6b-8c7d-1e2f3a4b5c6d")
 
 
@@ -31,6 +42,22 @@ def api(settings: Settings) -> FastAPI:
 def instrument_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
     return DeciderRunner(settings, InstrumentAggregate(), default_registry(),
                          snapshot_every=settings.decider_snapshot_every)
+
+
+# -- assessments (issue 5, H4) --
+def assessment_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
+    return DeciderRunner(settings, AssessmentAggregate(), default_registry(),
+                         snapshot_every=settings.decider_snapshot_every)
+
+
+def account_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
+    return DeciderRunner(settings, AccountAggregate(), default_registry(),
+                         snapshot_every=settings.decider_snapshot_every)
+
+
+def assessment_policy(settings: Settings) -> AssessmentPolicy:
+    return AssessmentPolicy(settings, default_registry())
+# -- end assessments --
 
 
 async def seed_instruments(settings: Settings, *, wait_ms: int = 60000) -> dict[str, str]:

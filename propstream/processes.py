@@ -51,12 +51,36 @@ def serve_metrics(settings: Settings) -> None:
 def run_decider(settings: Settings, family: str) -> None:
     from core import bootstrap
 
-    if family != "instrument":
-        raise SystemExit(f"unknown decider {family!r}; known: instrument")
+    factories: dict[str, Callable[[Settings], Any]] = {
+        "instrument": bootstrap.instrument_decider,
+        # -- assessments (issue 5, H4) --
+        "assessment": bootstrap.assessment_decider,
+        "account": bootstrap.account_decider,
+        # -- end assessments --
+    }
+    if family not in factories:
+        raise SystemExit(f"unknown decider {family!r}; known: {', '.join(factories)}")
     configure_logging(settings, process=f"{family}-decider")
     serve_metrics(settings)
-    runner = bootstrap.instrument_decider(settings)
+    runner = factories[family](settings)
     _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
+
+
+# -- assessments (issue 5, H4) --
+def run_policy(settings: Settings, name: str) -> None:
+    """A stateless policy that turns events of one family into commands of another."""
+    from core import bootstrap
+
+    factories: dict[str, Callable[[Settings], Any]] = {
+        "assessment": bootstrap.assessment_policy,
+    }
+    if name not in factories:
+        raise SystemExit(f"unknown policy {name!r}; known: {', '.join(factories)}")
+    configure_logging(settings, process=f"{name}-policy")
+    serve_metrics(settings)
+    runner = factories[name](settings)
+    _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
+# -- end assessments --
 
 
 def projection_runner(settings: Settings, name: str) -> ProjectionRunner:
@@ -138,4 +162,11 @@ PLATFORM = {
     "market-prices": ["market", "prices"],
     "market-bars": ["market", "bars"],
     "projection-bars": ["projection", "bars"],
+    # -- assessments (issue 5, H4) --
+    "assessment-decider": ["decider", "assessment"],
+    "account-decider": ["decider", "account"],
+    "assessment-policy": ["policy", "assessment"],
+    "projection-assessments": ["projection", "assessments"],
+    "projection-accounts": ["projection", "accounts"],
+    # -- end assessments --
 }

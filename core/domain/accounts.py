@@ -33,7 +33,7 @@ class Account:
 
 class AccountAggregate:
     family = "account"
-    rejection = AccountCommandRejected
+    rejection: type[EventPayload] = AccountCommandRejected
 
     def initial(self, aggregate_id: str) -> Account:
         return Account(account_id=aggregate_id)

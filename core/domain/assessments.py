@@ -39,7 +39,7 @@ class Assessment:
 
 class AssessmentAggregate:
     family = "assessment"
-    rejection = AssessmentCommandRejected
+    rejection: type[EventPayload] = AssessmentCommandRejected
 
     def initial(self, aggregate_id: str) -> Assessment:
         return Assessment(assessment_id=aggregate_id)
