@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as redis
 from fastapi import FastAPI
 
-from core.entrypoints.http import instruments
+from core.entrypoints.http import assessments, instruments
 from kernel.commands import CommandBus
 from kernel.http import health_router, install_conventions, postgres_check, redis_check
 from kernel.pg import make_pool
@@ -55,4 +55,8 @@ def create_app(settings: Settings) -> FastAPI:
                                       "redis": redis_check(cache)}))
     app.include_router(instruments.router)
     app.include_router(instruments.commands_router)
+    # -- assessments (issue 5, H4) --
+    app.include_router(assessments.assessments_router)
+    app.include_router(assessments.accounts_router)
+    # -- end assessments --
     return app
