@@ -124,3 +124,48 @@ async def test_policy_killed_mid_stream_gives_exactly_one_assessment_and_account
         assert result.returncode == 0, result.stdout + result.stderr
     assert await checksums(settings) == live
     assert live["assessments"][0] == live["accounts"][0] == PURCHASES
+
+
+async def test_every_event_redelivered_after_lost_offsets_has_no_second_effect(
+    settings: Settings, spawn: type
+) -> None:
+    """The widest crash window: commands acknowledged, offsets never committed. A second
+    policy in a fresh consumer group re-reads the whole stream and re-emits every command."""
+    from core.bootstrap import assessment_policy
+
+    users = [uuid.uuid4() for _ in range(5)]
+    records = [payment_record(uuid.uuid4(), completed(users[i % 5])) for i in range(50)]
+    await produce(settings, "payment.events", records)
+    spawn("decider", "assessment").start()
+    spawn("decider", "account").start()
+
+    async def run_policy(group: str) -> None:
+        policy = assessment_policy(settings)
+        policy.group_id = settings.topic(group)
+        await policy.start()
+        try:
+            async def all_opened() -> bool:
+                await policy.run(timeout=0.5)
+                opened = [e for e in await read_topic(settings, "account.events")
+                          if e.type == "account.opened"]
+                return len(opened) >= len(records)
+
+            await wait_until(all_opened, timeout=120, what="every account opened")
+        finally:
+            await policy.stop()
+
+    await run_policy("propstream.assessment-policy")
+    first_pass = await commands_sent(settings)
+    await run_policy("propstream.assessment-policy-lost-offsets")
+    assert await commands_sent(settings) == 2 * first_pass  # every command sent again
+
+    async def duplicates_decided() -> bool:
+        # Each duplicate is answered on the replies topic; wait until all were handled.
+        replies = await read_topic(settings, "propstream.replies", raw=True)
+        return len(replies) >= 4 * len(records)
+
+    await wait_until(duplicates_decided, timeout=60, what="the duplicates to be decided")
+    assessment_events = await read_topic(settings, "assessment.events")
+    account_events = await read_topic(settings, "account.events")
+    assert [e.type for e in assessment_events] == ["assessment.created"] * len(records)
+    assert [e.type for e in account_events] == ["account.opened"] * len(records)
