@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from schemas import account, assessment, identity, instrument, market, payment, tier
+from schemas import (
+    account,  # assessments (issue 5)
+    assessment,  # assessments (issue 5)
+    identity,
+    instrument,
+    market,
+    payment,  # payments (issue 5)
+    tier,
+)
 from schemas.registry import TypeRegistry, build_registry
 
 # Every module that defines a family's COMMANDS and EVENTS; a new family is added here.
@@ -16,11 +24,9 @@ FAMILY_MODULES: tuple[ModuleType, ...] = (
     market,
     identity,
     tier,
-    # -- assessments (issue 5, H4); payment written to the contract, owned by H3 --
-    payment,
-    assessment,
-    account,
-    # -- end assessments --
+    payment,  # payments (issue 5)
+    assessment,  # assessments (issue 5)
+    account,  # assessments (issue 5)
 )
 
 

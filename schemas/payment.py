@@ -1,8 +1,14 @@
-"""Payments: one aggregate per purchase (keyed by purchase id, a UUID), decided from Stripe.
+"""Payments: commands and events of the `payment` aggregate, one purchase (keyed by purchase id).
 
-Written to the shared contract (issue 5, contracts.md) by the assessments helper so the
-purchase -> assessment policy can decode what it consumes; the payments helper owns it.
-Money is an integer in the currency's minor unit plus the currency.
+A purchase is created with a snapshot of the tier's terms at one revision, then paid through a
+Stripe Checkout Session (or granted by an admin without a card). Stripe's webhooks become
+commands whose id is derived from the Stripe event id, so a redelivered webhook is a duplicate
+command the decider drops; the aggregate also remembers every Stripe event id it recorded, so
+the same Stripe event never has two effects even under another command id.
+
+Refunds and disputes are facts from Stripe: they are recorded whenever they arrive, also
+before the completion they reverse (webhooks are not delivered in order). Money is an integer
+amount in the currency's minor unit.
 """
 
 from __future__ import annotations
@@ -15,30 +21,52 @@ from pydantic import Field
 from schemas.envelope import CommandPayload, EventPayload
 from schemas.tier import TierCurrency, TierId, TierTerms
 
-MinorAmount = Annotated[int, Field(ge=0, le=100_000_000)]
-StripeId = Annotated[str, Field(min_length=1, max_length=255)]
-Revision = Annotated[int, Field(ge=1)]
+# Dedup of webhooks: the command id of a Stripe event is uuid5(this, stripe event id).
+# Fixed forever: changing it would let a redelivered webhook through as a new command.
+STRIPE_EVENT_NAMESPACE = uuid.UUID("9d4b7e21-3c5a-5e8f-8b1d-6a2f0c9e4b73")
+
+# Ids travel as canonical (lowercase, hyphenated) UUID strings.
+UuidStr = Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
+                                       r"[0-9a-f]{12}$",
+                               examples=["5f0c6b7e-2d4a-4c1e-9b8f-3a7d2e1c0b9a"])]
+# Stripe ids: a short prefix, an underscore, then letters and digits (`evt_1Nx…`, `cs_test_…`).
+StripeId = Annotated[str, Field(min_length=3, max_length=255, pattern=r"^[a-z]+_[A-Za-z0-9_]+$")]
+MinorAmount = Annotated[int, Field(ge=0, le=100_000_000,
+                                   description="amount in the currency's minor unit (cents)")]
+PurchaseStatus = Literal["pending", "paid", "granted", "refunded", "disputed"]
+
+
+def stripe_command_id(stripe_event_id: str) -> uuid.UUID:
+    """Return the command id of a Stripe event: the same for every delivery of that event."""
+    return uuid.uuid5(STRIPE_EVENT_NAMESPACE, stripe_event_id)
+
 
 # Commands -------------------------------------------------------------------------------------
 
 
 class CreatePurchase(CommandPayload):
+    """Open a purchase at the price of `terms` (price_minor, currency)."""
+
     TYPE = "payment.create-purchase"
 
-    user_id: uuid.UUID
+    user_id: UuidStr
     tier_id: TierId
-    tier_revision: Revision
+    tier_revision: int = Field(ge=1)
     terms: TierTerms
 
 
 class OpenCheckout(CommandPayload):
+    """Record the Stripe Checkout Session the buyer is sent to."""
+
     TYPE = "payment.open-checkout"
 
     checkout_session_id: StripeId
-    checkout_url: str = Field(min_length=1, max_length=2000)
+    checkout_url: str = Field(min_length=1, max_length=2048)
 
 
 class CompletePurchase(CommandPayload):
+    """Stripe says the checkout session was paid (`checkout.session.completed`)."""
+
     TYPE = "payment.complete-purchase"
 
     stripe_event_id: StripeId
@@ -64,13 +92,13 @@ class RecordDispute(CommandPayload):
 
 
 class GrantPurchase(CommandPayload):
-    """An admin gives a tier without a payment; the actor is on the envelope."""
+    """A purchase without a card (the offline demo path); the admin is the envelope's actor."""
 
     TYPE = "payment.grant"
 
-    user_id: uuid.UUID
+    user_id: UuidStr
     tier_id: TierId
-    tier_revision: Revision
+    tier_revision: int = Field(ge=1)
     terms: TierTerms
     reason: str = Field(min_length=1, max_length=200)
 
@@ -81,9 +109,9 @@ class GrantPurchase(CommandPayload):
 class PurchaseCreated(EventPayload):
     TYPE = "payment.purchase-created"
 
-    user_id: uuid.UUID
+    user_id: UuidStr
     tier_id: TierId
-    tier_revision: Revision
+    tier_revision: int = Field(ge=1)
     terms: TierTerms
     amount_minor: MinorAmount
     currency: TierCurrency
@@ -97,11 +125,13 @@ class CheckoutOpened(EventPayload):
 
 
 class PurchaseCompleted(EventPayload):
+    """Paid: the assessment policy creates the assessment from this."""
+
     TYPE = "payment.purchase-completed"
 
-    user_id: uuid.UUID
+    user_id: UuidStr
     tier_id: TierId
-    tier_revision: Revision
+    tier_revision: int = Field(ge=1)
     terms: TierTerms
     amount_minor: MinorAmount
     currency: TierCurrency
@@ -111,11 +141,13 @@ class PurchaseCompleted(EventPayload):
 
 
 class PurchaseGranted(EventPayload):
+    """Given by an admin without payment; the assessment policy treats it like a completion."""
+
     TYPE = "payment.purchase-granted"
 
-    user_id: uuid.UUID
+    user_id: UuidStr
     tier_id: TierId
-    tier_revision: Revision
+    tier_revision: int = Field(ge=1)
     terms: TierTerms
     granted_by: str = Field(min_length=1, max_length=200)
     reason: str
@@ -124,7 +156,7 @@ class PurchaseGranted(EventPayload):
 class PurchaseRefunded(EventPayload):
     TYPE = "payment.purchase-refunded"
 
-    user_id: uuid.UUID
+    user_id: UuidStr
     stripe_event_id: StripeId
     amount_minor: MinorAmount
     currency: TierCurrency
@@ -133,21 +165,30 @@ class PurchaseRefunded(EventPayload):
 class PurchaseDisputed(EventPayload):
     TYPE = "payment.purchase-disputed"
 
-    user_id: uuid.UUID
+    user_id: UuidStr
     stripe_event_id: StripeId
     dispute_id: StripeId
 
 
-PaymentRejection = Literal["purchase-exists", "purchase-not-found", "already-completed",
-                           "amount-mismatch", "stripe-event-seen", "checkout-already-open"]
+RejectionReason = Literal[
+    "purchase-exists",
+    "purchase-not-found",
+    "already-completed",
+    "amount-mismatch",
+    "checkout-already-open",
+    "stripe-event-seen",
+    "actor-required",
+]
 
 
 class PaymentCommandRejected(EventPayload):
+    """A refused command: recorded so that a redelivery is recognised and answered alike."""
+
     TYPE = "payment.command-rejected"
 
     command_id: uuid.UUID
     command_type: str
-    reason: PaymentRejection
+    reason: RejectionReason
     detail: str = ""
 
 

@@ -9,7 +9,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas import account, assessment, identity, instrument, market, payment, tier
+from schemas import (
+    account,  # assessments (issue 5)
+    assessment,  # assessments (issue 5)
+    identity,
+    instrument,
+    market,
+    payment,  # payments (issue 5)
+    tier,
+)
 
 TopicKind = Literal["commands", "events", "stream", "snapshots", "replies", "dead-letters"]
 # "stream": a high-volume log of facts keyed by instrument (ticks, bars), written by a
@@ -169,7 +177,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         commands=tuple(m.TYPE for m in tier.COMMANDS),
         events=tuple(m.TYPE for m in tier.EVENTS),
     ),
-    # -- assessments (issue 5, H4); payment written to the contract, owned by H3 --
+    # payments (issue 5) ---
     *_family(
         "payment",
         partitions=3,
@@ -177,6 +185,8 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         commands=tuple(m.TYPE for m in payment.COMMANDS),
         events=tuple(m.TYPE for m in payment.EVENTS),
     ),
+    # --- payments
+    # -- assessments (issue 5, H4) --
     *_family(
         "assessment",
         partitions=3,

@@ -31,26 +31,26 @@ def completed(user_id: uuid.UUID, *, account_size: int = 25_000,
               stripe_event_id: str | None = None) -> PurchaseCompleted:
     t = terms(account_size=account_size)
     return PurchaseCompleted(
-        user_id=user_id, tier_id="starter-25k", tier_revision=1, terms=t,
+        user_id=str(user_id), tier_id="starter-25k", tier_revision=1, terms=t,
         amount_minor=t.price_minor, currency=t.currency,
         stripe_event_id=stripe_event_id or f"evt_{uuid.uuid4().hex[:16]}",
         checkout_session_id=f"cs_test_{uuid.uuid4().hex[:16]}", payment_intent_id=None)
 
 
 def granted(user_id: uuid.UUID) -> PurchaseGranted:
-    return PurchaseGranted(user_id=user_id, tier_id="starter-25k", tier_revision=1,
+    return PurchaseGranted(user_id=str(user_id), tier_id="starter-25k", tier_revision=1,
                            terms=terms(), granted_by="00000000-0000-4000-8000-00000000ad01",
                            reason="demo")
 
 
 def refunded(user_id: uuid.UUID, stripe_event_id: str | None = None) -> PurchaseRefunded:
-    return PurchaseRefunded(user_id=user_id,
+    return PurchaseRefunded(user_id=str(user_id),
                             stripe_event_id=stripe_event_id or f"evt_{uuid.uuid4().hex[:16]}",
                             amount_minor=14_900, currency="USD")
 
 
 def disputed(user_id: uuid.UUID) -> PurchaseDisputed:
-    return PurchaseDisputed(user_id=user_id, stripe_event_id=f"evt_{uuid.uuid4().hex[:16]}",
+    return PurchaseDisputed(user_id=str(user_id), stripe_event_id=f"evt_{uuid.uuid4().hex[:16]}",
                             dispute_id=f"dp_{uuid.uuid4().hex[:16]}")
 
 
