@@ -76,5 +76,9 @@ def process_env(settings: Settings) -> dict[str, str]:
         "PROPSTREAM_PROJECTION_BATCH": str(settings.projection_batch),
         "PROPSTREAM_DECIDER_SNAPSHOT_EVERY": str(settings.decider_snapshot_every),
         "PROPSTREAM_COMMAND_TIMEOUT_MS": str(settings.command_timeout_ms),
+        "PROPSTREAM_API_PORT": str(settings.api_port),
+        "PROPSTREAM_MARKET_API_PORT": str(settings.market_api_port),
+        "PROPSTREAM_RATE_LIMIT_PER_S": str(settings.rate_limit_per_s),
+        "PROPSTREAM_RATE_LIMIT_BURST": str(settings.rate_limit_burst),
     })
     return env

@@ -19,8 +19,8 @@ def spawn(settings: Settings, tmp_path: Path) -> Iterator[type[PlatformProcess]]
     started: list[PlatformProcess] = []
 
     class Spawned(PlatformProcess):
-        def __init__(self, *argv: str) -> None:
-            super().__init__(settings, *argv, log_dir=tmp_path)
+        def __init__(self, *argv: str, with_settings: Settings | None = None) -> None:
+            super().__init__(with_settings or settings, *argv, log_dir=tmp_path)
             started.append(self)
 
     yield Spawned  # type: ignore[misc]
