@@ -3,7 +3,7 @@
 Who sees what: a trader sees only their own (another user's id answers 404, the same as an
 id that does not exist, so ids cannot be probed); an admin sees every record and may filter
 by `user_id`; an analyst gets 403 — analysts read aggregates and reports, which are built
-later, not individual traders' records.
+later, not individual traders' records. A trader's API key needs the `account:read` scope.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.views.assessments import (
@@ -25,7 +25,7 @@ from core.views.assessments import (
     list_accounts,
     list_assessments,
 )
-from kernel.auth import Principal, require_roles
+from kernel.auth import CurrentPrincipal, Principal
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
 from schemas.account import AccountStatus
@@ -35,7 +35,22 @@ assessments_router = APIRouter(prefix="/assessments", tags=["assessments"])
 accounts_router = APIRouter(prefix="/accounts", tags=["accounts"])
 
 NOBODY = uuid.UUID(int=0)  # owns no record
-Reader = Annotated[Principal, require_roles("trader", "admin")]
+# The scope each role's credential needs to read these records; analysts read none.
+READ_SCOPE: dict[str, str] = {"trader": "account:read", "admin": "admin"}
+
+
+async def reader(principal: CurrentPrincipal) -> Principal:
+    """The caller, when a trader or admin whose token or API key grants reading records."""
+    scope = READ_SCOPE.get(principal.role)
+    if scope is None:
+        raise Problem(403, "forbidden", "Not allowed",
+                      "assessments and accounts are read by their trader or an admin")
+    if scope not in principal.scopes:
+        raise Problem(403, "scope-missing", "Not allowed", f"this needs the scope {scope!r}")
+    return principal
+
+
+Reader = Annotated[Principal, Depends(reader)]
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: PROBLEM_SCHEMA for s in (400, 401, 403, 422, 429, 503)}
 ONE_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 404: PROBLEM_SCHEMA}
