@@ -1,4 +1,4 @@
-"""Wires the core service's processes: API, deciders, projections and the default seeds."""
+"""Wires the core service's processes: API, deciders, projections, policies and seeds."""
 
 from __future__ import annotations
 
@@ -8,13 +8,18 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
+from core.adapters.accounts_projection import AccountsProjection
+from core.adapters.assessments_projection import AssessmentsProjection
 from core.adapters.instruments_projection import InstrumentsProjection
-from core.adapters.purchases_projection import PurchasesProjection  # payments
+from core.adapters.purchases_projection import PurchasesProjection
 from core.adapters.tiers_projection import TiersProjection
+from core.domain.accounts import AccountAggregate
+from core.domain.assessments import AssessmentAggregate
 from core.domain.instruments import InstrumentAggregate
-from core.domain.purchases import PurchaseAggregate  # payments
+from core.domain.purchases import PurchaseAggregate
 from core.domain.tiers import TierAggregate
 from core.entrypoints.http.app import create_app
+from core.processors.assessment_policy import AssessmentPolicy
 from core.seeds import DEFAULT_INSTRUMENTS, DEFAULT_TIERS
 from kernel.commands import CommandBus
 from kernel.decider import DeciderRunner
@@ -29,7 +34,9 @@ from schemas.tier import CreateTier
 PROJECTIONS: dict[str, type[Projection]] = {
     "instruments": InstrumentsProjection,
     "tiers": TiersProjection,
-    "purchases": PurchasesProjection,  # payments
+    "purchases": PurchasesProjection,
+    "assessments": AssessmentsProjection,
+    "accounts": AccountsProjection,
 }
 SEED_NAMESPACE = uuid.UUID("9d3c1b2a-4e5f-4a6b-8c7d-1e2f3a4b5c6d")
 
@@ -51,6 +58,20 @@ def tier_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
 def payment_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
     return DeciderRunner(settings, PurchaseAggregate(), default_registry(),
                          snapshot_every=settings.decider_snapshot_every)
+
+
+def assessment_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
+    return DeciderRunner(settings, AssessmentAggregate(), default_registry(),
+                         snapshot_every=settings.decider_snapshot_every)
+
+
+def account_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
+    return DeciderRunner(settings, AccountAggregate(), default_registry(),
+                         snapshot_every=settings.decider_snapshot_every)
+
+
+def assessment_policy(settings: Settings) -> AssessmentPolicy:
+    return AssessmentPolicy(settings, default_registry())
 
 
 async def seed_instruments(settings: Settings, *, wait_ms: int = 60000) -> dict[str, str]:

@@ -159,6 +159,15 @@ def run_projection(name: str) -> None:
     run(_settings(), name)
 
 
+@run_app.command("policy")
+def run_policy(name: str) -> None:
+    """A policy turning events into commands (e.g. `assessment`: purchases -> assessments ->
+    accounts)."""
+    from propstream.processes import run_policy as run
+
+    run(_settings(), name)
+
+
 @run_app.command("market")
 def run_market(part: str) -> None:
     """A market-data process: `api`, `simulator`, `bars`, `prices`, or a live venue:

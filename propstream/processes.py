@@ -54,13 +54,30 @@ def run_decider(settings: Settings, family: str) -> None:
     factories: dict[str, Callable[[Settings], Any]] = {
         "instrument": bootstrap.instrument_decider,
         "tier": bootstrap.tier_decider,
-        "payment": bootstrap.payment_decider,  # payments
+        "payment": bootstrap.payment_decider,
+        "assessment": bootstrap.assessment_decider,
+        "account": bootstrap.account_decider,
     }
     if family not in factories:
         raise SystemExit(f"unknown decider {family!r}; known: {', '.join(factories)}")
     configure_logging(settings, process=f"{family}-decider")
     serve_metrics(settings)
     runner = factories[family](settings)
+    _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
+
+
+def run_policy(settings: Settings, name: str) -> None:
+    """A stateless policy that turns events of one family into commands of another."""
+    from core import bootstrap
+
+    factories: dict[str, Callable[[Settings], Any]] = {
+        "assessment": bootstrap.assessment_policy,
+    }
+    if name not in factories:
+        raise SystemExit(f"unknown policy {name!r}; known: {', '.join(factories)}")
+    configure_logging(settings, process=f"{name}-policy")
+    serve_metrics(settings)
+    runner = factories[name](settings)
     _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
 
 
@@ -140,11 +157,16 @@ PLATFORM = {
     "projection-instruments": ["projection", "instruments"],
     "tier-decider": ["decider", "tier"],
     "projection-tiers": ["projection", "tiers"],
-    "payment-decider": ["decider", "payment"],  # payments
-    "projection-purchases": ["projection", "purchases"],  # payments
+    "payment-decider": ["decider", "payment"],
+    "projection-purchases": ["projection", "purchases"],
     "market-api": ["market", "api"],
     "market-simulator": ["market", "simulator"],
     "market-prices": ["market", "prices"],
     "market-bars": ["market", "bars"],
     "projection-bars": ["projection", "bars"],
+    "assessment-decider": ["decider", "assessment"],
+    "account-decider": ["decider", "account"],
+    "assessment-policy": ["policy", "assessment"],
+    "projection-assessments": ["projection", "assessments"],
+    "projection-accounts": ["projection", "accounts"],
 }

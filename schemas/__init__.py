@@ -8,10 +8,12 @@ from __future__ import annotations
 from types import ModuleType
 
 from schemas import (
+    account,
+    assessment,
     identity,
     instrument,
     market,
-    payment,  # payments (issue 5)
+    payment,
     tier,
 )
 from schemas.registry import TypeRegistry, build_registry
@@ -22,7 +24,9 @@ FAMILY_MODULES: tuple[ModuleType, ...] = (
     market,
     identity,
     tier,
-    payment,  # payments (issue 5)
+    payment,
+    assessment,
+    account,
 )
 
 

@@ -10,10 +10,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import (
+    account,
+    assessment,
     identity,
     instrument,
     market,
-    payment,  # payments (issue 5)
+    payment,
     tier,
 )
 
@@ -175,7 +177,6 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         commands=tuple(m.TYPE for m in tier.COMMANDS),
         events=tuple(m.TYPE for m in tier.EVENTS),
     ),
-    # payments (issue 5) ---
     *_family(
         "payment",
         partitions=3,
@@ -185,7 +186,20 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     _dead_letters("payment.webhooks", "verified Stripe webhooks matching no purchase or no "
                   "valid command, raw body kept, for an operator to replay"),
-    # --- payments
+    *_family(
+        "assessment",
+        partitions=3,
+        key="assessment id (uuid5 of the purchase id)",
+        commands=tuple(m.TYPE for m in assessment.COMMANDS),
+        events=tuple(m.TYPE for m in assessment.EVENTS),
+    ),
+    *_family(
+        "account",
+        partitions=3,
+        key="account id (uuid5 of the assessment id)",
+        commands=tuple(m.TYPE for m in account.COMMANDS),
+        events=tuple(m.TYPE for m in account.EVENTS),
+    ),
     *MARKET,
     REPLIES,
 )

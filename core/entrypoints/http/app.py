@@ -9,7 +9,7 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 
 from core.adapters.stripe_gateway import StripeGateway
-from core.entrypoints.http import instruments, purchases, stripe_webhooks, tiers
+from core.entrypoints.http import assessments, instruments, purchases, stripe_webhooks, tiers
 from kernel.commands import CommandBus
 from kernel.http import health_router, install_conventions, postgres_check, redis_check
 from kernel.pg import make_pool
@@ -20,7 +20,7 @@ def create_app(settings: Settings) -> FastAPI:
     bus = CommandBus(settings)
     pool = make_pool(settings)
     cache = redis.Redis.from_url(settings.cache_url)
-    stripe_gateway = StripeGateway(settings)  # payments
+    stripe_gateway = StripeGateway(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,7 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
             await bus.stop()
             await pool.close()
             await cache.aclose()
-            await stripe_gateway.close()  # payments
+            await stripe_gateway.close()
 
     async def kafka_ready() -> None:
         if not bus.healthy:
@@ -51,7 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.bus = bus
     app.state.pool = pool
     app.state.cache = cache
-    app.state.stripe = stripe_gateway  # payments
+    app.state.stripe = stripe_gateway
     install_conventions(app, cors_origins=settings.cors_origins,
                         max_body=settings.max_body_bytes, expose_headers=("Location",),
                         redis=cache, settings=settings)
@@ -63,4 +63,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(purchases.router)
     app.include_router(purchases.grants_router)
     app.include_router(stripe_webhooks.router)
+    app.include_router(assessments.assessments_router)
+    app.include_router(assessments.accounts_router)
     return app

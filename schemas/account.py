@@ -1,0 +1,82 @@
+"""Virtual accounts: one per assessment, keyed by `account_id_for(assessment_id)`.
+
+The account holds the assessment's balance in the tier's currency; trading (issue 6) moves
+it. Money is a Decimal of whole currency units plus fractions, never a float.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from schemas.envelope import CommandPayload, EventPayload
+from schemas.tier import TierCurrency
+
+# Fixed forever: changing it would give every existing assessment a second account id.
+ACCOUNT_NAMESPACE = uuid.UUID("a7d04f3e-2b91-4c58-b6e3-1f0a9c8d7e25")
+
+Balance = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=2)]
+AccountStatus = Literal["open", "closed"]
+
+
+def account_id_for(assessment_id: str) -> str:
+    """Return the account id (the aggregate id) of an assessment's virtual account."""
+    return str(uuid.uuid5(ACCOUNT_NAMESPACE, str(assessment_id)))
+
+
+# Commands -------------------------------------------------------------------------------------
+
+
+class OpenAccount(CommandPayload):
+    TYPE = "account.open"
+
+    assessment_id: uuid.UUID
+    user_id: uuid.UUID
+    starting_balance: Balance
+    currency: TierCurrency
+
+
+class CloseAccount(CommandPayload):
+    TYPE = "account.close"
+
+    reason: str = Field(min_length=1, max_length=200)
+
+
+# Events ---------------------------------------------------------------------------------------
+
+
+class AccountOpened(EventPayload):
+    TYPE = "account.opened"
+
+    assessment_id: uuid.UUID
+    user_id: uuid.UUID
+    starting_balance: Balance
+    currency: TierCurrency
+
+
+class AccountClosed(EventPayload):
+    TYPE = "account.closed"
+
+    reason: str
+
+
+AccountRejection = Literal["account-exists", "account-not-open", "account-closed",
+                           "assessment-mismatch"]
+
+
+class AccountCommandRejected(EventPayload):
+    """A refused command: recorded so that a redelivery is recognised and answered alike."""
+
+    TYPE = "account.command-rejected"
+
+    command_id: uuid.UUID
+    command_type: str
+    reason: AccountRejection
+    detail: str = ""
+
+
+COMMANDS = (OpenAccount, CloseAccount)
+EVENTS = (AccountOpened, AccountClosed, AccountCommandRejected)

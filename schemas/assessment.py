@@ -1,0 +1,113 @@
+"""Assessments: one aggregate per purchase, keyed by `assessment_id_for(purchase_id)`.
+
+Deriving the id from the purchase sends a purchase's create and its cancels (a refund or a
+dispute, which may arrive before the completion) to the same aggregate and the same decider,
+so it alone decides whether an assessment exists: at most one per purchase, never one after
+a cancel. The assessment copies the terms of the tier revision it was sold at; the rules of
+its current phase travel with it, so a later tier change never touches it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.envelope import CommandPayload, EventPayload
+from schemas.tier import PhaseName, RuleSet, TierId, TierTerms
+
+# Fixed forever: changing it would give every existing purchase a second assessment id.
+ASSESSMENT_NAMESPACE = uuid.UUID("5c2e7a91-0d4b-4f36-8e1a-9b7c3d5f2a60")
+
+AssessmentSource = Literal["stripe", "grant"]
+CancelReason = Literal["refunded", "disputed"]
+AssessmentStatus = Literal["active", "cancelled"]
+
+
+def assessment_id_for(purchase_id: str) -> str:
+    """Return the assessment id (the aggregate id) of a purchase."""
+    return str(uuid.uuid5(ASSESSMENT_NAMESPACE, str(purchase_id)))
+
+
+# Commands -------------------------------------------------------------------------------------
+
+
+class CreateAssessment(CommandPayload):
+    TYPE = "assessment.create"
+
+    purchase_id: uuid.UUID
+    user_id: uuid.UUID
+    tier_id: TierId
+    tier_revision: int = Field(ge=1)
+    terms: TierTerms
+    source: AssessmentSource
+
+
+class CancelAssessment(CommandPayload):
+    """A refund or dispute of the purchase; may come before the assessment was created."""
+
+    TYPE = "assessment.cancel"
+
+    purchase_id: uuid.UUID
+    reason: CancelReason
+    stripe_event_id: str = Field(min_length=1, max_length=255)
+
+
+# Events ---------------------------------------------------------------------------------------
+
+
+class AssessmentCreated(EventPayload):
+    TYPE = "assessment.created"
+
+    purchase_id: uuid.UUID
+    user_id: uuid.UUID
+    tier_id: TierId
+    tier_revision: int = Field(ge=1)
+    terms: TierTerms
+    phase: PhaseName = Field(description="the first phase of the terms")
+    rules: RuleSet = Field(description="that phase's rules")
+    account_id: uuid.UUID
+    source: AssessmentSource
+
+
+class AssessmentCancelled(EventPayload):
+    """Cancelled before trading started; also before it was created, which then never is."""
+
+    TYPE = "assessment.cancelled"
+
+    reason: CancelReason
+    stripe_event_id: str
+
+
+class AssessmentReversalRecorded(EventPayload):
+    """A refund or dispute that no longer cancels (trading started, or already cancelled)."""
+
+    TYPE = "assessment.reversal-recorded"
+
+    reason: CancelReason
+    stripe_event_id: str
+
+
+AssessmentRejection = Literal[
+    "assessment-exists",
+    "assessment-cancelled",
+    "stripe-event-seen",
+    "purchase-mismatch",
+]
+
+
+class AssessmentCommandRejected(EventPayload):
+    """A refused command: recorded so that a redelivery is recognised and answered alike."""
+
+    TYPE = "assessment.command-rejected"
+
+    command_id: uuid.UUID
+    command_type: str
+    reason: AssessmentRejection
+    detail: str = ""
+
+
+COMMANDS = (CreateAssessment, CancelAssessment)
+EVENTS = (AssessmentCreated, AssessmentCancelled, AssessmentReversalRecorded,
+          AssessmentCommandRejected)
