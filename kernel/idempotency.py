@@ -39,7 +39,9 @@ log = get_logger(__name__)
 
 HEADER = b"idempotency-key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-METHODS = frozenset({"POST", "PATCH"})
+# PUT too: a PUT that changes state (a tier's terms) is decided as a command, and a retry
+# with the same key must get the first answer, a different body under the key a 422.
+METHODS = frozenset({"POST", "PUT", "PATCH"})
 KEY_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,199}$")  # printable ASCII, 1-200 chars
 STORED_HEADERS = frozenset({"content-type", "location", "etag", "cache-control"})
 MAX_STORED_BODY = 1024 * 1024

@@ -67,7 +67,14 @@ async def test_create_then_revise_keeps_every_revision_readable(
     retried = await api.put("/tiers/standard-50k/terms", json={"terms": CHEAPER}, headers=key)
     assert retried.status_code == 200, retried.text  # the same command: one revision event
     assert retried.json()["revision"] == 2
-    assert (await api.get("/tiers/standard-50k")).json()["revision"] == 2
+    assert retried.headers["idempotent-replayed"] == "true"
+    other_body = await api.put("/tiers/standard-50k/terms", json={"terms": TERMS}, headers=key)
+    assert_problem(other_body, 422, "idempotency-key-reused")
+
+    async def read_model_at_revision_2() -> bool:  # reads are eventually consistent
+        return (await api.get("/tiers/standard-50k")).json()["revision"] == 2
+
+    await wait_until(read_model_at_revision_2, timeout=10, what="revision 2 in the read model")
     first = await api.get("/tiers/standard-50k/revisions/1")
     assert first.status_code == 200 and first.json()["terms"] == TERMS
     second = await api.get("/tiers/standard-50k/revisions/2")
