@@ -9,9 +9,12 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from core.adapters.instruments_projection import InstrumentsProjection
+from core.adapters.users_projection import UsersProjection
 from core.domain.instruments import InstrumentAggregate
+from core.domain.users import UserAggregate
 from core.entrypoints.http.app import create_app
 from core.seeds import DEFAULT_INSTRUMENTS
+from kernel.auth import ROLE_SCOPES
 from kernel.commands import CommandBus
 from kernel.decider import DeciderRunner
 from kernel.projection import Projection
@@ -20,7 +23,10 @@ from schemas import default_registry
 from schemas.envelope import make_command
 from schemas.instrument import RegisterInstrument
 
-PROJECTIONS: dict[str, type[Projection]] = {"instruments": InstrumentsProjection}
+PROJECTIONS: dict[str, type[Projection]] = {
+    "instruments": InstrumentsProjection,
+    "users": UsersProjection,
+}
 SEED_NAMESPACE = uuid.UUID("9d3c1b2a-4e5f-4a6b-8c7d-1e2f3a4b5c6d")
 
 
@@ -30,6 +36,11 @@ def api(settings: Settings) -> FastAPI:
 
 def instrument_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
     return DeciderRunner(settings, InstrumentAggregate(), default_registry(),
+                         snapshot_every=settings.decider_snapshot_every)
+
+
+def user_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
+    return DeciderRunner(settings, UserAggregate(ROLE_SCOPES), default_registry(),
                          snapshot_every=settings.decider_snapshot_every)
 
 

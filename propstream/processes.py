@@ -51,11 +51,15 @@ def serve_metrics(settings: Settings) -> None:
 def run_decider(settings: Settings, family: str) -> None:
     from core import bootstrap
 
-    if family != "instrument":
-        raise SystemExit(f"unknown decider {family!r}; known: instrument")
+    factories: dict[str, Callable[[Settings], Any]] = {
+        "instrument": bootstrap.instrument_decider,
+        "user": bootstrap.user_decider,
+    }
+    if family not in factories:
+        raise SystemExit(f"unknown decider {family!r}; known: {', '.join(factories)}")
     configure_logging(settings, process=f"{family}-decider")
     serve_metrics(settings)
-    runner = bootstrap.instrument_decider(settings)
+    runner = factories[family](settings)
     _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
 
 
@@ -133,6 +137,8 @@ PLATFORM = {
     "api": ["api"],
     "instrument-decider": ["decider", "instrument"],
     "projection-instruments": ["projection", "instruments"],
+    "user-decider": ["decider", "user"],
+    "projection-users": ["projection", "users"],
     "market-api": ["market", "api"],
     "market-simulator": ["market", "simulator"],
     "market-prices": ["market", "prices"],
