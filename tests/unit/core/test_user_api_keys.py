@@ -39,7 +39,8 @@ def given(*events: EventPayload, aggregate: UserAggregate = AGG) -> User:
     return state
 
 
-def when(state: User, command: CommandPayload, aggregate: UserAggregate = AGG) -> list[EventPayload]:
+def when(state: User, command: CommandPayload,
+         aggregate: UserAggregate = AGG) -> list[EventPayload]:
     ctx = DecideContext(now=datetime(2026, 1, 1, tzinfo=UTC), command_id=uuid.UUID(int=7),
                         actor=None)
     return aggregate.decide(command, state, ctx)
