@@ -114,6 +114,25 @@ class RefreshTokenStore:
             await self.revoke_family(family.family_id)
         return outcome
 
+    async def end(self, presented: str, *,
+                  now: datetime) -> RefreshFamily | TokenReused | RefreshRejected | Unknown:
+        """Revoke the family of a presented token (logout); the family when it was the newest.
+
+        An older token of the family revokes it too, and says so: it leaked.
+        """
+        claimed = parse_refresh_token(presented)
+        if claimed is None:
+            return RefreshRejected("malformed")
+        family = await self.load(claimed[0])
+        if family is None:
+            return Unknown()
+        # The same checks as a refresh; the token it would rotate to is thrown away.
+        verdict = rotate(family, presented, new_secret=new_secret(), now=now)
+        if isinstance(verdict, RefreshRejected):
+            return verdict
+        await self.revoke_family(family.family_id)
+        return family if isinstance(verdict, Rotated) else verdict
+
     async def revoke_family(self, family_id: uuid.UUID) -> None:
         key = self._family_key(family_id)
         # Only an existing hash: HSET on a dropped one would recreate it without a TTL.

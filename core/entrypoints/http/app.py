@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 import redis.asyncio as redis
 from fastapi import FastAPI
 
-from core.entrypoints.http import instruments
+from core.adapters.api_key_store import PostgresApiKeyStore
+from core.entrypoints.http import auth, instruments, users
+from core.identity import Identity
 from kernel.commands import CommandBus
 from kernel.http import health_router, install_conventions, postgres_check, redis_check
 from kernel.pg import make_pool
@@ -19,14 +21,17 @@ def create_app(settings: Settings) -> FastAPI:
     bus = CommandBus(settings)
     pool = make_pool(settings)
     cache = redis.Redis.from_url(settings.cache_url)
+    identity = Identity(settings, cache)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await pool.open(wait=True, timeout=30)
         await bus.start()
+        await identity.start()
         try:
             yield
         finally:
+            identity.stop()
             await bus.stop()
             await pool.close()
             await cache.aclose()
@@ -48,11 +53,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.bus = bus
     app.state.pool = pool
     app.state.cache = cache
+    app.state.identity = identity
     install_conventions(app, cors_origins=settings.cors_origins,
                         max_body=settings.max_body_bytes, expose_headers=("Location",),
-                        redis=cache, settings=settings)
+                        redis=cache, settings=settings, api_keys=PostgresApiKeyStore(pool))
     app.include_router(health_router({"kafka": kafka_ready, "postgres": postgres_check(pool),
                                       "redis": redis_check(cache)}))
     app.include_router(instruments.router)
     app.include_router(instruments.commands_router)
+    app.include_router(auth.router)
+    app.include_router(users.me_router)
+    app.include_router(users.users_router)
     return app
