@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(default=15 * 60, ge=10, le=24 * 3600)
     refresh_family_ttl_s: int = Field(default=30 * 24 * 3600, ge=60, le=365 * 24 * 3600,
                                       description="absolute lifetime of one login's refresh")
+    seed_admin_password: SecretStr | None = Field(
+        default=None, description="password of the dev admin `propstream seed` creates")
+    seed_trader_password: SecretStr | None = Field(
+        default=None, description="password of the demo trader `propstream seed` creates")
     binance_url: str = "wss://stream.binance.com:9443/stream"
     binance_symbols: dict[str, str] = Field(
         default={"BTCUSDT": "BTC-USD", "ETHUSDT": "ETH-USD", "SOLUSDT": "SOL-USD"},

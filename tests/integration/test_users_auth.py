@@ -399,3 +399,45 @@ async def _dump_schema(settings: Settings) -> tuple[list[Any], list[Any]]:
         return users, keys
     finally:
         await conn.close()
+
+
+async def test_create_admin_and_seed_from_the_cli_are_idempotent(
+        settings: Settings, client: httpx.AsyncClient, spawn: type) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import process_env
+
+    spawn("decider", "instrument").start()  # `seed` also registers the instruments
+
+    def cli(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "propstream", *argv], text=True,
+                              capture_output=True, timeout=120,
+                              env={**process_env(settings), **env})
+
+    argv = ("users", "create-admin", "--email", "Root@Example.com", "--password",
+            "root password 12345")
+    first = await asyncio.to_thread(cli, *argv)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "accepted" in first.stdout
+    again = await asyncio.to_thread(cli, *argv)
+    assert "already created" in again.stdout, again.stdout + again.stderr
+    weak = await asyncio.to_thread(cli, "users", "create-admin", "--email", "x@example.com",
+                                   "--password", "weak")
+    assert weak.returncode == 1 and "password-too-short" in weak.stdout
+
+    tokens = await login(client, "root@example.com", "root password 12345")
+    me = (await client.get("/me", headers=auth(tokens))).json()
+    assert me["role"] == "admin"
+    assert (await client.get("/users", headers=auth(tokens))).status_code == 200
+
+    seeded = await asyncio.to_thread(cli, "seed", PROPSTREAM_ENV="dev",
+                                     PROPSTREAM_SEED_TRADER_PASSWORD="trader secret 12345")
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    assert "dev admin password 1" in seeded.stdout  # the dev default is printed
+    trader = await login(client, "trader@propstream.dev", "trader secret 12345")
+    assert (await client.get("/me", headers=auth(trader))).json()["role"] == "trader"
+    admin = await login(client, "admin@propstream.dev", "dev admin password 1")
+    assert (await client.get("/me", headers=auth(admin))).json()["role"] == "admin"
+    events = await read_topic(settings, "user.events")
+    assert [e.type for e in events].count("user.registered") == 3
