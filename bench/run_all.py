@@ -1,8 +1,9 @@
 """Run the benchmarks with modest sizes and print a summary against the targets.
 
 `make bench` calls this (after `propstream infra up`). Each benchmark also runs alone with
-bigger sizes: python -m bench.producer / bench.projection_rebuild / bench.command_round_trip
-/ bench.auth_load (--help for their flags). Figures on a shared machine move a lot between runs: use --runs.
+bigger sizes: python -m bench.producer / bench.projection_rebuild / bench.command_round_trip /
+bench.auth_load (--help for their flags). Figures on a shared machine move a lot between
+runs: use --runs.
 
 Run: python -m bench.run_all [--events N] [--runs R] [--rates 50 100] [--seconds S]
 """
