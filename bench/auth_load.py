@@ -91,7 +91,11 @@ async def closed_loop(clients: int, one: Any, *, total: int | None = None,
         while left[0] > 0 and loop.time() < deadline:
             left[0] -= 1
             started = time.perf_counter()
-            status = await one(i)
+            try:
+                status = await one(i)
+            except httpx.HTTPError:
+                statuses[0] += 1  # counted as status 0, not timed
+                continue
             latencies.append((time.perf_counter() - started) * 1000)
             statuses[status] += 1
 
@@ -130,6 +134,9 @@ async def run(users: int, clients: int, logins: int, seconds: float) -> dict[str
             tokens: dict[int, str] = {}
             login = await closed_loop(clients, lambda i: _login(client, emails, i, tokens),
                                       total=logins)
+        # A fresh pool per phase: connections left idle past the server's keep-alive timeout
+        # at the end of the login phase would be closed under the next request.
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=120) as client:
             me = await closed_loop(clients, lambda i: _me(client, tokens[i % len(tokens)]),
                                    seconds=seconds)
     finally:

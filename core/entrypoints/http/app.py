@@ -20,7 +20,10 @@ from kernel.settings import Settings
 def create_app(settings: Settings) -> FastAPI:
     bus = CommandBus(settings)
     pool = make_pool(settings)
-    cache = redis.Redis.from_url(settings.cache_url)
+    # Blocking: beyond its connections a request waits for one, where redis-py's default
+    # pool (100) raises at once, and auth and rate limits fail closed (503) under load.
+    cache = redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(
+        settings.cache_url, max_connections=100, timeout=10))
     identity = Identity(settings, cache)
 
     @asynccontextmanager
