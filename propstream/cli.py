@@ -280,7 +280,7 @@ def up(
     """Start infrastructure and every service under one supervisor; Ctrl-C stops it all.
 
     Infrastructure that was already running before is left running."""
-    from core.bootstrap import seed_instruments
+    from core.bootstrap import seed_instruments, seed_users
     from kernel import infra
     from kernel.kafka import apply_topics
     from propstream.processes import PLATFORM
@@ -306,6 +306,8 @@ def up(
             for symbol, outcome in results.items():
                 if outcome not in ("accepted", "already seeded"):
                     console.print(f"  {symbol}: {outcome}")
+            for email, outcome in asyncio.run(seed_users(settings, _say)).items():
+                console.print(f"  {email}: {outcome}")
         base = f"http://{settings.host}:{settings.api_port}"
         console.print(f"\n[bold green]propstream is up[/] in {time.monotonic() - started:.1f} s")
         console.print(f"  API          {base}  (docs {base}/docs)")
