@@ -441,3 +441,39 @@ async def test_create_admin_and_seed_from_the_cli_are_idempotent(
     assert (await client.get("/me", headers=auth(admin))).json()["role"] == "admin"
     events = await read_topic(settings, "user.events")
     assert [e.type for e in events].count("user.registered") == 3
+
+
+async def test_login_with_an_outdated_hash_rehashes_it_on_the_log(
+        settings: Settings, client: httpx.AsyncClient) -> None:
+    from core.domain.passwords import Argon2Params, Passwords
+    from core.domain.users import user_id
+    from schemas.envelope import make_command
+    from schemas.identity import RegisterUser
+    from tests.integration.helpers import command_record, produce, wait_until
+
+    weak = Passwords(Argon2Params(time_cost=1, memory_cost_kib=8 * 1024, parallelism=1))
+    old_hash = weak.hash(PASSWORD)
+    command = make_command(RegisterUser(email="old@example.com", password_hash=old_hash,
+                                        display_name="Old"),
+                           aggregate_id=user_id("old@example.com"), command_id=uuid.uuid4(),
+                           issued_at=datetime.now(UTC))
+    await produce(settings, "user.commands", [command_record(command)])
+
+    async def registered() -> bool:
+        resp = await client.post("/auth/login", json={"email": "old@example.com",
+                                                      "password": PASSWORD})
+        return resp.status_code == 200
+
+    await wait_until(registered, timeout=30, what="the old-hash user to log in")
+
+    async def rehashed() -> bool:
+        types = [e.type for e in await read_topic(settings, "user.events")]
+        return types == ["user.registered", "user.password-changed"]
+
+    await wait_until(rehashed, timeout=30, what="user.password-changed after the login")
+    events = await read_topic(settings, "user.events")
+    assert Passwords().needs_rehash(events[0].payload["password_hash"])
+    assert not Passwords().needs_rehash(events[1].payload["password_hash"])
+    # The same password still works against the new hash.
+    tokens = await login(client, "old@example.com")
+    assert (await client.get("/me", headers=auth(tokens))).status_code == 200
