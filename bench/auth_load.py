@@ -26,6 +26,7 @@ import socket
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -110,9 +111,9 @@ async def run(users: int, clients: int, logins: int, seconds: float) -> dict[str
     await create_topics(settings, CATALOGUE)
     os.environ.update(UNLIMITED)
     log_dir = Path(tempfile.mkdtemp(prefix="auth-load-"))
+    api = Child(settings, log_dir, "api")
     children = [Child(settings, log_dir, "decider", "user"),
-                Child(settings, log_dir, "projection", "users"),
-                Child(settings, log_dir, "api")]
+                Child(settings, log_dir, "projection", "users"), api]
     base = f"http://{settings.host}:{settings.api_port}"
     limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10)
     try:
@@ -127,18 +128,18 @@ async def run(users: int, clients: int, logins: int, seconds: float) -> dict[str
             hash_ms = await asyncio.to_thread(argon2_ms)
             emails = [f"bench{i:05d}@example.com" for i in range(users)]
             pending = iter(emails)
-            register = await closed_loop(min(clients, 20), lambda i: _register(
-                client, next(pending)), total=users)
+            register = await _phase(api, closed_loop(min(clients, 20), lambda i: _register(
+                client, next(pending)), total=users))
             if register["statuses"].get(201, 0) != users:
                 raise RuntimeError(f"registration failed: {register['statuses']}")
             tokens: dict[int, str] = {}
-            login = await closed_loop(clients, lambda i: _login(client, emails, i, tokens),
-                                      total=logins)
+            login = await _phase(api, closed_loop(
+                clients, lambda i: _login(client, emails, i, tokens), total=logins))
         # A fresh pool per phase: connections left idle past the server's keep-alive timeout
         # at the end of the login phase would be closed under the next request.
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=120) as client:
-            me = await closed_loop(clients, lambda i: _me(client, tokens[i % len(tokens)]),
-                                   seconds=seconds)
+            me = await _phase(api, closed_loop(
+                clients, lambda i: _me(client, tokens[i % len(tokens)]), seconds=seconds))
     finally:
         for child in children:
             child.stop()
@@ -150,6 +151,14 @@ async def run(users: int, clients: int, logins: int, seconds: float) -> dict[str
             await cache.delete(*keys)
         await cache.aclose()
     return {"hash_ms": hash_ms, "register": register, "login": login, "me": me}
+
+
+async def _phase(api: Child, phase: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """Run a phase; add the API process's CPU milliseconds per answered request."""
+    before = api.cpu_seconds()
+    result = await phase
+    result["api_cpu_ms"] = (api.cpu_seconds() - before) * 1000 / max(1, result["n"])
+    return result
 
 
 async def _register(client: httpx.AsyncClient, email: str) -> int:
@@ -179,14 +188,14 @@ def report(result: dict[str, Any], clients: int) -> str:
                       (f"GET /me ({clients} clients)", "me")):
         r = result[key]
         rows.append([name, r["n"], f"{r['req_s']:,.1f}", f"{r['p50']:.1f}", f"{r['p99']:.1f}",
-                     f"{r['max']:.1f}", r["statuses"]])
+                     f"{r['max']:.1f}", f"{r['api_cpu_ms']:.1f}", r["statuses"]])
     head = (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
             f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}; argon2id "
             f"{result['hash_ms']:.1f} ms per hash (median of 10, this process)\n"
             "login and register rate limits raised for the run (settings env): this "
             "measures the service, not the limiter\n")
     return head + table(["phase", "requests", "req/s", "p50 ms", "p99 ms", "max ms",
-                         "statuses"], rows)
+                         "API CPU ms/req", "statuses"], rows)
 
 
 def main(argv: list[str] | None = None) -> None:
