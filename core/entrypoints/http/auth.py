@@ -143,7 +143,7 @@ def _invalid_credentials() -> Problem:
 @router.post("/register", operation_id="register", status_code=201,
              summary="Create a trader account", response_model=UserPublic,
              responses={202: {"description": "on the log, not yet decided"},
-                        **_errors(409, 413, 422, 429, 503)},
+                        **_errors(400, 409, 413, 422, 429, 503)},
              dependencies=[_strict("register", "register_rate_per_s", "register_burst")])
 async def register(
     body: Annotated[RegisterRequest, Body(examples=[{
@@ -180,7 +180,7 @@ async def register(
 
 
 @router.post("/login", operation_id="login", summary="Exchange email and password for tokens",
-             response_model=TokenResponse, responses=_errors(401, 413, 422, 429, 503),
+             response_model=TokenResponse, responses=_errors(400, 401, 413, 422, 429, 503),
              dependencies=[_strict("login", "login_rate_per_s", "login_burst")])
 async def login(
     body: Annotated[LoginRequest, Body(examples=[{
@@ -240,7 +240,7 @@ def _refresh_problem(outcome: RefreshRejected | TokenReused | Unknown) -> Proble
 
 @router.post("/refresh", operation_id="refreshTokens",
              summary="Exchange a refresh token for a new pair (each works once)",
-             response_model=TokenResponse, responses=_errors(401, 413, 422))
+             response_model=TokenResponse, responses=_errors(400, 401, 413, 422))
 async def refresh(
     body: Annotated[RefreshRequest, Body(examples=[{"refresh_token": REFRESH_EXAMPLE}])],
     conn: ConnDep, identity: IdentityDep,
@@ -258,7 +258,7 @@ async def refresh(
 
 @router.post("/logout", operation_id="logout", status_code=204,
              summary="End this session, or every session of the user",
-             responses=_errors(401, 413, 422))
+             responses=_errors(400, 401, 413, 422))
 async def logout(
     body: Annotated[LogoutRequest, Body(examples=[
         {"refresh_token": REFRESH_EXAMPLE},
@@ -277,7 +277,7 @@ async def logout(
 
 @router.post("/password", operation_id="changePassword", status_code=204,
              summary="Change the caller's password; every session ends",
-             responses=_errors(401, 403, 413, 422, 429, 503),
+             responses=_errors(400, 401, 403, 404, 413, 422, 429, 503),
              dependencies=[Depends(rate_limited("password", 5 / 60, 5, fail_open=False))])
 async def change_password(
     body: Annotated[PasswordChange, Body(examples=[{

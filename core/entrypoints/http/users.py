@@ -96,7 +96,7 @@ def _token_only(principal: Principal) -> None:
                 summary="Create an API key; the answer shows the key once",
                 response_model=ApiKeyCreated,
                 responses={202: {"description": "on the log, not yet decided"},
-                           **_errors(401, 403, 409, 413, 422, 429, 503)},
+                           **_errors(400, 401, 403, 404, 409, 413, 422, 429, 503)},
                 dependencies=[Depends(rate_limited("api-keys", 1.0, 10))])
 async def create_key(
     body: Annotated[ApiKeyCreate, Body(examples=[{"name": "notebook",
@@ -135,7 +135,7 @@ async def _key(conn: ConnDep, owner: str, key_id: str) -> ApiKeyPublic | None:
 
 @me_router.delete("/api-keys/{key_id}", operation_id="revokeMyApiKey", status_code=204,
                   summary="Revoke one of the caller's API keys",
-                  responses=_errors(401, 403, 404, 409))
+                  responses=_errors(401, 403, 404, 409, 422))
 async def revoke_key(key_id: KeyIdPath, bus: BusDep, conn: ConnDep,
                      principal: Principal = KEY_MANAGERS) -> Response:
     _token_only(principal)
@@ -184,7 +184,7 @@ async def get_one(user_id: UserIdPath, principal: CurrentPrincipal,
                    summary="Give a user another role (admins); their tokens die",
                    response_model=UserPublic,
                    responses={202: {"description": "on the log, not yet decided"},
-                              **_errors(401, 403, 404, 409, 413, 422, 429)},
+                              **_errors(400, 401, 403, 404, 409, 413, 422, 429)},
                    dependencies=[Depends(rate_limited("user-commands"))])
 async def change_role(
     user_id: UserIdPath, body: Annotated[RoleChange, Body(examples=[{"role": "analyst"}])],
