@@ -70,6 +70,12 @@ class ChangeUserPassword(CommandPayload):
     password_hash: PasswordHash
 
 
+class ChangeDisplayName(CommandPayload):
+    TYPE = "user.change-display-name"
+
+    display_name: DisplayName
+
+
 class CreateApiKey(CommandPayload):
     """Record a new API key of the user; the edge made the key and sends only its hash."""
 
@@ -113,6 +119,12 @@ class UserPasswordChanged(EventPayload):
     password_hash: PasswordHash
 
 
+class UserDisplayNameChanged(EventPayload):
+    TYPE = "user.display-name-changed"
+
+    display_name: DisplayName
+
+
 class UserApiKeyCreated(EventPayload):
     TYPE = "user.api-key-created"
 
@@ -135,6 +147,7 @@ RejectionReason = Literal[
     "user-not-registered",
     "role-unchanged",
     "actor-required",
+    "display-name-unchanged",
     "api-key-duplicate",
     "api-key-unknown",
     "api-key-already-revoked",
@@ -153,6 +166,7 @@ class UserCommandRejected(EventPayload):
     detail: str = ""
 
 
-COMMANDS = (RegisterUser, ChangeUserRole, ChangeUserPassword, CreateApiKey, RevokeApiKey)
-EVENTS = (UserRegistered, UserRoleChanged, UserPasswordChanged, UserApiKeyCreated,
-          UserApiKeyRevoked, UserCommandRejected)
+COMMANDS = (RegisterUser, ChangeUserRole, ChangeUserPassword, ChangeDisplayName, CreateApiKey,
+            RevokeApiKey)
+EVENTS = (UserRegistered, UserRoleChanged, UserPasswordChanged, UserDisplayNameChanged,
+          UserApiKeyCreated, UserApiKeyRevoked, UserCommandRejected)

@@ -19,6 +19,7 @@ from schemas.identity import (
     UserApiKeyCreated,
     UserApiKeyRevoked,
     UserCommandRejected,
+    UserDisplayNameChanged,
     UserPasswordChanged,
     UserRegistered,
     UserRoleChanged,
@@ -95,6 +96,8 @@ def fold(user: UserRow | None, keys: Mapping[str, KeyRow],
         case UserPasswordChanged(password_hash=password_hash) if user is not None:
             return user._replace(password_hash=password_hash, updated_at=at,
                                  version=env.sequence), None
+        case UserDisplayNameChanged(display_name=name) if user is not None:
+            return user._replace(display_name=name, updated_at=at, version=env.sequence), None
         case UserApiKeyCreated() if user is not None:
             key = KeyRow(event.key_id, user.user_id, event.name, event.key_hash,
                          list(event.scopes), at, None)

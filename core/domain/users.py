@@ -11,6 +11,7 @@ from typing import Any, Literal
 from kernel.aggregate import DecideContext
 from schemas.envelope import CommandPayload, EventPayload
 from schemas.identity import (
+    ChangeDisplayName,
     ChangeUserPassword,
     ChangeUserRole,
     CreateApiKey,
@@ -21,6 +22,7 @@ from schemas.identity import (
     UserApiKeyCreated,
     UserApiKeyRevoked,
     UserCommandRejected,
+    UserDisplayNameChanged,
     UserPasswordChanged,
     UserRegistered,
     UserRoleChanged,
@@ -180,6 +182,12 @@ class UserAggregate:
                 if not state.registered:
                     return reject("user-not-registered", f"{state.user_id} is not registered")
                 return [UserPasswordChanged(password_hash=password_hash)]
+            case ChangeDisplayName(display_name=display_name):
+                if not state.registered:
+                    return reject("user-not-registered", f"{state.user_id} is not registered")
+                if display_name == state.display_name:
+                    return reject("display-name-unchanged", "the display name is the same")
+                return [UserDisplayNameChanged(display_name=display_name)]
             case CreateApiKey() | RevokeApiKey():
                 return self._decide_api_key(command, state, reject)
         raise TypeError(f"the user aggregate does not handle {command.TYPE}")
@@ -211,6 +219,8 @@ class UserAggregate:
                                role=event.role)
             case UserRoleChanged(role=role):
                 return replace(state, role=role)
+            case UserDisplayNameChanged(display_name=display_name):
+                return replace(state, display_name=display_name)
             case UserApiKeyCreated(key_id=key_id):
                 return replace(state, api_keys={**state.api_keys, key_id: False})
             case UserApiKeyRevoked(key_id=key_id):

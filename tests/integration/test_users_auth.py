@@ -73,8 +73,17 @@ async def test_register_then_login_then_me(settings: Settings,
     assert me.status_code == 200, me.text
     assert me.json()["user_id"] == user["user_id"]
     assert "password_hash" not in me.json() and "$argon2id$" not in me.text
+    renamed = await client.patch("/me", headers=auth(tokens), json={"display_name": "Ada L."})
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["display_name"] == "Ada L."
+    assert_problem(await client.patch("/me", headers=auth(tokens),
+                                      json={"display_name": "Ada L."}),
+                   409, "display-name-unchanged")
+    assert_problem(await client.patch("/me", headers=auth(tokens), json={"role": "admin"}),
+                   422, "validation-failed")
     events = await read_topic(settings, "user.events")
-    assert [e.type for e in events] == ["user.registered"]
+    assert [e.type for e in events] == ["user.registered", "user.display-name-changed",
+                                        "user.command-rejected"]
     assert events[0].payload["password_hash"].startswith("$argon2id$")
 
 

@@ -28,6 +28,7 @@ REASONS: dict[str, tuple[int, str]] = {
     "email-invalid": (422, "email-invalid"),
     "user-not-registered": (404, "user-not-found"),
     "role-unchanged": (409, "role-unchanged"),
+    "display-name-unchanged": (409, "display-name-unchanged"),
     "api-key-unknown": (404, "api-key-not-found"),
     "api-key-already-revoked": (409, "api-key-already-revoked"),
     "api-key-duplicate": (409, "api-key-duplicate"),

@@ -28,7 +28,16 @@ from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
 from kernel.ratelimit import rate_limited
 from kernel.tokens import generate_api_key, new_api_key_id, new_secret
-from schemas.identity import ApiKeyName, ChangeUserRole, CreateApiKey, RevokeApiKey, Role, Scope
+from schemas.identity import (
+    ApiKeyName,
+    ChangeDisplayName,
+    ChangeUserRole,
+    CreateApiKey,
+    DisplayName,
+    RevokeApiKey,
+    Role,
+    Scope,
+)
 
 me_router = APIRouter(prefix="/me", tags=["me"])
 users_router = APIRouter(prefix="/users", tags=["users"])
@@ -65,6 +74,12 @@ class ApiKeyList(BaseModel):
     items: list[ApiKeyPublic]
 
 
+class MeUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: DisplayName
+
+
 class RoleChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -77,6 +92,29 @@ async def me(principal: CurrentPrincipal, conn: ConnDep) -> UserPublic:
     user = await get_user(conn, principal.user_id)
     if user is None:
         raise _not_found(principal.user_id)
+    return user
+
+
+@me_router.patch("", operation_id="updateMe", summary="Change the caller's display name",
+                 response_model=UserPublic,
+                 responses={202: {"description": "on the log, not yet decided"},
+                            **_errors(400, 401, 404, 409, 413, 422, 429)},
+                 dependencies=[Depends(rate_limited("user-commands"))])
+async def update_me(body: Annotated[MeUpdate, Body(examples=[{"display_name": "Ada L."}])],
+                    principal: CurrentPrincipal, bus: BusDep, conn: ConnDep,
+                    idempotency_key: IdempotencyKey = None) -> Any:
+    outcome = await send(bus, principal.user_id, ChangeDisplayName(
+        display_name=body.display_name), command_id=command_id_for(
+            idempotency_key, scope=f"display-name:{principal.user_id}"))
+    if isinstance(outcome, JSONResponse):
+        return outcome
+    version = version_of(outcome)
+    user = await read_your_write(lambda: get_user(conn, principal.user_id),
+                                 lambda u: u.version >= version)
+    if user is None:
+        raise _not_found(principal.user_id)
+    if user.version < version:
+        return user.model_copy(update={"display_name": body.display_name})
     return user
 
 

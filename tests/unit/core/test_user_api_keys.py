@@ -1,4 +1,4 @@
-"""Given events, when an API-key command, then events: keys on the user aggregate."""
+"""Given events, when an API-key (or display-name) command, then events."""
 
 from __future__ import annotations
 
@@ -110,3 +110,15 @@ def test_state_with_keys_survives_dump_and_load_and_old_snapshots_load() -> None
 def test_create_api_key_command_refuses_malformed_fields(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         CreateApiKey.model_validate({**CREATE.model_dump(), **bad})
+
+
+def test_change_display_name_is_recorded_and_the_same_name_is_rejected() -> None:
+    from schemas.identity import ChangeDisplayName, UserDisplayNameChanged
+
+    events = when(given(ANALYST), ChangeDisplayName(display_name="Ana B."))
+    assert events == [UserDisplayNameChanged(display_name="Ana B.")]
+    assert AGG.evolve(given(ANALYST), events[0]).display_name == "Ana B."
+    assert reasons(when(given(ANALYST), ChangeDisplayName(display_name="Ana"))) == [
+        "display-name-unchanged"]
+    assert reasons(when(given(), ChangeDisplayName(display_name="X"))) == [
+        "user-not-registered"]

@@ -54,6 +54,13 @@ def test_registered_then_changes_fold_into_one_row() -> None:
                            T0 + timedelta(seconds=1), T0 + timedelta(seconds=3), 3)
 
 
+def test_display_name_changed_renames_the_row() -> None:
+    from schemas.identity import UserDisplayNameChanged
+
+    user, _ = run(applied(REGISTERED, 1), applied(UserDisplayNameChanged(display_name="A."), 2))
+    assert user is not None and (user.display_name, user.version) == ("A.", 2)
+
+
 def test_an_event_at_or_below_the_version_changes_nothing() -> None:
     user, _ = run(applied(REGISTERED, 1),
                   applied(UserRoleChanged(role="admin", previous_role="trader",
