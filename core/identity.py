@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -45,13 +47,22 @@ class Identity:
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2,
                                         thread_name_prefix="argon2")
         self._dummy_hash: str | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         # Verified against for unknown emails, so they cost what a wrong password costs.
         self._dummy_hash = await self.hash(uuid.uuid4().hex)
 
     def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run best-effort work past the answer, keeping a reference so it is not collected."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def hash(self, password: str) -> str:
         return await asyncio.get_running_loop().run_in_executor(
@@ -75,7 +86,9 @@ class Identity:
         refresh = await self.refresh.start(user_id, now=now)
         return TokenPair(access, refresh, int(self.access.ttl.total_seconds()))
 
-    def access_token(self, user_id: str, role: Role) -> str:
+    async def access_token(self, user_id: str, role: Role) -> str:
+        """An access token for a refresh: usable at once, like a login's."""
+        await self._after_not_before(user_id)
         return self.access.issue(subject=user_id, role=role, now=datetime.now(UTC),
                                  jti=uuid.uuid4())
 

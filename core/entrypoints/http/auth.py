@@ -6,7 +6,6 @@ change no state the log must keep (refresh families live in Redis, core.adapters
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import RedisError
 
 from core.adapters.refresh_tokens import Unknown
 from core.domain.users import email_problem, normalise_email, password_problems, user_id
@@ -121,7 +121,7 @@ async def _limit_email(request: Request, email: str) -> None:
         decision = await limiter.take("login-email", Caller(f"email:{digest}", ip),
                                       rate=settings.login_rate_per_s,
                                       burst=settings.login_burst)
-    except OSError:
+    except (RedisError, OSError):
         raise Problem(503, "rate-limit-unavailable", "Rate limiting is unavailable",
                       "retry shortly", headers={"Retry-After": "1"}) from None
     if not decision.allowed:
@@ -195,17 +195,8 @@ async def login(
         raise _invalid_credentials()
     assert creds is not None
     if identity.passwords.needs_rehash(creds.password_hash):
-        _spawn(_rehash(bus, identity, creds.user_id, body.password))
+        identity.in_background(_rehash(bus, identity, creds.user_id, body.password))
     return _tokens(await identity.issue(creds.user_id, creds.role))
-
-
-_background: set[asyncio.Task[None]] = set()
-
-
-def _spawn(work: Any) -> None:
-    task = asyncio.create_task(work)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
 
 
 async def _rehash(bus: CommandBus, identity: Identity, uid: str, password: str) -> None:
@@ -251,7 +242,7 @@ async def refresh(
     user = await get_user(conn, outcome.family.user_id)
     if user is None:
         raise _refresh_problem(Unknown())
-    return TokenResponse(access_token=identity.access_token(user.user_id, user.role),
+    return TokenResponse(access_token=await identity.access_token(user.user_id, user.role),
                          expires_in=int(identity.access.ttl.total_seconds()),
                          refresh_token=outcome.token)
 
