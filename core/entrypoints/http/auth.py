@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
@@ -21,6 +22,7 @@ from core.domain.users import email_problem, normalise_email, password_problems,
 from core.entrypoints.http.deps import BusDep, IdempotencyKey
 from core.entrypoints.http.user_commands import (
     IdentityDep,
+    PoolDep,
     read_your_write,
     send,
     version_of,
@@ -148,7 +150,7 @@ def _invalid_credentials() -> Problem:
 async def register(
     body: Annotated[RegisterRequest, Body(examples=[{
         "email": "ada@example.com", "password": EXAMPLE_PASSWORD, "display_name": "Ada"}])],
-    bus: BusDep, conn: ConnDep, identity: IdentityDep, response: Response,
+    bus: BusDep, pool: PoolDep, identity: IdentityDep, response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     email = normalise_email(body.email)
@@ -161,7 +163,9 @@ async def register(
         raise Problem(422, "password-rejected", "The password is not acceptable",
                       f"it breaks: {', '.join(broken)}", rules=broken)
     uid = user_id(email)
-    if await credentials_by_email(conn, email) is not None:
+    async with pool.connection() as conn:
+        known = await credentials_by_email(conn, email)
+    if known is not None:
         # Known already: no need to spend a hash on it (the decider would refuse it too).
         raise Problem(409, "email-taken", "Email taken", "a user with this email is registered")
     password_hash = await identity.hash(body.password)
@@ -170,7 +174,7 @@ async def register(
                          command_id=command_id_for(idempotency_key, scope=f"register:{uid}"))
     if isinstance(outcome, JSONResponse):
         return outcome
-    registered = await read_your_write(lambda: get_user(conn, uid), lambda _: True)
+    registered = await read_your_write(lambda: _user(pool, uid), lambda _: True)
     response.headers["Location"] = f"/users/{uid}"
     if registered is not None:
         return registered
@@ -185,11 +189,14 @@ async def register(
 async def login(
     body: Annotated[LoginRequest, Body(examples=[{
         "email": "ada@example.com", "password": EXAMPLE_PASSWORD}])],
-    request: Request, conn: ConnDep, bus: BusDep, identity: IdentityDep,
+    request: Request, pool: PoolDep, bus: BusDep, identity: IdentityDep,
 ) -> TokenResponse:
     email = normalise_email(body.email)
     await _limit_email(request, email)
-    creds = await credentials_by_email(conn, email) if email_problem(email) is None else None
+    creds = None
+    if email_problem(email) is None:
+        async with pool.connection() as conn:
+            creds = await credentials_by_email(conn, email)
     # Unknown emails verify against a dummy hash: both failures take the same time.
     if not await identity.verify(creds.password_hash if creds else None, body.password):
         raise _invalid_credentials()
@@ -273,12 +280,13 @@ async def logout(
 async def change_password(
     body: Annotated[PasswordChange, Body(examples=[{
         "current_password": EXAMPLE_PASSWORD, "new_password": "a new and longer one 2"}])],
-    principal: CurrentPrincipal, bus: BusDep, conn: ConnDep, identity: IdentityDep,
+    principal: CurrentPrincipal, bus: BusDep, pool: PoolDep, identity: IdentityDep,
 ) -> Response:
     if principal.via != "token":
         raise Problem(403, "token-required", "Not allowed with an API key",
                       "log in to change the password")
-    current = await password_hash_of(conn, principal.user_id)
+    async with pool.connection() as conn:
+        current = await password_hash_of(conn, principal.user_id)
     if current is None:
         raise Problem(404, "user-not-found", "User not found", "no such user")
     if not await identity.verify(current, body.current_password):
@@ -297,6 +305,11 @@ async def change_password(
                       headers={"Retry-After": "2"})
     await identity.end_sessions(principal.user_id)
     version = version_of(outcome)
-    await read_your_write(lambda: get_user(conn, principal.user_id),
+    await read_your_write(lambda: _user(pool, principal.user_id),
                           lambda u: u.version >= version)
     return Response(status_code=204)
+
+
+async def _user(pool: AsyncConnectionPool, uid: str) -> UserPublic | None:
+    async with pool.connection() as conn:
+        return await get_user(conn, uid)

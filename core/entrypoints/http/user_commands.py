@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Path, Request
 from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
 from core.identity import Identity
@@ -46,6 +47,16 @@ class CommandAccepted(BaseModel):
     command_id: uuid.UUID
     status: str = "pending"
     location: str
+
+
+def get_pool(request: Request) -> AsyncConnectionPool:
+    pool: AsyncConnectionPool = request.app.state.pool
+    return pool
+
+
+# For routes that hash or wait: they borrow a connection per query instead of holding one
+# (ConnDep) through 100 ms of argon2 or a read-your-write wait, which starves the pool.
+PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 
 
 def get_identity(request: Request) -> Identity:
