@@ -1,8 +1,9 @@
-"""Run the three benchmarks with modest sizes and print a summary against the targets.
+"""Run the benchmarks with modest sizes and print a summary against the targets.
 
 `make bench` calls this (after `propstream infra up`). Each benchmark also runs alone with
-bigger sizes: python -m bench.producer / bench.projection_rebuild / bench.command_round_trip
-(--help for their flags). Figures on a shared machine move a lot between runs: use --runs.
+bigger sizes: python -m bench.producer / bench.projection_rebuild / bench.command_round_trip /
+bench.auth_load (--help for their flags). Figures on a shared machine move a lot between
+runs: use --runs.
 
 Run: python -m bench.run_all [--events N] [--runs R] [--rates 50 100] [--seconds S]
 """
@@ -14,7 +15,14 @@ import asyncio
 import time
 from typing import Any
 
-from bench import command_round_trip, market_ingest, market_pipeline, producer, projection_rebuild
+from bench import (
+    auth_load,
+    command_round_trip,
+    market_ingest,
+    market_pipeline,
+    producer,
+    projection_rebuild,
+)
 from bench.common import median, table
 
 PRODUCER_TARGET = 100_000
@@ -41,6 +49,10 @@ async def main_async(args: argparse.Namespace) -> None:
     ingest = await market_ingest.run(args.events * 2, args.runs)
     bar_rate = await market_pipeline.bars(args.events * 4, 20)
     redis_latency = await market_pipeline.tick_to_redis(500, args.seconds)
+    print("\n== auth load ==", flush=True)
+    auth = await auth_load.run(args.auth_clients, args.auth_clients, 3 * args.auth_clients,
+                               args.seconds)
+    print(auth_load.report(auth, args.auth_clients), flush=True)
 
     rows: list[list[Any]] = []
     kernel = prod["rates"]["kernel"]
@@ -70,6 +82,13 @@ async def main_async(args: argparse.Namespace) -> None:
     rows.append(["bar processor", f"{bar_rate:,.0f} ticks/s", "(no target)", ""])
     rows.append(["tick -> Redis latest price", f"p99 {redis_latency['p99']:.1f} ms",
                  "(no target)", ""])
+    rows.append([f"argon2id hash ({auth['hash_ms']:.0f} ms) / login at {args.auth_clients} "
+                 f"clients ({auth['login']['req_s']:.1f}/s)",
+                 f"p50 {auth['login']['p50']:.0f} ms, p99 {auth['login']['p99']:.0f} ms",
+                 "(no target)", ""])
+    rows.append([f"GET /me at {args.auth_clients} clients ({auth['me']['req_s']:.0f}/s)",
+                 f"p50 {auth['me']['p50']:.1f} ms, p99 {auth['me']['p99']:.1f} ms",
+                 "(no target)", ""])
     print()
     print(f"summary (median of {args.runs} run(s); {time.monotonic() - started:.0f} s in all)")
     print(table(["benchmark", "figure", "target", ""], rows))
@@ -87,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bus-seconds", type=float, default=5)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--no-java", action="store_true")
+    parser.add_argument("--auth-clients", type=int, default=200,
+                        help="concurrent clients (and users) of the auth load")
     asyncio.run(main_async(parser.parse_args(argv)))
 
 

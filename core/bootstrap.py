@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
@@ -13,20 +14,31 @@ from core.adapters.assessments_projection import AssessmentsProjection
 from core.adapters.instruments_projection import InstrumentsProjection
 from core.adapters.purchases_projection import PurchasesProjection
 from core.adapters.tiers_projection import TiersProjection
+from core.adapters.users_projection import UsersProjection
 from core.domain.accounts import AccountAggregate
 from core.domain.assessments import AssessmentAggregate
 from core.domain.instruments import InstrumentAggregate
+from core.domain.passwords import Passwords
 from core.domain.purchases import PurchaseAggregate
 from core.domain.tiers import TierAggregate
+from core.domain.users import (
+    UserAggregate,
+    email_problem,
+    normalise_email,
+    password_problems,
+    user_id,
+)
 from core.entrypoints.http.app import create_app
 from core.processors.assessment_policy import AssessmentPolicy
 from core.seeds import DEFAULT_INSTRUMENTS, DEFAULT_TIERS
+from kernel.auth import ROLE_SCOPES
 from kernel.commands import CommandBus
 from kernel.decider import DeciderRunner
 from kernel.projection import Projection
 from kernel.settings import Settings
 from schemas import default_registry
 from schemas.envelope import make_command
+from schemas.identity import RegisterUser, Role
 from schemas.instrument import RegisterInstrument
 from schemas.replies import CommandReply
 from schemas.tier import CreateTier
@@ -37,6 +49,7 @@ PROJECTIONS: dict[str, type[Projection]] = {
     "purchases": PurchasesProjection,
     "assessments": AssessmentsProjection,
     "accounts": AccountsProjection,
+    "users": UsersProjection,
 }
 SEED_NAMESPACE = uuid.UUID("9d3c1b2a-4e5f-4a6b-8c7d-1e2f3a4b5c6d")
 
@@ -72,6 +85,11 @@ def account_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-a
 
 def assessment_policy(settings: Settings) -> AssessmentPolicy:
     return AssessmentPolicy(settings, default_registry())
+
+
+def user_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
+    return DeciderRunner(settings, UserAggregate(ROLE_SCOPES), default_registry(),
+                         snapshot_every=settings.decider_snapshot_every)
 
 
 async def seed_instruments(settings: Settings, *, wait_ms: int = 60000) -> dict[str, str]:
@@ -116,3 +134,60 @@ def _outcome(reply: CommandReply | None) -> str:
     if reply.duplicate:
         return "already seeded"
     return reply.status if reply.status == "accepted" else str(reply.reason)
+
+
+# Dev-only defaults, printed when used; outside dev the seed needs the variables set.
+DEV_SEED_PASSWORDS = {"admin": "dev admin password 1", "trader": "dev trader password 1"}
+SEED_USERS: tuple[tuple[str, str, Role], ...] = (
+    ("admin@propstream.dev", "Dev admin", "admin"),
+    ("trader@propstream.dev", "Demo trader", "trader"),
+)
+
+
+async def register_user(settings: Settings, *, email: str, password: str, display_name: str,
+                        role: Role, wait_ms: int = 60000) -> str:
+    """Register a user with any role through the bus (the CLI's way, not the API's).
+
+    The command id derives from the email, so running it twice registers once.
+    """
+    email = normalise_email(email)
+    problem = email_problem(email)
+    if problem is not None:
+        raise ValueError(f"the email is not acceptable ({problem})")
+    broken = password_problems(password)
+    if broken:
+        raise ValueError(f"the password breaks: {', '.join(broken)}")
+    password_hash = await asyncio.to_thread(Passwords().hash, password)
+    bus = CommandBus(settings, client_id="propstream-users-cli")
+    await bus.start()
+    try:
+        reply = await bus.send("user.commands", make_command(
+            RegisterUser(email=email, password_hash=password_hash, display_name=display_name,
+                         role=role),
+            aggregate_id=user_id(email), command_id=uuid.uuid5(SEED_NAMESPACE, f"user:{email}"),
+            issued_at=datetime.now(UTC), actor="cli"), wait_ms=wait_ms)
+    finally:
+        await bus.stop()
+    if reply is None:
+        return "pending (is the user decider running?)"
+    if reply.duplicate:
+        return "already created"
+    return reply.status if reply.status == "accepted" else str(reply.reason)
+
+
+async def seed_users(settings: Settings, say: Callable[[str], None]) -> dict[str, str]:
+    """Create the dev admin and the demo trader (idempotent)."""
+    given = {"admin": settings.seed_admin_password, "trader": settings.seed_trader_password}
+    out: dict[str, str] = {}
+    for email, name, role in SEED_USERS:
+        secret = given[role]
+        if secret is None and settings.env != "dev":
+            out[email] = f"skipped: set PROPSTREAM_SEED_{role.upper()}_PASSWORD"
+            continue
+        password = secret.get_secret_value() if secret else DEV_SEED_PASSWORDS[role]
+        if secret is None:
+            say(f"{email}: dev password {password!r} (PROPSTREAM_SEED_{role.upper()}_PASSWORD "
+                "sets another)")
+        out[email] = await register_user(settings, email=email, password=password,
+                                         display_name=name, role=role)
+    return out

@@ -65,6 +65,20 @@ class Settings(BaseSettings):
         description="tokens per second of the default bucket, per caller and per IP")
     rate_limit_burst: int = Field(default=40, ge=1, le=1_000_000,
                                   description="capacity of the default bucket")
+    # Identity (core): strict buckets per IP (and per email for login), and token lifetimes.
+    login_rate_per_s: float = Field(default=5 / 60, gt=0, le=100_000,
+                                    description="login attempts per second, per IP and email")
+    login_burst: int = Field(default=10, ge=1, le=1_000_000)
+    register_rate_per_s: float = Field(default=10 / 3600, gt=0, le=100_000,
+                                       description="registrations per second, per IP")
+    register_burst: int = Field(default=10, ge=1, le=1_000_000)
+    access_token_ttl_s: int = Field(default=15 * 60, ge=10, le=24 * 3600)
+    refresh_family_ttl_s: int = Field(default=30 * 24 * 3600, ge=60, le=365 * 24 * 3600,
+                                      description="absolute lifetime of one login's refresh")
+    seed_admin_password: SecretStr | None = Field(
+        default=None, description="password of the dev admin `propstream seed` creates")
+    seed_trader_password: SecretStr | None = Field(
+        default=None, description="password of the demo trader `propstream seed` creates")
     binance_url: str = "wss://stream.binance.com:9443/stream"
     binance_symbols: dict[str, str] = Field(
         default={"BTCUSDT": "BTC-USD", "ETHUSDT": "ETH-USD", "SOLUSDT": "SOL-USD"},

@@ -23,11 +23,14 @@ topics_app = typer.Typer(help="The topic catalogue on the broker.", no_args_is_h
 schemas_app = typer.Typer(help="Wire contracts: JSON Schema and AsyncAPI.", no_args_is_help=True)
 run_app = typer.Typer(help="Run one platform process in the foreground.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead letters: inspect and re-drive.", no_args_is_help=True)
+users_app = typer.Typer(help="Users: the first admin of an empty platform.",
+                        no_args_is_help=True)
 app.add_typer(infra_app, name="infra")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(run_app, name="run")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(users_app, name="users")
 
 
 def _settings() -> Settings:
@@ -179,14 +182,37 @@ def run_market(part: str) -> None:
 
 @app.command("seed")
 def seed() -> None:
-    """Register the default instruments and tiers (idempotent)."""
-    from core.bootstrap import seed_instruments, seed_tiers
+    """Register the default instruments, tiers, a dev admin and a demo trader (idempotent)."""
+    from core.bootstrap import seed_instruments, seed_tiers, seed_users
 
-    results = asyncio.run(seed_instruments(_settings()))
+    settings = _settings()
+    results = asyncio.run(seed_instruments(settings))
     for symbol, outcome in results.items():
         console.print(f"{symbol:<16} {outcome}")
-    for tier_id, outcome in asyncio.run(seed_tiers(_settings())).items():
+    for tier_id, outcome in asyncio.run(seed_tiers(settings)).items():
         console.print(f"{tier_id:<16} {outcome}")
+    for email, outcome in asyncio.run(seed_users(settings, _say)).items():
+        console.print(f"{email:<24} {outcome}")
+
+
+@users_app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="the admin's email")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True,
+                                          confirmation_prompt=True)],
+    display_name: Annotated[str, typer.Option(help="shown in the app")] = "Admin",
+) -> None:
+    """Register an admin through the user decider (idempotent per email)."""
+    from core.bootstrap import register_user
+
+    try:
+        outcome = asyncio.run(register_user(_settings(), email=email, password=password,
+                                            display_name=display_name, role="admin"))
+    except ValueError as exc:
+        _fail(str(exc))
+    console.print(f"{email}: {outcome}")
+    if outcome not in ("accepted", "already created"):
+        raise typer.Exit(1)
 
 
 @app.command("replay")
@@ -266,7 +292,7 @@ def up(
     """Start infrastructure and every service under one supervisor; Ctrl-C stops it all.
 
     Infrastructure that was already running before is left running."""
-    from core.bootstrap import seed_instruments, seed_tiers
+    from core.bootstrap import seed_instruments, seed_tiers, seed_users
     from kernel import infra
     from kernel.kafka import apply_topics
     from propstream.processes import PLATFORM
@@ -298,6 +324,8 @@ def up(
             for tier_id, outcome in tiers.items():
                 if outcome not in ("accepted", "already seeded"):
                     console.print(f"  {tier_id}: {outcome}")
+            for email, outcome in asyncio.run(seed_users(settings, _say)).items():
+                console.print(f"  {email}: {outcome}")
         base = f"http://{settings.host}:{settings.api_port}"
         console.print(f"\n[bold green]propstream is up[/] in {time.monotonic() - started:.1f} s")
         console.print(f"  API          {base}  (docs {base}/docs)")

@@ -57,6 +57,7 @@ def run_decider(settings: Settings, family: str) -> None:
         "payment": bootstrap.payment_decider,
         "assessment": bootstrap.assessment_decider,
         "account": bootstrap.account_decider,
+        "user": bootstrap.user_decider,
     }
     if family not in factories:
         raise SystemExit(f"unknown decider {family!r}; known: {', '.join(factories)}")
@@ -159,6 +160,8 @@ PLATFORM = {
     "projection-tiers": ["projection", "tiers"],
     "payment-decider": ["decider", "payment"],
     "projection-purchases": ["projection", "purchases"],
+    "user-decider": ["decider", "user"],
+    "projection-users": ["projection", "users"],
     "market-api": ["market", "api"],
     "market-simulator": ["market", "simulator"],
     "market-prices": ["market", "prices"],

@@ -8,7 +8,8 @@ cannot change under this scheme; changing it would need an email-claim aggregate
 Passwords never travel: commands and events carry only the argon2id hash (PHC string). The
 events topic is kept forever, so whoever can read `user.events` can read those hashes.
 Logins are not on the log: a successful login changes no state the log must keep, and failed
-logins are throttled at the edge. Refresh-token families and API keys live outside the log.
+logins are throttled at the edge. Refresh-token families live in Redis, outside the log; API
+keys are on the log as their SHA-256 only (the key is shown to its owner once).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ Email = Annotated[str, Field(min_length=3, max_length=254,
 # A PHC string; argon2id is what core.domain.passwords produces.
 PasswordHash = Annotated[str, Field(min_length=20, max_length=512, pattern=r"^\$argon2id\$")]
 DisplayName = Annotated[str, Field(min_length=1, max_length=100)]
+ApiKeyId = Annotated[str, Field(pattern=r"^[0-9a-f]{12}$", description="public id of an API key")]
+# SHA-256 (hex) of the whole key: the key itself is shown once and never stored or sent.
+ApiKeyHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+ApiKeyName = Annotated[str, Field(min_length=1, max_length=100)]
+Scope = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*(:[a-z][a-z0-9-]*)?$", max_length=64)]
+Scopes = Annotated[tuple[Scope, ...], Field(min_length=1, max_length=20)]
 
 
 def user_id_for_email(normalised_email: str) -> uuid.UUID:
@@ -63,6 +70,29 @@ class ChangeUserPassword(CommandPayload):
     password_hash: PasswordHash
 
 
+class ChangeDisplayName(CommandPayload):
+    TYPE = "user.change-display-name"
+
+    display_name: DisplayName
+
+
+class CreateApiKey(CommandPayload):
+    """Record a new API key of the user; the edge made the key and sends only its hash."""
+
+    TYPE = "user.create-api-key"
+
+    key_id: ApiKeyId
+    key_hash: ApiKeyHash
+    name: ApiKeyName
+    scopes: Scopes
+
+
+class RevokeApiKey(CommandPayload):
+    TYPE = "user.revoke-api-key"
+
+    key_id: ApiKeyId
+
+
 # Events ---------------------------------------------------------------------------------------
 
 
@@ -89,6 +119,27 @@ class UserPasswordChanged(EventPayload):
     password_hash: PasswordHash
 
 
+class UserDisplayNameChanged(EventPayload):
+    TYPE = "user.display-name-changed"
+
+    display_name: DisplayName
+
+
+class UserApiKeyCreated(EventPayload):
+    TYPE = "user.api-key-created"
+
+    key_id: ApiKeyId
+    key_hash: ApiKeyHash
+    name: ApiKeyName
+    scopes: Scopes
+
+
+class UserApiKeyRevoked(EventPayload):
+    TYPE = "user.api-key-revoked"
+
+    key_id: ApiKeyId
+
+
 RejectionReason = Literal[
     "email-taken",
     "email-invalid",
@@ -96,6 +147,11 @@ RejectionReason = Literal[
     "user-not-registered",
     "role-unchanged",
     "actor-required",
+    "display-name-unchanged",
+    "api-key-duplicate",
+    "api-key-unknown",
+    "api-key-already-revoked",
+    "api-key-scope-not-allowed",
 ]
 
 
@@ -110,5 +166,7 @@ class UserCommandRejected(EventPayload):
     detail: str = ""
 
 
-COMMANDS = (RegisterUser, ChangeUserRole, ChangeUserPassword)
-EVENTS = (UserRegistered, UserRoleChanged, UserPasswordChanged, UserCommandRejected)
+COMMANDS = (RegisterUser, ChangeUserRole, ChangeUserPassword, ChangeDisplayName, CreateApiKey,
+            RevokeApiKey)
+EVENTS = (UserRegistered, UserRoleChanged, UserPasswordChanged, UserDisplayNameChanged,
+          UserApiKeyCreated, UserApiKeyRevoked, UserCommandRejected)

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from kernel.aggregate import DecideContext
 from schemas.envelope import CommandPayload, EventPayload
 from schemas.identity import (
+    ChangeDisplayName,
     ChangeUserPassword,
     ChangeUserRole,
+    CreateApiKey,
     RegisterUser,
     RejectionReason,
+    RevokeApiKey,
     Role,
+    UserApiKeyCreated,
+    UserApiKeyRevoked,
     UserCommandRejected,
+    UserDisplayNameChanged,
     UserPasswordChanged,
     UserRegistered,
     UserRoleChanged,
@@ -117,17 +124,29 @@ class User:
     display_name: str | None = None
     role: Role | None = None
     # No password hash: no decision needs it, and snapshots should not copy it.
+    # key id -> revoked? (hashes stay out of the state for the same reason)
+    api_keys: Mapping[str, bool] = field(default_factory=dict)
 
     @property
     def registered(self) -> bool:
         return self.email is not None
 
 
+Reject = Callable[[RejectionReason, str], list[EventPayload]]
+
+
 class UserAggregate:
-    """Password policy is checked before hashing, at the edge: this aggregate sees only hashes."""
+    """Password policy is checked before hashing, at the edge: this aggregate sees only hashes.
+
+    `role_scopes` is what an API key of each role may be granted (kernel.auth.ROLE_SCOPES,
+    passed in so the domain imports no web or Redis code); without it no key can be created.
+    """
 
     family = "user"
-    rejection = UserCommandRejected
+    rejection: type[EventPayload] = UserCommandRejected
+
+    def __init__(self, role_scopes: Mapping[Role, frozenset[str]] | None = None) -> None:
+        self.role_scopes: Mapping[Role, frozenset[str]] = role_scopes or {}
 
     def initial(self, aggregate_id: str) -> User:
         return User(user_id=aggregate_id)
@@ -163,7 +182,35 @@ class UserAggregate:
                 if not state.registered:
                     return reject("user-not-registered", f"{state.user_id} is not registered")
                 return [UserPasswordChanged(password_hash=password_hash)]
+            case ChangeDisplayName(display_name=display_name):
+                if not state.registered:
+                    return reject("user-not-registered", f"{state.user_id} is not registered")
+                if display_name == state.display_name:
+                    return reject("display-name-unchanged", "the display name is the same")
+                return [UserDisplayNameChanged(display_name=display_name)]
+            case CreateApiKey() | RevokeApiKey():
+                return self._decide_api_key(command, state, reject)
         raise TypeError(f"the user aggregate does not handle {command.TYPE}")
+
+    def _decide_api_key(self, command: CreateApiKey | RevokeApiKey, state: User,
+                        reject: Reject) -> list[EventPayload]:
+        if state.role is None:
+            return reject("user-not-registered", f"{state.user_id} is not registered")
+        revoked = state.api_keys.get(command.key_id)
+        if isinstance(command, RevokeApiKey):
+            if revoked is None:
+                return reject("api-key-unknown", f"no API key {command.key_id}")
+            if revoked:
+                return reject("api-key-already-revoked", f"{command.key_id} is revoked")
+            return [UserApiKeyRevoked(key_id=command.key_id)]
+        if revoked is not None:
+            return reject("api-key-duplicate", f"an API key {command.key_id} exists")
+        beyond = sorted(set(command.scopes) - self.role_scopes.get(state.role, frozenset()))
+        if beyond:
+            return reject("api-key-scope-not-allowed",
+                          f"role {state.role} may not grant {', '.join(beyond)}")
+        return [UserApiKeyCreated(key_id=command.key_id, key_hash=command.key_hash,
+                                  name=command.name, scopes=command.scopes)]
 
     def evolve(self, state: User, event: EventPayload) -> User:
         match event:
@@ -172,14 +219,23 @@ class UserAggregate:
                                role=event.role)
             case UserRoleChanged(role=role):
                 return replace(state, role=role)
+            case UserDisplayNameChanged(display_name=display_name):
+                return replace(state, display_name=display_name)
+            case UserApiKeyCreated(key_id=key_id):
+                return replace(state, api_keys={**state.api_keys, key_id: False})
+            case UserApiKeyRevoked(key_id=key_id):
+                return replace(state, api_keys={**state.api_keys, key_id: True})
             case UserPasswordChanged() | UserCommandRejected():
                 return state
         raise TypeError(f"the user aggregate does not know {event.TYPE}")
 
     def dump(self, state: User) -> dict[str, Any]:
         return {"user_id": state.user_id, "email": state.email,
-                "display_name": state.display_name, "role": state.role}
+                "display_name": state.display_name, "role": state.role,
+                "api_keys": dict(state.api_keys)}
 
     def load(self, data: dict[str, Any]) -> User:
+        # Snapshots taken before API keys existed have no "api_keys".
         return User(user_id=data["user_id"], email=data["email"],
-                    display_name=data["display_name"], role=data["role"])
+                    display_name=data["display_name"], role=data["role"],
+                    api_keys=dict(data.get("api_keys", {})))

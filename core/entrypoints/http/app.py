@@ -8,8 +8,18 @@ from contextlib import asynccontextmanager
 import redis.asyncio as redis
 from fastapi import FastAPI
 
+from core.adapters.api_key_store import PostgresApiKeyStore
 from core.adapters.stripe_gateway import StripeGateway
-from core.entrypoints.http import assessments, instruments, purchases, stripe_webhooks, tiers
+from core.entrypoints.http import (
+    assessments,
+    auth,
+    instruments,
+    purchases,
+    stripe_webhooks,
+    tiers,
+    users,
+)
+from core.identity import Identity
 from kernel.commands import CommandBus
 from kernel.http import health_router, install_conventions, postgres_check, redis_check
 from kernel.pg import make_pool
@@ -19,16 +29,22 @@ from kernel.settings import Settings
 def create_app(settings: Settings) -> FastAPI:
     bus = CommandBus(settings)
     pool = make_pool(settings)
-    cache = redis.Redis.from_url(settings.cache_url)
+    # Blocking: beyond its connections a request waits for one, where redis-py's default
+    # pool (100) raises at once, and auth and rate limits fail closed (503) under load.
+    cache = redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(
+        settings.cache_url, max_connections=100, timeout=10))
     stripe_gateway = StripeGateway(settings)
+    identity = Identity(settings, cache)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await pool.open(wait=True, timeout=30)
         await bus.start()
+        await identity.start()
         try:
             yield
         finally:
+            identity.stop()
             await bus.stop()
             await pool.close()
             await cache.aclose()
@@ -52,9 +68,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.pool = pool
     app.state.cache = cache
     app.state.stripe = stripe_gateway
+    app.state.identity = identity
     install_conventions(app, cors_origins=settings.cors_origins,
                         max_body=settings.max_body_bytes, expose_headers=("Location",),
-                        redis=cache, settings=settings)
+                        redis=cache, settings=settings, api_keys=PostgresApiKeyStore(pool))
     app.include_router(health_router({"kafka": kafka_ready, "postgres": postgres_check(pool),
                                       "redis": redis_check(cache)}))
     app.include_router(instruments.router)
@@ -65,4 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(stripe_webhooks.router)
     app.include_router(assessments.assessments_router)
     app.include_router(assessments.accounts_router)
+    app.include_router(auth.router)
+    app.include_router(users.me_router)
+    app.include_router(users.users_router)
     return app

@@ -1,0 +1,315 @@
+"""REST for registration, login, token refresh, logout and password change.
+
+Registration and password changes are user commands decided on Kafka; login and refresh
+change no state the log must keep (refresh families live in Redis, core.adapters).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import RedisError
+
+from core.adapters.refresh_tokens import Unknown
+from core.domain.users import email_problem, normalise_email, password_problems, user_id
+from core.entrypoints.http.deps import BusDep, IdempotencyKey
+from core.entrypoints.http.user_commands import (
+    IdentityDep,
+    PoolDep,
+    read_your_write,
+    send,
+    version_of,
+)
+from core.identity import Identity, TokenPair
+from core.views.users import UserPublic, credentials_by_email, get_user, password_hash_of
+from kernel.auth import CurrentPrincipal
+from kernel.callers import Caller, caller_of
+from kernel.commands import CommandBus, command_id_for
+from kernel.deps import ConnDep
+from kernel.http import PROBLEM_SCHEMA, Problem
+from kernel.observability import get_logger
+from kernel.ratelimit import RateLimiter, rate_limited, retry_after_seconds
+from kernel.tokens import RefreshFamily, RefreshRejected, Rotated, TokenReused
+from schemas.identity import ChangeUserPassword, DisplayName, RegisterUser
+
+log = get_logger(__name__)
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+# Generous bounds on what is read; the password policy reports the real rules (max 128).
+PasswordField = Annotated[str, Field(min_length=1, max_length=1024)]
+EmailField = Annotated[str, Field(min_length=1, max_length=320)]
+RefreshField = Annotated[str, Field(min_length=1, max_length=512)]
+
+EXAMPLE_PASSWORD = "correct horse battery"
+REFRESH_EXAMPLE = "rt1.6f1c0e1d2b3a4c5d6e7f8a9b0c1d2e3f.1.q0R3v9mZkq1Xy3mZ0v9x8w7u6t5s4r3q2p1o0n9"
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: PROBLEM_SCHEMA for s in statuses}
+
+
+class RegisterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailField
+    password: PasswordField
+    display_name: DisplayName
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailField
+    password: PasswordField
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="seconds the access token is valid for")
+    refresh_token: str = Field(description="exchange at /auth/refresh; each works once")
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: RefreshField
+
+
+class LogoutRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: RefreshField
+    everywhere: bool = Field(default=False,
+                             description="end every session of the user, access tokens too")
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: PasswordField
+    new_password: PasswordField
+
+
+def _strict(name: str, rate: str, burst: str) -> Any:
+    """A fail-closed per-IP bucket whose rate and burst come from the app's settings."""
+
+    async def dependency(request: Request) -> None:
+        settings = request.app.state.settings
+        await rate_limited(name, getattr(settings, rate), getattr(settings, burst),
+                           fail_open=False)(request)
+
+    return Depends(dependency)
+
+
+async def _limit_email(request: Request, email: str) -> None:
+    """Take a login token from the bucket of this email and of the IP, atomically.
+
+    Keyed by a digest of the normalised email, so guessing one account is throttled from
+    every address, and an email never appears in Redis.
+    """
+    settings = request.app.state.settings
+    limiter: RateLimiter = request.app.state.rate_limiter
+    ip = caller_of(request.scope).ip
+    digest = hashlib.sha256(email.encode()).hexdigest()[:32]
+    try:
+        decision = await limiter.take("login-email", Caller(f"email:{digest}", ip),
+                                      rate=settings.login_rate_per_s,
+                                      burst=settings.login_burst)
+    except (RedisError, OSError):
+        raise Problem(503, "rate-limit-unavailable", "Rate limiting is unavailable",
+                      "retry shortly", headers={"Retry-After": "1"}) from None
+    if not decision.allowed:
+        seconds = retry_after_seconds(decision.retry_after_ms)
+        raise Problem(429, "rate-limited", "Too many requests", f"retry in {seconds} s",
+                      retry_after=seconds, headers={"Retry-After": str(seconds)})
+
+
+def _tokens(pair: TokenPair) -> TokenResponse:
+    return TokenResponse(access_token=pair.access_token, expires_in=pair.expires_in,
+                         refresh_token=pair.refresh_token)
+
+
+def _invalid_credentials() -> Problem:
+    return Problem(401, "invalid-credentials", "Invalid email or password",
+                   "the email and password do not match a user")
+
+
+@router.post("/register", operation_id="register", status_code=201,
+             summary="Create a trader account", response_model=UserPublic,
+             responses={202: {"description": "on the log, not yet decided"},
+                        **_errors(400, 409, 413, 422, 429, 503)},
+             dependencies=[_strict("register", "register_rate_per_s", "register_burst")])
+async def register(
+    body: Annotated[RegisterRequest, Body(examples=[{
+        "email": "ada@example.com", "password": EXAMPLE_PASSWORD, "display_name": "Ada"}])],
+    bus: BusDep, pool: PoolDep, identity: IdentityDep, response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    email = normalise_email(body.email)
+    problem = email_problem(email)
+    if problem is not None:
+        raise Problem(422, "email-invalid", "The email is not valid",
+                      f"the email is not acceptable ({problem})", rule=problem)
+    broken = password_problems(body.password)
+    if broken:
+        raise Problem(422, "password-rejected", "The password is not acceptable",
+                      f"it breaks: {', '.join(broken)}", rules=broken)
+    uid = user_id(email)
+    async with pool.connection() as conn:
+        known = await credentials_by_email(conn, email)
+    if known is not None:
+        # Known already: no need to spend a hash on it (the decider would refuse it too).
+        raise Problem(409, "email-taken", "Email taken", "a user with this email is registered")
+    password_hash = await identity.hash(body.password)
+    outcome = await send(bus, uid, RegisterUser(email=email, password_hash=password_hash,
+                                                display_name=body.display_name),
+                         command_id=command_id_for(idempotency_key, scope=f"register:{uid}"))
+    if isinstance(outcome, JSONResponse):
+        return outcome
+    registered = await read_your_write(lambda: _user(pool, uid), lambda _: True)
+    response.headers["Location"] = f"/users/{uid}"
+    if registered is not None:
+        return registered
+    at = outcome.events[0]["occurred_at"]
+    return UserPublic(user_id=uid, email=email, display_name=body.display_name, role="trader",
+                      registered_at=at, updated_at=at, version=version_of(outcome))
+
+
+@router.post("/login", operation_id="login", summary="Exchange email and password for tokens",
+             response_model=TokenResponse, responses=_errors(400, 401, 413, 422, 429, 503),
+             dependencies=[_strict("login", "login_rate_per_s", "login_burst")])
+async def login(
+    body: Annotated[LoginRequest, Body(examples=[{
+        "email": "ada@example.com", "password": EXAMPLE_PASSWORD}])],
+    request: Request, pool: PoolDep, bus: BusDep, identity: IdentityDep,
+) -> TokenResponse:
+    email = normalise_email(body.email)
+    await _limit_email(request, email)
+    creds = None
+    if email_problem(email) is None:
+        async with pool.connection() as conn:
+            creds = await credentials_by_email(conn, email)
+    # Unknown emails verify against a dummy hash: both failures take the same time.
+    if not await identity.verify(creds.password_hash if creds else None, body.password):
+        raise _invalid_credentials()
+    assert creds is not None
+    if identity.passwords.needs_rehash(creds.password_hash):
+        identity.in_background(_rehash(bus, identity, creds.user_id, body.password))
+    return _tokens(await identity.issue(creds.user_id, creds.role))
+
+
+async def _rehash(bus: CommandBus, identity: Identity, uid: str, password: str) -> None:
+    """Best effort: store the hash made with today's parameters."""
+    try:
+        new_hash = await identity.hash(password)
+        await send(bus, uid, ChangeUserPassword(password_hash=new_hash), command_id=uuid.uuid4())
+    except Exception as exc:  # never fails a login that has already succeeded
+        log.warning("rehash after login failed", user_id=uid, error=str(exc))
+
+
+REFRESH_PROBLEMS = {
+    "malformed": ("refresh-token-malformed", "this is not a refresh token"),
+    "revoked": ("refresh-token-revoked", "this session was signed out; log in again"),
+    "expired": ("refresh-token-expired", "this session has expired; log in again"),
+    "wrong-family": ("refresh-token-invalid", "this refresh token is not valid"),
+    "unknown-token": ("refresh-token-invalid", "this refresh token is not valid"),
+}
+
+
+def _refresh_problem(outcome: RefreshRejected | TokenReused | Unknown) -> Problem:
+    if isinstance(outcome, TokenReused):
+        slug, detail = ("refresh-token-reused",
+                        "this refresh token was already used; the session is revoked")
+    elif isinstance(outcome, Unknown):
+        slug, detail = "refresh-token-invalid", "unknown or long-expired refresh token"
+    else:
+        slug, detail = REFRESH_PROBLEMS[outcome.reason]
+    return Problem(401, slug, "Refresh refused", detail,
+                   headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+@router.post("/refresh", operation_id="refreshTokens",
+             summary="Exchange a refresh token for a new pair (each works once)",
+             response_model=TokenResponse, responses=_errors(400, 401, 413, 422))
+async def refresh(
+    body: Annotated[RefreshRequest, Body(examples=[{"refresh_token": REFRESH_EXAMPLE}])],
+    conn: ConnDep, identity: IdentityDep,
+) -> TokenResponse:
+    outcome = await identity.refresh.refresh(body.refresh_token, now=datetime.now(UTC))
+    if not isinstance(outcome, Rotated):
+        raise _refresh_problem(outcome)
+    user = await get_user(conn, outcome.family.user_id)
+    if user is None:
+        raise _refresh_problem(Unknown())
+    return TokenResponse(access_token=await identity.access_token(user.user_id, user.role),
+                         expires_in=int(identity.access.ttl.total_seconds()),
+                         refresh_token=outcome.token)
+
+
+@router.post("/logout", operation_id="logout", status_code=204,
+             summary="End this session, or every session of the user",
+             responses=_errors(400, 401, 413, 422))
+async def logout(
+    body: Annotated[LogoutRequest, Body(examples=[
+        {"refresh_token": REFRESH_EXAMPLE},
+        {"refresh_token": REFRESH_EXAMPLE, "everywhere": True}])],
+    identity: IdentityDep,
+) -> Response:
+    outcome = await identity.refresh.end(body.refresh_token, now=datetime.now(UTC))
+    if isinstance(outcome, RefreshRejected) and outcome.reason == "revoked":
+        return Response(status_code=204)  # signed out already: the same end state
+    if not isinstance(outcome, RefreshFamily):
+        raise _refresh_problem(outcome)
+    if body.everywhere:
+        await identity.end_sessions(outcome.user_id)
+    return Response(status_code=204)
+
+
+@router.post("/password", operation_id="changePassword", status_code=204,
+             summary="Change the caller's password; every session ends",
+             responses=_errors(400, 401, 403, 404, 413, 422, 429, 503),
+             dependencies=[Depends(rate_limited("password", 5 / 60, 5, fail_open=False))])
+async def change_password(
+    body: Annotated[PasswordChange, Body(examples=[{
+        "current_password": EXAMPLE_PASSWORD, "new_password": "a new and longer one 2"}])],
+    principal: CurrentPrincipal, bus: BusDep, pool: PoolDep, identity: IdentityDep,
+) -> Response:
+    if principal.via != "token":
+        raise Problem(403, "token-required", "Not allowed with an API key",
+                      "log in to change the password")
+    async with pool.connection() as conn:
+        current = await password_hash_of(conn, principal.user_id)
+    if current is None:
+        raise Problem(404, "user-not-found", "User not found", "no such user")
+    if not await identity.verify(current, body.current_password):
+        raise Problem(403, "current-password-wrong", "The current password is wrong",
+                      "send the password in use now")
+    broken = password_problems(body.new_password)
+    if broken:
+        raise Problem(422, "password-rejected", "The password is not acceptable",
+                      f"it breaks: {', '.join(broken)}", rules=broken)
+    new_hash = await identity.hash(body.new_password)
+    outcome = await send(bus, principal.user_id, ChangeUserPassword(password_hash=new_hash),
+                         command_id=uuid.uuid4())
+    if isinstance(outcome, JSONResponse):
+        raise Problem(503, "not-decided", "The change was not decided in time",
+                      "retry; nothing changed yet or the change will apply shortly",
+                      headers={"Retry-After": "2"})
+    await identity.end_sessions(principal.user_id)
+    version = version_of(outcome)
+    await read_your_write(lambda: _user(pool, principal.user_id),
+                          lambda u: u.version >= version)
+    return Response(status_code=204)
+
+
+async def _user(pool: AsyncConnectionPool, uid: str) -> UserPublic | None:
+    async with pool.connection() as conn:
+        return await get_user(conn, uid)

@@ -1,0 +1,244 @@
+"""REST for the caller (/me), their API keys, and the admin's view of users.
+
+A trader or analyst asking for another user's id gets 404, the same as for an id that does
+not exist: which ids exist is not theirs to learn.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.entrypoints.http.deps import BusDep, IdempotencyKey
+from core.entrypoints.http.user_commands import (
+    IdentityDep,
+    UserIdPath,
+    read_your_write,
+    send,
+    version_of,
+)
+from core.views.users import ApiKeyPublic, UserPublic, get_user, list_api_keys, list_users
+from kernel.auth import ROLE_SCOPES, CurrentPrincipal, Principal, require_roles
+from kernel.commands import command_id_for
+from kernel.deps import ConnDep
+from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
+from kernel.ratelimit import rate_limited
+from kernel.tokens import generate_api_key, new_api_key_id, new_secret
+from schemas.identity import (
+    ApiKeyName,
+    ChangeDisplayName,
+    ChangeUserRole,
+    CreateApiKey,
+    DisplayName,
+    RevokeApiKey,
+    Role,
+    Scope,
+)
+
+me_router = APIRouter(prefix="/me", tags=["me"])
+users_router = APIRouter(prefix="/users", tags=["users"])
+
+KeyIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", examples=["3f9a0c1b2d4e"])]
+KEY_MANAGERS = require_roles("analyst", "admin")
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: PROBLEM_SCHEMA for s in statuses}
+
+
+def _not_found(uid: str) -> Problem:
+    return Problem(404, "user-not-found", "User not found", f"no user {uid}")
+
+
+class UserPage(BaseModel):
+    items: list[UserPublic]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: ApiKeyName
+    scopes: list[Scope] = Field(min_length=1, max_length=20)
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="the key itself: shown this once, never again")
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyPublic]
+
+
+class MeUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: DisplayName
+
+
+class RoleChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+
+
+@me_router.get("", operation_id="getMe", summary="The caller's user",
+               response_model=UserPublic, responses=_errors(401, 404))
+async def me(principal: CurrentPrincipal, conn: ConnDep) -> UserPublic:
+    user = await get_user(conn, principal.user_id)
+    if user is None:
+        raise _not_found(principal.user_id)
+    return user
+
+
+@me_router.patch("", operation_id="updateMe", summary="Change the caller's display name",
+                 response_model=UserPublic,
+                 responses={202: {"description": "on the log, not yet decided"},
+                            **_errors(400, 401, 404, 409, 413, 422, 429)},
+                 dependencies=[Depends(rate_limited("user-commands"))])
+async def update_me(body: Annotated[MeUpdate, Body(examples=[{"display_name": "Ada L."}])],
+                    principal: CurrentPrincipal, bus: BusDep, conn: ConnDep,
+                    idempotency_key: IdempotencyKey = None) -> Any:
+    outcome = await send(bus, principal.user_id, ChangeDisplayName(
+        display_name=body.display_name), command_id=command_id_for(
+            idempotency_key, scope=f"display-name:{principal.user_id}"))
+    if isinstance(outcome, JSONResponse):
+        return outcome
+    version = version_of(outcome)
+    user = await read_your_write(lambda: get_user(conn, principal.user_id),
+                                 lambda u: u.version >= version)
+    if user is None:
+        raise _not_found(principal.user_id)
+    if user.version < version:
+        return user.model_copy(update={"display_name": body.display_name})
+    return user
+
+
+@me_router.get("/api-keys", operation_id="listMyApiKeys", summary="The caller's API keys",
+               response_model=ApiKeyList, responses=_errors(401, 403))
+async def my_keys(conn: ConnDep, principal: Principal = KEY_MANAGERS) -> ApiKeyList:
+    return ApiKeyList(items=await list_api_keys(conn, principal.user_id))
+
+
+def _token_only(principal: Principal) -> None:
+    if principal.via != "token":
+        raise Problem(403, "token-required", "Not allowed with an API key",
+                      "log in to manage API keys")
+
+
+@me_router.post("/api-keys", operation_id="createMyApiKey", status_code=201,
+                summary="Create an API key; the answer shows the key once",
+                response_model=ApiKeyCreated,
+                responses={202: {"description": "on the log, not yet decided"},
+                           **_errors(400, 401, 403, 404, 409, 413, 422, 429, 503)},
+                dependencies=[Depends(rate_limited("api-keys", 1.0, 10))])
+async def create_key(
+    body: Annotated[ApiKeyCreate, Body(examples=[{"name": "notebook",
+                                                  "scopes": ["reports:read"]}])],
+    bus: BusDep, conn: ConnDep, principal: Principal = KEY_MANAGERS,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    _token_only(principal)
+    beyond = sorted(set(body.scopes) - ROLE_SCOPES[principal.role])
+    if beyond:
+        raise Problem(422, "scope-not-allowed", "Scopes beyond the role",
+                      f"role {principal.role} may not grant {', '.join(beyond)}",
+                      allowed=sorted(ROLE_SCOPES[principal.role]))
+    scopes = frozenset(body.scopes)
+    key, record = generate_api_key(key_id=new_api_key_id(), secret=new_secret(),
+                                   owner=principal.user_id, scopes=scopes)
+    outcome = await send(bus, principal.user_id, CreateApiKey(
+        key_id=record.key_id, key_hash=record.key_hash, name=body.name,
+        scopes=tuple(sorted(scopes))), command_id=command_id_for(
+            idempotency_key, scope=f"api-key:{principal.user_id}"))
+    if isinstance(outcome, JSONResponse):
+        return outcome
+    listed = await read_your_write(lambda: _key(conn, principal.user_id, record.key_id),
+                                   lambda _: True)
+    if listed is None:
+        # Decided but not yet in the read model: the key works once it is.
+        at = outcome.events[0]["occurred_at"]
+        listed = ApiKeyPublic(key_id=record.key_id, name=body.name, scopes=sorted(scopes),
+                              created_at=at, revoked_at=None, prefix=record.display_prefix)
+    return ApiKeyCreated(**listed.model_dump(), key=key)
+
+
+async def _key(conn: ConnDep, owner: str, key_id: str) -> ApiKeyPublic | None:
+    return next((k for k in await list_api_keys(conn, owner) if k.key_id == key_id), None)
+
+
+@me_router.delete("/api-keys/{key_id}", operation_id="revokeMyApiKey", status_code=204,
+                  summary="Revoke one of the caller's API keys",
+                  responses=_errors(401, 403, 404, 409, 422))
+async def revoke_key(key_id: KeyIdPath, bus: BusDep, conn: ConnDep,
+                     principal: Principal = KEY_MANAGERS) -> Response:
+    _token_only(principal)
+    outcome = await send(bus, principal.user_id, RevokeApiKey(key_id=key_id),
+                         command_id=uuid.uuid4())
+    if isinstance(outcome, JSONResponse):
+        return outcome
+    await read_your_write(lambda: _key(conn, principal.user_id, key_id),
+                          lambda k: k.revoked_at is not None)
+    return Response(status_code=204)
+
+
+@users_router.get("", operation_id="listUsers", summary="Users by id (admins)",
+                  response_model=UserPage, responses=_errors(400, 401, 403, 422),
+                  dependencies=[require_roles("admin")])
+async def list_all(
+    conn: ConnDep,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    role: Role | None = None,
+) -> UserPage:
+    after = decode_cursor(cursor, keys=("after",))["after"] if cursor else None
+    if after is not None and not isinstance(after, str):
+        raise Problem(400, "invalid-cursor", "The cursor is not valid")
+    items = await list_users(conn, after=after, limit=limit + 1, role=role)
+    more = len(items) > limit
+    items = items[:limit]
+    return UserPage(items=items, next_cursor=encode_cursor({"after": items[-1].user_id})
+                    if more and items else None)
+
+
+@users_router.get("/{user_id}", operation_id="getUser",
+                  summary="One user (admins: any; others: only themselves)",
+                  response_model=UserPublic, responses=_errors(401, 404, 422))
+async def get_one(user_id: UserIdPath, principal: CurrentPrincipal,
+                  conn: ConnDep) -> UserPublic:
+    if principal.role != "admin" and principal.user_id != user_id:
+        raise _not_found(user_id)
+    user = await get_user(conn, user_id)
+    if user is None:
+        raise _not_found(user_id)
+    return user
+
+
+@users_router.post("/{user_id}/role", operation_id="changeUserRole",
+                   summary="Give a user another role (admins); their tokens die",
+                   response_model=UserPublic,
+                   responses={202: {"description": "on the log, not yet decided"},
+                              **_errors(400, 401, 403, 404, 409, 413, 422, 429)},
+                   dependencies=[Depends(rate_limited("user-commands"))])
+async def change_role(
+    user_id: UserIdPath, body: Annotated[RoleChange, Body(examples=[{"role": "analyst"}])],
+    bus: BusDep, conn: ConnDep, identity: IdentityDep,
+    principal: Principal = require_roles("admin"), idempotency_key: IdempotencyKey = None,
+) -> Any:
+    outcome = await send(bus, user_id, ChangeUserRole(role=body.role), actor=principal.user_id,
+                         command_id=command_id_for(idempotency_key,
+                                                   scope=f"role:{principal.user_id}:{user_id}"))
+    if isinstance(outcome, JSONResponse):
+        return outcome
+    # Tokens carry the role: the old ones must not outlive it.
+    await identity.refuse_tokens_issued_now(user_id)
+    version = version_of(outcome)
+    user = await read_your_write(lambda: get_user(conn, user_id),
+                                 lambda u: u.version >= version)
+    if user is None:
+        raise _not_found(user_id)
+    return user.model_copy(update={"role": body.role}) if user.version < version else user

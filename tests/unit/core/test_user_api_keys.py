@@ -1,0 +1,124 @@
+"""Given events, when an API-key (or display-name) command, then events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from core.domain.users import User, UserAggregate, user_id
+from kernel.aggregate import DecideContext
+from kernel.auth import ROLE_SCOPES
+from schemas.envelope import CommandPayload, EventPayload
+from schemas.identity import (
+    CreateApiKey,
+    RevokeApiKey,
+    UserApiKeyCreated,
+    UserApiKeyRevoked,
+    UserCommandRejected,
+    UserRegistered,
+    UserRoleChanged,
+)
+
+AGG = UserAggregate(ROLE_SCOPES)
+EMAIL = "ana@example.com"
+HASH = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA"
+KEY_HASH = "ab" * 32
+ANALYST = UserRegistered(email=EMAIL, password_hash=HASH, display_name="Ana", role="analyst")
+CREATE = CreateApiKey(key_id="0123456789ab", key_hash=KEY_HASH, name="notebook",
+                      scopes=("reports:read",))
+CREATED = UserApiKeyCreated(key_id="0123456789ab", key_hash=KEY_HASH, name="notebook",
+                            scopes=("reports:read",))
+
+
+def given(*events: EventPayload, aggregate: UserAggregate = AGG) -> User:
+    state = aggregate.initial(user_id(EMAIL))
+    for event in events:
+        state = aggregate.evolve(state, event)
+    return state
+
+
+def when(state: User, command: CommandPayload,
+         aggregate: UserAggregate = AGG) -> list[EventPayload]:
+    ctx = DecideContext(now=datetime(2026, 1, 1, tzinfo=UTC), command_id=uuid.UUID(int=7),
+                        actor=None)
+    return aggregate.decide(command, state, ctx)
+
+
+def reasons(events: list[EventPayload]) -> list[str]:
+    return [e.reason for e in events if isinstance(e, UserCommandRejected)]
+
+
+def test_create_api_key_within_the_role_scopes_is_recorded_with_its_hash_only() -> None:
+    assert when(given(ANALYST), CREATE) == [CREATED]
+
+
+def test_create_api_key_with_a_scope_beyond_the_role_is_rejected() -> None:
+    command = CREATE.model_copy(update={"scopes": ("reports:read", "admin")})
+    events = when(given(ANALYST), command)
+    assert reasons(events) == ["api-key-scope-not-allowed"]
+    assert "admin" in events[0].detail  # type: ignore[attr-defined]
+
+
+def test_create_api_key_checks_the_role_the_user_has_now() -> None:
+    demoted = given(ANALYST, UserRoleChanged(role="trader", previous_role="analyst",
+                                            changed_by="admin-1"))
+    assert reasons(when(demoted, CREATE)) == ["api-key-scope-not-allowed"]
+
+
+def test_create_api_key_with_an_existing_id_is_rejected_even_when_revoked() -> None:
+    assert reasons(when(given(ANALYST, CREATED), CREATE)) == ["api-key-duplicate"]
+    revoked = given(ANALYST, CREATED, UserApiKeyRevoked(key_id=CREATE.key_id))
+    assert reasons(when(revoked, CREATE)) == ["api-key-duplicate"]
+
+
+def test_create_api_key_without_role_scopes_configured_is_rejected() -> None:
+    bare = UserAggregate()
+    assert reasons(when(given(ANALYST, aggregate=bare), CREATE, bare)) == [
+        "api-key-scope-not-allowed"]
+
+
+@pytest.mark.parametrize("command", [CREATE, RevokeApiKey(key_id="0123456789ab")])
+def test_api_key_command_when_unregistered_is_rejected(command: CommandPayload) -> None:
+    assert reasons(when(given(), command)) == ["user-not-registered"]
+
+
+def test_revoke_api_key_then_again_is_rejected_as_already_revoked() -> None:
+    revoke = RevokeApiKey(key_id=CREATE.key_id)
+    events = when(given(ANALYST, CREATED), revoke)
+    assert events == [UserApiKeyRevoked(key_id=CREATE.key_id)]
+    assert reasons(when(given(ANALYST, CREATED, *events), revoke)) == [
+        "api-key-already-revoked"]
+
+
+def test_revoke_unknown_api_key_is_rejected() -> None:
+    assert reasons(when(given(ANALYST), RevokeApiKey(key_id="ffffffffffff"))) == [
+        "api-key-unknown"]
+
+
+def test_state_with_keys_survives_dump_and_load_and_old_snapshots_load() -> None:
+    state = given(ANALYST, CREATED, UserApiKeyRevoked(key_id=CREATE.key_id))
+    assert state.api_keys == {CREATE.key_id: True}
+    assert AGG.load(AGG.dump(state)) == state
+    old = {k: v for k, v in AGG.dump(state).items() if k != "api_keys"}
+    assert AGG.load(old).api_keys == {}
+
+
+@pytest.mark.parametrize("bad", [{"key_hash": "not-a-sha256"}, {"key_id": "XYZ"},
+                                 {"scopes": ()}, {"scopes": ("Bad Scope",)}])
+def test_create_api_key_command_refuses_malformed_fields(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        CreateApiKey.model_validate({**CREATE.model_dump(), **bad})
+
+
+def test_change_display_name_is_recorded_and_the_same_name_is_rejected() -> None:
+    from schemas.identity import ChangeDisplayName, UserDisplayNameChanged
+
+    events = when(given(ANALYST), ChangeDisplayName(display_name="Ana B."))
+    assert events == [UserDisplayNameChanged(display_name="Ana B.")]
+    assert AGG.evolve(given(ANALYST), events[0]).display_name == "Ana B."
+    assert reasons(when(given(ANALYST), ChangeDisplayName(display_name="Ana"))) == [
+        "display-name-unchanged"]
+    assert reasons(when(given(), ChangeDisplayName(display_name="X"))) == [
+        "user-not-registered"]
