@@ -20,7 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,7 +34,8 @@ from kernel.settings import Settings
 __all__ = [
     "PROBLEM_BASE", "PROBLEM_JSON", "PROBLEM_SCHEMA", "Problem", "RequestContextMiddleware",
     "decode_cursor", "encode_cursor", "health_router", "install_conventions",
-    "install_problem_handlers", "postgres_check", "problem_response", "redis_check",
+    "install_problem_handlers", "make_cache", "no_store", "postgres_check", "problem_response",
+    "redis_check",
 ]
 
 log = get_logger(__name__)
@@ -127,7 +128,7 @@ class RequestContextMiddleware:
         try:
             length = headers.get("content-length")
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
-                await self._too_large(scope, send_with_id)
+                await self._too_large(scope, send_with_id, rid)
                 return
             received = 0
 
@@ -143,18 +144,18 @@ class RequestContextMiddleware:
             try:
                 await self.app(scope, limited_receive, send_with_id)
             except _BodyTooLarge:
-                await self._too_large(scope, send_with_id)
+                await self._too_large(scope, send_with_id, rid)
         finally:
             log.info("http request", method=scope.get("method"), path=scope.get("path"),
                      status=status_holder["status"],
                      ms=round((time.perf_counter() - started) * 1000, 2))
             structlog.contextvars.unbind_contextvars("request_id")
 
-    async def _too_large(self, scope: Scope, send: Send) -> None:
+    async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
         body = orjson.dumps({
             "type": PROBLEM_BASE + "body-too-large", "title": "Request body too large",
             "status": 413, "detail": f"the body limit is {self.max_body} bytes",
-            "instance": scope.get("path", ""),
+            "instance": scope.get("path", ""), "request_id": request_id,
         })
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", PROBLEM_JSON.encode()),
@@ -187,6 +188,13 @@ def decode_cursor(cursor: str, *, keys: tuple[str, ...]) -> dict[str, Any]:
     return data
 
 
+def no_store(response: Response) -> None:
+    """A dependency for answers that carry a secret (tokens, a new API key): no cache keeps
+    them (RFC 6749 5.1), and the idempotency store never writes them to Redis."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+
+
 # -- one place for the conventions of every service's app -------------------------------------
 
 
@@ -217,6 +225,14 @@ def install_conventions(app: FastAPI, *, cors_origins: Sequence[str], max_body: 
                                        "RateLimit-Limit", "RateLimit-Remaining", REPLAYED_HEADER,
                                        *expose_headers])
     app.add_middleware(RequestContextMiddleware, max_body=max_body)
+
+
+def make_cache(settings: Settings, *, max_connections: int = 100) -> Redis:
+    """The Redis client of an API: a blocking pool, so beyond `max_connections` a request
+    waits (up to 10 s) for a connection, where redis-py's default pool raises at once and
+    authentication and rate limits, which fail closed, would answer 503 under load."""
+    return Redis.from_pool(BlockingConnectionPool.from_url(
+        settings.cache_url, max_connections=max_connections, timeout=10))
 
 
 # -- health and metrics -----------------------------------------------------------------------

@@ -162,11 +162,14 @@ class IdempotencyMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
+        secret = False
+
         async def capture(message: Message) -> None:
-            nonlocal status, headers, size, complete
+            nonlocal status, headers, size, complete, secret
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = _stored_headers(message.get("headers", ()))
+                secret = _no_store(message.get("headers", ()))
             elif message["type"] == "http.response.body":
                 chunk = message.get("body", b"")
                 size += len(chunk)
@@ -178,7 +181,9 @@ class IdempotencyMiddleware:
         outcome = b""
         try:
             await self.app(scope, replay_body, capture)
-            if complete and storable(status) and size <= MAX_STORED_BODY:
+            # A `no-store` answer carries a secret (tokens, a new API key): it is never written
+            # to Redis; the key is released and a retry runs the request again.
+            if complete and storable(status) and size <= MAX_STORED_BODY and not secret:
                 outcome = orjson.dumps({
                     "state": "done", "hash": orjson.loads(pending)["hash"], "status": status,
                     "headers": headers, "body": base64.b64encode(b"".join(chunks)).decode(),
@@ -193,6 +198,10 @@ class IdempotencyMiddleware:
     @staticmethod
     async def _problem(scope: Scope, receive: Receive, send: Send, problem: Problem) -> None:
         await problem_response(Request(scope), problem)(scope, receive, send)
+
+
+def _no_store(raw: Iterable[tuple[bytes, bytes]]) -> bool:
+    return any(k.lower() == b"cache-control" and b"no-store" in v.lower() for k, v in raw)
 
 
 def _stored_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:

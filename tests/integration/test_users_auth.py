@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import statistics
 import time
 import uuid
@@ -15,6 +16,7 @@ import jwt
 import psycopg
 import pytest
 import pytest_asyncio
+import redis.asyncio as redis
 
 from kernel.settings import Settings
 from kernel.tokens import AccessTokens, signing_key
@@ -110,10 +112,7 @@ async def test_register_refuses_bad_input_with_problems_and_writes_nothing(
                    422, "validation-failed")
     huge = {**body(), "display_name": "x" * (settings.max_body_bytes + 10)}
     too_large = await client.post("/auth/register", json=huge)
-    # Not assert_problem: the kernel's 413 is answered before a request id is in the body.
-    assert too_large.status_code == 413
-    assert too_large.headers["content-type"] == "application/problem+json"
-    assert too_large.json()["type"] == "urn:propstream:problem:body-too-large"
+    assert_problem(too_large, 413, "body-too-large")
     assert (await read_topic(settings, "user.events")) == []
 
     await register(client, "bob@example.com")
@@ -320,6 +319,59 @@ async def test_api_key_create_use_and_revoke(settings: Settings,
     assert_problem(await client.get("/me", headers={"X-API-Key": key}), 401, "api-key-invalid")
     assert_problem(await client.delete("/me/api-keys/ffffffffffff", headers=as_analyst),
                    404, "api-key-not-found")
+
+
+async def _redis_text(settings: Settings) -> str:
+    """Every value in the namespace's Redis keys, as one string to search."""
+    cache = redis.Redis.from_url(settings.cache_url)
+    try:
+        keys = [k async for k in cache.scan_iter(match=f"{settings.namespace}:*")]
+        values = []
+        for k in keys:
+            if await cache.type(k) == b"string":
+                values.append((await cache.get(k) or b"").decode("latin-1"))
+        return "\n".join(values)
+    finally:
+        await cache.aclose()
+
+
+async def test_secrets_are_never_kept_by_the_idempotency_store(
+        settings: Settings, client: httpx.AsyncClient) -> None:
+    await register(client, "kim@example.com")
+    key = {"Idempotency-Key": "login-kim-1"}
+    first = await client.post("/auth/login", headers=key,
+                              json={"email": "kim@example.com", "password": PASSWORD})
+    assert first.status_code == 200, first.text
+    assert first.headers["cache-control"] == "no-store"
+    again = await client.post("/auth/login", headers=key,
+                              json={"email": "kim@example.com", "password": PASSWORD})
+    # Not replayed from a store: a login runs again and issues its own tokens.
+    assert again.status_code == 200 and "idempotent-replayed" not in again.headers
+    assert again.json()["refresh_token"] != first.json()["refresh_token"]
+
+    admin = bearer(settings, user_id=ADMIN)
+    kim = (await client.get("/users", headers=admin, params={"role": "trader"})).json()
+    kim_id = next(u["user_id"] for u in kim["items"] if u["email"] == "kim@example.com")
+    assert (await client.post(f"/users/{kim_id}/role", headers=admin,
+                              json={"role": "analyst"})).status_code == 200
+    as_analyst = auth(await login(client, "kim@example.com"))
+    create = {**as_analyst, "Idempotency-Key": "key-kim-1"}
+    body = {"name": "notebook", "scopes": ["reports:read"]}
+    created = await client.post("/me/api-keys", headers=create, json=body)
+    assert created.status_code == 201, created.text
+    assert created.headers["cache-control"] == "no-store"
+    retried = await client.post("/me/api-keys", headers=create, json=body)
+    # The first answer was the only place the key existed; a retry cannot show it again.
+    problem = assert_problem(retried, 409, "api-key-already-created")
+    assert problem["key_id"] == created.json()["key_id"]
+    keys = (await client.get("/me/api-keys", headers=as_analyst)).json()["items"]
+    assert len(keys) == 1
+
+    stored = await _redis_text(settings)
+    for secret in (first.json()["access_token"], first.json()["refresh_token"],
+                   again.json()["refresh_token"], created.json()["key"]):
+        assert secret not in stored
+        assert base64.b64encode(secret.encode()).decode()[:40] not in stored
 
 
 async def test_login_rate_limit_answers_429_with_retry_after(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as redis
 from fastapi import FastAPI
 
 from core.adapters.api_key_store import PostgresApiKeyStore
@@ -21,7 +20,13 @@ from core.entrypoints.http import (
 )
 from core.identity import Identity
 from kernel.commands import CommandBus
-from kernel.http import health_router, install_conventions, postgres_check, redis_check
+from kernel.http import (
+    health_router,
+    install_conventions,
+    make_cache,
+    postgres_check,
+    redis_check,
+)
 from kernel.pg import make_pool
 from kernel.settings import Settings
 
@@ -29,10 +34,7 @@ from kernel.settings import Settings
 def create_app(settings: Settings) -> FastAPI:
     bus = CommandBus(settings)
     pool = make_pool(settings)
-    # Blocking: beyond its connections a request waits for one, where redis-py's default
-    # pool (100) raises at once, and auth and rate limits fail closed (503) under load.
-    cache = redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(
-        settings.cache_url, max_connections=100, timeout=10))
+    cache = make_cache(settings)
     stripe_gateway = StripeGateway(settings)
     identity = Identity(settings, cache)
 

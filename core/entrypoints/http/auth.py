@@ -33,7 +33,7 @@ from kernel.auth import CurrentPrincipal
 from kernel.callers import Caller, caller_of
 from kernel.commands import CommandBus, command_id_for
 from kernel.deps import ConnDep
-from kernel.http import PROBLEM_SCHEMA, Problem
+from kernel.http import PROBLEM_SCHEMA, Problem, no_store
 from kernel.observability import get_logger
 from kernel.ratelimit import RateLimiter, rate_limited, retry_after_seconds
 from kernel.tokens import RefreshFamily, RefreshRejected, Rotated, TokenReused
@@ -185,7 +185,8 @@ async def register(
 
 @router.post("/login", operation_id="login", summary="Exchange email and password for tokens",
              response_model=TokenResponse, responses=_errors(400, 401, 413, 422, 429, 503),
-             dependencies=[_strict("login", "login_rate_per_s", "login_burst")])
+             dependencies=[_strict("login", "login_rate_per_s", "login_burst"),
+                           Depends(no_store)])
 async def login(
     body: Annotated[LoginRequest, Body(examples=[{
         "email": "ada@example.com", "password": EXAMPLE_PASSWORD}])],
@@ -238,7 +239,8 @@ def _refresh_problem(outcome: RefreshRejected | TokenReused | Unknown) -> Proble
 
 @router.post("/refresh", operation_id="refreshTokens",
              summary="Exchange a refresh token for a new pair (each works once)",
-             response_model=TokenResponse, responses=_errors(400, 401, 413, 422))
+             response_model=TokenResponse, responses=_errors(400, 401, 413, 422),
+             dependencies=[Depends(no_store)])
 async def refresh(
     body: Annotated[RefreshRequest, Body(examples=[{"refresh_token": REFRESH_EXAMPLE}])],
     conn: ConnDep, identity: IdentityDep,

@@ -25,7 +25,7 @@ from core.views.users import ApiKeyPublic, UserPublic, get_user, list_api_keys, 
 from kernel.auth import ROLE_SCOPES, CurrentPrincipal, Principal, require_roles
 from kernel.commands import command_id_for
 from kernel.deps import ConnDep
-from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
+from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor, no_store
 from kernel.ratelimit import rate_limited
 from kernel.tokens import generate_api_key, new_api_key_id, new_secret
 from schemas.identity import (
@@ -135,7 +135,7 @@ def _token_only(principal: Principal) -> None:
                 response_model=ApiKeyCreated,
                 responses={202: {"description": "on the log, not yet decided"},
                            **_errors(400, 401, 403, 404, 409, 413, 422, 429, 503)},
-                dependencies=[Depends(rate_limited("api-keys", 1.0, 10))])
+                dependencies=[Depends(rate_limited("api-keys", 1.0, 10)), Depends(no_store)])
 async def create_key(
     body: Annotated[ApiKeyCreate, Body(examples=[{"name": "notebook",
                                                   "scopes": ["reports:read"]}])],
@@ -157,6 +157,16 @@ async def create_key(
             idempotency_key, scope=f"api-key:{principal.user_id}"))
     if isinstance(outcome, JSONResponse):
         return outcome
+    decided = next((e["payload"]["key_id"] for e in outcome.events
+                    if e["type"] == "user.api-key-created"), record.key_id)
+    if decided != record.key_id:
+        # A retry of a creation already decided (same Idempotency-Key, same command id): that
+        # key was shown once, in the first answer, and is stored nowhere; this request's
+        # fresh secret was never recorded.
+        first = decided
+        raise Problem(409, "api-key-already-created", "This API key was already created",
+                      "its secret was shown only in the first answer; revoke it and create "
+                      "another with a new Idempotency-Key", key_id=first)
     listed = await read_your_write(lambda: _key(conn, principal.user_id, record.key_id),
                                    lambda _: True)
     if listed is None:

@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as redis
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
-from kernel.http import health_router, install_conventions, postgres_check, redis_check
+from kernel.http import (
+    health_router,
+    install_conventions,
+    make_cache,
+    postgres_check,
+    redis_check,
+)
 from kernel.kafka import make_producer
 from kernel.pg import make_pool
 from kernel.settings import Settings
@@ -20,7 +25,7 @@ from market_data.entrypoints.http import bars, prices, simulator, udf
 
 def create_app(settings: Settings) -> FastAPI:
     pool = make_pool(settings)
-    cache = redis.Redis.from_url(settings.cache_url)
+    cache = make_cache(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
