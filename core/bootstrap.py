@@ -40,6 +40,7 @@ from schemas import default_registry
 from schemas.envelope import make_command
 from schemas.identity import RegisterUser, Role
 from schemas.instrument import RegisterInstrument
+from schemas.payment import GrantPurchase
 from schemas.replies import CommandReply
 from schemas.tier import CreateTier
 
@@ -191,3 +192,28 @@ async def seed_users(settings: Settings, say: Callable[[str], None]) -> dict[str
         out[email] = await register_user(settings, email=email, password=password,
                                          display_name=name, role=role)
     return out
+
+
+DEMO_GRANT = ("trader@propstream.dev", "starter-10k")
+
+
+async def seed_demo_grant(settings: Settings, *, wait_ms: int = 60000) -> str:
+    """Give the demo trader the starter tier without a card: the offline demo's purchase.
+
+    Recorded as `payment.purchase-granted` with the seed as its actor; the policy then creates
+    the assessment and opens the funded account, exactly as after a paid checkout. The
+    purchase id is fixed, so seeding twice grants once.
+    """
+    email, tier_id = DEMO_GRANT
+    purchase_id = str(uuid.uuid5(SEED_NAMESPACE, f"grant:{email}:{tier_id}"))
+    bus = CommandBus(settings, client_id="propstream-seed-grant")
+    await bus.start()
+    try:
+        reply = await bus.send("payment.commands", make_command(
+            GrantPurchase(user_id=user_id(email), tier_id=tier_id, tier_revision=1,
+                          terms=DEFAULT_TIERS[tier_id], reason="offline demo (seed)"),
+            aggregate_id=purchase_id, command_id=uuid.uuid5(SEED_NAMESPACE, f"grant:{purchase_id}"),
+            issued_at=datetime.now(UTC), actor="seed"), wait_ms=wait_ms)
+    finally:
+        await bus.stop()
+    return _outcome(reply)

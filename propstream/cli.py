@@ -183,7 +183,7 @@ def run_market(part: str) -> None:
 @app.command("seed")
 def seed() -> None:
     """Register the default instruments, tiers, a dev admin and a demo trader (idempotent)."""
-    from core.bootstrap import seed_instruments, seed_tiers, seed_users
+    from core.bootstrap import seed_demo_grant, seed_instruments, seed_tiers, seed_users
 
     settings = _settings()
     results = asyncio.run(seed_instruments(settings))
@@ -193,6 +193,7 @@ def seed() -> None:
         console.print(f"{tier_id:<16} {outcome}")
     for email, outcome in asyncio.run(seed_users(settings, _say)).items():
         console.print(f"{email:<24} {outcome}")
+    console.print(f"{'demo grant':<24} {asyncio.run(seed_demo_grant(settings))}")
 
 
 @users_app.command("create-admin")
@@ -292,7 +293,7 @@ def up(
     """Start infrastructure and every service under one supervisor; Ctrl-C stops it all.
 
     Infrastructure that was already running before is left running."""
-    from core.bootstrap import seed_instruments, seed_tiers, seed_users
+    from core.bootstrap import seed_demo_grant, seed_instruments, seed_tiers, seed_users
     from kernel import infra
     from kernel.kafka import apply_topics
     from propstream.processes import PLATFORM
@@ -326,11 +327,15 @@ def up(
                     console.print(f"  {tier_id}: {outcome}")
             for email, outcome in asyncio.run(seed_users(settings, _say)).items():
                 console.print(f"  {email}: {outcome}")
+            grant = asyncio.run(seed_demo_grant(settings))
+            console.print(f"  demo grant (trader@propstream.dev, starter-10k, no card): {grant}")
         base = f"http://{settings.host}:{settings.api_port}"
         console.print(f"\n[bold green]propstream is up[/] in {time.monotonic() - started:.1f} s")
         console.print(f"  API          {base}  (docs {base}/docs)")
         console.print(f"  instruments  {base}/instruments")
         console.print(f"  tiers        {base}/tiers")
+        console.print(f"  demo         POST {base}/auth/login as trader@propstream.dev, then "
+                      f"GET {base}/assessments and {base}/accounts (granted, no card)")
         market = f"http://{settings.host}:{settings.market_api_port}"
         console.print(f"  market data  {market}/market/prices  (docs {market}/docs, "
                       f"TradingView UDF {market}/udf)")

@@ -47,7 +47,9 @@ def test_up_serves_seeded_instruments_and_stops_cleanly(base_settings: Settings)
     market_port = _free_port()
     env = process_env(settings) | {"PROPSTREAM_API_PORT": str(api_port),
                                    "PROPSTREAM_MARKET_API_PORT": str(market_port),
-                                   "PROPSTREAM_LOG_LEVEL": "WARNING"}
+                                   "PROPSTREAM_LOG_LEVEL": "WARNING",
+                                   "PROPSTREAM_SEED_ADMIN_PASSWORD": "e2e admin password 1",
+                                   "PROPSTREAM_SEED_TRADER_PASSWORD": "e2e trader password 1"}
     proc = subprocess.Popen([sys.executable, "-m", "propstream", "up"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output: list[str] = []
@@ -81,6 +83,22 @@ def test_up_serves_seeded_instruments_and_stops_cleanly(base_settings: Settings)
             time.sleep(0.3)
             tiers = httpx.get(f"{base}/tiers", timeout=10).json()["items"]
         assert [t["tier_id"] for t in tiers] == ["pro-100k", "standard-50k", "starter-10k"]
+        # The offline demo: the seeded trader logs in and finds the granted assessment and its
+        # funded account, with no card and no network.
+        login = httpx.post(f"{base}/auth/login", timeout=10, json={
+            "email": "trader@propstream.dev", "password": "e2e trader password 1"})
+        assert login.status_code == 200, login.text
+        trader = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        accounts: list[dict[str, object]] = []
+        deadline = time.monotonic() + 30
+        while not accounts and time.monotonic() < deadline:
+            time.sleep(0.3)
+            accounts = httpx.get(f"{base}/accounts", headers=trader, timeout=10).json()["items"]
+        assert [(a["starting_balance"], a["currency"], a["status"]) for a in accounts] == [
+            ("10000", "USD", "open")], accounts
+        assessments = httpx.get(f"{base}/assessments", headers=trader, timeout=10).json()
+        assert [(a["tier_id"], a["source"], a["status"]) for a in assessments["items"]] == [
+            ("starter-10k", "grant", "active")]
         for port in (api_port + 100, api_port + 101):
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
             assert "propstream_messages_total" in metrics
@@ -121,7 +139,7 @@ def test_up_on_its_own_infrastructure_stops_it_on_ctrl_c(tmp_path: Path) -> None
     base = free_port_block(2)
     ports = {"PROPSTREAM_KAFKA_PORT": _free_port(), "PROPSTREAM_KAFKA_CONTROLLER_PORT":
              _free_port(), "PROPSTREAM_PG_PORT": _free_port(), "PROPSTREAM_REDIS_PORT":
-             _free_port()}
+             _free_port(), "PROPSTREAM_STRIPE_MOCK_PORT": _free_port()}
     env = dict(os.environ) | {k: str(v) for k, v in ports.items()} | {
         "PROPSTREAM_CACHE_DIR": str(tmp_path / "cache"), "PROPSTREAM_API_PORT": str(base),
         "PROPSTREAM_MARKET_API_PORT": str(_free_port()),
@@ -141,7 +159,7 @@ def test_up_on_its_own_infrastructure_stops_it_on_ctrl_c(tmp_path: Path) -> None
             if "Ctrl-C stops" in line:
                 break
         text = "".join(output)
-        assert "Ctrl-C stops the services and postgres, redis, kafka." in text, text
+        assert "Ctrl-C stops the services and postgres, redis, kafka, stripe-mock." in text, text
         assert httpx.get(f"http://127.0.0.1:{base}/readyz", timeout=10).status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
@@ -152,7 +170,7 @@ def test_up_on_its_own_infrastructure_stops_it_on_ctrl_c(tmp_path: Path) -> None
             rest, _ = proc.communicate()
     text = "".join(output) + (rest or "")
     assert proc.returncode == 0, text[-3000:]
-    for name in ("kafka", "redis", "postgres"):
+    for name in ("kafka", "redis", "postgres", "stripe-mock"):
         assert re.search(rf"{name}\s+stopped", text), text[-2000:]
     for port in ports.values():
         assert _free(port), f"port {port} still answers after Ctrl-C"

@@ -84,7 +84,10 @@ async def tiers(settings: Settings) -> None:
 @pytest_asyncio.fixture(loop_scope="session")
 async def payments(settings: Settings, spawn: type, tiers: None,
                    stripe_mock: str) -> AsyncIterator[PlatformProcess]:
-    """The payment decider and the purchases projection running; yields the projection."""
+    """The payment and user deciders and the purchases and users projections running; yields
+    the purchases projection."""
+    await spawn("decider", "user").start().ready()
+    await spawn("projection", "users").start().ready()
     await spawn("decider", "payment").start().ready()
     yield await spawn("projection", "purchases").start().ready()
 
@@ -270,10 +273,18 @@ async def test_refund_first_dispute_by_intent_mismatch_unknown_grants_and_rebuil
     trader_grant = await api.post("/admin/grants", json={
         "user_id": BOB, "tier_id": TIER, "reason": "demo"}, headers=as_user(settings, BOB))
     assert_problem(trader_grant, 403, "forbidden")
-    granted = await api.post("/admin/grants", json={"user_id": BOB, "tier_id": TIER,
+    nobody = await api.post("/admin/grants", json={"user_id": BOB, "tier_id": TIER,
+                                                    "reason": "conference demo"})
+    assert_problem(nobody, 404, "user-not-found")
+    registered = await api.post("/auth/register", json={
+        "email": "carol.grant@example.com", "password": "correct horse battery 9",
+        "display_name": "Carol"})
+    assert registered.status_code == 201, registered.text
+    carol = registered.json()["user_id"]
+    granted = await api.post("/admin/grants", json={"user_id": carol, "tier_id": TIER,
                                                      "reason": "conference demo"})
     assert granted.status_code == 201, granted.text
-    assert (granted.json()["status"], granted.json()["user_id"]) == ("granted", BOB)
+    assert (granted.json()["status"], granted.json()["user_id"]) == ("granted", carol)
     gid = granted.json()["purchase_id"]
 
     async def all_decided() -> bool:

@@ -26,6 +26,7 @@ from core.adapters.stripe_gateway import (
 from core.entrypoints.http.deps import BusDep, IdempotencyKey
 from core.views.purchases import PurchasePublic, get_purchase, list_purchases
 from core.views.tiers import TierView, get_tier
+from core.views.users import get_user
 from kernel.auth import CurrentPrincipal, Principal, require_roles
 from kernel.commands import CommandBus, command_id_for
 from kernel.deps import ConnDep
@@ -227,6 +228,9 @@ async def grant(
     principal: Annotated[Principal, require_roles("admin")], bus: BusDep, conn: ConnDep,
     response: Response, idempotency_key: IdempotencyKey = None,
 ) -> Any:
+    if await get_user(conn, str(body.user_id)) is None:
+        raise Problem(404, "user-not-found", "User not found",
+                      f"no registered user {body.user_id}; a grant needs one")
     tier = await _current_tier(conn, body.tier_id)
     purchase_id = str(command_id_for(idempotency_key, scope=f"grant:{principal.user_id}"))
     reply = await send_step(bus, purchase_id, GrantPurchase(
