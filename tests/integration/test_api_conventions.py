@@ -69,6 +69,7 @@ async def test_same_key_and_body_replays_the_response_and_decides_once(
     assert second.headers["content-type"] == first.headers["content-type"]
     events = await read_topic(settings, "instrument.events")
     assert [e.type for e in events] == ["instrument.registered"]
+    assert events[0].actor == ADMIN  # an admin's action keeps its author on the log
 
 
 async def test_concurrent_requests_with_one_key_decide_once(

@@ -469,7 +469,9 @@ async def test_create_admin_and_seed_from_the_cli_are_idempotent(
 
     from tests.conftest import process_env
 
-    spawn("decider", "instrument").start()  # `seed` also registers the instruments
+    # `seed` also registers the instruments and tiers and grants the demo trader a tier.
+    for family in ("instrument", "tier", "payment"):
+        spawn("decider", family).start()
 
     def cli(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "propstream", *argv], text=True,
@@ -497,11 +499,17 @@ async def test_create_admin_and_seed_from_the_cli_are_idempotent(
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
     assert "dev admin password 1" in seeded.stdout  # the dev default is printed
     trader = await login(client, "trader@propstream.dev", "trader secret 12345")
-    assert (await client.get("/me", headers=auth(trader))).json()["role"] == "trader"
+    trader_me = (await client.get("/me", headers=auth(trader))).json()
+    assert trader_me["role"] == "trader"
     admin = await login(client, "admin@propstream.dev", "dev admin password 1")
     assert (await client.get("/me", headers=auth(admin))).json()["role"] == "admin"
     events = await read_topic(settings, "user.events")
     assert [e.type for e in events].count("user.registered") == 3
+    assert "demo grant" in seeded.stdout and "accepted" in seeded.stdout.split("demo grant")[1]
+    grants = [e for e in await read_topic(settings, "payment.events")
+              if e.type == "payment.purchase-granted"]
+    assert [(g.payload["user_id"], g.payload["tier_id"], g.actor) for g in grants] == [
+        (trader_me["user_id"], "starter-10k", "seed")]
 
 
 async def test_login_with_an_outdated_hash_rehashes_it_on_the_log(

@@ -19,13 +19,12 @@ from redis.exceptions import RedisError
 
 from core.adapters.refresh_tokens import Unknown
 from core.domain.users import email_problem, normalise_email, password_problems, user_id
+from core.entrypoints.http.commands import read_your_write, version_of
 from core.entrypoints.http.deps import BusDep, IdempotencyKey
 from core.entrypoints.http.user_commands import (
     IdentityDep,
     PoolDep,
-    read_your_write,
     send,
-    version_of,
 )
 from core.identity import Identity, TokenPair
 from core.views.users import UserPublic, credentials_by_email, get_user, password_hash_of

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.entrypoints.http.commands import (
+    CommandAccepted,
+    accepted,
+    dispatch,
+    read_your_write,
+)
 from core.entrypoints.http.deps import BusDep, IdempotencyKey
 from core.views.instruments import InstrumentPublic, get_instrument, list_instruments
-from kernel.auth import require_roles
+from kernel.auth import Principal, require_roles
 from kernel.commands import command_id_for
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
 from kernel.ratelimit import rate_limited
-from schemas.envelope import CommandPayload, make_command
+from schemas.envelope import CommandPayload
 from schemas.instrument import (
     AssetClass,
     HaltInstrument,
@@ -35,7 +39,6 @@ router = APIRouter(prefix="/instruments", tags=["instruments"])
 commands_router = APIRouter(prefix="/commands", tags=["commands"])
 
 COMMANDS_TOPIC = "instrument.commands"
-READ_YOUR_WRITES_S = 2.0  # how long a change waits for the read model to show it
 SymbolPath = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._:/-]+$")]
 
 # Refusal reasons -> HTTP status; the problem type is the reason itself.
@@ -61,15 +64,6 @@ class InstrumentPage(BaseModel):
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")
 
 
-class CommandAccepted(BaseModel):
-    """The command is on the log; `pending`: not decided within the wait (poll `location`);
-    `accepted`: decided, but the read model does not show the instrument yet."""
-
-    command_id: uuid.UUID
-    status: Literal["pending", "accepted"] = "pending"
-    location: str
-
-
 class HaltRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -81,25 +75,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 # Every command route is an admin's, and takes a token of the app's default bucket, per caller
 # and per IP.
-COMMAND_LIMIT = [require_roles("admin"), Depends(rate_limited("instrument-commands"))]
+COMMAND_LIMIT = [Depends(rate_limited("instrument-commands"))]
+AdminDep = Annotated[Principal, require_roles("admin")]
 
 
-async def _dispatch(bus: BusDep, symbol: str, payload: CommandPayload, *,
+async def _dispatch(bus: BusDep, symbol: str, payload: CommandPayload, *, admin: Principal,
                     idempotency_key: str | None, route: str) -> CommandReply | JSONResponse:
-    command_id = command_id_for(idempotency_key, scope=f"{route}:{symbol}")
-    command = make_command(payload, aggregate_id=symbol, command_id=command_id,
-                           issued_at=datetime.now(UTC))
-    reply = await bus.send(COMMANDS_TOPIC, command)
-    if reply is None:
-        location = f"/commands/{command_id}"
-        return JSONResponse(
-            CommandAccepted(command_id=command_id, location=location).model_dump(mode="json"),
-            status_code=202, headers={"Location": location})
-    if reply.status == "rejected":
-        reason = reply.reason or "rejected"
-        raise Problem(REASON_STATUS.get(reason, 409), reason, reason.replace("-", " ").capitalize(),
-                      reply.detail or "", command_id=str(command_id))
-    return reply
+    """Send the command as `admin` (its actor on the log); see commands.dispatch."""
+    return await dispatch(bus, COMMANDS_TOPIC, symbol, payload,
+                          command_id=command_id_for(idempotency_key, scope=f"{route}:{symbol}"),
+                          actor=admin.user_id, reasons=REASON_STATUS)
 
 
 def _from_events(reply: CommandReply, current: InstrumentPublic | None) -> dict[str, Any]:
@@ -125,10 +110,10 @@ def _from_events(reply: CommandReply, current: InstrumentPublic | None) -> dict[
              responses={202: {"model": CommandAccepted}, **ERRORS},
              dependencies=COMMAND_LIMIT)
 async def register_instrument(
-    spec: Annotated[InstrumentSpec, Body(examples=[EXAMPLE_SPEC])],
+    spec: Annotated[InstrumentSpec, Body(examples=[EXAMPLE_SPEC])], admin: AdminDep,
     bus: BusDep, response: Response, idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    outcome = await _dispatch(bus, spec.symbol, RegisterInstrument(spec=spec),
+    outcome = await _dispatch(bus, spec.symbol, RegisterInstrument(spec=spec), admin=admin,
                               idempotency_key=idempotency_key, route="register")
     if isinstance(outcome, JSONResponse):
         return outcome
@@ -167,9 +152,9 @@ async def get_one(symbol: SymbolPath, conn: ConnDep) -> InstrumentPublic:
 
 
 async def _change(symbol: str, payload: CommandPayload, bus: BusDep, conn: ConnDep,
-                  idempotency_key: str | None, route: str) -> Any:
-    outcome = await _dispatch(bus, symbol, payload, idempotency_key=idempotency_key,
-                              route=route)
+                  admin: Principal, idempotency_key: str | None, route: str) -> Any:
+    outcome = await _dispatch(bus, symbol, payload, admin=admin,
+                              idempotency_key=idempotency_key, route=route)
     if isinstance(outcome, JSONResponse):
         return outcome
     version = max((int(e["sequence"]) for e in outcome.events), default=0)
@@ -178,56 +163,44 @@ async def _change(symbol: str, payload: CommandPayload, bus: BusDep, conn: ConnD
     if current is not None and current.version == first - 1:
         # The row is exactly the state the command was decided on: the events complete it.
         return _from_events(outcome, current)
-    current = await _read_your_write(conn, symbol, version)
+    current = await read_your_write(lambda: get_instrument(conn, symbol),
+                                    lambda row: row.version >= version)
     if current is None:
         # Decided and on the log, but the read model has not caught up with the instrument
         # at all yet: point at where it will appear rather than answer half a body.
-        location = f"/instruments/{symbol}"
-        return JSONResponse(CommandAccepted(command_id=outcome.command_id, status="accepted",
-                                            location=location).model_dump(mode="json"),
-                            status_code=202, headers={"Location": location})
+        return accepted(outcome.command_id, location=f"/instruments/{symbol}",
+                        status="accepted")
     return _from_events(outcome, current) if current.version < version else current
-
-
-async def _read_your_write(conn: ConnDep, symbol: str, version: int,
-                           wait: float = READ_YOUR_WRITES_S) -> InstrumentPublic | None:
-    """The read model's row once it reflects `version`, or the freshest row within `wait`."""
-    deadline = asyncio.get_running_loop().time() + wait
-    while True:
-        current = await get_instrument(conn, symbol)
-        if (current is not None and current.version >= version) or \
-                asyncio.get_running_loop().time() >= deadline:
-            return current
-        await asyncio.sleep(0.01)
 
 
 @router.patch("/{symbol}", operation_id="updateInstrument", summary="Change attributes",
               response_model=InstrumentPublic,
               responses={202: {"model": CommandAccepted}, **ERRORS},
               dependencies=COMMAND_LIMIT)
-async def update(symbol: SymbolPath, changes: InstrumentChanges, bus: BusDep, conn: ConnDep,
-                 idempotency_key: IdempotencyKey = None) -> Any:
-    return await _change(symbol, UpdateInstrument(changes=changes), bus, conn, idempotency_key,
-                         "update")
+async def update(symbol: SymbolPath, changes: InstrumentChanges, admin: AdminDep, bus: BusDep,
+                 conn: ConnDep, idempotency_key: IdempotencyKey = None) -> Any:
+    return await _change(symbol, UpdateInstrument(changes=changes), bus, conn, admin,
+                         idempotency_key, "update")
 
 
 @router.post("/{symbol}/halt", operation_id="haltInstrument", summary="Halt trading",
              response_model=InstrumentPublic,
              responses={202: {"model": CommandAccepted}, **ERRORS},
              dependencies=COMMAND_LIMIT)
-async def halt(symbol: SymbolPath, body: HaltRequest, bus: BusDep, conn: ConnDep,
-               idempotency_key: IdempotencyKey = None) -> Any:
-    return await _change(symbol, HaltInstrument(reason=body.reason), bus, conn, idempotency_key,
-                         "halt")
+async def halt(symbol: SymbolPath, body: HaltRequest, admin: AdminDep, bus: BusDep,
+               conn: ConnDep, idempotency_key: IdempotencyKey = None) -> Any:
+    return await _change(symbol, HaltInstrument(reason=body.reason), bus, conn, admin,
+                         idempotency_key, "halt")
 
 
 @router.post("/{symbol}/resume", operation_id="resumeInstrument", summary="Resume trading",
              response_model=InstrumentPublic,
              responses={202: {"model": CommandAccepted}, **ERRORS},
              dependencies=COMMAND_LIMIT)
-async def resume(symbol: SymbolPath, bus: BusDep, conn: ConnDep,
+async def resume(symbol: SymbolPath, admin: AdminDep, bus: BusDep, conn: ConnDep,
                  idempotency_key: IdempotencyKey = None) -> Any:
-    return await _change(symbol, ResumeInstrument(), bus, conn, idempotency_key, "resume")
+    return await _change(symbol, ResumeInstrument(), bus, conn, admin, idempotency_key,
+                         "resume")
 
 
 @commands_router.get("/{command_id}", operation_id="getCommandOutcome",

@@ -6,16 +6,19 @@ as its actor; reads come from the `tiers` projection.
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.entrypoints.http.commands import (
+    CommandAccepted,
+    accepted,
+    dispatch,
+    read_your_write,
+)
 from core.entrypoints.http.deps import BusDep, IdempotencyKey
-from core.entrypoints.http.instruments import CommandAccepted
 from core.seeds import DEFAULT_TIERS
 from core.views.tiers import TierView, get_tier, get_tier_revision, list_tiers
 from kernel.auth import Principal, principal_of, require_roles
@@ -23,7 +26,7 @@ from kernel.commands import command_id_for
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
 from kernel.ratelimit import rate_limited
-from schemas.envelope import CommandPayload, make_command
+from schemas.envelope import CommandPayload
 from schemas.replies import CommandReply
 from schemas.tier import (
     TIER_ID_RE,
@@ -172,21 +175,10 @@ async def get_revision(tier_id: TierIdPath, revision: Annotated[int, Path(ge=1, 
 
 async def _dispatch(bus: BusDep, tier_id: str, payload: CommandPayload, *, admin: Principal,
                     idempotency_key: str | None, route: str) -> CommandReply | JSONResponse:
-    """Send the command as `admin`; the decided reply, 202 when undecided, or the refusal."""
+    """Send the command as `admin` (its actor on the log); see commands.dispatch."""
     command_id = command_id_for(idempotency_key, scope=f"{admin.user_id}:{route}:{tier_id}")
-    command = make_command(payload, aggregate_id=tier_id, command_id=command_id,
-                           issued_at=datetime.now(UTC), actor=admin.user_id)
-    reply = await bus.send(COMMANDS_TOPIC, command)
-    if reply is None:
-        location = f"/commands/{command_id}"
-        return JSONResponse(
-            CommandAccepted(command_id=command_id, location=location).model_dump(mode="json"),
-            status_code=202, headers={"Location": location})
-    if reply.status == "rejected":
-        reason = reply.reason or "rejected"
-        raise Problem(REASON_STATUS.get(reason, 409), reason, reason.replace("-", " ").capitalize(),
-                      reply.detail or "", command_id=str(command_id))
-    return reply
+    return await dispatch(bus, COMMANDS_TOPIC, tier_id, payload, command_id=command_id,
+                          actor=admin.user_id, reasons=REASON_STATUS)
 
 
 def _from_events(tier_id: str, reply: CommandReply,
@@ -219,27 +211,13 @@ async def _change(tier_id: str, payload: CommandPayload, *, bus: BusDep, conn: C
     if current is not None and current.version == first - 1:
         # The row is exactly the state the command was decided on: the events complete it.
         return _from_events(tier_id, outcome, current)
-    current = await _read_your_write(conn, tier_id, version)
+    current = await read_your_write(lambda: get_tier(conn, tier_id),
+                                    lambda row: row.version >= version)
     if current is None:
         # Decided and on the log, but the read model does not show the tier yet: point at
         # where it will appear rather than answer half a body.
-        location = f"/tiers/{tier_id}"
-        return JSONResponse(CommandAccepted(command_id=outcome.command_id, status="accepted",
-                                            location=location).model_dump(mode="json"),
-                            status_code=202, headers={"Location": location})
+        return accepted(outcome.command_id, location=f"/tiers/{tier_id}", status="accepted")
     return _from_events(tier_id, outcome, current) if current.version < version else current
-
-
-async def _read_your_write(conn: ConnDep, tier_id: str, version: int,
-                           wait: float = READ_YOUR_WRITES_S) -> TierView | None:
-    """The read model's row once it reflects `version`, or the freshest row within `wait`."""
-    deadline = asyncio.get_running_loop().time() + wait
-    while True:
-        current = await get_tier(conn, tier_id)
-        if (current is not None and current.version >= version) or \
-                asyncio.get_running_loop().time() >= deadline:
-            return current
-        await asyncio.sleep(0.01)
 
 
 @router.post("", operation_id="createTier", status_code=201, summary="Create a tier (admin)",

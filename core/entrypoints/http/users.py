@@ -13,13 +13,12 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.entrypoints.http.commands import read_your_write, version_of
 from core.entrypoints.http.deps import BusDep, IdempotencyKey
 from core.entrypoints.http.user_commands import (
     IdentityDep,
     UserIdPath,
-    read_your_write,
     send,
-    version_of,
 )
 from core.views.users import ApiKeyPublic, UserPublic, get_user, list_api_keys, list_users
 from kernel.auth import ROLE_SCOPES, CurrentPrincipal, Principal, require_roles
