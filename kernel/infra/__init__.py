@@ -33,13 +33,20 @@ def up(settings: Settings, say: Callable[[str], None]) -> tuple[float, list[str]
     """Start whatever is not running; return the seconds it took and what this call started."""
     began = time.monotonic()
     started: list[str] = []
-    for component in components(settings):
-        t0 = time.monotonic()
-        say(f"{component.name:<9} starting …")
-        result = component.up()
-        if not result.startswith(("already running", UNAVAILABLE)):
-            started.append(component.name)
-        say(f"{component.name:<9} {result} [{time.monotonic() - t0:.1f} s]")
+    try:
+        for component in components(settings):
+            t0 = time.monotonic()
+            say(f"{component.name:<9} starting …")
+            result = component.up()
+            if not result.startswith(("already running", UNAVAILABLE)):
+                started.append(component.name)
+            say(f"{component.name:<9} {result} [{time.monotonic() - t0:.1f} s]")
+    except BaseException:
+        # A failed start-up leaves nothing behind: what this call started, it stops.
+        if started:
+            say(f"start-up failed; stopping what it started: {', '.join(started)}")
+            down(settings, say, only=started)
+        raise
     return time.monotonic() - began, started
 
 

@@ -30,6 +30,30 @@ def test_port_taken_by_another_process_names_the_port_and_the_variable(
     assert "\n" not in message
 
 
+def test_a_failed_start_up_stops_what_it_had_started(tmp_path: Path) -> None:
+    from kernel import infra
+
+    pg_port = _free_port()
+    with socket.socket() as squatter:  # Redis, second in line, cannot start
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        settings = Settings(cache_dir=tmp_path, pg_port=pg_port,
+                            redis_port=squatter.getsockname()[1],
+                            kafka_port=_free_port(), kafka_controller_port=_free_port())
+        said: list[str] = []
+        with pytest.raises(InfraError, match="PROPSTREAM_REDIS_PORT"):
+            infra.up(settings, said.append)
+    assert any("stopping what it started: postgres" in line for line in said), said
+    with socket.socket() as probe:  # PostgreSQL, which had started, is gone again
+        assert probe.connect_ex(("127.0.0.1", pg_port)) != 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_missing_java_says_how_to_install_it(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH, so no java
