@@ -17,7 +17,7 @@ import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -255,16 +255,26 @@ def redis_check(client: Redis) -> Check:
     return check
 
 
+READY_EXAMPLE = {"status": "ok", "checks": {"postgres": "ok", "kafka": "ok", "redis": "ok"}}
+METRICS_EXAMPLE = (
+    "# HELP http_requests_total HTTP requests answered\n"
+    "# TYPE http_requests_total counter\n"
+    'http_requests_total{method="GET",route="/instruments",status="200"} 1027.0\n'
+)
+
+
 def health_router(checks: Mapping[str, Check]) -> APIRouter:
     """`/livez` answers while the process runs; `/readyz` runs every dependency check."""
     router = APIRouter(tags=["health"])
 
-    @router.get("/livez", operation_id="livez", summary="Liveness")
+    @router.get("/livez", operation_id="livez", summary="Liveness",
+                responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})
     async def livez() -> dict[str, str]:
         return {"status": "ok"}
 
     @router.get("/readyz", operation_id="readyz", summary="Readiness of every dependency",
-                responses={503: PROBLEM_SCHEMA})
+                responses={200: {"content": {"application/json": {"example": READY_EXAMPLE}}},
+                           503: PROBLEM_SCHEMA})
     async def readyz(request: Request) -> Response:
         results: dict[str, str] = {}
         for name, check in checks.items():
@@ -279,7 +289,8 @@ def health_router(checks: Mapping[str, Check]) -> APIRouter:
                                                  "a dependency is failing", checks=results))
 
     @router.get("/metrics", operation_id="metrics", summary="Prometheus metrics",
-                include_in_schema=True)
+                include_in_schema=True, response_class=PlainTextResponse,
+                responses={200: {"content": {"text/plain": {"example": METRICS_EXAMPLE}}}})
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

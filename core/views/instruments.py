@@ -19,7 +19,14 @@ COLUMNS = (
 
 
 class InstrumentPublic(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [{
+        "symbol": "BTC-USD", "venue": "simulator", "asset_class": "crypto", "tick_size": "0.01",
+        "lot_size": "0.0001", "quote_currency": "USD",
+        "trading_hours": {"timezone": "UTC", "sessions": []},
+        "description": "Bitcoin / US dollar", "status": "halted", "halt_reason": "exchange outage",
+        "version": 3, "registered_at": "2026-01-12T09:30:00Z",
+        "updated_at": "2026-03-02T14:05:11Z",
+    }]})
 
     symbol: str
     venue: str

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from kernel.commands import CommandBus
 from kernel.problems import Problem
@@ -27,6 +27,11 @@ Reasons = Mapping[str, int | tuple[int, str]]
 class CommandAccepted(BaseModel):
     """The command is on the log; `pending`: not decided within the wait (poll `location`);
     `accepted`: decided, but the read model does not show the result yet."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "command_id": "5f0c6d7e-3a1b-4c2d-9e8f-0a1b2c3d4e5f", "status": "pending",
+        "location": "/commands/5f0c6d7e-3a1b-4c2d-9e8f-0a1b2c3d4e5f",
+    }]})
 
     command_id: uuid.UUID
     status: Literal["pending", "accepted"] = "pending"

@@ -59,13 +59,22 @@ EXAMPLE_SPEC = {
 }
 
 
+UPDATE_EXAMPLE = {"tick_size": "0.5", "description": "Bitcoin / US dollar (simulated)"}
+
+
 class InstrumentPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "items": InstrumentPublic.model_config["json_schema_extra"]["examples"],  # type: ignore
+        "next_cursor": "eyJzeW1ib2wiOiAiQlRDLVVTRCJ9",
+    }]})
+
     items: list[InstrumentPublic]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")
 
 
 class HaltRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra={"examples": [{"reason": "exchange outage"}]})
 
     reason: str = Field(min_length=1, max_length=200, examples=["exchange outage"])
 
@@ -177,7 +186,8 @@ async def _change(symbol: str, payload: CommandPayload, bus: BusDep, conn: ConnD
               response_model=InstrumentPublic,
               responses={202: {"model": CommandAccepted}, **ERRORS},
               dependencies=COMMAND_LIMIT)
-async def update(symbol: SymbolPath, changes: InstrumentChanges, admin: AdminDep, bus: BusDep,
+async def update(symbol: SymbolPath,
+                 changes: Annotated[InstrumentChanges, Body(examples=[UPDATE_EXAMPLE])], admin: AdminDep, bus: BusDep,
                  conn: ConnDep, idempotency_key: IdempotencyKey = None) -> Any:
     return await _change(symbol, UpdateInstrument(changes=changes), bus, conn, admin,
                          idempotency_key, "update")
