@@ -62,12 +62,28 @@ def _examples(media: dict[str, Any], doc: dict[str, Any]) -> list[Any]:
     return found
 
 
+def _nullable(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "null" or any(_nullable(s) for s in schema.get("anyOf", []))
+
+
+def _stripped_null(error: jsonschema.ValidationError) -> bool:
+    """FastAPI writes the document with exclude_none, so a null in an example disappears and
+    its required-but-nullable property reads as missing: that is the renderer, not the example."""
+    if error.validator != "required":
+        return False
+    missing = [name for name in error.validator_value if name not in error.instance]
+    properties = error.schema.get("properties", {})
+    return all(_nullable(properties.get(name, {})) for name in missing)
+
+
 def _check(media: dict[str, Any], doc: dict[str, Any], where: str) -> None:
     examples = _examples(media, doc)
     assert examples, f"{where}: no example"
     schema = {**media.get("schema", {}), "components": doc.get("components", {})}
+    validator = jsonschema.Draft202012Validator(schema)
     for example in examples:
-        jsonschema.validate(example, schema, cls=jsonschema.Draft202012Validator)
+        errors = [e for e in validator.iter_errors(example) if not _stripped_null(e)]
+        assert not errors, f"{where}: {[e.message for e in errors]}"
 
 
 def test_both_documents_have_operations() -> None:
