@@ -17,11 +17,20 @@ COLUMNS = (
     "checkout_session_id, checkout_url, created_at, updated_at, version"
 )
 
+EXAMPLE_PURCHASE = {
+    "purchase_id": "5f0c6b7e-2d4a-4c1e-9b8f-3a7d2e1c0b9a",
+    "user_id": "0f3a9e51-7c2d-4b86-a1e4-5d9c8b7a6e02", "tier_id": "starter-25k",
+    "tier_revision": 1, "amount_minor": 14900, "currency": "USD", "status": "paid",
+    "checkout_session_id": "cs_test_a1b2c3",
+    "checkout_url": "https://checkout.stripe.com/c/pay/cs_test_a1b2c3",
+    "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:03:41Z", "version": 3,
+}
+
 
 class PurchasePublic(BaseModel):
     """A purchase as its buyer (or an admin) sees it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [EXAMPLE_PURCHASE]})
 
     purchase_id: str = Field(examples=["5f0c6b7e-2d4a-4c1e-9b8f-3a7d2e1c0b9a"])
     user_id: str

@@ -70,6 +70,11 @@ class LoginRequest(BaseModel):
 
 
 class TokenResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "access_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIwZjNhOWU1MSJ9.c2lnbmF0dXJl",
+        "token_type": "bearer", "expires_in": 900,
+        "refresh_token": "rt_4b9e1c7a2f3d4e5a8b6c0d1e2f3a4b5c"}]})
+
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="seconds the access token is valid for")

@@ -187,8 +187,9 @@ async def _change(symbol: str, payload: CommandPayload, bus: BusDep, conn: ConnD
               responses={202: {"model": CommandAccepted}, **ERRORS},
               dependencies=COMMAND_LIMIT)
 async def update(symbol: SymbolPath,
-                 changes: Annotated[InstrumentChanges, Body(examples=[UPDATE_EXAMPLE])], admin: AdminDep, bus: BusDep,
-                 conn: ConnDep, idempotency_key: IdempotencyKey = None) -> Any:
+                 changes: Annotated[InstrumentChanges, Body(examples=[UPDATE_EXAMPLE])],
+                 admin: AdminDep, bus: BusDep, conn: ConnDep,
+                 idempotency_key: IdempotencyKey = None) -> Any:
     return await _change(symbol, UpdateInstrument(changes=changes), bus, conn, admin,
                          idempotency_key, "update")
 

@@ -24,6 +24,7 @@ from core.adapters.stripe_gateway import (
     StripeGateway,
 )
 from core.entrypoints.http.deps import BusDep, IdempotencyKey
+from core.views.purchases import EXAMPLE_PURCHASE as PURCHASE_VIEW_EXAMPLE
 from core.views.purchases import PurchasePublic, get_purchase, list_purchases
 from core.views.tiers import TierView, get_tier
 from core.views.users import get_user
@@ -72,6 +73,9 @@ class GrantCreate(BaseModel):
 
 
 class PurchasePage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "items": [PURCHASE_VIEW_EXAMPLE], "next_cursor": "eyJwdXJjaGFzZV9pZCI6ICI1ZjBjIn0"}]})
+
     items: list[PurchasePublic]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")
 

@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, Header, Request
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from core.adapters.stripe_events import Ignored, Malformed, WebhookCommand, translate
 from core.adapters.stripe_gateway import WebhookRejected
@@ -56,6 +56,10 @@ EXAMPLE_EVENT = {
 
 class WebhookReceipt(BaseModel):
     """What became of the event: a command on the log, nothing, or a dead letter."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "event_id": "evt_1QzX2bC3dE4fG5hI", "action": "command-sent",
+        "purchase_id": "5f0c6b7e-2d4a-4c1e-9b8f-3a7d2e1c0b9a", "detail": ""}]})
 
     event_id: str
     action: Literal["command-sent", "ignored", "dead-lettered"]

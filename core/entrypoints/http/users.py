@@ -20,7 +20,15 @@ from core.entrypoints.http.user_commands import (
     UserIdPath,
     send,
 )
-from core.views.users import ApiKeyPublic, UserPublic, get_user, list_api_keys, list_users
+from core.views.users import (
+    EXAMPLE_API_KEY,
+    EXAMPLE_USER,
+    ApiKeyPublic,
+    UserPublic,
+    get_user,
+    list_api_keys,
+    list_users,
+)
 from kernel.auth import ROLE_SCOPES, CurrentPrincipal, Principal, require_roles
 from kernel.commands import command_id_for
 from kernel.deps import ConnDep
@@ -54,6 +62,9 @@ def _not_found(uid: str) -> Problem:
 
 
 class UserPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "items": [EXAMPLE_USER], "next_cursor": "eyJ1c2VyX2lkIjogIjBmM2EifQ"}]})
+
     items: list[UserPublic]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")
 
@@ -66,10 +77,16 @@ class ApiKeyCreate(BaseModel):
 
 
 class ApiKeyCreated(ApiKeyPublic):
+    model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [{
+        **EXAMPLE_API_KEY, "revoked_at": None,
+        "key": "ps_live_7c1e8f3b2a9d4c6e1f0a7b5d3c2e9f81"}]})
+
     key: str = Field(description="the key itself: shown this once, never again")
 
 
 class ApiKeyList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [EXAMPLE_API_KEY]}]})
+
     items: list[ApiKeyPublic]
 
 
