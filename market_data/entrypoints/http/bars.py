@@ -7,7 +7,7 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem
@@ -40,6 +40,15 @@ class BarOut(BaseModel):
 
 
 class BarsPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "instrument": "BTC-USD", "resolution": "1m", "from": 1772632680, "to": 1772632800,
+        "bars": [{"time": 1772632680, "close_time": 1772632740, "open": 96980.0,
+                  "high": 97025.5, "low": 96970.0, "close": 97010.0, "volume": 3.1842,
+                  "trades": 212},
+                 {"time": 1772632740, "close_time": 1772632800, "open": 97010.0,
+                  "high": 97040.0, "low": 96995.5, "close": 97012.5, "volume": 2.7719,
+                  "trades": 187}]}]})
+
     instrument: str
     resolution: Resolution
     from_: int = Field(serialization_alias="from", description="unix seconds, inclusive")

@@ -18,6 +18,10 @@ SECOND_NS = 1_000_000_000
 
 
 class PricePublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "instrument": "BTC-USD", "price": 97012.5, "bid": 97011.0, "ask": 97014.0,
+        "venue": "simulator", "time": 1772632800.25, "ts_ns": 1772632800250000000}]})
+
     instrument: str
     price: float
     bid: float | None
@@ -34,6 +38,10 @@ class PricePublic(BaseModel):
 
 
 class TickPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "time": 1772632800.25, "ts_ns": 1772632800250000000, "price": 97012.5, "size": 0.042,
+        "side": "buy", "trade_id": "sim-BTC-USD-884213", "venue": "simulator"}]})
+
     time: float
     ts_ns: int
     price: float
@@ -46,7 +54,10 @@ class TickPublic(BaseModel):
 class LevelsPublic(BaseModel):
     """ATH/ATL, last price, the Enigma level (percent) and Fibonacci levels."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "instrument": "BTC-USD", "ath": 109350.0, "atl": 15460.0, "last": 97012.5,
+        "enigma": 87.2, "fibonacci": [{"ratio": 0.618, "price": 73490.7},
+                                      {"ratio": 0.786, "price": 89263.9}]}]})
 
     instrument: str
     ath: float | None
@@ -56,13 +67,19 @@ class LevelsPublic(BaseModel):
     fibonacci: list[Any]
 
 
+def _example_of(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """A list answer's example: the items' own examples, since the array schema has none."""
+    examples = model.model_config.get("json_schema_extra", {})["examples"]  # type: ignore[index]
+    return {200: {"content": {"application/json": {"example": examples}}}}
+
+
 def _no_price(symbol: str) -> Problem:
     return Problem(404, "price-not-found", "No price for this instrument",
                    f"no price has been seen for {symbol!r}")
 
 
 @router.get("/prices", operation_id="listPrices", summary="Latest price of every instrument",
-            response_model=list[PricePublic])
+            response_model=list[PricePublic], responses=_example_of(PricePublic))
 async def list_prices(prices: PricesDep, response: Response) -> list[PricePublic]:
     response.headers["Cache-Control"] = NO_STORE
     return [PricePublic.of(p) for p in await prices.all_latest()]
@@ -80,7 +97,8 @@ async def get_price(symbol: SymbolPath, prices: PricesDep, response: Response) -
 
 @router.get("/prices/{symbol}/ticks", operation_id="listRecentTicks",
             summary="Most recent ticks of one instrument, oldest first",
-            response_model=list[TickPublic], responses={404: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA})
+            response_model=list[TickPublic],
+            responses={**_example_of(TickPublic), 404: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA})
 async def recent_ticks(symbol: SymbolPath, prices: PricesDep, response: Response,
                        limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[TickPublic]:
     ticks = await prices.recent(symbol, limit)

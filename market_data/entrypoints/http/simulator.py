@@ -41,6 +41,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+TARGET_EXAMPLE = {"symbol": "BTC-USD"}
+
+
 class SimulatorTarget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -50,16 +53,26 @@ class SimulatorTarget(BaseModel):
 class RegimeRequest(OverrideRegime):
     """The command's own fields (and bounds), plus the instrument it is for."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"symbol": "BTC-USD",
+                                                               "regime": "high"}]})
+
     symbol: Symbol
 
 
 class NewsRequest(InjectNews):
     """The command's own fields (and bounds, e.g. on `jump`), plus the instrument."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "symbol": "BTC-USD", "headline": "Spot bitcoin ETF sees record inflows", "jump": 0.03}]})
+
     symbol: Symbol
 
 
 class CommandPublished(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "command_id": "9b2d4f61-0c3e-4a7b-8d5f-1e2a3b4c5d6f", "type": "market.inject-news",
+        "aggregate_id": "BTC-USD"}]})
+
     command_id: uuid.UUID
     type: str
     aggregate_id: str
@@ -80,7 +93,7 @@ async def _publish(producer: ProducerDep, settings: SettingsDep, payload: Simula
              summary="Start the simulator (one instrument, or all)",
              response_model=CommandPublished, responses=ERRORS)
 async def start(producer: ProducerDep, settings: SettingsDep,
-                body: Annotated[SimulatorTarget | None, Body()] = None) -> JSONResponse:
+                body: Annotated[SimulatorTarget | None, Body(examples=[TARGET_EXAMPLE])] = None) -> JSONResponse:
     target = body.symbol if body is not None and body.symbol else ALL
     return await _publish(producer, settings, StartSimulator(), target)
 
@@ -89,7 +102,7 @@ async def start(producer: ProducerDep, settings: SettingsDep,
              summary="Stop the simulator (one instrument, or all)",
              response_model=CommandPublished, responses=ERRORS)
 async def stop(producer: ProducerDep, settings: SettingsDep,
-               body: Annotated[SimulatorTarget | None, Body()] = None) -> JSONResponse:
+               body: Annotated[SimulatorTarget | None, Body(examples=[TARGET_EXAMPLE])] = None) -> JSONResponse:
     target = body.symbol if body is not None and body.symbol else ALL
     return await _publish(producer, settings, StopSimulator(), target)
 
