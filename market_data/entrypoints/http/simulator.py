@@ -50,6 +50,10 @@ class SimulatorTarget(BaseModel):
     symbol: Symbol | None = Field(default=None, description="one instrument; omit for all")
 
 
+# Optional: no body (or no symbol) means every instrument.
+TargetBody = Annotated[SimulatorTarget | None, Body(examples=[TARGET_EXAMPLE])]
+
+
 class RegimeRequest(OverrideRegime):
     """The command's own fields (and bounds), plus the instrument it is for."""
 
@@ -93,7 +97,7 @@ async def _publish(producer: ProducerDep, settings: SettingsDep, payload: Simula
              summary="Start the simulator (one instrument, or all)",
              response_model=CommandPublished, responses=ERRORS)
 async def start(producer: ProducerDep, settings: SettingsDep,
-                body: Annotated[SimulatorTarget | None, Body(examples=[TARGET_EXAMPLE])] = None) -> JSONResponse:
+                body: TargetBody = None) -> JSONResponse:
     target = body.symbol if body is not None and body.symbol else ALL
     return await _publish(producer, settings, StartSimulator(), target)
 
@@ -102,7 +106,7 @@ async def start(producer: ProducerDep, settings: SettingsDep,
              summary="Stop the simulator (one instrument, or all)",
              response_model=CommandPublished, responses=ERRORS)
 async def stop(producer: ProducerDep, settings: SettingsDep,
-               body: Annotated[SimulatorTarget | None, Body(examples=[TARGET_EXAMPLE])] = None) -> JSONResponse:
+               body: TargetBody = None) -> JSONResponse:
     target = body.symbol if body is not None and body.symbol else ALL
     return await _publish(producer, settings, StopSimulator(), target)
 

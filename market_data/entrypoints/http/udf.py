@@ -66,6 +66,22 @@ class UdfRoute(APIRoute):
 
 router = APIRouter(prefix="/udf", tags=["udf"], route_class=UdfRoute)
 
+BTC_INFO = {
+    "name": "BTC-USD", "ticker": "BTC-USD", "full_name": "simulator:BTC-USD",
+    "description": "Bitcoin / US dollar", "type": "crypto", "session": "24x7",
+    "timezone": "Etc/UTC", "exchange": "simulator", "listed_exchange": "simulator",
+    "format": "price", "minmov": 1, "minmov2": 0, "pointvalue": 1, "pricescale": 100,
+    "has_intraday": True, "has_daily": True, "has_weekly_and_monthly": False,
+    "intraday_multipliers": ["1", "5", "15", "60", "240"],
+    "supported_resolutions": ["1", "5", "15", "60", "240", "1D"], "volume_precision": 4,
+    "visible_plots_set": "ohlcv", "currency_code": "USD", "data_status": "streaming",
+}
+
+
+def _answers(example: Any, media_type: str = "application/json") -> dict[int | str, Any]:
+    """UDF answers are plain dicts, not models: their example is given on the route."""
+    return {200: {"content": {media_type: {"example": example}}}}
+
 
 async def _resolve(conn: ConnDep, symbol: str) -> InstrumentInfo | None:
     """An instrument by ticker, or by `EXCHANGE:TICKER` as TradingView may send it."""
@@ -104,7 +120,16 @@ def _symbol_info(inst: InstrumentInfo) -> dict[str, Any]:
     }
 
 
-@router.get("/config", operation_id="udfConfig", summary="UDF datafeed configuration")
+@router.get("/config", operation_id="udfConfig", summary="UDF datafeed configuration",
+            responses=_answers({
+                "supported_resolutions": ["1", "5", "15", "60", "240", "1D"],
+                "supports_search": True, "supports_group_request": False,
+                "supports_marks": False, "supports_timescale_marks": False,
+                "supports_time": True,
+                "exchanges": [{"value": "", "name": "All Exchanges", "desc": ""},
+                              {"value": "simulator", "name": "simulator", "desc": "simulator"}],
+                "symbols_types": [{"name": "All types", "value": ""},
+                                  {"name": "crypto", "value": "crypto"}]}))
 async def config(conn: ConnDep) -> dict[str, Any]:
     venues, classes = await venues_and_classes(conn)
     return {
@@ -121,7 +146,8 @@ async def config(conn: ConnDep) -> dict[str, Any]:
     }
 
 
-@router.get("/symbols", operation_id="udfSymbol", summary="UDF symbol information")
+@router.get("/symbols", operation_id="udfSymbol", summary="UDF symbol information",
+            responses=_answers(BTC_INFO))
 async def symbols(conn: ConnDep,
                   symbol: Annotated[str, Query(min_length=1, max_length=100)]) -> dict[str, Any]:
     inst = await _resolve(conn, symbol)
@@ -130,7 +156,10 @@ async def symbols(conn: ConnDep,
     return _symbol_info(inst)
 
 
-@router.get("/search", operation_id="udfSearch", summary="UDF symbol search")
+@router.get("/search", operation_id="udfSearch", summary="UDF symbol search",
+            responses=_answers([{"symbol": "BTC-USD", "full_name": "simulator:BTC-USD",
+                                 "description": "Bitcoin / US dollar", "exchange": "simulator",
+                                 "ticker": "BTC-USD", "type": "crypto"}]))
 async def search(
     conn: ConnDep,
     query: Annotated[str, Query(max_length=100)] = "",
@@ -147,7 +176,11 @@ async def search(
 
 
 @router.get("/history", operation_id="udfHistory",
-            summary="UDF bars in [from, to), topped up to `countback` bars with earlier ones")
+            summary="UDF bars in [from, to), topped up to `countback` bars with earlier ones",
+            responses=_answers({"s": "ok", "t": [1772632680, 1772632740],
+                                "o": [96980.0, 97010.0], "h": [97025.5, 97040.0],
+                                "l": [96970.0, 96995.5], "c": [97010.0, 97012.5],
+                                "v": [3.1842, 2.7719]}))
 async def history(
     conn: ConnDep,
     symbol: Annotated[str, Query(min_length=1, max_length=100)],
@@ -184,12 +217,17 @@ async def history(
 
 
 @router.get("/time", operation_id="udfTime", summary="Server time, unix seconds, plain text",
-            response_class=PlainTextResponse)
+            response_class=PlainTextResponse, responses=_answers("1772632800", "text/plain"))
 async def server_time() -> PlainTextResponse:
     return PlainTextResponse(str(int(time.time())))
 
 
-@router.get("/quotes", operation_id="udfQuotes", summary="UDF quotes of several symbols")
+@router.get("/quotes", operation_id="udfQuotes", summary="UDF quotes of several symbols",
+            responses=_answers({"s": "ok", "d": [{"s": "ok", "n": "BTC-USD", "v": {
+                "ch": 1212.5, "chp": 1.27, "short_name": "BTC-USD", "exchange": "simulator",
+                "description": "Bitcoin / US dollar", "lp": 97012.5, "ask": 97014.0,
+                "bid": 97011.0, "open_price": 95800.0, "high_price": 97350.0,
+                "low_price": 95410.0, "prev_close_price": 95800.0, "volume": 1843.2}}]}))
 async def quotes(conn: ConnDep, prices: PricesDep,
                  symbols: Annotated[str, Query(min_length=1, max_length=2000)]) -> dict[str, Any]:
     names = [s.strip() for s in symbols.split(",") if s.strip()][:100]
