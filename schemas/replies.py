@@ -11,13 +11,7 @@ from pydantic import BaseModel, ConfigDict
 class CommandReply(BaseModel):
     """`accepted` with the events the command produced, or `rejected` with the reason."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra={"examples": [{
-        "command_id": "5f0c6d7e-3a1b-4c2d-9e8f-0a1b2c3d4e5f", "aggregate_id": "BTC-USD",
-        "status": "accepted", "reason": None, "detail": None,
-        "events": [{"type": "instrument.halted", "symbol": "BTC-USD",
-                    "reason": "exchange outage"}],
-        "duplicate": False,
-    }]})
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     command_id: uuid.UUID
     aggregate_id: str

@@ -17,7 +17,7 @@ COLUMNS = (
     "checkout_session_id, checkout_url, created_at, updated_at, version"
 )
 
-EXAMPLE_PURCHASE = {
+EXAMPLE_PURCHASE: dict[str, Any] = {
     "purchase_id": "5f0c6b7e-2d4a-4c1e-9b8f-3a7d2e1c0b9a",
     "user_id": "0f3a9e51-7c2d-4b86-a1e4-5d9c8b7a6e02", "tier_id": "starter-25k",
     "tier_revision": 1, "amount_minor": 14900, "currency": "USD", "status": "paid",

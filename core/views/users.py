@@ -16,12 +16,12 @@ PUBLIC_COLUMNS = "user_id, email, display_name, role, registered_at, updated_at,
 KEY_COLUMNS = "key_id, name, scopes, created_at, revoked_at"
 
 
-EXAMPLE_USER = {
+EXAMPLE_USER: dict[str, Any] = {
     "user_id": "0f3a9e51-7c2d-4b86-a1e4-5d9c8b7a6e02", "email": "ada@example.com",
     "display_name": "Ada", "role": "trader", "registered_at": "2026-01-05T08:15:00Z",
     "updated_at": "2026-02-11T17:40:22Z", "version": 2,
 }
-EXAMPLE_API_KEY = {
+EXAMPLE_API_KEY: dict[str, Any] = {
     "key_id": "7c1e2a90-4b3d-4f6e-8a2b-9d0c1e2f3a4b", "name": "trading bot",
     "scopes": ["market:read", "orders:write"], "created_at": "2026-02-01T10:00:00Z",
     "revoked_at": "2026-03-01T10:00:00Z", "prefix": "ps_live_7c1e",

@@ -59,6 +59,19 @@ EXAMPLE_SPEC = {
 }
 
 
+# The decided outcome of a halt: the reply model is shared, so its example lives here.
+REPLY_EXAMPLE = {
+    "command_id": "5f0c6d7e-3a1b-4c2d-9e8f-0a1b2c3d4e5f", "aggregate_id": "BTC-USD",
+    "status": "accepted", "reason": None, "detail": None, "duplicate": False,
+    "events": [{
+        "event_id": "a41d7c2e-9b3f-4e6a-8c1d-2f5e7a9b0c3d", "type": "instrument.halted",
+        "version": 1, "aggregate_id": "BTC-USD", "sequence": 4,
+        "occurred_at": "2026-03-02T14:05:11Z",
+        "correlation_id": "5f0c6d7e-3a1b-4c2d-9e8f-0a1b2c3d4e5f",
+        "causation_id": "5f0c6d7e-3a1b-4c2d-9e8f-0a1b2c3d4e5f", "actor": "admin-api",
+        "payload": {"symbol": "BTC-USD", "reason": "exchange outage"},
+    }],
+}
 UPDATE_EXAMPLE = {"tick_size": "0.5", "description": "Bitcoin / US dollar (simulated)"}
 
 
@@ -216,7 +229,9 @@ async def resume(symbol: SymbolPath, admin: AdminDep, bus: BusDep, conn: ConnDep
 
 @commands_router.get("/{command_id}", operation_id="getCommandOutcome",
                      summary="The decided outcome of a command answered with 202",
-                     response_model=CommandReply, responses={404: PROBLEM_SCHEMA})
+                     response_model=CommandReply,
+                     responses={200: {"content": {"application/json": {"example": REPLY_EXAMPLE}}},
+                                404: PROBLEM_SCHEMA})
 async def command_outcome(command_id: uuid.UUID, bus: BusDep) -> CommandReply:
     reply = bus.recent(command_id)
     if reply is None:
