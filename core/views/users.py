@@ -22,9 +22,9 @@ EXAMPLE_USER: dict[str, Any] = {
     "updated_at": "2026-02-11T17:40:22Z", "version": 2,
 }
 EXAMPLE_API_KEY: dict[str, Any] = {
-    "key_id": "7c1e2a90-4b3d-4f6e-8a2b-9d0c1e2f3a4b", "name": "trading bot",
-    "scopes": ["market:read", "orders:write"], "created_at": "2026-02-01T10:00:00Z",
-    "revoked_at": "2026-03-01T10:00:00Z", "prefix": "ps_live_7c1e",
+    "key_id": "3f9a1c7e5b2d", "name": "research notebook",
+    "scopes": ["market:read", "reports:read"], "created_at": "2026-02-01T10:00:00Z",
+    "revoked_at": "2026-03-01T10:00:00Z", "prefix": "psk_3f9a1c7e5b2d_",
 }
 
 

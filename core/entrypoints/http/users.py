@@ -79,7 +79,7 @@ class ApiKeyCreate(BaseModel):
 class ApiKeyCreated(ApiKeyPublic):
     model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [{
         **EXAMPLE_API_KEY, "revoked_at": None,
-        "key": "ps_live_7c1e8f3b2a9d4c6e1f0a7b5d3c2e9f81"}]})
+        "key": "psk_3f9a1c7e5b2d_q7Vb2xY9kLmN4pR8sT1uW6zA3cE5gH0jK2nP7rS9vX4"}]})
 
     key: str = Field(description="the key itself: shown this once, never again")
 

@@ -56,8 +56,8 @@ class LevelsPublic(BaseModel):
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
         "instrument": "BTC-USD", "ath": 109350.0, "atl": 15460.0, "last": 97012.5,
-        "enigma": 87.2, "fibonacci": [{"ratio": 0.618, "price": 73490.7},
-                                      {"ratio": 0.786, "price": 89263.9}]}]})
+        "enigma": 87.2, "fibonacci": [{"pct": 61.8, "price": 73490.7},
+                                      {"pct": 78.6, "price": 89263.9}]}]})
 
     instrument: str
     ath: float | None
