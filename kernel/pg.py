@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import LiteralString
 
 import psycopg
 from psycopg import sql
@@ -17,10 +18,28 @@ async def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.As
     return conn
 
 
+# PostgreSQL's `CREATE … IF NOT EXISTS` is not safe against a concurrent creator: two sessions
+# may both find a name free, and the later one fails on the catalogue's unique index. Every
+# process of the platform starts at once on an empty database, so all schema changes take this
+# one database-wide lock (transaction-scoped: released by the commit, or by a crash).
+DDL_LOCK_KEY = 0x7072_6F70_7374_726D  # "propstrm"
+
+DDL = LiteralString | sql.SQL | sql.Composed
+
+
+async def apply_ddl(conn: psycopg.AsyncConnection, statements: Iterable[DDL]) -> None:
+    """Run schema statements in one transaction, under the platform's DDL lock."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
+        for statement in statements:
+            await conn.execute(statement)
+
+
 async def ensure_schema(conn: psycopg.AsyncConnection, settings: Settings) -> None:
     schema = settings.pg_schema
     if schema != "public":
-        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        await apply_ddl(conn, [
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))])
     await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
     if not conn.autocommit:
         await conn.commit()

@@ -19,7 +19,7 @@ from psycopg import sql
 from kernel.dlq import DeadLetterSink
 from kernel.kafka import make_consumer, make_producer, partitions_of
 from kernel.observability import BATCH_SECONDS, CONSUMER_LAG, MESSAGES, get_logger
-from kernel.pg import connect
+from kernel.pg import apply_ddl, connect
 from kernel.settings import Settings
 from schemas.codec import decode_event
 from schemas.envelope import EventEnvelope, EventPayload
@@ -107,10 +107,7 @@ class ProjectionRunner:
             await self.conn.close()
 
     async def ensure_tables(self, conn: psycopg.AsyncConnection) -> None:
-        async with conn.transaction():
-            await conn.execute(OFFSETS_DDL)
-            for statement in self.projection.ddl():
-                await conn.execute(statement)
+        await apply_ddl(conn, [OFFSETS_DDL, *self.projection.ddl()])
 
     async def stored_offsets(self, conn: psycopg.AsyncConnection) -> dict[TopicPartition, int]:
         cur = await conn.execute(
@@ -125,10 +122,9 @@ class ProjectionRunner:
         conn = await connect(self.settings)
         try:
             async with conn.transaction():
-                await conn.execute(OFFSETS_DDL)
-                for table in self.projection.tables:
-                    await conn.execute(
-                        sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(table)))
+                await apply_ddl(conn, [OFFSETS_DDL, *(
+                    sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(table))
+                    for table in self.projection.tables)])
                 await conn.execute("DELETE FROM projection_offsets WHERE projection = %s",
                                    (self.projection.name,))
         finally:

@@ -26,7 +26,7 @@ from prometheus_client import Counter
 from kernel.dlq import DeadLetterSink
 from kernel.kafka import make_consumer, make_producer, partitions_of, send_many
 from kernel.observability import MESSAGES, get_logger
-from kernel.pg import connect
+from kernel.pg import apply_ddl, connect
 from kernel.settings import Settings
 from kernel.stream import consume
 from market_data.adapters.redis_levels import LevelsStore
@@ -150,8 +150,7 @@ class BarService:
 
     async def start(self) -> None:
         self.conn = await connect(self.settings)
-        async with self.conn.transaction():
-            await self.conn.execute(STATE_DDL)
+        await apply_ddl(self.conn, [STATE_DDL])
         self.cache = redis.Redis.from_url(self.settings.cache_url)
         self.levels_store = LevelsStore(self.cache, namespace=self.settings.namespace)
         self.producer = make_producer(self.settings, client_id=self.name)
