@@ -44,7 +44,7 @@ infra-status: install ## Show the infrastructure processes
 test: install ## Lint, type-check and run the whole suite against real Kafka, PostgreSQL, Redis
 	@$(PS) infra up
 	@$(VENV)/bin/ruff check .
-	@$(VENV)/bin/mypy schemas kernel market_data
+	@$(VENV)/bin/mypy schemas kernel market_data core propstream
 	@$(VENV)/bin/pytest -q -rs $(PYTEST_ARGS)
 
 unit: install ## Run the unit tests only (no infrastructure)
@@ -56,7 +56,7 @@ integration: install ## Run the integration tests only
 
 lint: install ## ruff and mypy
 	@$(VENV)/bin/ruff check .
-	@$(VENV)/bin/mypy schemas kernel market_data
+	@$(VENV)/bin/mypy schemas kernel market_data core propstream
 
 schemas: install ## Re-export JSON Schema and AsyncAPI after changing a model
 	@$(PS) schemas export

@@ -10,18 +10,18 @@ from schemas.instrument import InstrumentSpec, TradingHours, TradingSession
 from schemas.tier import RuleSet, TierPhase, TierTerms
 
 _FX_HOURS = TradingHours(timezone="America/New_York", sessions=(
-    TradingSession(days=(6,), open="17:00", close="23:59"),  # type: ignore[arg-type]
-    TradingSession(days=(0, 1, 2, 3), open="00:00", close="23:59"),  # type: ignore[arg-type]
-    TradingSession(days=(4,), open="00:00", close="17:00"),  # type: ignore[arg-type]
+    TradingSession(days=(6,), open="17:00", close="23:59"),
+    TradingSession(days=(0, 1, 2, 3), open="00:00", close="23:59"),
+    TradingSession(days=(4,), open="00:00", close="17:00"),
 ))
 _US_INDEX_HOURS = TradingHours(timezone="America/New_York", sessions=(
-    TradingSession(days=(0, 1, 2, 3, 4), open="09:30", close="16:00"),  # type: ignore[arg-type]
+    TradingSession(days=(0, 1, 2, 3, 4), open="09:30", close="16:00"),
 ))
 
 
 def _spec(symbol: str, asset_class: str, tick: str, lot: str, quote: str, desc: str,
           hours: TradingHours | None = None, venue: str = "simulator") -> InstrumentSpec:
-    return InstrumentSpec(symbol=symbol, venue=venue, asset_class=asset_class,  # type: ignore[arg-type]
+    return InstrumentSpec(symbol=symbol, venue=venue, asset_class=asset_class,
                           tick_size=Decimal(tick), lot_size=Decimal(lot), quote_currency=quote,
                           trading_hours=hours or TradingHours(), description=desc)
 

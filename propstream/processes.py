@@ -24,7 +24,7 @@ async def _until_signalled(start: Callable[[], Awaitable[None]], work: Callable[
         loop.add_signal_handler(sig, stopping.set)
     await start()
     log.info("process started", name=name)
-    task = asyncio.create_task(work())
+    task: asyncio.Future[Any] = asyncio.ensure_future(work())
     waiter = asyncio.create_task(stopping.wait())
     try:
         done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)

@@ -33,7 +33,7 @@ class Instrument:
 
 class InstrumentAggregate:
     family = "instrument"
-    rejection = InstrumentCommandRejected
+    rejection: type[EventPayload] = InstrumentCommandRejected
 
     def initial(self, aggregate_id: str) -> Instrument:
         return Instrument(symbol=aggregate_id)
