@@ -8,9 +8,9 @@ A message that cannot be decoded or applied goes to its dead-letter topic; the r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -19,7 +19,7 @@ from psycopg import sql
 from kernel.dlq import DeadLetterSink
 from kernel.kafka import make_consumer, make_producer, partitions_of
 from kernel.observability import BATCH_SECONDS, CONSUMER_LAG, MESSAGES, get_logger
-from kernel.pg import apply_ddl, connect
+from kernel.pg import apply_ddl, connect, copy_upsert
 from kernel.settings import Settings
 from schemas.codec import decode_event
 from schemas.envelope import EventEnvelope, EventPayload
@@ -59,6 +59,58 @@ class Projection(Protocol):
 
 
 ProgressFn = Callable[[int, int], None]
+
+R = TypeVar("R", bound=tuple[Any, ...])
+
+
+@dataclass(frozen=True)
+class RowTable(Generic[R]):
+    """A read-model table of one row per aggregate, keyed by the aggregate id (first column).
+
+    Rows are named tuples in column order. A batch loads the rows its events touch in one
+    query, folds every event in memory in log order, and writes back only the rows that
+    changed with one COPY-upsert: three round trips per batch, whatever its size.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+    row: Callable[..., R]
+    key_type: str = "text"  # the key column's SQL type
+    as_text: frozenset[str] = frozenset()  # jsonb columns, read back as the text stored
+
+    async def load(self, conn: psycopg.AsyncConnection, ids: Collection[str]) -> dict[str, R]:
+        select = sql.SQL(", ").join(
+            sql.SQL("{}::text").format(sql.Identifier(c)) if c in self.as_text
+            else sql.Identifier(c) for c in self.columns)
+        query = sql.SQL("SELECT {} FROM {} WHERE {} = ANY(%s::{}[])").format(
+            select, sql.Identifier(self.table), sql.Identifier(self.columns[0]),
+            sql.SQL(self.key_type))  # a fixed name, not input
+        cur = await conn.execute(query, (sorted(ids),))
+        return {str(record[0]): self.row(*record) for record in await cur.fetchall()}
+
+    async def save(self, conn: psycopg.AsyncConnection, rows: Iterable[R]) -> None:
+        await copy_upsert(conn, table=self.table, columns=self.columns,
+                          key=(self.columns[0],), rows=rows)
+
+    async def fold(self, conn: psycopg.AsyncConnection, events: Sequence[Applied],
+                   step: Callable[[R | None, Applied], R | None]) -> dict[str, R]:
+        """Load, apply `step` to every event, save what changed; returns the changed rows.
+
+        `step` returns the row after one event (the same object when nothing changed) and
+        must skip events at or below the row's version, so a replayed batch changes nothing.
+        """
+        rows: dict[str, R | None] = dict(
+            await self.load(conn, {a.envelope.aggregate_id for a in events}))
+        changed: dict[str, R] = {}
+        for applied in events:
+            key = applied.envelope.aggregate_id
+            before = rows.get(key)
+            after = step(before, applied)
+            if after is not None and after is not before:
+                rows[key] = changed[key] = after
+        if changed:
+            await self.save(conn, changed.values())
+        return changed
 
 
 class ProjectionRunner:

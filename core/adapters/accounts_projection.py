@@ -9,8 +9,7 @@ from typing import NamedTuple
 
 import psycopg
 
-from kernel.pg import copy_upsert
-from kernel.projection import Applied
+from kernel.projection import Applied, RowTable
 from schemas.account import AccountClosed, AccountCommandRejected, AccountOpened
 
 COLUMNS = (
@@ -71,6 +70,9 @@ def fold(row: Row | None, applied: Applied) -> Row | None:
     return row
 
 
+TABLE = RowTable("accounts", COLUMNS, Row, key_type="uuid")
+
+
 class AccountsProjection:
     name = "accounts"
     topics: tuple[str, ...] = ("account.events",)
@@ -80,18 +82,4 @@ class AccountsProjection:
         return DDL
 
     async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Applied]) -> None:
-        ids = sorted({a.envelope.aggregate_id for a in events})
-        cur = await conn.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM accounts WHERE account_id = ANY(%s::uuid[])",
-            (ids,))
-        rows: dict[str, Row | None] = {str(r[0]): Row(*r) for r in await cur.fetchall()}
-        changed: dict[str, Row] = {}
-        for applied in events:
-            key = applied.envelope.aggregate_id
-            before = rows.get(key)
-            after = fold(before, applied)
-            if after is not None and after is not before:
-                rows[key] = changed[key] = after
-        if changed:
-            await copy_upsert(conn, table="accounts", columns=COLUMNS, key=("account_id",),
-                              rows=changed.values())
+        await TABLE.fold(conn, events, fold)

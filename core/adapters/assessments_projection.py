@@ -14,8 +14,7 @@ from typing import Any, NamedTuple
 import orjson
 import psycopg
 
-from kernel.pg import copy_upsert
-from kernel.projection import Applied
+from kernel.projection import Applied, RowTable
 from schemas.assessment import (
     AssessmentCancelled,
     AssessmentCommandRejected,
@@ -97,6 +96,10 @@ def fold(row: Row | None, applied: Applied) -> Row | None:
     return row
 
 
+TABLE = RowTable("assessments", COLUMNS, Row, key_type="uuid",
+                 as_text=frozenset({"rules", "terms"}))
+
+
 class AssessmentsProjection:
     name = "assessments"
     topics: tuple[str, ...] = ("assessment.events",)
@@ -106,18 +109,4 @@ class AssessmentsProjection:
         return DDL
 
     async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Applied]) -> None:
-        ids = sorted({a.envelope.aggregate_id for a in events})
-        select = ", ".join(f"{c}::text" if c in ("rules", "terms") else c for c in COLUMNS)
-        cur = await conn.execute(
-            f"SELECT {select} FROM assessments WHERE assessment_id = ANY(%s::uuid[])", (ids,))
-        rows: dict[str, Row | None] = {str(r[0]): Row(*r) for r in await cur.fetchall()}
-        changed: dict[str, Row] = {}
-        for applied in events:
-            key = applied.envelope.aggregate_id
-            before = rows.get(key)
-            after = fold(before, applied)
-            if after is not None and after is not before:
-                rows[key] = changed[key] = after
-        if changed:
-            await copy_upsert(conn, table="assessments", columns=COLUMNS,
-                              key=("assessment_id",), rows=changed.values())
+        await TABLE.fold(conn, events, fold)

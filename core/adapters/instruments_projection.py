@@ -10,8 +10,7 @@ from typing import Any, NamedTuple
 import orjson
 import psycopg
 
-from kernel.pg import copy_upsert
-from kernel.projection import Applied
+from kernel.projection import Applied, RowTable
 from schemas.instrument import (
     InstrumentCommandRejected,
     InstrumentHalted,
@@ -62,9 +61,6 @@ class Row(NamedTuple):
     registered_at: datetime
     updated_at: datetime
 
-    def values(self) -> tuple[Any, ...]:
-        return tuple(self)
-
 
 def _hours(value: Any) -> str:
     return orjson.dumps(value.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS).decode()
@@ -102,6 +98,11 @@ def fold(row: Row | None, applied: Applied) -> Row | None:
     return row
 
 
+# trading_hours comes back as the text PostgreSQL stores (jsonb's canonical form): parsing
+# and re-encoding it per row cost more than the rest of the fold.
+TABLE = RowTable("instruments", COLUMNS, Row, as_text=frozenset({"trading_hours"}))
+
+
 class InstrumentsProjection:
     name = "instruments"
     topics: tuple[str, ...] = ("instrument.events",)
@@ -111,22 +112,4 @@ class InstrumentsProjection:
         return (DDL,)
 
     async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Applied]) -> None:
-        symbols = sorted({a.envelope.aggregate_id for a in events})
-        # trading_hours comes back as the text PostgreSQL stores (jsonb's canonical form);
-        # parsing and re-encoding it per row cost more than the rest of the fold.
-        select = ", ".join("trading_hours::text" if c == "trading_hours" else c for c in COLUMNS)
-        cur = await conn.execute(
-            f"SELECT {select} FROM instruments WHERE symbol = ANY(%s)", (symbols,))
-        rows: dict[str, Row | None] = {record[0]: Row(*record) for record in await cur.fetchall()}
-        changed: dict[str, Row] = {}
-        for applied in events:
-            symbol = applied.envelope.aggregate_id
-            before = rows.get(symbol)
-            after = fold(before, applied)
-            if after is not None and after is not before:
-                rows[symbol] = after
-                changed[symbol] = after
-        if not changed:
-            return
-        await copy_upsert(conn, table="instruments", columns=COLUMNS, key=("symbol",),
-                          rows=(row.values() for row in changed.values()))
+        await TABLE.fold(conn, events, fold)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import psycopg
 
-from kernel.pg import copy_upsert
-from kernel.projection import Applied
+from kernel.projection import Applied, RowTable
 from schemas.payment import (
     CheckoutOpened,
     PaymentCommandRejected,
@@ -118,6 +117,9 @@ def recorded_stripe_event(applied: Applied) -> tuple[str, str, str, datetime] | 
     return None
 
 
+TABLE = RowTable("purchases", COLUMNS, Row)
+
+
 class PurchasesProjection:
     name = "purchases"
     topics: tuple[str, ...] = ("payment.events",)
@@ -127,29 +129,20 @@ class PurchasesProjection:
         return DDL
 
     async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Applied]) -> None:
-        ids = sorted({a.envelope.aggregate_id for a in events})
-        cur = await conn.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM purchases WHERE purchase_id = ANY(%s)", (ids,))
-        rows: dict[str, Row | None] = {record[0]: Row(*record) for record in await cur.fetchall()}
-        changed: dict[str, Row] = {}
         stripe_rows: list[tuple[str, str, str, datetime]] = []
-        for applied in events:
-            key = applied.envelope.aggregate_id
-            before = rows.get(key)
-            after = fold(before, applied)
-            if after is not None and after is not before:
-                rows[key] = after
-                changed[key] = after
+
+        def step(row: Row | None, applied: Applied) -> Row | None:
+            after = fold(row, applied)
+            if after is not None and after is not row:
                 recorded = recorded_stripe_event(applied)
                 if recorded is not None:
                     stripe_rows.append(recorded)
+            return after
+
+        await TABLE.fold(conn, events, step)
         if stripe_rows:
-            async with conn.cursor() as c:
-                await c.executemany(
+            async with conn.cursor() as cur:
+                await cur.executemany(
                     "INSERT INTO payment_events (stripe_event_id, purchase_id, type, received_at)"
                     " VALUES (%s, %s, %s, %s) ON CONFLICT (stripe_event_id) DO NOTHING",
                     stripe_rows)
-        if changed:
-            values: list[Sequence[Any]] = [tuple(row) for row in changed.values()]
-            await copy_upsert(conn, table="purchases", columns=COLUMNS, key=("purchase_id",),
-                              rows=values)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import psycopg
 
 from kernel.pg import copy_upsert
-from kernel.projection import Applied
+from kernel.projection import Applied, RowTable
 from schemas.tier import (
     TierCommandRejected,
     TierCreated,
@@ -105,6 +105,9 @@ def fold(row: Row | None, applied: Applied) -> tuple[Row | None, Revision | None
     return row, None
 
 
+TABLE = RowTable("tiers", COLUMNS, Row, as_text=frozenset({"terms"}))
+
+
 class TiersProjection:
     name = "tiers"
     topics: tuple[str, ...] = ("tier.events",)
@@ -114,24 +117,15 @@ class TiersProjection:
         return DDL
 
     async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Applied]) -> None:
-        ids = sorted({a.envelope.aggregate_id for a in events})
-        select = ", ".join("terms::text" if c == "terms" else c for c in COLUMNS)
-        cur = await conn.execute(f"SELECT {select} FROM tiers WHERE tier_id = ANY(%s)", (ids,))
-        rows: dict[str, Row] = {record[0]: Row(*record) for record in await cur.fetchall()}
-        changed: dict[str, Row] = {}
         revisions: list[Revision] = []
-        for applied in events:
-            tier_id = applied.envelope.aggregate_id
-            before = rows.get(tier_id)
-            after, revision = fold(before, applied)
-            if after is not None and after is not before:
-                rows[tier_id] = changed[tier_id] = after
+
+        def step(row: Row | None, applied: Applied) -> Row | None:
+            after, revision = fold(row, applied)
             if revision is not None:
                 revisions.append(revision)
-        if changed:
-            await copy_upsert(conn, table="tiers", columns=COLUMNS, key=("tier_id",),
-                              rows=(tuple(row) for row in changed.values()))
+            return after
+
+        await TABLE.fold(conn, events, step)
         if revisions:
             await copy_upsert(conn, table="tier_revisions", columns=REVISION_COLUMNS,
-                              key=("tier_id", "revision"), rows=(tuple(r) for r in revisions))
-
+                              key=("tier_id", "revision"), rows=revisions)
