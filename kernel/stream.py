@@ -44,8 +44,13 @@ async def consume(consumer: AIOKafkaConsumer, handle_batch: BatchHandler, *, nam
 
 
 class StreamProcessor:
+    """A consumer-group member: decodes each batch, hands the good events to `handle`,
+    dead-letters the rest, then commits. Subclasses with other per-record work override
+    `handle_batch` and finish with `commit`."""
+
     def __init__(self, settings: Settings, *, name: str, topics: Sequence[str],
-                 registry: TypeRegistry, handle: Handler, max_batch: int = 2000) -> None:
+                 registry: TypeRegistry, handle: Handler | None = None,
+                 max_batch: int = 2000) -> None:
         self.settings = settings
         self.name = name
         self.topics = [settings.topic(t) for t in topics]
@@ -88,12 +93,18 @@ class StreamProcessor:
                 except DecodeError as exc:
                     MESSAGES.labels(self.name, msg.topic, "dead-lettered").inc()
                     await self.dlq.send(msg, exc)
-        if good:
+        if good and self.handle is not None:
             await self.handle(good)
+        for tp, messages in batch.items():
+            MESSAGES.labels(self.name, tp.topic, "applied").inc(len(messages))
+        return await self.commit(batch)
+
+    async def commit(self, batch: dict[TopicPartition, list[Any]]) -> int:
+        """Commit past the batch (after its effects are durable); returns its record count."""
+        assert self.consumer is not None
         offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items() if msgs}
         await self.consumer.commit(offsets)
         for tp, offset in offsets.items():
-            MESSAGES.labels(self.name, tp.topic, "applied").inc(len(batch[tp]))
             high = self.consumer.highwater(tp)
             if high is not None:
                 CONSUMER_LAG.labels(self.group_id, tp.topic, tp.partition).set(

@@ -24,14 +24,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
-from kernel.dlq import DeadLetterSink
-from kernel.kafka import make_consumer, make_producer
-from kernel.observability import CONSUMER_LAG, MESSAGES
+from kernel.observability import MESSAGES
 from kernel.projection import Applied
 from kernel.settings import Settings
-from kernel.stream import consume
+from kernel.stream import StreamProcessor
 from schemas.account import CloseAccount, OpenAccount, account_id_for
 from schemas.assessment import (
     AssessmentCancelled,
@@ -104,44 +102,17 @@ def _emit(topic: str, aggregate_id: str, payload: CommandPayload, cause: EventEn
     return Emit(topic, command, cause.event_id)
 
 
-class AssessmentPolicy:
+class AssessmentPolicy(StreamProcessor):
     """Runs `commands_for` over payment.events and assessment.events, effectively once."""
-
-    name = "assessment-policy"
-    topics = ("payment.events", "assessment.events")
 
     def __init__(self, settings: Settings, registry: TypeRegistry, *,
                  max_batch: int = 500) -> None:
-        self.settings = settings
-        self.registry = registry
-        self.max_batch = max_batch
-        self.group_id = settings.topic(f"propstream.{self.name}")
-        self.consumer: AIOKafkaConsumer | None = None
-        self.producer: AIOKafkaProducer | None = None
-        self.dlq: DeadLetterSink | None = None
-
-    async def start(self) -> None:
-        self.producer = make_producer(self.settings, client_id=self.name)
-        await self.producer.start()
-        self.dlq = DeadLetterSink(self.settings, self.producer, consumer=self.name)
-        self.consumer = make_consumer(self.settings, client_id=self.name, group_id=self.group_id,
-                                      session_timeout_ms=10000, heartbeat_interval_ms=1000)
-        await self.consumer.start()
-        self.consumer.subscribe([self.settings.topic(t) for t in self.topics])
-
-    async def stop(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
-        if self.producer is not None:
-            await self.producer.stop()
-
-    async def run(self, *, count: int | None = None, timeout: float | None = None) -> int:
-        assert self.consumer is not None
-        return await consume(self.consumer, self.handle_batch, name=self.name,
-                             max_batch=self.max_batch, count=count, timeout=timeout)
+        super().__init__(settings, name="assessment-policy",
+                         topics=("payment.events", "assessment.events"), registry=registry,
+                         max_batch=max_batch)
 
     async def handle_batch(self, batch: dict[TopicPartition, list[Any]]) -> int:
-        assert self.consumer is not None and self.producer is not None
+        assert self.producer is not None
         acks: list[asyncio.Future[Any]] = []
         for messages in batch.values():
             for msg in messages:
@@ -154,14 +125,7 @@ class AssessmentPolicy:
                         headers=[(CAUSATION_HEADER, str(emit.causation_id).encode())]))
                 MESSAGES.labels(self.name, msg.topic, "applied" if emits else "ignored").inc()
         await asyncio.gather(*acks)
-        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items() if msgs}
-        await self.consumer.commit(offsets)
-        for tp, offset in offsets.items():
-            high = self.consumer.highwater(tp)
-            if high is not None:
-                CONSUMER_LAG.labels(self.group_id, tp.topic, tp.partition).set(
-                    max(0, high - offset))
-        return sum(len(m) for m in batch.values())
+        return await self.commit(batch)
 
     async def _translate(self, msg: Any) -> list[Emit]:
         """The commands of one record; an unreadable or untranslatable one is dead-lettered."""
