@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 from kernel.exceptions import InfraError
-from kernel.infra.procs import ensure_port_free, port_open, running, spawn, stop_pid, wait_for
+from kernel.infra.procs import PidfileServer, ensure_port_free, port_open, running, spawn, wait_for
 from kernel.settings import ROOT, Settings
 
 KAFKA_VERSION = "4.1.2"
@@ -67,8 +67,9 @@ def fetch_jars(pom: Path, dest: Path, *, what: str) -> int:
     return len(list(dest.glob("*.jar")))
 
 
-class KafkaServer:
+class KafkaServer(PidfileServer):
     name = "kafka"
+    grace = 30.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -126,10 +127,6 @@ class KafkaServer:
         }
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
-    def status(self) -> str:
-        pid = running(self.pidfile)
-        return f"running (pid {pid}, port {self.port})" if pid else "stopped"
-
     def up(self) -> str:
         pid = running(self.pidfile)
         if pid is not None:
@@ -172,13 +169,6 @@ class KafkaServer:
     def _answers_metadata(self) -> bool:
         return asyncio.run(_metadata_ok(self.settings.bootstrap_servers))
 
-    def down(self) -> str:
-        pid = running(self.pidfile)
-        if pid is None:
-            return "not running"
-        killed = stop_pid(pid, grace=30)
-        self.pidfile.unlink(missing_ok=True)
-        return f"{'killed after 30 s' if killed else 'stopped'} (pid {pid})"
 
 
 def _cluster_id() -> str:

@@ -142,3 +142,34 @@ def apt_install(*packages: str, why: str) -> None:
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
             raise InfraError(f"`{' '.join(argv)}` failed ({tail[0]}); {why}")
+
+
+class PidfileServer:
+    """A server we spawn ourselves and track by its pid file: status, start, stop."""
+
+    pidfile: Path
+    log: Path
+    grace: float = 10.0  # seconds between SIGTERM and SIGKILL on `down`
+
+    @property
+    def port(self) -> int:
+        raise NotImplementedError
+
+    def status(self) -> str:
+        pid = running(self.pidfile)
+        return f"running (pid {pid}, port {self.port})" if pid else "stopped"
+
+    def launch(self, argv: Sequence[str], *, host: str, what: str, timeout: float = 20) -> str:
+        """Spawn `argv` and wait until it listens on its port."""
+        pid = spawn(argv, log=self.log, pidfile=self.pidfile)
+        waited = wait_for(lambda: port_open(host, self.port), timeout=timeout, what=what,
+                          log=self.log, pid=pid)
+        return f"started (pid {pid}, port {self.port}) in {waited:.1f} s"
+
+    def down(self) -> str:
+        pid = running(self.pidfile)
+        if pid is None:
+            return "not running"
+        killed = stop_pid(pid, grace=self.grace)
+        self.pidfile.unlink(missing_ok=True)
+        return f"{f'killed after {self.grace:g} s' if killed else 'stopped'} (pid {pid})"

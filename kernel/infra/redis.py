@@ -6,19 +6,11 @@ import shutil
 from pathlib import Path
 
 from kernel.exceptions import InfraError
-from kernel.infra.procs import (
-    apt_install,
-    ensure_port_free,
-    port_open,
-    running,
-    spawn,
-    stop_pid,
-    wait_for,
-)
+from kernel.infra.procs import PidfileServer, apt_install, ensure_port_free, running
 from kernel.settings import Settings
 
 
-class RedisServer:
+class RedisServer(PidfileServer):
     name = "redis"
 
     def __init__(self, settings: Settings) -> None:
@@ -40,10 +32,6 @@ class RedisServer:
             raise InfraError("redis-server is still missing after installing redis-server")
         return found
 
-    def status(self) -> str:
-        pid = running(self.pidfile)
-        return f"running (pid {pid}, port {self.port})" if pid else "stopped"
-
     def up(self) -> str:
         pid = running(self.pidfile)
         if pid is not None:
@@ -57,15 +45,4 @@ class RedisServer:
             "--dir", str(self.dir), "--save", "", "--appendonly", "no",
             "--daemonize", "no", "--protected-mode", "yes",
         ]
-        pid = spawn(argv, log=self.log, pidfile=self.pidfile)
-        waited = wait_for(lambda: port_open(self.settings.host, self.port), timeout=20,
-                          what="Redis", log=self.log, pid=pid)
-        return f"started (pid {pid}, port {self.port}) in {waited:.1f} s"
-
-    def down(self) -> str:
-        pid = running(self.pidfile)
-        if pid is None:
-            return "not running"
-        stop_pid(pid, grace=10)
-        self.pidfile.unlink(missing_ok=True)
-        return f"stopped (pid {pid})"
+        return self.launch(argv, host=self.settings.host, what="Redis")

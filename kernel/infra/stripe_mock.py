@@ -13,15 +13,16 @@ import subprocess
 from pathlib import Path
 
 from kernel.exceptions import InfraError
-from kernel.infra.procs import ensure_port_free, port_open, running, spawn, stop_pid, wait_for
+from kernel.infra.procs import PidfileServer, ensure_port_free, running
 from kernel.settings import ROOT, Settings
 
 INSTALL_SCRIPT = ROOT / "scripts" / "install-stripe-mock.sh"
 UNAVAILABLE = "unavailable"
 
 
-class StripeMockServer:
+class StripeMockServer(PidfileServer):
     name = "stripe-mock"
+    grace = 5.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -45,10 +46,6 @@ class StripeMockServer:
             raise InfraError(f"building stripe-mock failed: {tail[0]}")
         return Path(result.stdout.strip().splitlines()[-1])
 
-    def status(self) -> str:
-        pid = running(self.pidfile)
-        return f"running (pid {pid}, port {self.port})" if pid else "stopped"
-
     def up(self) -> str:
         pid = running(self.pidfile)
         if pid is not None:
@@ -63,15 +60,4 @@ class StripeMockServer:
         # every interface, so a second instance (another checkout, CI) could not start.
         argv = [str(binary), "-http-addr", f"{self.settings.host}:{self.port}",
                 "-https-addr", f"{self.settings.host}:0"]
-        pid = spawn(argv, log=self.log, pidfile=self.pidfile)
-        waited = wait_for(lambda: port_open(self.settings.host, self.port), timeout=20,
-                          what="stripe-mock", log=self.log, pid=pid)
-        return f"started (pid {pid}, port {self.port}) in {waited:.1f} s"
-
-    def down(self) -> str:
-        pid = running(self.pidfile)
-        if pid is None:
-            return "not running"
-        stop_pid(pid, grace=5)
-        self.pidfile.unlink(missing_ok=True)
-        return f"stopped (pid {pid})"
+        return self.launch(argv, host=self.settings.host, what="stripe-mock")
