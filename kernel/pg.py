@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import LiteralString
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from kernel.settings import Settings
@@ -78,3 +79,26 @@ async def copy_upsert(conn: psycopg.AsyncConnection, *, table: str, columns: Seq
         "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) DO UPDATE SET {}"
     ).format(target, cols, cols, stage,
              sql.SQL(", ").join(sql.Identifier(c) for c in key), updates))
+
+
+async def page_by_key(conn: psycopg.AsyncConnection, *, table: str, columns: LiteralString,
+                      key: str, after: str | None, limit: int,
+                      equal: Mapping[str, object | None] | None = None,
+                      ) -> list[dict[str, Any]]:
+    """One page of a read model in `key` order, strictly after the cursor `after`: the query
+    behind every keyset-paginated list. `equal` filters columns whose value is not None."""
+    where: list[sql.Composable] = []
+    params: list[object] = []
+    for column, value in (equal or {}).items():
+        if value is not None:
+            where.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+            params.append(value)
+    if after is not None:
+        where.append(sql.SQL("{} > %s").format(sql.Identifier(key)))
+        params.append(after)
+    clause = sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
+    query = sql.SQL("SELECT {} FROM {} {} ORDER BY {} LIMIT %s").format(
+        sql.SQL(columns), sql.Identifier(table), clause, sql.Identifier(key))
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, [*params, limit])
+        return await cur.fetchall()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict
 
+from kernel.pg import page_by_key
 from schemas.instrument import AssetClass, InstrumentStatus, TradingHours
 
 COLUMNS = (
@@ -59,21 +59,7 @@ async def list_instruments(
     status: str | None = None,
 ) -> list[InstrumentPublic]:
     """Instruments ordered by symbol, strictly after `after`, at most `limit` of them."""
-    where: list[str] = []
-    params: list[Any] = []
-    if after is not None:
-        where.append("symbol > %s")
-        params.append(after)
-    if asset_class is not None:
-        where.append("asset_class = %s")
-        params.append(asset_class)
-    if status is not None:
-        where.append("status = %s")
-        params.append(status)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    params.append(limit)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"SELECT {COLUMNS} FROM instruments {clause} ORDER BY symbol LIMIT %s", params)
-        rows = await cur.fetchall()
+    rows = await page_by_key(conn, table="instruments", columns=COLUMNS, key="symbol",
+                             after=after, limit=limit,
+                             equal={"asset_class": asset_class, "status": status})
     return [InstrumentPublic.model_validate(r) for r in rows]

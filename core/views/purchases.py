@@ -9,6 +9,7 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
+from kernel.pg import page_by_key
 from schemas.payment import PurchaseStatus
 from schemas.tier import TierCurrency
 
@@ -58,20 +59,8 @@ async def get_purchase(conn: psycopg.AsyncConnection, purchase_id: str) -> Purch
 async def list_purchases(conn: psycopg.AsyncConnection, *, user_id: str | None,
                          after: str | None, limit: int) -> list[PurchasePublic]:
     """Purchases by id (of one user, or all), strictly after `after`, at most `limit`."""
-    where: list[str] = []
-    params: list[Any] = []
-    if user_id is not None:
-        where.append("user_id = %s")
-        params.append(user_id)
-    if after is not None:
-        where.append("purchase_id > %s")
-        params.append(after)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    params.append(limit)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"SELECT {COLUMNS} FROM purchases {clause} ORDER BY purchase_id LIMIT %s", params)
-        rows = await cur.fetchall()
+    rows = await page_by_key(conn, table="purchases", columns=COLUMNS, key="purchase_id",
+                             after=after, limit=limit, equal={"user_id": user_id})
     return [PurchasePublic.model_validate(r) for r in rows]
 
 

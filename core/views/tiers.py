@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
+from kernel.pg import page_by_key
 from schemas.tier import TierStatus, TierTerms
 
 COLUMNS = "tier_id, status, revision, terms, created_at, updated_at, version"
@@ -53,18 +53,6 @@ async def list_tiers(
     status: TierStatus | None = None,
 ) -> list[TierView]:
     """Tiers ordered by id, strictly after `after`, at most `limit` of them."""
-    where: list[str] = []
-    params: list[Any] = []
-    if after is not None:
-        where.append("tier_id > %s")
-        params.append(after)
-    if status is not None:
-        where.append("status = %s")
-        params.append(status)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    params.append(limit)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {COLUMNS} FROM tiers {clause} ORDER BY tier_id LIMIT %s",
-                          params)
-        rows = await cur.fetchall()
+    rows = await page_by_key(conn, table="tiers", columns=COLUMNS, key="tier_id",
+                             after=after, limit=limit, equal={"status": status})
     return [TierView.model_validate(r) for r in rows]

@@ -10,6 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
+from kernel.pg import page_by_key
 from schemas.identity import Role
 
 PUBLIC_COLUMNS = "user_id, email, display_name, role, registered_at, updated_at, version"
@@ -95,20 +96,8 @@ async def password_hash_of(conn: psycopg.AsyncConnection, user_id: str) -> str |
 async def list_users(conn: psycopg.AsyncConnection, *, after: str | None, limit: int,
                      role: str | None = None) -> list[UserPublic]:
     """Users ordered by id, strictly after `after`, at most `limit` of them."""
-    where: list[str] = []
-    params: list[Any] = []
-    if after is not None:
-        where.append("user_id > %s")
-        params.append(after)
-    if role is not None:
-        where.append("role = %s")
-        params.append(role)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    params.append(limit)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"SELECT {PUBLIC_COLUMNS} FROM users {clause} ORDER BY user_id LIMIT %s", params)
-        rows = await cur.fetchall()
+    rows = await page_by_key(conn, table="users", columns=PUBLIC_COLUMNS, key="user_id",
+                             after=after, limit=limit, equal={"role": role})
     return [UserPublic.model_validate(r) for r in rows]
 
 
