@@ -38,6 +38,7 @@ import redis.asyncio as redis
 
 from bench.command_round_trip import Child, until
 from bench.common import (
+    UNLIMITED,
     base_settings,
     create_topics,
     delete_namespace,
@@ -50,9 +51,6 @@ from core.domain.passwords import Passwords
 from schemas.topics import CATALOGUE
 
 PASSWORD = "bench password 12345"
-UNLIMITED = {"PROPSTREAM_LOGIN_RATE_PER_S": "100000", "PROPSTREAM_LOGIN_BURST": "1000000",
-             "PROPSTREAM_REGISTER_RATE_PER_S": "100000", "PROPSTREAM_REGISTER_BURST": "1000000",
-             "PROPSTREAM_RATE_LIMIT_PER_S": "100000", "PROPSTREAM_RATE_LIMIT_BURST": "1000000"}
 
 
 class Connection:

@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from bench.common import (
+    UNLIMITED,
     base_settings,
     create_topics,
     delete_namespace,
@@ -51,7 +52,7 @@ from schemas.topics import CATALOGUE
 
 
 def child_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {**os.environ, **UNLIMITED}
     env.update({
         "PROPSTREAM_ENV": "test",
         "PROPSTREAM_NAMESPACE": settings.namespace,
@@ -328,6 +329,10 @@ async def run(rates: list[float], seconds: float, runs: int, bus_seconds: float,
                  "API-side p50/p99", "not 2xx"], rows))
     print("API-side = the API's own request time from its log (X-Request-ID); the rest of "
           "the HTTP figure is uvicorn before/after the app, the loopback and the client")
+    refused = sum(int(row[-1]) for row in rows)
+    if refused:
+        print(f"WARNING: {refused} requests were not answered 2xx (see the statuses above): "
+              "the latencies include them, so these figures are not the service's")
     print()
     print("CPU ms per completed request, by process (median of runs)")
     crow = []

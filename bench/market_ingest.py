@@ -26,6 +26,7 @@ from bench.common import (
     spec_of,
 )
 from kernel.kafka import make_producer, send_many
+from kernel.runtime import settle_heap
 from market_data.adapters.publisher import TickPublisher
 from market_data.domain.venues.binance import BinanceFeed
 from market_data.domain.venues.common import TimeGuard
@@ -73,6 +74,7 @@ async def run(frames: int, runs: int) -> dict[str, float]:
                 await producer.client._wait_on_metadata(topic)
                 feed = BinanceFeed(SYMBOLS, guard=TimeGuard(max_age_ns=10**18, max_ahead_ns=10**18))
                 publisher = TickPublisher(producer, topic)
+                settle_heap()  # as every `propstream run` process does once started
                 started = time.perf_counter()
                 for i, frame in enumerate(data):
                     result = feed.parse(frame, received_ns)

@@ -23,6 +23,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from psycopg import sql
+
 from bench.common import (
     base_settings,
     create_topics,
@@ -38,6 +40,7 @@ from kernel import projection as kp
 from kernel.kafka import make_producer, send_many
 from kernel.pg import connect
 from kernel.projection import ProjectionRunner
+from kernel.runtime import settle_heap
 from kernel.settings import Settings
 from schemas import default_registry
 from tests.integration.tapes import event_tape
@@ -89,9 +92,10 @@ def instrument(runner: ProjectionRunner, timers: Timers) -> Callable[[], None]:
     execute = conn.execute
 
     async def timed_execute(query: Any, *a: Any, **k: Any) -> Any:
-        text = str(query)
+        text = query.as_string(conn) if isinstance(query, sql.Composable) else str(query)
         name = ("select" if text.startswith("SELECT") else
-                "upsert" if text.startswith("INSERT INTO instruments ") else "temp")
+                "upsert" if text.startswith(('INSERT INTO "instruments"',
+                                             "INSERT INTO instruments ")) else "temp")
         t = time.perf_counter()
         try:
             return await execute(query, *a, **k)
@@ -178,6 +182,7 @@ async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False
     try:
         if prof is not None:
             prof.enable()
+        settle_heap()  # as `propstream replay` and every `propstream run` process do
         started = time.perf_counter()
         count = await runner.run(until_caught_up=True)
         took = time.perf_counter() - started
@@ -201,6 +206,7 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
     splits: dict[int, list[dict[str, float]]] = {b: [] for b in batches}
     try:
         n, tape = await produce_tape(settings, events, symbols)
+        settle_heap()
         env_us, payload_us = decode_floor(tape.records)
         print(f"decode alone (CPU, no IO): decode_event {env_us:.1f} µs + event_payload "
               f"{payload_us:.1f} µs per event = at most {1e6 / (env_us + payload_us):,.0f} "

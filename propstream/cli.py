@@ -221,6 +221,7 @@ def replay(projection: str) -> None:
     """Drop a projection and rebuild it from the log, with progress."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from kernel.runtime import settle_heap
     from propstream.processes import projection_runner
 
     settings = _settings()
@@ -229,6 +230,7 @@ def replay(projection: str) -> None:
         runner = projection_runner(settings, projection)
         await runner.drop()
         await runner.start()
+        settle_heap()
         started = time.perf_counter()
         try:
             with Progress("[progress.description]{task.description}", BarColumn(),

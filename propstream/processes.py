@@ -11,6 +11,7 @@ from typing import Any
 from kernel.exceptions import PropstreamError
 from kernel.observability import configure_logging, get_logger
 from kernel.projection import ProjectionRunner
+from kernel.runtime import settle_heap
 from kernel.settings import Settings
 
 log = get_logger(__name__)
@@ -23,6 +24,7 @@ async def _until_signalled(start: Callable[[], Awaitable[None]], work: Callable[
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     await start()
+    settle_heap()
     log.info("process started", name=name)
     task: asyncio.Future[Any] = asyncio.ensure_future(work())
     waiter = asyncio.create_task(stopping.wait())
@@ -114,11 +116,8 @@ def run_market(settings: Settings, part: str) -> None:
         "prices": bootstrap.prices_processor, "binance": bootstrap.binance,
         "polymarket": bootstrap.polymarket, "kalshi": bootstrap.kalshi}
     if part == "api":
-        import uvicorn
-
         configure_logging(settings, process="market-api")
-        uvicorn.run(bootstrap.api(settings), host=settings.host, port=settings.market_api_port,
-                    log_config=None, access_log=False, lifespan="on", loop="auto", http="auto")
+        _serve(bootstrap.api(settings), settings.host, settings.market_api_port)
         return
     if part not in factories:
         raise SystemExit(f"unknown market process {part!r}; known: api, {', '.join(factories)}")
@@ -142,13 +141,18 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 
 
 def run_api(settings: Settings) -> None:
-    import uvicorn
-
     from core import bootstrap
 
     configure_logging(settings, process="api")
-    uvicorn.run(bootstrap.api(settings), host=settings.host, port=settings.api_port,
-                log_config=None, access_log=False, lifespan="on", loop="auto", http="auto")
+    _serve(bootstrap.api(settings), settings.host, settings.api_port)
+
+
+def _serve(app: Any, host: str, port: int) -> None:
+    import uvicorn
+
+    settle_heap()  # the app is built: what is alive now lives as long as the process
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+                loop="auto", http="auto")
 
 
 # name -> argv after `propstream run`
