@@ -147,7 +147,8 @@ class KafkaServer(PidfileServer):
             cluster_id = _cluster_id()
             result = subprocess.run(
                 [java, *jvm_log, "-cp", self.classpath(), "kafka.tools.StorageTool", "format",
-                 "--standalone", "-t", cluster_id, "-c", str(config), "--ignore-formatted"],
+                 "--standalone", f"--cluster-id={cluster_id}", "-c", str(config),
+                 "--ignore-formatted"],
                 capture_output=True, text=True, check=False,
             )
             if result.returncode != 0:
@@ -170,11 +171,18 @@ class KafkaServer(PidfileServer):
         return asyncio.run(_metadata_ok(self.settings.bootstrap_servers))
 
 
-
 def _cluster_id() -> str:
+    """A random cluster id as Kafka writes them: 16 bytes, URL-safe base64, no padding.
+
+    Like Kafka's own `Uuid.randomUuid`, never one that begins with "-": the storage tool
+    would take it for an option (`-t: expected one argument`), 1 start in 64.
+    """
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 async def _metadata_ok(bootstrap: str) -> bool:
