@@ -46,14 +46,9 @@ COMMANDS_TOPIC = "payment.commands"
 STEP_NAMESPACE = uuid.UUID("c8e2f5a1-7b3d-5e9c-a4f6-2d8b1e7c3a95")
 PurchaseIdPath = Annotated[uuid.UUID, Path(description="the purchase id")]
 
-EXAMPLE_PURCHASE = {
-    "purchase_id": "5f0c6b7e-2d4a-4c1e-9b8f-3a7d2e1c0b9a",
-    "user_id": "00000000-0000-4000-8000-000000000001", "tier_id": "starter-25k",
-    "tier_revision": 1, "amount_minor": 9900, "currency": "USD", "status": "pending",
-    "checkout_session_id": "cs_test_a1b2c3",
-    "checkout_url": "https://checkout.stripe.com/c/pay/cs_test_a1b2c3",
-    "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:00Z", "version": 2,
-}
+# The answer to POST /purchases: the read model's example, as it stands before payment.
+EXAMPLE_PURCHASE = {**PURCHASE_VIEW_EXAMPLE, "status": "pending",
+                    "updated_at": PURCHASE_VIEW_EXAMPLE["created_at"], "version": 2}
 
 
 class PurchaseCreate(BaseModel):
