@@ -50,7 +50,30 @@ _STATUS_TYPES = {
 }
 
 
+def _document_validation_errors(app: FastAPI) -> None:
+    """FastAPI documents its own 422 (application/json, `HTTPValidationError`) on every route
+    with parameters or a body; ours answers problem+json (`on_validation` below). Say so."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = build()
+        for item in doc.get("paths", {}).values():
+            for op in item.values():
+                answers = op.get("responses", {}) if isinstance(op, dict) else {}
+                if answers.get("422", {}).get("description") == "Validation Error":
+                    answers["422"] = {**PROBLEM_SCHEMA, "description": "The request is not valid"}
+        schemas = doc.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
+    _document_validation_errors(app)
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
         return problem_response(request, exc)

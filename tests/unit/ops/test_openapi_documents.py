@@ -129,6 +129,4 @@ def test_error_answers_are_problem_json(
         if not status.startswith(("4", "5")):
             continue
         content = answer.get("content", {})
-        if status == "422" and answer.get("description") == "Validation Error":
-            continue  # FastAPI's own default for request validation
         assert "application/problem+json" in content, f"{name} {status}"
