@@ -179,10 +179,10 @@ async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False
     timers = Timers()
     undo = instrument(runner, timers)
     prof = cProfile.Profile() if profile else None
+    settle_heap()  # as `propstream replay` and every `propstream run` process do
     try:
         if prof is not None:
             prof.enable()
-        settle_heap()  # as `propstream replay` and every `propstream run` process do
         started = time.perf_counter()
         count = await runner.run(until_caught_up=True)
         took = time.perf_counter() - started
