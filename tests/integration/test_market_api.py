@@ -17,6 +17,7 @@ from kernel.settings import Settings
 from market_data.adapters.bars_projection import DDL as BARS_DDL
 from market_data.adapters.redis_levels import LevelsStore
 from market_data.adapters.redis_prices import PriceStore
+from market_data.entrypoints.http import udf
 from schemas.codec import decode_command
 from schemas.market import MarketTicksPublished, TickRow
 from tests.integration.helpers import (
@@ -327,7 +328,9 @@ async def test_udf_time_is_plain_unix_seconds(client: httpx.AsyncClient) -> None
     assert abs(int(resp.text) - time.time()) < 5
 
 
-async def test_udf_quotes(client: httpx.AsyncClient) -> None:
+async def test_udf_quotes(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    # "Today" is the day the bars were seeded for, even if midnight UTC passed since.
+    monkeypatch.setattr(udf, "now_ns", lambda: NOW * S)
     resp = await client.get("/udf/quotes", params={"symbols": "BTC-USD,NOPE"})
     body = resp.json()
     assert body["s"] == "ok"

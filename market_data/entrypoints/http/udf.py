@@ -46,6 +46,9 @@ TYPES = {"crypto": "crypto", "fx": "forex", "index": "index", "equity": "stock",
          "commodity": "commodity", "prediction": "prediction"}
 CLASSES = {v: k for k, v in TYPES.items()}
 
+# The clock that decides which UTC day "today" is (a test pins it across midnight).
+now_ns = time.time_ns
+
 
 class UdfRoute(APIRoute):
     """Answer invalid query parameters in UDF's error shape instead of problem+json."""
@@ -232,7 +235,7 @@ async def quotes(conn: ConnDep, prices: PricesDep,
                  symbols: Annotated[str, Query(min_length=1, max_length=2000)]) -> dict[str, Any]:
     names = [s.strip() for s in symbols.split(",") if s.strip()][:100]
     known = await get_instruments(conn, [n.split(":", 1)[-1] for n in names])
-    day_ns = time.time_ns() // DAY_NS * DAY_NS
+    day_ns = now_ns() // DAY_NS * DAY_NS
     out: list[dict[str, Any]] = []
     for name in names:
         inst = known.get(name.split(":", 1)[-1])
