@@ -77,8 +77,10 @@ class PlatformProcess:
 
     started = 0
 
-    def __init__(self, settings: Settings, *argv: str, log_dir: Path) -> None:
+    def __init__(self, settings: Settings, *argv: str, log_dir: Path,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.settings = settings
+        self.extra_env = extra_env or {}
         self.argv = [sys.executable, "-m", "propstream", "run", *argv]
         PlatformProcess.started += 1
         self.log = log_dir / f"{'-'.join(argv)}-{PlatformProcess.started}.log"
@@ -86,7 +88,8 @@ class PlatformProcess:
 
     def start(self) -> PlatformProcess:
         out = open(self.log, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(self.argv, env=process_env(self.settings), stdout=out,
+        env = {**process_env(self.settings), **self.extra_env}
+        self.proc = subprocess.Popen(self.argv, env=env, stdout=out,
                                      stderr=subprocess.STDOUT)
         out.close()
         return self
