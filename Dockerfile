@@ -22,9 +22,13 @@ RUN uv sync --frozen --no-dev
 
 FROM python:3.11-slim
 # Byte code was compiled at build time; the root filesystem is read-only at run time.
+# The image listens on every address, so it is never a developer's loopback: it runs as prod
+# and refuses to start on the public dev secrets (PROPSTREAM_SECRET_KEY, the Stripe key and
+# webhook secret); give it real ones from a secret store (the chart's existingSecret).
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PROPSTREAM_ENV=prod \
     PROPSTREAM_HOST=0.0.0.0 \
     PROPSTREAM_CACHE_DIR=/tmp/propstream
 RUN groupadd --system --gid 10001 propstream \

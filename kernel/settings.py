@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # The API key stripe-mock accepts, and a webhook secret only good for development and tests.
 STRIPE_MOCK_KEY = "sk_test_123"
 DEV_WEBHOOK_SECRET = "whsec_dev_only_not_a_secret"
+DEV_SECRET_KEY = "dev-only-not-a-secret"
+# Environments where a developer's loopback-only platform may run on the public defaults.
+DEVELOPER_ENVS = frozenset({"dev", "test"})
 STRIPE_API_BASE = "https://api.stripe.com"
 
 
@@ -50,7 +54,10 @@ class Settings(BaseSettings):
                                  description="port of the market-data HTTP API")
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535,
-        description="serve /metrics of a non-HTTP process (decider, projection) on this port")
+        description="serve /metrics on this port (every process; an API then stops serving "
+                    "/metrics on its public port)")
+    metrics_host: str | None = Field(
+        default=None, description="address the metrics port binds to; none = PROPSTREAM_HOST")
     command_timeout_ms: int = Field(default=5000, ge=50, le=60000)
     cors_origins: tuple[str, ...] = ("http://localhost:5173",)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
@@ -96,7 +103,7 @@ class Settings(BaseSettings):
     projection_batch: int = Field(default=5000, ge=1, le=100_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
-    secret_key: SecretStr = SecretStr("dev-only-not-a-secret")
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     # Payments (Stripe). The default key is the one stripe-mock accepts; with it and no base,
     # the client talks to the local stripe-mock. Any other key without a base talks to Stripe.
     stripe_api_key: SecretStr = SecretStr(STRIPE_MOCK_KEY)
@@ -113,12 +120,17 @@ class Settings(BaseSettings):
         description="where the frontend is: Stripe sends buyers back to success/cancel pages")
 
     @model_validator(mode="after")
-    def _no_default_secret_outside_dev(self) -> Settings:
-        if self.env == "prod" and self.secret_key.get_secret_value() == "dev-only-not-a-secret":
-            raise ValueError("PROPSTREAM_SECRET_KEY must be set in prod")
-        if self.env == "prod" and \
-                self.stripe_webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
-            raise ValueError("PROPSTREAM_STRIPE_WEBHOOK_SECRET must be set in prod")
+    def _no_public_secret_outside_a_developers_loopback(self) -> Settings:
+        # The defaults are in the source: anyone can sign tokens or webhooks with them. They
+        # are only tolerable where nobody but the developer can reach the platform.
+        public = default_secrets(self)
+        if public and not self.developer_loopback:
+            names = ", ".join(public)
+            raise ValueError(
+                f"{names} {'is' if len(public) == 1 else 'are'} the public development "
+                f"default; set your own (a secret store, never a value in the source), or run "
+                f"with PROPSTREAM_ENV=dev or test and every bind address on loopback "
+                f"(PROPSTREAM_HOST={self.host!r}, PROPSTREAM_ENV={self.env!r})")
         ports = [self.kafka_port, self.kafka_controller_port, self.pg_port, self.redis_port,
                  self.stripe_mock_port]
         if len(set(ports)) != len(ports):
@@ -128,6 +140,20 @@ class Settings(BaseSettings):
             raise ValueError("PROPSTREAM_IDEMPOTENCY_LOCK_TTL_S must outlast "
                              "PROPSTREAM_COMMAND_TIMEOUT_MS, or a retry runs a request twice")
         return self
+
+    @property
+    def bind_addresses(self) -> tuple[str, ...]:
+        """Every address a process of this platform listens on."""
+        return (self.host,) if self.metrics_host is None else (self.host, self.metrics_host)
+
+    @property
+    def developer_loopback(self) -> bool:
+        """A developer's platform: `dev` or `test`, reachable from this machine only."""
+        return self.env in DEVELOPER_ENVS and all(is_loopback(a) for a in self.bind_addresses)
+
+    @property
+    def metrics_bind(self) -> str:
+        return self.metrics_host or self.host
 
     @property
     def bootstrap_servers(self) -> str:
@@ -163,6 +189,26 @@ class Settings(BaseSettings):
         return f"{self.namespace}.{name}" if self.namespace else name
 
 
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1 or `localhost`; anything else (0.0.0.0, ::, a name) may be public."""
+    if address.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def default_secrets(settings: Settings) -> list[str]:
+    """The variables of `settings` still holding a default published in this source."""
+    defaults = {"PROPSTREAM_SECRET_KEY": (settings.secret_key, DEV_SECRET_KEY),
+                "PROPSTREAM_STRIPE_WEBHOOK_SECRET": (settings.stripe_webhook_secret,
+                                                     DEV_WEBHOOK_SECRET),
+                "PROPSTREAM_STRIPE_API_KEY": (settings.stripe_api_key, STRIPE_MOCK_KEY)}
+    return [name for name, (value, default) in defaults.items()
+            if value.get_secret_value() == default]
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build Settings from the environment, or stop the process naming the bad variable."""
     try:
@@ -171,7 +217,9 @@ def load_settings(**overrides: object) -> Settings:
         lines = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
-            var = f"PROPSTREAM_{field.upper()}" if field else "PROPSTREAM_*"
-            lines.append(f"invalid setting {var}: {err['msg']}")
+            if field:
+                lines.append(f"invalid setting PROPSTREAM_{field.upper()}: {err['msg']}")
+            else:  # a rule across settings: its message names the variables
+                lines.append(f"invalid settings: {err['msg'].removeprefix('Value error, ')}")
         sys.stderr.write("\n".join(lines) + "\n")
         raise SystemExit(2) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -96,3 +97,32 @@ def test_dockerfile_installs_the_locked_runtime_and_runs_as_non_root() -> None:
     assert "uv sync --frozen --no-dev" in text
     assert re.search(r"^USER 10001", text, re.M)
     assert 'ENTRYPOINT ["propstream"]' in text
+
+
+def _image_environment() -> dict[str, str]:
+    """The PROPSTREAM_* variables the final stage of the Dockerfile sets."""
+    text = (ROOT / "Dockerfile").read_text().split("\nFROM ")[-1]
+    env_block = re.search(r"^ENV (.*?)(?<!\\)\n", text, re.M | re.S)
+    assert env_block is not None
+    pairs = re.findall(r"(PROPSTREAM_[A-Z_]+)=(\S+)", env_block.group(1))
+    return dict(pairs)
+
+
+def test_the_image_refuses_the_public_dev_secrets(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The image binds 0.0.0.0: started without real secrets it must stop, naming them."""
+    from kernel.settings import load_settings
+
+    env = _image_environment()
+    assert env["PROPSTREAM_HOST"] == "0.0.0.0"
+    for name in [n for n in os.environ if n.startswith("PROPSTREAM_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit):
+        load_settings()
+    assert "PROPSTREAM_SECRET_KEY" in capsys.readouterr().err
+    monkeypatch.setenv("PROPSTREAM_SECRET_KEY", "from-a-secret-store")
+    monkeypatch.setenv("PROPSTREAM_STRIPE_API_KEY", "sk_live_from_a_secret_store")
+    monkeypatch.setenv("PROPSTREAM_STRIPE_WEBHOOK_SECRET", "whsec_from_a_secret_store")
+    assert load_settings().host == "0.0.0.0"
