@@ -42,12 +42,14 @@ async def _until_signalled(start: Callable[[], Awaitable[None]], work: Callable[
 
 
 def serve_metrics(settings: Settings) -> None:
-    """Expose Prometheus metrics (consumer lag among them) of a process without an API."""
+    """Expose Prometheus metrics (consumer lag among them) on PROPSTREAM_METRICS_PORT, when
+    set; an API then leaves /metrics off its public port (kernel.http.health_router)."""
     if settings.metrics_port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.metrics_port, addr=settings.host)
-        log.info("metrics served", url=f"http://{settings.host}:{settings.metrics_port}/metrics")
+        start_http_server(settings.metrics_port, addr=settings.metrics_bind)
+        log.info("metrics served",
+                 url=f"http://{settings.metrics_bind}:{settings.metrics_port}/metrics")
 
 
 def run_decider(settings: Settings, family: str) -> None:
@@ -117,6 +119,7 @@ def run_market(settings: Settings, part: str) -> None:
         "polymarket": bootstrap.polymarket, "kalshi": bootstrap.kalshi}
     if part == "api":
         configure_logging(settings, process="market-api")
+        serve_metrics(settings)
         _serve(bootstrap.api(settings), settings.host, settings.market_api_port)
         return
     if part not in factories:
@@ -144,6 +147,7 @@ def run_api(settings: Settings) -> None:
     from core import bootstrap
 
     configure_logging(settings, process="api")
+    serve_metrics(settings)
     _serve(bootstrap.api(settings), settings.host, settings.api_port)
 
 

@@ -75,7 +75,8 @@ def create_app(settings: Settings) -> FastAPI:
                         max_body=settings.max_body_bytes, expose_headers=("Location",),
                         redis=cache, settings=settings, api_keys=PostgresApiKeyStore(pool))
     app.include_router(health_router({"kafka": kafka_ready, "postgres": postgres_check(pool),
-                                      "redis": redis_check(cache)}))
+                                      "redis": redis_check(cache)},
+                                     serve_metrics=settings.metrics_port is None))
     app.include_router(instruments.router)
     app.include_router(instruments.commands_router)
     app.include_router(tiers.router)

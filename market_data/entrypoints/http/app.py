@@ -66,7 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
                         max_body=settings.max_body_bytes, expose_headers=("ETag",),
                         redis=cache, settings=settings)
     app.include_router(health_router({"kafka": kafka_ready, "postgres": postgres_check(pool),
-                                      "redis": redis_check(cache)}))
+                                      "redis": redis_check(cache)},
+                                     serve_metrics=settings.metrics_port is None))
     app.include_router(prices.router)
     app.include_router(bars.router)
     app.include_router(simulator.router)

@@ -110,3 +110,46 @@ def test_cursor_round_trips_and_garbage_is_a_400_problem() -> None:
         with pytest.raises(Problem) as caught:
             decode_cursor(garbage, keys=("after",))
         assert caught.value.status == 400 and caught.value.slug == "invalid-cursor"
+
+
+def _health_app(*, metrics: bool = True) -> httpx.AsyncClient:
+    from kernel.http import health_router
+
+    async def healthy() -> None:
+        return None
+
+    async def postgres_down() -> None:
+        raise ConnectionError('connection to server at "10.0.3.7", port 5432 failed: '
+                              'password authentication failed for user "propstream_prod"')
+
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(health_router({"kafka": healthy, "postgres": postgres_down},
+                                     serve_metrics=metrics))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+@ASYNC
+async def test_readyz_with_a_dependency_down_names_it_but_never_echoes_the_exception(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    async with _health_app() as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["checks"] == {"kafka": "ok", "postgres": "unavailable"}
+    assert "postgres" in body["detail"]
+    for leak in ("10.0.3.7", "5432", "propstream_prod", "password", "ConnectionError"):
+        assert leak not in response.text
+    # The operator still learns why, from the log.
+    assert "propstream_prod" in capsys.readouterr().out
+
+
+@ASYNC
+async def test_metrics_leave_the_public_port_when_a_metrics_port_serves_them() -> None:
+    async with _health_app(metrics=True) as client:
+        assert (await client.get("/metrics")).status_code == 200
+    async with _health_app(metrics=False) as client:
+        assert (await client.get("/metrics")).status_code == 404
+        assert (await client.get("/livez")).status_code == 200
