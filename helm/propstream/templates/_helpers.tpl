@@ -67,7 +67,7 @@ PROPSTREAM_KAFKA_BOOTSTRAP: {{ required "kafka.bootstrap must name the Kafka boo
 PROPSTREAM_KAFKA_REPLICATION_FACTOR: {{ .Values.kafka.replicationFactor | quote }}
 PROPSTREAM_API_PORT: {{ .Values.api.port | quote }}
 PROPSTREAM_MARKET_API_PORT: {{ .Values.marketApi.port | quote }}
-PROPSTREAM_METRICS_PORT: "9100"
+PROPSTREAM_METRICS_PORT: {{ .Values.metrics.port | quote }}
 PROPSTREAM_COMMAND_TIMEOUT_MS: {{ .Values.config.commandTimeoutMs | quote }}
 PROPSTREAM_MAX_BODY_BYTES: {{ .Values.config.maxBodyBytes | quote }}
 PROPSTREAM_LOG_LEVEL: {{ .Values.config.logLevel | quote }}
@@ -122,6 +122,9 @@ volumes:
 {{/* Pod template annotations: a config change rolls the pods. */}}
 {{- define "propstream.podAnnotations" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.metrics.port | quote }}
+prometheus.io/path: /metrics
 {{- with .Values.podAnnotations }}
 {{ toYaml . }}
 {{- end }}

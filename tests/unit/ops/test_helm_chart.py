@@ -232,3 +232,23 @@ def test_api_has_a_disruption_budget_and_pods_a_service_account(render: Render) 
 def test_values_file_stays_short() -> None:
     lines = (CHART / "values.yaml").read_text().splitlines()
     assert len(lines) <= 120
+
+
+@pytest.mark.parametrize("component", ["api", "market-api"])
+def test_apis_serve_metrics_on_the_metrics_port_only_and_are_scraped_there(
+        render: Render, component: str) -> None:
+    docs = render("--set", "metrics.port=9300")
+    (configmap,) = _of_kind(docs, "ConfigMap")
+    assert configmap["data"]["PROPSTREAM_METRICS_PORT"] == "9300"
+    api = next(d for d in _of_kind(docs, "Deployment")
+               if d["metadata"]["labels"]["app.kubernetes.io/component"] == component)
+    (container,) = _pod_spec(api)["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == 9300 and ports["http"] != 9300
+    annotations = api["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "9300"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    service = next(d for d in _of_kind(docs, "Service")
+                   if d["metadata"]["labels"]["app.kubernetes.io/component"] == component)
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
