@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import BaseModel
 
 from kernel.kafka import make_consumer, make_producer, partitions_of
 from kernel.observability import COMMAND_SECONDS, get_logger
@@ -25,11 +30,27 @@ log = get_logger(__name__)
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0b6f8c1a-3d2e-4c5b-8a9f-7e6d5c4b3a21")
 
 
-def command_id_for(idempotency_key: str | None, *, scope: str) -> uuid.UUID:
-    """A client key maps to one command id per scope (user, route); none gets a fresh id."""
+def body_digest(body: BaseModel | Mapping[str, Any] | None) -> str:
+    """SHA-256 of a request body as decoded (key order, whitespace and spelling of the same
+    values do not count); "" for a route without a body."""
+    if body is None:
+        return ""
+    data = body.model_dump(mode="json") if isinstance(body, BaseModel) else dict(body)
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def command_id_for(idempotency_key: str | None, *, caller: str, scope: str,
+                   body: BaseModel | Mapping[str, Any] | None) -> uuid.UUID:
+    """A client key maps to one command id per caller, scope (route, target) and body; none
+    gets a fresh id. The same key from two callers, or with two bodies, is two commands: a
+    key is only ever a retry of the same request by the same caller (the Redis record of
+    kernel.idempotency says so for a day; the command id says so for as long as the decider
+    remembers it)."""
     if idempotency_key is None:
         return uuid.uuid4()
-    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{scope}\n{idempotency_key}")
+    # A JSON array: no part can spill into the next, whatever characters it holds.
+    parts = orjson.dumps([caller, scope, idempotency_key, body_digest(body)]).decode()
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, parts)
 
 
 class CommandBus:

@@ -175,7 +175,11 @@ async def register(
     password_hash = await identity.hash(body.password)
     outcome = await send(bus, uid, RegisterUser(email=email, password_hash=password_hash,
                                                 display_name=body.display_name),
-                         command_id=command_id_for(idempotency_key, scope=f"register:{uid}"))
+                         command_id=command_id_for(
+                             idempotency_key, caller="anonymous", scope=f"register:{uid}",
+                             # Not the password: the id is on the log, and must be no
+                             # offline oracle for it. One email is one registration anyway.
+                             body=body.model_dump(mode="json", exclude={"password"})))
     if isinstance(outcome, JSONResponse):
         return outcome
     registered = await read_your_write(lambda: _user(pool, uid), lambda _: True)

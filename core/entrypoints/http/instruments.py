@@ -105,7 +105,8 @@ async def _dispatch(bus: BusDep, symbol: str, payload: CommandPayload, *, admin:
                     idempotency_key: str | None, route: str) -> CommandReply | JSONResponse:
     """Send the command as `admin` (its actor on the log); see commands.dispatch."""
     return await dispatch(bus, COMMANDS_TOPIC, symbol, payload,
-                          command_id=command_id_for(idempotency_key, scope=f"{route}:{symbol}"),
+                          command_id=command_id_for(idempotency_key, caller=admin.user_id,
+                                                    scope=f"{route}:{symbol}", body=payload),
                           actor=admin.user_id, reasons=REASON_STATUS)
 
 

@@ -147,7 +147,8 @@ async def create_purchase(
     if body.currency is not None and body.currency != terms.currency:
         raise Problem(422, "currency-mismatch", "Currency mismatch",
                       f"{body.tier_id!r} is priced in {terms.currency}, not {body.currency}")
-    purchase_id = str(command_id_for(idempotency_key, scope=f"purchase:{principal.user_id}"))
+    purchase_id = str(command_id_for(idempotency_key, caller=principal.user_id,
+                                     scope="purchase", body=body))
     created = await send_step(bus, purchase_id, CreatePurchase(
         user_id=principal.user_id, tier_id=tier.tier_id, tier_revision=tier.revision,
         terms=terms), actor=principal.user_id)
@@ -231,7 +232,8 @@ async def grant(
         raise Problem(404, "user-not-found", "User not found",
                       f"no registered user {body.user_id}; a grant needs one")
     tier = await _current_tier(conn, body.tier_id)
-    purchase_id = str(command_id_for(idempotency_key, scope=f"grant:{principal.user_id}"))
+    purchase_id = str(command_id_for(idempotency_key, caller=principal.user_id,
+                                     scope="grant", body=body))
     reply = await send_step(bus, purchase_id, GrantPurchase(
         user_id=str(body.user_id), tier_id=tier.tier_id, tier_revision=tier.revision,
         terms=tier.terms, reason=body.reason), actor=principal.user_id)

@@ -176,7 +176,8 @@ async def get_revision(tier_id: TierIdPath, revision: Annotated[int, Path(ge=1, 
 async def _dispatch(bus: BusDep, tier_id: str, payload: CommandPayload, *, admin: Principal,
                     idempotency_key: str | None, route: str) -> CommandReply | JSONResponse:
     """Send the command as `admin` (its actor on the log); see commands.dispatch."""
-    command_id = command_id_for(idempotency_key, scope=f"{admin.user_id}:{route}:{tier_id}")
+    command_id = command_id_for(idempotency_key, caller=admin.user_id,
+                                scope=f"{route}:{tier_id}", body=payload)
     return await dispatch(bus, COMMANDS_TOPIC, tier_id, payload, command_id=command_id,
                           actor=admin.user_id, reasons=REASON_STATUS)
 

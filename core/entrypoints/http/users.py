@@ -121,7 +121,7 @@ async def update_me(body: Annotated[MeUpdate, Body(examples=[{"display_name": "A
                     idempotency_key: IdempotencyKey = None) -> Any:
     outcome = await send(bus, principal.user_id, ChangeDisplayName(
         display_name=body.display_name), command_id=command_id_for(
-            idempotency_key, scope=f"display-name:{principal.user_id}"))
+            idempotency_key, caller=principal.user_id, scope="display-name", body=body))
     if isinstance(outcome, JSONResponse):
         return outcome
     version = version_of(outcome)
@@ -170,7 +170,7 @@ async def create_key(
     outcome = await send(bus, principal.user_id, CreateApiKey(
         key_id=record.key_id, key_hash=record.key_hash, name=body.name,
         scopes=tuple(sorted(scopes))), command_id=command_id_for(
-            idempotency_key, scope=f"api-key:{principal.user_id}"))
+            idempotency_key, caller=principal.user_id, scope="api-key", body=body))
     if isinstance(outcome, JSONResponse):
         return outcome
     decided = next((e["payload"]["key_id"] for e in outcome.events
@@ -256,8 +256,8 @@ async def change_role(
     principal: Principal = require_roles("admin"), idempotency_key: IdempotencyKey = None,
 ) -> Any:
     outcome = await send(bus, user_id, ChangeUserRole(role=body.role), actor=principal.user_id,
-                         command_id=command_id_for(idempotency_key,
-                                                   scope=f"role:{principal.user_id}:{user_id}"))
+                         command_id=command_id_for(idempotency_key, caller=principal.user_id,
+                                                   scope=f"role:{user_id}", body=body))
     if isinstance(outcome, JSONResponse):
         return outcome
     # Tokens carry the role: the old ones must not outlive it.
