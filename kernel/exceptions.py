@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas.errors import PropstreamError
 
-__all__ = ["InfraError", "ProcessingError", "PropstreamError"]
+__all__ = ["InfraError", "ProcessingError", "PropstreamError", "TopicChangeRefused"]
 
 
 class InfraError(PropstreamError):
@@ -13,3 +13,8 @@ class InfraError(PropstreamError):
 
 class ProcessingError(PropstreamError):
     """A processor met a message it cannot handle and could not dead-letter it."""
+
+
+class TopicChangeRefused(PropstreamError):
+    """`apply_topics` would corrupt data (e.g. re-partition keyed topics); nothing was changed.
+    The message says what to do instead."""

@@ -13,6 +13,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.admin.new_partitions import NewPartitions
 from aiokafka.partitioner import murmur2
 
+from kernel.exceptions import TopicChangeRefused
 from kernel.settings import Settings
 from schemas.topics import TopicSpec
 
@@ -114,7 +115,10 @@ class TopicChange:
 
 
 async def apply_topics(settings: Settings, specs: Iterable[TopicSpec]) -> list[TopicChange]:
-    """Create missing topics, raise partition counts, align configs; never delete anything."""
+    """Create missing topics, raise partition counts where that is safe, align configs; never
+    delete anything. Raise `TopicChangeRefused`, before changing anything at all, when the
+    catalogue asks for more partitions of a topic whose keys must stay where they are
+    (`TopicSpec.may_grow`)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
                                 client_id="propstream-topics")
     await admin.start()
@@ -122,6 +126,9 @@ async def apply_topics(settings: Settings, specs: Iterable[TopicSpec]) -> list[T
     try:
         existing = set(await admin.list_topics())
         wanted = {settings.topic(s.name): s for s in specs}
+        present = [name for name in wanted if name in existing]
+        described = await admin.describe_topics(present) if present else []
+        _refuse_unsafe_growth(described, wanted)
         missing = [
             NewTopic(name, spec.partitions, settings.kafka_replication_factor,
                      topic_configs=spec.config())
@@ -131,9 +138,7 @@ async def apply_topics(settings: Settings, specs: Iterable[TopicSpec]) -> list[T
             await admin.create_topics(missing)
             changes += [TopicChange(t.name, f"created ({t.num_partitions} partitions)")
                         for t in missing]
-        present = [name for name in wanted if name in existing]
         if present:
-            described = await admin.describe_topics(present)
             grow: dict[str, NewPartitions] = {}
             for item in described:
                 have = len(item["partitions"])
@@ -164,6 +169,26 @@ async def apply_topics(settings: Settings, specs: Iterable[TopicSpec]) -> list[T
     finally:
         await admin.close()
     return changes
+
+
+def _refuse_unsafe_growth(described: Iterable[dict[str, Any]],
+                          wanted: dict[str, TopicSpec]) -> None:
+    unsafe = [(item["topic"], len(item["partitions"]), wanted[item["topic"]].partitions)
+              for item in described
+              if len(item["partitions"]) < wanted[item["topic"]].partitions
+              and not wanted[item["topic"]].may_grow]
+    if not unsafe:
+        return
+    listed = "; ".join(f"{name} has {have}, the catalogue says {want}"
+                       for name, have, want in unsafe)
+    raise TopicChangeRefused(
+        f"refusing to add partitions to keyed topics ({listed}): adding partitions moves "
+        "keys to other partitions, so a decider would decide an aggregate without its history "
+        "(commands/events pairs) and consumers would fold a key out of order (streams, "
+        "snapshots). Nothing was changed. Either keep the count in schemas/topics.py as it "
+        "is on the broker, or migrate: create the family under new topic names (or a new "
+        "PROPSTREAM_NAMESPACE) with the new count, copy its events there in order with the "
+        "deciders stopped, then switch the deciders and projections to it (docs/operations.md)")
 
 
 async def delete_namespace_topics(settings: Settings) -> int:

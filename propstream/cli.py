@@ -89,11 +89,14 @@ def infra_status() -> None:
 @topics_app.command("apply")
 def topics_apply() -> None:
     """Create and update every topic of the catalogue (idempotent, never deletes)."""
+    from kernel.exceptions import TopicChangeRefused
     from kernel.kafka import apply_topics
     from schemas.topics import CATALOGUE
 
     try:
         changes = asyncio.run(apply_topics(_settings(), CATALOGUE))
+    except TopicChangeRefused as exc:
+        _fail(str(exc))
     except Exception as exc:
         _fail(f"applying topics failed: {type(exc).__name__}: {exc}; is Kafka up "
               "(`propstream infra status`)?")
@@ -297,6 +300,7 @@ def up(
     Infrastructure that was already running before is left running."""
     from core.bootstrap import seed_demo_grant, seed_instruments, seed_tiers, seed_users
     from kernel import infra
+    from kernel.exceptions import TopicChangeRefused
     from kernel.kafka import apply_topics
     from propstream.processes import PLATFORM
     from propstream.supervisor import Supervisor
@@ -308,7 +312,13 @@ def up(
         _, ours = infra.up(settings, _say)
     except InfraError as exc:
         _fail(str(exc))
-    for change in asyncio.run(apply_topics(settings, CATALOGUE)):
+    try:
+        changes = asyncio.run(apply_topics(settings, CATALOGUE))
+    except TopicChangeRefused as exc:
+        if ours and not keep_infra:
+            infra.down(settings, _say, only=ours)
+        _fail(str(exc))
+    for change in changes:
         console.print(f"topic {change.topic}: {change.action}")
 
     def ready() -> None:

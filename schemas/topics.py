@@ -41,6 +41,22 @@ class TopicSpec(BaseModel):
     dead_letter: str | None = None
     description: str = ""
 
+    @property
+    def may_grow(self) -> bool:
+        """Whether partitions may be added to this topic while it holds data.
+
+        Adding partitions changes `hash(key) % partitions`: new records of a key land on
+        another partition than its old ones. For a commands/events pair that means a decider
+        decides an aggregate without its history; for a snapshot topic, snapshots the
+        restorer never finds; for a market stream (ticks, bars keyed by instrument), the
+        old partition's backlog and the new one's records of an instrument are folded out of
+        order by two consumers. Only dead letters (an operator reads and replays them one by
+        one; order carries nothing) and replies (keyed by command id, each read once, kept an
+        hour) may grow; the APIs assign the replies partitions when they start, so they must
+        be restarted after it.
+        """
+        return self.kind in ("dead-letters", "replies")
+
     def config(self) -> dict[str, str]:
         """Return the broker-side topic configuration."""
         return {

@@ -93,3 +93,11 @@ def test_events_topics_are_kept_forever() -> None:
 def test_topic_when_name_is_unknown_raises_key_error() -> None:
     with pytest.raises(KeyError, match="nope"):
         topic("nope")
+
+
+def test_only_topics_whose_keys_carry_no_order_may_grow() -> None:
+    for spec in CATALOGUE:
+        if spec.kind in ("commands", "events", "snapshots", "stream"):
+            assert not spec.may_grow, spec.name
+    assert REPLIES.may_grow
+    assert all(spec.may_grow for spec in _of_kind("dead-letters"))
