@@ -8,6 +8,7 @@ A message that cannot be decoded or applied goes to its dead-letter topic; the r
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -23,7 +24,7 @@ from kernel.pg import apply_ddl, connect, copy_upsert
 from kernel.settings import Settings
 from schemas.codec import decode_event
 from schemas.envelope import EventEnvelope, EventPayload
-from schemas.errors import DecodeError
+from schemas.errors import DecodeError, PropstreamError
 from schemas.registry import TypeRegistry
 
 log = get_logger(__name__)
@@ -37,6 +38,69 @@ CREATE TABLE IF NOT EXISTS projection_offsets (
     PRIMARY KEY (projection, topic, partition)
 )
 """
+
+
+class ProjectionLeaseHeld(PropstreamError):
+    """Another process runs this projection (it holds the lease)."""
+
+
+def lease_key(namespace: str, projection: str) -> int:
+    """The advisory lock key of one projection in one namespace (locks are per database, and
+    namespaces share the database): 63 bits of SHA-256, a signed bigint as PostgreSQL wants."""
+    digest = hashlib.sha256(f"propstream-projection\n{namespace}\n{projection}".encode())
+    return int.from_bytes(digest.digest()[:8], "big", signed=True)
+
+
+class ProjectionLease:
+    """The right to write one projection's tables: a PostgreSQL session advisory lock on a
+    connection of its own. The live runner holds it for its whole life and `replay` must take
+    it before dropping anything, so a rebuild never runs under a live runner (which would
+    write rows and offsets into the tables being rebuilt). A process that dies loses its
+    connection, and so its lease, at once; nothing has to expire."""
+
+    def __init__(self, settings: Settings, projection: str) -> None:
+        self.settings = settings
+        self.projection = projection
+        self.key = lease_key(settings.namespace, projection)
+        self.conn: psycopg.AsyncConnection | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.conn is not None and not self.conn.closed
+
+    async def try_acquire(self) -> bool:
+        """Take the lease if free; False (and no connection kept) when another holds it."""
+        if self.held:
+            return True
+        conn = await psycopg.AsyncConnection.connect(
+            self.settings.database_url, autocommit=True,
+            application_name=f"propstream lease {self.projection}")
+        try:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
+            row = await cur.fetchone()
+        except BaseException:
+            await conn.close()
+            raise
+        if row is None or not row[0]:
+            await conn.close()
+            return False
+        self.conn = conn
+        return True
+
+    async def acquire(self, *, poll_s: float = 1.0) -> None:
+        """Wait until the lease is free and take it (a replay or an old replica may hold it)."""
+        waited = False
+        while not await self.try_acquire():
+            if not waited:
+                log.warning("projection lease held by another process; waiting",
+                            projection=self.projection)
+                waited = True
+            await asyncio.sleep(poll_s)
+
+    async def release(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()  # ends the session, and with it the lock
+            self.conn = None
 
 
 @dataclass(frozen=True)
@@ -128,8 +192,21 @@ class ProjectionRunner:
         self.dlq: DeadLetterSink | None = None
         self.partitions: list[TopicPartition] = []
         self.applied = 0
+        self.lease = ProjectionLease(settings, projection.name)
+
+    async def take_lease(self) -> None:
+        """Take the projection's lease now, or raise `ProjectionLeaseHeld` (for `replay`)."""
+        if not await self.lease.try_acquire():
+            raise ProjectionLeaseHeld(
+                f"projection {self.projection.name!r} is being run by another process (it "
+                f"holds the projection's lease in PostgreSQL): stop that process first (the "
+                f"`propstream run projection {self.projection.name}` process, or scale its "
+                f"Deployment to 0), replay, then start it again; it resumes from the rebuilt "
+                f"tables")
 
     async def start(self) -> None:
+        # Before anything is read or written: the tables are the lease holder's alone.
+        await self.lease.acquire()
         self.conn = await connect(self.settings)
         await self.ensure_tables(self.conn)
         self.producer = make_producer(self.settings, client_id=self.name)
@@ -157,6 +234,7 @@ class ProjectionRunner:
             await self.producer.stop()
         if self.conn is not None:
             await self.conn.close()
+        await self.lease.release()
 
     async def ensure_tables(self, conn: psycopg.AsyncConnection) -> None:
         await apply_ddl(conn, [OFFSETS_DDL, *self.projection.ddl()])
@@ -170,7 +248,10 @@ class ProjectionRunner:
         return {TopicPartition(t, p): o for t, p, o in rows}
 
     async def drop(self) -> None:
-        """Drop the read model and forget its offsets (the log is untouched)."""
+        """Drop the read model and forget its offsets (the log is untouched). Takes the
+        projection's lease first, and keeps it for the rebuild that follows (`start`); raises
+        `ProjectionLeaseHeld` while a live runner holds it."""
+        await self.take_lease()
         conn = await connect(self.settings)
         try:
             async with conn.transaction():

@@ -224,6 +224,7 @@ def replay(projection: str) -> None:
     """Drop a projection and rebuild it from the log, with progress."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from kernel.projection import ProjectionLeaseHeld
     from kernel.runtime import settle_heap
     from propstream.processes import projection_runner
 
@@ -231,7 +232,11 @@ def replay(projection: str) -> None:
 
     async def go() -> tuple[int, float]:
         runner = projection_runner(settings, projection)
-        await runner.drop()
+        try:
+            await runner.drop()  # takes the lease first: refused while a live runner holds it
+        except BaseException:
+            await runner.lease.release()
+            raise
         await runner.start()
         settle_heap()
         started = time.perf_counter()
@@ -255,6 +260,8 @@ def replay(projection: str) -> None:
         count, took = uvloop.run(go())
     except KeyError as exc:
         _fail(str(exc.args[0]))
+    except ProjectionLeaseHeld as exc:
+        _fail(f"{exc}; nothing was dropped")
     rate = count / took if took > 0 else 0.0
     console.print(f"rebuilt {projection}: {count} events in {took:.2f} s ({rate:,.0f} events/s)")
 

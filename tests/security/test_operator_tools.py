@@ -7,14 +7,18 @@ import asyncio
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from kernel.kafka import apply_topics
+from kernel.pg import connect
 from kernel.settings import Settings
 from schemas.topics import CATALOGUE, TopicSpec
 from tests.conftest import _namespaces, process_env
+from tests.integration.helpers import PlatformProcess, produce, wait_until
+from tests.integration.tapes import event_tape
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -73,3 +77,48 @@ async def test_topics_apply_still_grows_dead_letters(base_settings: Settings) ->
     changes = await apply_topics(settings, [letters.model_copy(update={"partitions": 2})])
     assert [c.action for c in changes] == ["partitions 1 -> 2"]
     assert (await _partition_counts(settings))[settings.topic("ops.check.dlq")] == 2
+
+
+async def _instruments_table(settings: Settings) -> tuple[int, int]:
+    """(the table's OID, which a drop and rebuild changes; how many rows it has)."""
+    conn = await connect(settings)
+    try:
+        row = await (await conn.execute(
+            "SELECT 'instruments'::regclass::oid::bigint, (SELECT count(*) FROM instruments)"
+        )).fetchone()
+        await conn.rollback()
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def test_replay_is_refused_while_the_live_projection_holds_its_lease(
+        settings: Settings, tmp_path: Path) -> None:
+    tape = event_tape(symbols=5, events_per_symbol=2, seed=9)
+    await produce(settings, "instrument.events", tape.records)
+    live = PlatformProcess(settings, "projection", "instruments", log_dir=tmp_path).start()
+    try:
+        await live.ready()
+
+        async def caught_up() -> bool:
+            return (await _instruments_table(settings))[1] == len(tape.expected)
+
+        await wait_until(caught_up, timeout=60, what="the live projection")
+        before = await _instruments_table(settings)
+
+        refused = await asyncio.to_thread(_cli, settings, "replay", "instruments")
+
+        said = " ".join(refused.stdout.split())
+        assert refused.returncode == 1, said + refused.stderr
+        assert "is being run by another process" in said and "nothing was dropped" in said
+        assert await _instruments_table(settings) == before  # same table, same rows
+        assert live.proc is not None and live.proc.poll() is None
+    finally:
+        live.kill9()  # a dead process's session ends, and its lease with it
+
+    rebuilt = await asyncio.to_thread(_cli, settings, "replay", "instruments")
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert f"rebuilt instruments: {len(tape.records)} events" in " ".join(rebuilt.stdout.split())
+    oid, rows = await _instruments_table(settings)
+    assert oid != before[0] and rows == before[1]
