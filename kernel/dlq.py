@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from kernel.kafka import make_consumer, make_producer, partitions_of
 from kernel.observability import DEAD_LETTERS, get_logger
 from kernel.settings import Settings
-from schemas.errors import DecodeError
+from schemas.errors import DecodeError, PropstreamError
 from schemas.topics import topic as catalogue_topic
 
 log = get_logger(__name__)
@@ -31,6 +31,7 @@ class DeadLetter:
     failed_at_ms: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def reason_of(exc: BaseException) -> str:
@@ -113,6 +114,7 @@ async def read_dead_letters(settings: Settings, dlq_topic: str, *, limit: int = 
                         consumer=_header(m.headers, "x-consumer"),
                         failed_at_ms=int(_header(m.headers, "x-failed-at-ms") or 0),
                         key=m.key, value=m.value,
+                        headers=tuple((k, bytes(v)) for k, v in m.headers or ()),
                     ))
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
@@ -121,10 +123,23 @@ async def read_dead_letters(settings: Settings, dlq_topic: str, *, limit: int = 
     return out[:limit]
 
 
+class NotRedrivable(PropstreamError):
+    """Dead letters of this topic do not go back where they came from as they are."""
+
+
 async def replay_dead_letters(settings: Settings, dlq_topic: str, *, offsets: set[int] | None,
                               limit: int = 1000) -> int:
-    """Send dead letters back to the topic they came from; return how many were re-driven."""
+    """Send dead letters back to the topic they came from; return how many were re-driven.
+
+    Raise `NotRedrivable` for letters that name no origin topic (parked Stripe webhooks: raw
+    Stripe JSON, re-driven by translating them again, `core.adapters.stripe_intake`)."""
     letters = await read_dead_letters(settings, dlq_topic, limit=limit)
+    orphans = [letter.offset for letter in letters
+               if not letter.origin_topic and (offsets is None or letter.offset in offsets)]
+    if orphans:
+        raise NotRedrivable(
+            f"dead letter(s) at offset(s) {', '.join(map(str, orphans[:10]))} of {dlq_topic} "
+            "name no origin topic; nothing was sent")
     producer = make_producer(settings, client_id="propstream-dlq-replay")
     await producer.start()
     sent = 0

@@ -285,11 +285,28 @@ def dlq_list(topic: str,
 @dlq_app.command("replay")
 def dlq_replay(topic: str,
                offset: Annotated[list[int] | None, typer.Option(help="only these")] = None) -> None:
-    """Send dead letters back to the topic they came from."""
-    from kernel.dlq import replay_dead_letters
+    """Send dead letters back to the topic they came from. Parked Stripe webhooks
+    (payment.webhooks.dlq) are translated again, as the endpoint does, into payment commands
+    (the same command id per Stripe event: a second replay changes nothing)."""
+    from kernel.dlq import NotRedrivable, replay_dead_letters
 
-    sent = asyncio.run(replay_dead_letters(_settings(), topic,
-                                           offsets=set(offset) if offset else None))
+    settings = _settings()
+    wanted = set(offset) if offset else None
+    if topic == "payment.webhooks.dlq":
+        from core.adapters.stripe_intake import replay_parked_webhooks
+
+        results = asyncio.run(replay_parked_webhooks(settings, offsets=wanted))
+        table = Table("offset", "stripe event", "action", "purchase", "detail")
+        for r in results:
+            table.add_row(str(r.offset), r.event_id, r.action, r.purchase_id or "", r.detail)
+        console.print(table)
+        sent = sum(1 for r in results if r.action == "command-sent")
+        console.print(f"re-drove {sent} dead letter(s) of {len(results)} into payment.commands")
+        return
+    try:
+        sent = asyncio.run(replay_dead_letters(settings, topic, offsets=wanted))
+    except NotRedrivable as exc:
+        _fail(str(exc))
     console.print(f"re-drove {sent} dead letter(s)")
 
 

@@ -6,9 +6,14 @@ Stripe event is derived from the Stripe event id, so every redelivery of that ev
 same command and the payment decider gives it one effect. The answer comes once the command
 is durably on the log, without waiting for the decision: Stripe needs a quick 2xx.
 
-A verified event we cannot attribute to a purchase (no purchase id in its metadata and no
-completed purchase paid by its payment intent), or whose fields make no valid command, is
-answered 200 and parked on `payment.webhooks.dlq` with the reason, for an operator to replay.
+A verified event we cannot attribute to a purchase the read model knows (the purchase its
+metadata names, or the completed one its payment intent paid, within a short grace for
+projection lag), or whose fields make no valid command, is answered 200 and parked on
+`payment.webhooks.dlq` with the reason and a seal (HMAC under the webhook secret: it was
+verified), for an operator to replay once the purchase exists (`propstream dlq replay
+payment.webhooks.dlq`, core.adapters.stripe_intake: the same translation, the same command
+id). A command is never sent for an unknown purchase: the decider would reject it and keep
+that answer for the command id, so a later replay would be a duplicate of the rejection.
 Why 200: a non-2xx makes Stripe retry for days and, after repeated failures, disable the
 endpoint, so one foreign event would put every webhook of ours at risk; the event was
 genuine (signed), so the dead letter keeps it instead of losing it.
@@ -16,7 +21,6 @@ genuine (signed), so the dead letter keeps it instead of losing it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from aiokafka.errors import KafkaError
@@ -26,21 +30,26 @@ from pydantic import BaseModel, ConfigDict
 
 from core.adapters.stripe_events import Ignored, Malformed, WebhookCommand, translate
 from core.adapters.stripe_gateway import WebhookRejected
+from core.adapters.stripe_intake import (
+    DEAD_LETTERS,
+    PURCHASE_GRACE_S,
+    SEAL_HEADER,
+    command_for,
+    purchase_of,
+    seal,
+    within,
+)
 from core.entrypoints.http.deps import BusDep
 from core.entrypoints.http.purchases import COMMANDS_TOPIC, GatewayDep
-from core.views.purchases import purchase_of_payment_intent
 from kernel.commands import CommandBus
 from kernel.http import PROBLEM_SCHEMA, Problem
 from kernel.observability import get_logger
 from kernel.ratelimit import rate_limited
-from schemas.envelope import make_command
-from schemas.payment import stripe_command_id
 
 log = get_logger(__name__)
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
-DEAD_LETTERS = "payment.webhooks.dlq"
 # Per IP only (Stripe sends no credentials), and generous: Stripe bursts after an outage.
 WEBHOOK_LIMIT = Depends(rate_limited("stripe-webhooks", rate=200.0, burst=1000))
 
@@ -102,15 +111,14 @@ async def receive(
         await _dead_letter(bus, body, event_id=event_id, reason="malformed",
                            detail=outcome.reason)
         return WebhookReceipt(event_id=event_id, action="dead-lettered", detail=outcome.reason)
-    purchase_id = await _purchase_of(request, outcome)
+    purchase_id = await within(lambda found: _purchase_of(request, found), outcome,
+                               grace_s=PURCHASE_GRACE_S)
     if purchase_id is None:
         detail = "no purchase matches its metadata or payment intent"
         await _dead_letter(bus, body, event_id=event_id, reason="unknown-purchase",
                            detail=detail)
         return WebhookReceipt(event_id=event_id, action="dead-lettered", detail=detail)
-    command = make_command(outcome.command, aggregate_id=purchase_id,
-                           command_id=stripe_command_id(outcome.stripe_event_id),
-                           issued_at=datetime.now(UTC), actor="stripe")
+    command = command_for(outcome, purchase_id)
     try:
         # wait_ms=0: durable on the log is enough; the decider decides it once, later.
         await bus.send(COMMANDS_TOPIC, command, wait_ms=0)
@@ -122,13 +130,9 @@ async def receive(
 
 
 async def _purchase_of(request: Request, found: WebhookCommand) -> str | None:
-    if found.purchase_id is not None:
-        return found.purchase_id
-    if found.payment_intent_id is None:
-        return None
     pool: AsyncConnectionPool = request.app.state.pool
     async with pool.connection() as conn:
-        return await purchase_of_payment_intent(conn, found.payment_intent_id)
+        return await purchase_of(conn, found)
 
 
 async def _dead_letter(bus: CommandBus, body: bytes, *, event_id: str, reason: str,
@@ -137,7 +141,9 @@ async def _dead_letter(bus: CommandBus, body: bytes, *, event_id: str, reason: s
     log.warning("stripe webhook dead-lettered", event_id=event_id, reason=reason, detail=detail)
     headers: list[tuple[str, bytes]] = [
         ("x-error-reason", reason.encode()), ("x-error", detail.encode()[:2000]),
-        ("x-stripe-event-id", event_id.encode()[:255]), ("x-consumer", b"stripe-webhook")]
+        ("x-stripe-event-id", event_id.encode()[:255]), ("x-consumer", b"stripe-webhook"),
+        # Verified above: the seal lets a replay trust the body without Stripe's signature.
+        (SEAL_HEADER, seal(bus.settings, body))]
     try:
         await bus.producer.send_and_wait(bus.settings.topic(DEAD_LETTERS), value=body,
                                          key=event_id.encode() or None, headers=headers)
