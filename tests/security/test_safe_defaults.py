@@ -7,14 +7,18 @@ local and nothing is sent anywhere but to the loopback port the API would have u
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
 
+import httpx
 import pytest
 
+from kernel.settings import Settings
 from tests.security.conftest import free_port
 
 OWN = {"PROPSTREAM_SECRET_KEY": "a-secret-from-a-secret-store",
@@ -67,3 +71,41 @@ def test_each_public_default_alone_is_refused_by_name(left_default: str) -> None
     assert not listened
     assert left_default in err, err
     assert not any(name in err for name in OWN if name != left_default)
+
+
+def test_with_a_metrics_port_the_api_serves_metrics_there_and_not_on_its_public_port(
+        base_settings: Settings) -> None:
+    from kernel.kafka import apply_topics
+    from schemas.topics import CATALOGUE
+    from tests.conftest import _namespaces, process_env
+
+    settings = base_settings.model_copy(update={
+        "namespace": "m" + uuid.uuid4().hex[:10], "api_port": free_port()})
+    asyncio.run(apply_topics(settings, CATALOGUE))
+    _namespaces.append(settings)
+    metrics_port = free_port()
+    env = process_env(settings) | {"PROPSTREAM_METRICS_PORT": str(metrics_port)}
+    proc = subprocess.Popen([sys.executable, "-m", "propstream", "run", "api"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{settings.api_port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(base):
+            assert proc.poll() is None, "the API exited"
+            assert time.monotonic() < deadline, "the API never became ready"
+            time.sleep(0.2)
+        public = httpx.get(f"{base}/metrics", timeout=5)
+        assert public.status_code == 404
+        assert "/metrics" not in httpx.get(f"{base}/openapi.json", timeout=5).json()["paths"]
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+        assert scraped.status_code == 200 and "propstream_" in scraped.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
