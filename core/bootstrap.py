@@ -137,7 +137,8 @@ def _outcome(reply: CommandReply | None) -> str:
     return reply.status if reply.status == "accepted" else str(reply.reason)
 
 
-# Dev-only defaults, printed when used; outside dev the seed needs the variables set.
+# Dev-only defaults, printed when used; they are in the source, so only a developer's
+# loopback-only `dev` platform uses them, and anywhere else the seed needs the variables set.
 DEV_SEED_PASSWORDS = {"admin": "dev admin password 1", "trader": "dev trader password 1"}
 SEED_USERS: tuple[tuple[str, str, Role], ...] = (
     ("admin@propstream.dev", "Dev admin", "admin"),
@@ -182,7 +183,7 @@ async def seed_users(settings: Settings, say: Callable[[str], None]) -> dict[str
     out: dict[str, str] = {}
     for email, name, role in SEED_USERS:
         secret = given[role]
-        if secret is None and settings.env != "dev":
+        if secret is None and not (settings.env == "dev" and settings.developer_loopback):
             out[email] = f"skipped: set PROPSTREAM_SEED_{role.upper()}_PASSWORD"
             continue
         password = secret.get_secret_value() if secret else DEV_SEED_PASSWORDS[role]
