@@ -12,6 +12,7 @@ from kernel.kafka import make_consumer, make_producer, partitions_of
 from kernel.observability import DEAD_LETTERS, get_logger
 from kernel.settings import Settings
 from schemas.errors import DecodeError, PropstreamError
+from schemas.topics import CATALOGUE
 from schemas.topics import topic as catalogue_topic
 
 log = get_logger(__name__)
@@ -134,12 +135,17 @@ async def replay_dead_letters(settings: Settings, dlq_topic: str, *, offsets: se
     Raise `NotRedrivable` for letters that name no origin topic (parked Stripe webhooks: raw
     Stripe JSON, re-driven by translating them again, `core.adapters.stripe_intake`)."""
     letters = await read_dead_letters(settings, dlq_topic, limit=limit)
-    orphans = [letter.offset for letter in letters
-               if not letter.origin_topic and (offsets is None or letter.offset in offsets)]
-    if orphans:
+    # A letter goes back only to a topic this dead-letter topic serves, in this namespace:
+    # its headers are data, and must not steer a replay onto another family's commands.
+    origins = {settings.topic(spec.name) for spec in CATALOGUE if spec.dead_letter == dlq_topic}
+    strays = [letter for letter in letters if letter.origin_topic not in origins
+              and (offsets is None or letter.offset in offsets)]
+    if strays:
+        named = ", ".join(f"{letter.offset} ({letter.origin_topic or 'no origin'})"
+                          for letter in strays[:10])
         raise NotRedrivable(
-            f"dead letter(s) at offset(s) {', '.join(map(str, orphans[:10]))} of {dlq_topic} "
-            "name no origin topic; nothing was sent")
+            f"dead letter(s) of {dlq_topic} at offset(s) {named} name no topic it serves "
+            f"({', '.join(sorted(origins)) or 'none'}); nothing was sent")
     producer = make_producer(settings, client_id="propstream-dlq-replay")
     await producer.start()
     sent = 0

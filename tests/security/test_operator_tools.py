@@ -122,3 +122,28 @@ async def test_replay_is_refused_while_the_live_projection_holds_its_lease(
     assert f"rebuilt instruments: {len(tape.records)} events" in " ".join(rebuilt.stdout.split())
     oid, rows = await _instruments_table(settings)
     assert oid != before[0] and rows == before[1]
+
+
+async def test_dlq_replay_never_sends_a_letter_to_a_topic_its_dead_letter_topic_does_not_serve(
+        settings: Settings) -> None:
+    """Headers are data: a letter on instrument.commands.dlq claiming to come from
+    user.commands must not be re-driven there (whoever wrote it could mint a role change)."""
+    from kernel.kafka import make_producer
+    from tests.integration.helpers import end_offsets
+
+    producer = make_producer(settings, client_id="test-forger")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.topic("instrument.commands.dlq"), value=b'{"forged": true}', key=b"x",
+            headers=[("x-origin-topic", settings.topic("user.commands").encode()),
+                     ("x-origin-partition", b"0"), ("x-origin-offset", b"0")])
+    finally:
+        await producer.stop()
+
+    result = await asyncio.to_thread(_cli, settings, "dlq", "replay", "instrument.commands.dlq")
+
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 1, said
+    assert "name no topic it serves" in said and "nothing was sent" in said
+    assert sum((await end_offsets(settings, "user.commands")).values()) == 0
