@@ -1,8 +1,9 @@
 """Payments: POST /purchases against stripe-mock, and signed webhooks to a decided completion.
 
-In a fresh namespace, starts the payment decider as a child process and the core API
-in-process (httpx over ASGI: no sockets, so the figures are the app's own plus Kafka's and
-stripe-mock's). Gives one tier as an event, then, one request at a time:
+In a fresh namespace, starts the payment decider and the purchases projection as child
+processes and the core API in-process (httpx over ASGI: no sockets, so the figures are the
+app's own plus Kafka's and stripe-mock's). Gives one tier as an event, then, one request at
+a time:
 
 * `--purchases` POST /purchases (tier read, create-purchase decided, Checkout Session on
   stripe-mock, open-checkout decided): latency per request;
@@ -137,14 +138,18 @@ def main(argv: list[str] | None = None) -> None:
             await drop_pg_schema(settings)
 
     asyncio.run(create_topics(settings, CATALOGUE))
-    decider = subprocess.Popen([sys.executable, "-m", "propstream", "run", "decider",
-                                "payment"], env=process_env(settings),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The purchases projection too: the endpoint sends a completion only for a purchase the
+    # read model knows (it parks the others), as in production.
+    children = [subprocess.Popen([sys.executable, "-m", "propstream", "run", *argv],
+                                 env=process_env(settings), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+                for argv in (["decider", "payment"], ["projection", "purchases"])]
     try:
         asyncio.run(go())
     finally:
-        decider.terminate()
-        decider.wait(timeout=15)
+        for child in children:
+            child.terminate()
+            child.wait(timeout=15)
 
 
 if __name__ == "__main__":
