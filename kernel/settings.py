@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The API key stripe-mock accepts, and a webhook secret only good for development and tests.
 STRIPE_MOCK_KEY = "sk_test_123"
 DEV_WEBHOOK_SECRET = "whsec_dev_only_not_a_secret"
+DEV_DATA_KEY_SECRET = "dev-only-data-key-secret"
 STRIPE_API_BASE = "https://api.stripe.com"
 
 
@@ -97,6 +98,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     secret_key: SecretStr = SecretStr("dev-only-not-a-secret")
+    # Wraps every user's data key (kernel.sealing): a database dump alone opens no personal
+    # data. Changing it makes every stored data key unwrappable: rotate by rewrapping.
+    data_key_secret: SecretStr = SecretStr(DEV_DATA_KEY_SECRET)
     # Payments (Stripe). The default key is the one stripe-mock accepts; with it and no base,
     # the client talks to the local stripe-mock. Any other key without a base talks to Stripe.
     stripe_api_key: SecretStr = SecretStr(STRIPE_MOCK_KEY)
@@ -119,6 +123,8 @@ class Settings(BaseSettings):
         if self.env == "prod" and \
                 self.stripe_webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
             raise ValueError("PROPSTREAM_STRIPE_WEBHOOK_SECRET must be set in prod")
+        if self.env == "prod" and self.data_key_secret.get_secret_value() == DEV_DATA_KEY_SECRET:
+            raise ValueError("PROPSTREAM_DATA_KEY_SECRET must be set in prod")
         ports = [self.kafka_port, self.kafka_controller_port, self.pg_port, self.redis_port,
                  self.stripe_mock_port]
         if len(set(ports)) != len(ports):

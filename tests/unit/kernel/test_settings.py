@@ -31,7 +31,14 @@ def test_prod_refuses_the_default_secret() -> None:
     with pytest.raises(ValueError, match="PROPSTREAM_SECRET_KEY"):
         Settings(env="prod")
     assert Settings(env="prod", secret_key=SecretStr("s3cret-from-a-vault"),
-                    stripe_webhook_secret=SecretStr("whsec_from_a_vault")).env == "prod"
+                    stripe_webhook_secret=SecretStr("whsec_from_a_vault"),
+                    data_key_secret=SecretStr("kek-from-a-vault")).env == "prod"
+
+
+def test_prod_refuses_the_default_data_key_secret() -> None:
+    with pytest.raises(ValueError, match="PROPSTREAM_DATA_KEY_SECRET"):
+        Settings(env="prod", secret_key=SecretStr("s3cret-from-a-vault"),
+                 stripe_webhook_secret=SecretStr("whsec_from_a_vault"))
 
 
 def test_ports_must_differ() -> None:
