@@ -178,7 +178,7 @@ async def register_user(settings: Settings, *, email: str, password: str, displa
         data_key = await store.data_key(uid, create=True)
         if data_key is None:
             raise ValueError(f"{email} is being forgotten; try again")
-        credential_id = await store.add_password(uid, password_hash)
+        credential_id = await store.add_password(uid, password_hash, data_key=data_key)
         await bus.start()
         try:
             reply = await bus.send("user.commands", make_command(

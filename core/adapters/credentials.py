@@ -15,13 +15,13 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from kernel.pg import apply_ddl
-from kernel.sealing import KeyWrapper, new_data_key
+from kernel.sealing import KeyWrapper, new_data_key, seal
 
 CREDENTIALS_DDL = """
 CREATE TABLE IF NOT EXISTS credentials (
     credential_id UUID PRIMARY KEY,
     user_id TEXT NOT NULL,
-    password_hash TEXT NOT NULL,
+    password_hash TEXT NOT NULL, -- sealed (kernel.sealing) under the user's data key
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )
 """
@@ -82,13 +82,19 @@ class CredentialStore:
                     (user_id, self.wrapper.wrap(new_data_key(), subject=user_id)))
             return (await data_keys(conn, self.wrapper, [user_id])).get(user_id)
 
-    async def add_password(self, user_id: str, password_hash: str) -> uuid.UUID:
-        """Store a hash as a new credential; it counts once a decided event names its id."""
+    async def add_password(self, user_id: str, password_hash: str, *,
+                           data_key: bytes) -> uuid.UUID:
+        """Store a hash as a new credential; it counts once a decided event names its id.
+
+        The hash is sealed under the user's data key too: a dump of this table without
+        PROPSTREAM_DATA_KEY_SECRET gives nothing to crack offline.
+        """
         credential_id = uuid.uuid4()
+        sealed = seal(data_key, subject=user_id, field="password_hash", text=password_hash)
         async with self.pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO credentials (credential_id, user_id, password_hash) "
-                "VALUES (%s, %s, %s)", (credential_id, user_id, password_hash))
+                "VALUES (%s, %s, %s)", (credential_id, user_id, sealed))
         return credential_id
 
     async def discard_password(self, credential_id: uuid.UUID) -> None:

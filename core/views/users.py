@@ -112,16 +112,26 @@ async def get_user(conn: psycopg.AsyncConnection, user_id: str,
     return _public(row, keys.get(user_id))
 
 
-async def login_record(conn: psycopg.AsyncConnection, user_id: str) -> Credentials | None:
-    """What a login checks a password against: the current credential's hash (or, for a user
-    of the version 1 era who has not changed it since, the legacy hash); None if forgotten."""
+async def login_record(conn: psycopg.AsyncConnection, user_id: str,
+                       wrapper: KeyWrapper) -> Credentials | None:
+    """What a login checks a password against: the current credential's hash, opened with the
+    user's data key (or, for a user of the version 1 era who has not changed it since, the
+    legacy hash); None if forgotten or unknown."""
     cur = await conn.execute(
-        "SELECT u.user_id, u.role, COALESCE(c.password_hash, u.legacy_password_hash) "
+        "SELECT u.role, c.password_hash, u.legacy_password_hash, k.data_key "
         "FROM users u LEFT JOIN credentials c "
         "ON c.credential_id = u.credential_id AND c.user_id = u.user_id "
+        "LEFT JOIN user_keys k ON k.user_id = u.user_id "
         "WHERE u.user_id = %s AND u.forgotten_at IS NULL", (user_id,))
     row = await cur.fetchone()
-    return None if row is None or row[2] is None else Credentials(*row)
+    if row is None:
+        return None
+    role, sealed, legacy_hash, wrapped = row
+    if sealed is not None and wrapped is not None:
+        key = wrapper.unwrap(bytes(wrapped), subject=user_id)
+        password_hash = open_sealed(key, subject=user_id, field="password_hash", value=sealed)
+        return None if password_hash is None else Credentials(user_id, role, password_hash)
+    return None if legacy_hash is None else Credentials(user_id, role, legacy_hash)
 
 
 async def user_exists(conn: psycopg.AsyncConnection, user_id: str) -> bool:

@@ -179,7 +179,7 @@ async def register(
     data_key = await identity.credentials.data_key(uid, create=True)
     assert data_key is not None
     credential_id = await identity.credentials.add_password(
-        uid, await identity.hash(body.password))
+        uid, await identity.hash(body.password), data_key=data_key)
     command = RegisterUser(
         email=seal(data_key, subject=uid, field="email", text=email),
         display_name=seal(data_key, subject=uid, field="display_name", text=body.display_name),
@@ -211,7 +211,7 @@ async def login(
     creds = None
     if email_problem(email) is None:
         async with pool.connection() as conn:
-            creds = await login_record(conn, user_id(email))
+            creds = await login_record(conn, user_id(email), identity.wrapper)
     # Unknown emails verify against a dummy hash: both failures take the same time.
     if not await identity.verify(creds.password_hash if creds else None, body.password):
         raise _invalid_credentials()
@@ -234,7 +234,11 @@ async def _new_password(bus: CommandBus, identity: Identity, pool: AsyncConnecti
                         uid: str, password: str) -> CommandReply | JSONResponse:
     """Store a new credential, then record on the log that the password changed (its id only);
     once the read model points at it, the superseded hashes are deleted."""
-    credential_id = await identity.credentials.add_password(uid, await identity.hash(password))
+    # A user of the version 1 era gets a data key at their first password change.
+    data_key = await identity.credentials.data_key(uid, create=True)
+    assert data_key is not None
+    credential_id = await identity.credentials.add_password(uid, await identity.hash(password),
+                                                            data_key=data_key)
     outcome = await send(bus, uid, ChangeUserPassword(credential_id=credential_id),
                          command_id=uuid.uuid4())
     if isinstance(outcome, JSONResponse):
@@ -319,7 +323,7 @@ async def change_password(
         raise Problem(403, "token-required", "Not allowed with an API key",
                       "log in to change the password")
     async with pool.connection() as conn:
-        current = await login_record(conn, principal.user_id)
+        current = await login_record(conn, principal.user_id, identity.wrapper)
     if current is None:
         raise Problem(404, "user-not-found", "User not found", "no such user")
     if not await identity.verify(current.password_hash, body.current_password):

@@ -130,9 +130,9 @@ async def update_me(body: Annotated[MeUpdate, Body(examples=[{"display_name": "A
     if current.display_name == body.display_name:
         raise Problem(409, "display-name-unchanged", "Display name unchanged",
                       "the display name is the same")
-    data_key = await identity.credentials.data_key(uid)
-    if data_key is None:
-        raise _not_found(uid)
+    # A user of the version 1 era gets a data key at their first change.
+    data_key = await identity.credentials.data_key(uid, create=True)
+    assert data_key is not None
     sealed = seal(data_key, subject=uid, field="display_name", text=body.display_name)
     outcome = await send(bus, uid, ChangeDisplayName(display_name=sealed), command_id=(
         command_id_for(idempotency_key, scope=f"display-name:{uid}")))
