@@ -174,7 +174,7 @@ async def register_user(settings: Settings, *, email: str, password: str, displa
     bus = CommandBus(settings, client_id="propstream-users-cli")
     try:
         store = CredentialStore(pool, KeyWrapper(settings.data_key_secret.get_secret_value()))
-        await store.ensure_tables()
+        await store.ensure_tables(settings)
         data_key = await store.data_key(uid, create=True)
         if data_key is None:
             raise ValueError(f"{email} is being forgotten; try again")
@@ -210,7 +210,7 @@ async def forget_user(settings: Settings, *, target: str, wait_ms: int = 60000) 
     identity = Identity(settings, cache, pool)
     bus = CommandBus(settings, client_id="propstream-users-cli")
     try:
-        await identity.credentials.ensure_tables()
+        await identity.credentials.ensure_tables(settings)
         await identity.credentials.forget(target)
         await identity.end_sessions(target)
         await bus.start()

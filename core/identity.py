@@ -56,7 +56,7 @@ class Identity:
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        await self.credentials.ensure_tables()
+        await self.credentials.ensure_tables(self.settings)
         # Verified against for unknown emails, so they cost what a wrong password costs.
         self._dummy_hash = await self.hash(uuid.uuid4().hex)
 

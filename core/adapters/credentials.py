@@ -14,8 +14,9 @@ from collections.abc import Collection
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from kernel.pg import apply_ddl
+from kernel.pg import apply_ddl, ensure_schema
 from kernel.sealing import KeyWrapper, new_data_key, seal
+from kernel.settings import Settings
 
 CREDENTIALS_DDL = """
 CREATE TABLE IF NOT EXISTS credentials (
@@ -68,8 +69,10 @@ class CredentialStore:
         self.pool = pool
         self.wrapper = wrapper
 
-    async def ensure_tables(self) -> None:
+    async def ensure_tables(self, settings: Settings) -> None:
+        """Create the namespace's schema (an API may start before any projection) and tables."""
         async with self.pool.connection() as conn:
+            await ensure_schema(conn, settings)
             await ensure_tables(conn)
 
     async def data_key(self, user_id: str, *, create: bool = False) -> bytes | None:
