@@ -225,15 +225,16 @@ async def _rehash(bus: CommandBus, identity: Identity, pool: AsyncConnectionPool
                   password: str) -> None:
     """Best effort: store the hash made with today's parameters."""
     try:
-        await _new_password(bus, identity, pool, uid, password)
+        outcome, credential_id = await _new_password(bus, identity, uid, password)
+        if not isinstance(outcome, JSONResponse):
+            await _settle_password(pool, identity, uid, outcome, credential_id)
     except Exception as exc:  # never fails a login that has already succeeded
         log.warning("rehash after login failed", user_id=uid, error=type(exc).__name__)
 
 
-async def _new_password(bus: CommandBus, identity: Identity, pool: AsyncConnectionPool,
-                        uid: str, password: str) -> CommandReply | JSONResponse:
-    """Store a new credential, then record on the log that the password changed (its id only);
-    once the read model points at it, the superseded hashes are deleted."""
+async def _new_password(bus: CommandBus, identity: Identity, uid: str,
+                        password: str) -> tuple[CommandReply | JSONResponse, uuid.UUID]:
+    """Store a new credential, then record on the log that the password changed (its id only)."""
     # A user of the version 1 era gets a data key at their first password change.
     data_key = await identity.credentials.data_key(uid, create=True)
     assert data_key is not None
@@ -241,14 +242,17 @@ async def _new_password(bus: CommandBus, identity: Identity, pool: AsyncConnecti
                                                             data_key=data_key)
     outcome = await send(bus, uid, ChangeUserPassword(credential_id=credential_id),
                          command_id=uuid.uuid4())
-    if isinstance(outcome, JSONResponse):
-        return outcome
+    return outcome, credential_id
+
+
+async def _settle_password(pool: AsyncConnectionPool, identity: Identity, uid: str,
+                           outcome: CommandReply, credential_id: uuid.UUID) -> None:
+    """Once the read model points at the new credential, delete the superseded hashes."""
     version = version_of(outcome)
     current = await read_your_write(lambda: _user(pool, identity, uid),
                                     lambda u: u.version >= version)
     if current is not None and current.version >= version:
         await identity.credentials.prune_passwords(uid, current=credential_id)
-    return outcome
 
 
 REFRESH_PROBLEMS = {
@@ -333,12 +337,14 @@ async def change_password(
     if broken:
         raise Problem(422, "password-rejected", "The password is not acceptable",
                       f"it breaks: {', '.join(broken)}", rules=broken)
-    outcome = await _new_password(bus, identity, pool, principal.user_id, body.new_password)
+    outcome, credential_id = await _new_password(bus, identity, principal.user_id,
+                                                 body.new_password)
     if isinstance(outcome, JSONResponse):
         raise Problem(503, "not-decided", "The change was not decided in time",
                       "retry; nothing changed yet or the change will apply shortly",
                       headers={"Retry-After": "2"})
     await identity.end_sessions(principal.user_id)
+    await _settle_password(pool, identity, principal.user_id, outcome, credential_id)
     return Response(status_code=204)
 
 
