@@ -147,3 +147,24 @@ def test_forgotten_user_is_unreadable_everywhere_and_balances_survive_a_full_rep
     assert (shown["email"], shown["display_name"]) == (None, None)
     assert shown["forgotten_at"] is not None
     _assert_nowhere(platform, email, name, hashes=True)
+
+
+def test_forget_is_refused_to_non_admins_and_unknown_ids_with_nothing_on_the_log(
+        platform: Platform, people: dict[str, Who]) -> None:
+    trader, admin = people["trader"], people["admin"]
+    assert trader.user_id is not None
+    before = len(asyncio.run(read_topic(platform.settings, "user.events")))
+    for who, target, status in [
+        (people["anonymous"], trader.user_id, 401),
+        (trader, trader.user_id, 403),
+        (people["analyst"], trader.user_id, 403),
+        (admin, str(uuid.uuid4()), 404),
+    ]:
+        with platform.client(who) as c:
+            r = c.post(f"/users/{target}/forget")
+        assert r.status_code == status, (who.name, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+    with platform.client(trader) as c:
+        me = c.get("/me")
+    assert me.status_code == 200 and me.json()["email"] == trader.email
+    assert len(asyncio.run(read_topic(platform.settings, "user.events"))) == before
