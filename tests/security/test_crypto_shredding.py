@@ -168,3 +168,32 @@ def test_forget_is_refused_to_non_admins_and_unknown_ids_with_nothing_on_the_log
         me = c.get("/me")
     assert me.status_code == 200 and me.json()["email"] == trader.email
     assert len(asyncio.run(read_topic(platform.settings, "user.events"))) == before
+
+
+def test_cli_forget_erases_the_user_and_a_second_run_says_already_forgotten(
+        platform: Platform, people: dict[str, Who]) -> None:
+    victim = platform.user("trader", name="cli-forget")
+    assert victim.user_id is not None and victim.email is not None
+
+    def forget() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "propstream", "users", "forget",
+                               victim.user_id or ""], env=process_env(platform.settings),
+                              capture_output=True, text=True, timeout=120)
+
+    first = forget()
+    assert first.returncode == 0 and "accepted" in first.stdout, first.stdout + first.stderr
+    again = forget()
+    assert again.returncode == 0 and "already forgotten" in again.stdout, again.stdout
+    with platform.client() as c:
+        login = c.post("/auth/login", json={"email": victim.email, "password": PASSWORD})
+    assert login.status_code == 401
+    with platform.client(victim) as c:
+        assert c.get("/me").status_code == 401  # the sessions ended with the key
+    with platform.client(people["admin"]) as c:
+        shown = _wait(lambda: (lambda r: r.json() if r.json()["forgotten_at"] else None)(
+            c.get(f"/users/{victim.user_id}")), "the forgotten row")
+    assert (shown["email"], shown["display_name"]) == (None, None)
+    bad = subprocess.run([sys.executable, "-m", "propstream", "users", "forget", "nobody"],
+                         env=process_env(platform.settings), capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode != 0 and "not a user id" in bad.stdout + bad.stderr
