@@ -17,9 +17,12 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.adapters.credentials import data_keys
+from kernel.observability import get_logger
 from kernel.pg import page_by_key
-from kernel.sealing import KeyWrapper, open_sealed
+from kernel.sealing import KeyWrapper, SealError, open_sealed
 from schemas.identity import Role
+
+log = get_logger(__name__)
 
 PUBLIC_COLUMNS = ("user_id, email, display_name, role, registered_at, updated_at, version, "
                   "forgotten_at")
@@ -87,11 +90,21 @@ class KeyRecord:
     owner_role: Role
 
 
+def _open(key: bytes | None, uid: str, field: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return open_sealed(key, subject=uid, field=field, value=value)
+    except SealError:
+        # Sealed under a key that is gone (a forget raced a change that made a new key):
+        # unreadable is what forgetting means, so answer as forgotten rather than fail.
+        log.warning("sealed value does not open", user_id=uid, field=field)
+        return None
+
+
 def _public(row: dict[str, Any], key: bytes | None) -> UserPublic:
     uid = row["user_id"]
-    opened = {name: None if row[name] is None else
-              open_sealed(key, subject=uid, field=name, value=row[name])
-              for name in ("email", "display_name")}
+    opened = {name: _open(key, uid, name, row[name]) for name in ("email", "display_name")}
     return UserPublic.model_validate({**row, **opened})
 
 
