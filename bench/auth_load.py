@@ -5,7 +5,9 @@ child processes (`python -m propstream run …`, on a free port), registers --us
 over HTTP, then runs two closed-loop phases with --clients concurrent clients (one
 keep-alive HTTP/1.1 connection each, on plain asyncio streams: see `Connection`):
 (a) POST /auth/login, --logins requests in all; (b) GET /me with each client's own access
-token, for --seconds. Latency runs from issuing a request to
+token, for --seconds; (c) GET /users?limit=100 as an admin (registered through the CLI's
+path), with up to 20 clients, for --seconds / 2: the admin's page, whose email and display
+name are opened per user (decision 0004). Latency runs from issuing a request to
 its answer; req/s is answers over the phase's wall time. The argon2id cost of one hash is
 measured in this process in the same run, for scale: a login is one verification.
 
@@ -191,6 +193,9 @@ async def run(users: int, clients: int, logins: int, seconds: float) -> dict[str
             clients, lambda i: _login(conns[i], emails, i, tokens), total=logins))
         me = await _phase(api, closed_loop(
             clients, lambda i: _me(conns[i], tokens[i % len(tokens)]), seconds=seconds))
+        admin = await _admin_token(settings, conns[0])
+        page = await _phase(api, closed_loop(
+            min(clients, 20), lambda i: _users_page(conns[i], admin), seconds=seconds / 2))
     finally:
         for conn in conns:
             conn.close()
@@ -203,7 +208,8 @@ async def run(users: int, clients: int, logins: int, seconds: float) -> dict[str
         if keys:
             await cache.delete(*keys)
         await cache.aclose()
-    return {"hash_ms": hash_ms, "register": register, "login": login, "me": me}
+    return {"hash_ms": hash_ms, "register": register, "login": login, "me": me,
+            "users_page": page}
 
 
 async def _phase(api: Child, phase: Awaitable[dict[str, Any]]) -> dict[str, Any]:
@@ -230,6 +236,26 @@ async def _login(conn: Connection, emails: list[str], i: int, tokens: dict[int, 
     return status
 
 
+async def _admin_token(settings: Any, conn: Connection) -> str:
+    from core.bootstrap import register_user
+
+    email = "bench-admin@example.com"
+    await register_user(settings, email=email, password=PASSWORD, display_name="Bench admin",
+                        role="admin")
+    for _ in range(100):
+        status, body = await conn.request("POST", "/auth/login", body={
+            "email": email, "password": PASSWORD})
+        if status == 200:
+            return str(orjson.loads(body)["access_token"])
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the bench admin cannot log in")
+
+
+async def _users_page(conn: Connection, token: str) -> int:
+    status, _ = await conn.request("GET", "/users?limit=100", token=token)
+    return status
+
+
 async def _me(conn: Connection, token: str) -> int:
     status, _ = await conn.request("GET", "/me", token=token)
     return status
@@ -239,7 +265,8 @@ def report(result: dict[str, Any], clients: int) -> str:
     rows = []
     for name, key in (("register (20 clients)", "register"),
                       (f"login ({clients} clients)", "login"),
-                      (f"GET /me ({clients} clients)", "me")):
+                      (f"GET /me ({clients} clients)", "me"),
+                      (f"GET /users?limit=100 ({min(clients, 20)} clients)", "users_page")):
         r = result[key]
         rows.append([name, r["n"], f"{r['req_s']:,.1f}", f"{r['p50']:.1f}", f"{r['p99']:.1f}",
                      f"{r['max']:.1f}", f"{r['api_cpu_ms']:.1f}", f"{r['client_cpu_ms']:.1f}",

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from core.adapters.accounts_projection import AccountsProjection
 from core.adapters.assessments_projection import AssessmentsProjection
+from core.adapters.credentials import CredentialStore
 from core.adapters.instruments_projection import InstrumentsProjection
 from core.adapters.purchases_projection import PurchasesProjection
 from core.adapters.tiers_projection import TiersProjection
@@ -24,21 +25,26 @@ from core.domain.tiers import TierAggregate
 from core.domain.users import (
     UserAggregate,
     email_problem,
+    forget_command_id,
     normalise_email,
     password_problems,
     user_id,
 )
 from core.entrypoints.http.app import create_app
+from core.identity import Identity
 from core.processors.assessment_policy import AssessmentPolicy
 from core.seeds import DEFAULT_INSTRUMENTS, DEFAULT_TIERS
 from kernel.auth import ROLE_SCOPES
 from kernel.commands import CommandBus
 from kernel.decider import DeciderRunner
+from kernel.http import make_cache
+from kernel.pg import make_pool
 from kernel.projection import Projection
+from kernel.sealing import KeyWrapper, seal
 from kernel.settings import Settings
 from schemas import default_registry
 from schemas.envelope import make_command
-from schemas.identity import RegisterUser, Role
+from schemas.identity import ForgetUser, RegisterUser, Role
 from schemas.instrument import RegisterInstrument
 from schemas.payment import GrantPurchase
 from schemas.replies import CommandReply
@@ -150,7 +156,10 @@ async def register_user(settings: Settings, *, email: str, password: str, displa
                         role: Role, wait_ms: int = 60000) -> str:
     """Register a user with any role through the bus (the CLI's way, not the API's).
 
-    The command id derives from the email, so running it twice registers once.
+    Like the API, it is the identity service here: the password hash and the data key go to
+    PostgreSQL first, the command carries only the credential's id and sealed values. The
+    command id derives from the email, so running it twice registers once (the second
+    run's unused credential is deleted again).
     """
     email = normalise_email(email)
     problem = email_problem(email)
@@ -160,20 +169,66 @@ async def register_user(settings: Settings, *, email: str, password: str, displa
     if broken:
         raise ValueError(f"the password breaks: {', '.join(broken)}")
     password_hash = await asyncio.to_thread(Passwords().hash, password)
+    uid = user_id(email)
+    pool = make_pool(settings, max_size=2)
+    await pool.open(wait=True, timeout=30)
     bus = CommandBus(settings, client_id="propstream-users-cli")
-    await bus.start()
     try:
-        reply = await bus.send("user.commands", make_command(
-            RegisterUser(email=email, password_hash=password_hash, display_name=display_name,
-                         role=role),
-            aggregate_id=user_id(email), command_id=uuid.uuid5(SEED_NAMESPACE, f"user:{email}"),
-            issued_at=datetime.now(UTC), actor="cli"), wait_ms=wait_ms)
+        store = CredentialStore(pool, KeyWrapper(settings.data_key_secret.get_secret_value()))
+        await store.ensure_tables(settings)
+        data_key = await store.data_key(uid, create=True)
+        if data_key is None:
+            raise ValueError(f"{email} is being forgotten; try again")
+        credential_id = await store.add_password(uid, password_hash, data_key=data_key)
+        await bus.start()
+        try:
+            reply = await bus.send("user.commands", make_command(
+                RegisterUser(email=seal(data_key, subject=uid, field="email", text=email),
+                             display_name=seal(data_key, subject=uid, field="display_name",
+                                               text=display_name),
+                             credential_id=credential_id, role=role),
+                aggregate_id=uid, command_id=uuid.uuid5(SEED_NAMESPACE, f"user:{email}"),
+                issued_at=datetime.now(UTC), actor="cli"), wait_ms=wait_ms)
+        finally:
+            await bus.stop()
+        if reply is not None and (reply.duplicate or reply.status != "accepted"):
+            await store.discard_password(credential_id)
     finally:
-        await bus.stop()
+        await pool.close()
     if reply is None:
         return "pending (is the user decider running?)"
     if reply.duplicate:
         return "already created"
+    return reply.status if reply.status == "accepted" else str(reply.reason)
+
+
+async def forget_user(settings: Settings, *, target: str, wait_ms: int = 60000) -> str:
+    """Erase a user's data key, credentials and key secrets, end their sessions, and record
+    `user.forgotten` (the CLI's twin of POST /users/{id}/forget; idempotent)."""
+    pool = make_pool(settings, max_size=2)
+    cache = make_cache(settings, max_connections=4)
+    await pool.open(wait=True, timeout=30)
+    identity = Identity(settings, cache, pool)
+    bus = CommandBus(settings, client_id="propstream-users-cli")
+    try:
+        await identity.credentials.ensure_tables(settings)
+        await identity.credentials.forget(target)
+        await identity.end_sessions(target)
+        await bus.start()
+        try:
+            reply = await bus.send("user.commands", make_command(
+                ForgetUser(), aggregate_id=target, command_id=forget_command_id(target),
+                issued_at=datetime.now(UTC), actor="cli"), wait_ms=wait_ms)
+        finally:
+            await bus.stop()
+    finally:
+        identity.stop()
+        await pool.close()
+        await cache.aclose()
+    if reply is None:
+        return "erased; pending on the log (is the user decider running?)"
+    if reply.duplicate:
+        return "already forgotten"
     return reply.status if reply.status == "accepted" else str(reply.reason)
 
 

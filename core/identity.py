@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from core.adapters.credentials import CredentialStore
 from core.adapters.refresh_tokens import RefreshTokenStore
 from core.domain.passwords import Passwords
 from kernel.auth import mark_not_before, not_before_key
+from kernel.sealing import KeyWrapper
 from kernel.settings import Settings
 from kernel.tokens import AccessTokens
 from schemas.identity import Role
@@ -35,11 +38,14 @@ class TokenPair:
 class Identity:
     """Hash and verify passwords off the loop; issue token pairs; revoke sessions."""
 
-    def __init__(self, settings: Settings, redis: Redis, *,
+    def __init__(self, settings: Settings, redis: Redis, pool: AsyncConnectionPool, *,
                  passwords: Passwords | None = None) -> None:
         self.settings = settings
         self.redis = redis
         self.passwords = passwords or Passwords()
+        # Password and API-key hashes and users' data keys: kept here, never on the log.
+        self.wrapper = KeyWrapper(settings.data_key_secret.get_secret_value())
+        self.credentials = CredentialStore(pool, self.wrapper)
         self.access = AccessTokens(secret=settings.secret_key,
                                    ttl=timedelta(seconds=settings.access_token_ttl_s))
         self.refresh = RefreshTokenStore(redis, namespace=settings.namespace,
@@ -50,6 +56,7 @@ class Identity:
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        await self.credentials.ensure_tables(self.settings)
         # Verified against for unknown emails, so they cost what a wrong password costs.
         self._dummy_hash = await self.hash(uuid.uuid4().hex)
 

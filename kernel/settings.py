@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STRIPE_MOCK_KEY = "sk_test_123"
 DEV_WEBHOOK_SECRET = "whsec_dev_only_not_a_secret"
 DEV_SECRET_KEY = "dev-only-not-a-secret"
+DEV_DATA_KEY_SECRET = "dev-only-data-key-secret"
 # Environments where a developer's loopback-only platform may run on the public defaults.
 DEVELOPER_ENVS = frozenset({"dev", "test"})
 STRIPE_API_BASE = "https://api.stripe.com"
@@ -104,6 +105,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    # Wraps every user's data key (kernel.sealing): a database dump alone opens no personal
+    # data. Changing it makes every stored data key unwrappable: rotate by rewrapping.
+    data_key_secret: SecretStr = SecretStr(DEV_DATA_KEY_SECRET)
     # Payments (Stripe). The default key is the one stripe-mock accepts; with it and no base,
     # the client talks to the local stripe-mock. Any other key without a base talks to Stripe.
     stripe_api_key: SecretStr = SecretStr(STRIPE_MOCK_KEY)
@@ -204,7 +208,8 @@ def default_secrets(settings: Settings) -> list[str]:
     defaults = {"PROPSTREAM_SECRET_KEY": (settings.secret_key, DEV_SECRET_KEY),
                 "PROPSTREAM_STRIPE_WEBHOOK_SECRET": (settings.stripe_webhook_secret,
                                                      DEV_WEBHOOK_SECRET),
-                "PROPSTREAM_STRIPE_API_KEY": (settings.stripe_api_key, STRIPE_MOCK_KEY)}
+                "PROPSTREAM_STRIPE_API_KEY": (settings.stripe_api_key, STRIPE_MOCK_KEY),
+                "PROPSTREAM_DATA_KEY_SECRET": (settings.data_key_secret, DEV_DATA_KEY_SECRET)}
     return [name for name, (value, default) in defaults.items()
             if value.get_secret_value() == default]
 

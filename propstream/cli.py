@@ -23,7 +23,7 @@ topics_app = typer.Typer(help="The topic catalogue on the broker.", no_args_is_h
 schemas_app = typer.Typer(help="Wire contracts: JSON Schema and AsyncAPI.", no_args_is_help=True)
 run_app = typer.Typer(help="Run one platform process in the foreground.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead letters: inspect and re-drive.", no_args_is_help=True)
-users_app = typer.Typer(help="Users: the first admin of an empty platform.",
+users_app = typer.Typer(help="Users: the first admin of an empty platform; forgetting a user.",
                         no_args_is_help=True)
 app.add_typer(infra_app, name="infra")
 app.add_typer(topics_app, name="topics")
@@ -216,6 +216,23 @@ def create_admin(
         _fail(str(exc))
     console.print(f"{email}: {outcome}")
     if outcome not in ("accepted", "already created"):
+        raise typer.Exit(1)
+
+
+@users_app.command("forget")
+def forget(user_id: Annotated[str, typer.Argument(help="the user's id (a UUID)")]) -> None:
+    """Erase a user's personal data (crypto-shredding), credentials and sessions; idempotent."""
+    import uuid
+
+    from core.bootstrap import forget_user
+
+    try:
+        target = str(uuid.UUID(user_id))
+    except ValueError:
+        _fail(f"{user_id!r} is not a user id (a UUID)")
+    outcome = asyncio.run(forget_user(_settings(), target=target))
+    console.print(f"{target}: {outcome}")
+    if outcome not in ("accepted", "already forgotten") and not outcome.startswith("erased"):
         raise typer.Exit(1)
 
 

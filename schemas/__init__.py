@@ -35,4 +35,8 @@ def default_registry() -> TypeRegistry:
     groups = []
     for module in FAMILY_MODULES:
         groups += [module.COMMANDS, module.EVENTS]
-    return build_registry(groups)
+    registry = build_registry(groups)
+    for module in FAMILY_MODULES:
+        for type_, from_version, upcaster in getattr(module, "UPCASTERS", ()):
+            registry.register_upcaster(type_, from_version, upcaster)
+    return registry

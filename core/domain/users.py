@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from schemas.identity import (
     ChangeUserPassword,
     ChangeUserRole,
     CreateApiKey,
+    ForgetUser,
     RegisterUser,
     RejectionReason,
     RevokeApiKey,
@@ -23,6 +25,7 @@ from schemas.identity import (
     UserApiKeyRevoked,
     UserCommandRejected,
     UserDisplayNameChanged,
+    UserForgotten,
     UserPasswordChanged,
     UserRegistered,
     UserRoleChanged,
@@ -73,6 +76,14 @@ def user_id(email: str) -> str:
     return str(user_id_for_email(normalise_email(email)))
 
 
+# One forget command per user: a retry, a second admin or the CLI finds it decided already.
+FORGET_NAMESPACE = uuid.UUID("6a0e2f4c-8b1d-5e3a-9c7f-2d4b6e8a0c15")
+
+
+def forget_command_id(user_id: str) -> uuid.UUID:
+    return uuid.uuid5(FORGET_NAMESPACE, user_id)
+
+
 # Passwords ------------------------------------------------------------------------------------
 
 PasswordProblem = Literal["password-too-short", "password-too-long",
@@ -120,23 +131,27 @@ def password_problems(password: str) -> list[PasswordProblem]:
 @dataclass(frozen=True)
 class User:
     user_id: str
-    email: str | None = None
+    registered: bool = False
+    # Sealed (schemas.identity.Sealed): compared as sent, never opened here.
     display_name: str | None = None
     role: Role | None = None
-    # No password hash: no decision needs it, and snapshots should not copy it.
-    # key id -> revoked? (hashes stay out of the state for the same reason)
+    forgotten: bool = False
+    # No email, no password hash or credential: no decision needs them, and snapshots (kept
+    # on a topic) should not copy them. key id -> revoked? (hashes stay out for the same reason)
     api_keys: Mapping[str, bool] = field(default_factory=dict)
-
-    @property
-    def registered(self) -> bool:
-        return self.email is not None
 
 
 Reject = Callable[[RejectionReason, str], list[EventPayload]]
+LEGACY = "p0:"
 
 
 class UserAggregate:
-    """Password policy is checked before hashing, at the edge: this aggregate sees only hashes.
+    """Password policy is checked before hashing, at the edge: this aggregate sees only an
+    opaque credential id, and personal values sealed under the user's key.
+
+    The edge checks a sealed email (normalised, valid, the user id's own) before sealing it
+    under this user id; the aggregate can check only an email in the legacy plaintext form.
+    A forgotten user refuses every further change.
 
     `role_scopes` is what an API key of each role may be granted (kernel.auth.ROLE_SCOPES,
     passed in so the domain imports no web or Redis code); without it no key can be created.
@@ -157,45 +172,59 @@ class UserAggregate:
             return [UserCommandRejected(command_id=ctx.command_id, command_type=command.TYPE,
                                         reason=reason, detail=detail)]
 
+        if isinstance(command, RegisterUser):
+            return self._decide_register(command, state, reject)
+        if not state.registered:
+            return reject("user-not-registered", f"{state.user_id} is not registered")
+        if state.forgotten:
+            return reject("user-forgotten", f"{state.user_id} was forgotten")
         match command:
-            case RegisterUser(email=email, password_hash=password_hash,
-                              display_name=display_name, role=role):
-                if normalise_email(email) != email or email_problem(email) is not None:
-                    return reject("email-invalid", "email is not a valid normalised address")
-                if user_id(email) != state.user_id:
-                    return reject("user-id-mismatch",
-                                  f"the user id of this email is not {state.user_id}")
-                if state.registered:
-                    return reject("email-taken", "a user with this email is registered")
-                return [UserRegistered(email=email, password_hash=password_hash,
-                                       display_name=display_name, role=role)]
             case ChangeUserRole(role=role):
-                if state.role is None:
-                    return reject("user-not-registered", f"{state.user_id} is not registered")
                 if ctx.actor is None:
                     return reject("actor-required", "a role change must name who made it")
                 if role == state.role:
                     return reject("role-unchanged", f"{state.user_id} already has role {role}")
+                assert state.role is not None
                 return [UserRoleChanged(role=role, previous_role=state.role,
                                         changed_by=ctx.actor)]
-            case ChangeUserPassword(password_hash=password_hash):
-                if not state.registered:
-                    return reject("user-not-registered", f"{state.user_id} is not registered")
-                return [UserPasswordChanged(password_hash=password_hash)]
+            case ChangeUserPassword(credential_id=credential_id,
+                                    legacy_password_hash=legacy_hash):
+                if credential_id is None and legacy_hash is None:
+                    return reject("credential-required", "the command names no credential")
+                return [UserPasswordChanged(credential_id=credential_id,
+                                            legacy_password_hash=legacy_hash)]
             case ChangeDisplayName(display_name=display_name):
-                if not state.registered:
-                    return reject("user-not-registered", f"{state.user_id} is not registered")
+                # Sealed values differ on every sealing: the edge compares the plain names.
                 if display_name == state.display_name:
                     return reject("display-name-unchanged", "the display name is the same")
                 return [UserDisplayNameChanged(display_name=display_name)]
+            case ForgetUser():
+                if ctx.actor is None:
+                    return reject("actor-required", "forgetting a user must name who did it")
+                return [UserForgotten(forgotten_by=ctx.actor)]
             case CreateApiKey() | RevokeApiKey():
                 return self._decide_api_key(command, state, reject)
         raise TypeError(f"the user aggregate does not handle {command.TYPE}")
 
+    def _decide_register(self, command: RegisterUser, state: User,
+                         reject: Reject) -> list[EventPayload]:
+        if command.email.startswith(LEGACY):
+            email = command.email[len(LEGACY):]
+            if normalise_email(email) != email or email_problem(email) is not None:
+                return reject("email-invalid", "email is not a valid normalised address")
+            if user_id(email) != state.user_id:
+                return reject("user-id-mismatch",
+                              f"the user id of this email is not {state.user_id}")
+        if state.registered:
+            return reject("email-taken", "a user with this email is registered")
+        if command.credential_id is None and command.legacy_password_hash is None:
+            return reject("credential-required", "the command names no credential")
+        return [UserRegistered(email=command.email, credential_id=command.credential_id,
+                               display_name=command.display_name, role=command.role,
+                               legacy_password_hash=command.legacy_password_hash)]
+
     def _decide_api_key(self, command: CreateApiKey | RevokeApiKey, state: User,
                         reject: Reject) -> list[EventPayload]:
-        if state.role is None:
-            return reject("user-not-registered", f"{state.user_id} is not registered")
         revoked = state.api_keys.get(command.key_id)
         if isinstance(command, RevokeApiKey):
             if revoked is None:
@@ -205,17 +234,18 @@ class UserAggregate:
             return [UserApiKeyRevoked(key_id=command.key_id)]
         if revoked is not None:
             return reject("api-key-duplicate", f"an API key {command.key_id} exists")
+        assert state.role is not None
         beyond = sorted(set(command.scopes) - self.role_scopes.get(state.role, frozenset()))
         if beyond:
             return reject("api-key-scope-not-allowed",
                           f"role {state.role} may not grant {', '.join(beyond)}")
-        return [UserApiKeyCreated(key_id=command.key_id, key_hash=command.key_hash,
-                                  name=command.name, scopes=command.scopes)]
+        return [UserApiKeyCreated(key_id=command.key_id, name=command.name,
+                                  scopes=command.scopes, legacy_key_hash=command.legacy_key_hash)]
 
     def evolve(self, state: User, event: EventPayload) -> User:
         match event:
             case UserRegistered():
-                return replace(state, email=event.email, display_name=event.display_name,
+                return replace(state, registered=True, display_name=event.display_name,
                                role=event.role)
             case UserRoleChanged(role=role):
                 return replace(state, role=role)
@@ -225,17 +255,25 @@ class UserAggregate:
                 return replace(state, api_keys={**state.api_keys, key_id: False})
             case UserApiKeyRevoked(key_id=key_id):
                 return replace(state, api_keys={**state.api_keys, key_id: True})
+            case UserForgotten():
+                return replace(state, forgotten=True, display_name=None,
+                               api_keys={k: True for k in state.api_keys})
             case UserPasswordChanged() | UserCommandRejected():
                 return state
         raise TypeError(f"the user aggregate does not know {event.TYPE}")
 
     def dump(self, state: User) -> dict[str, Any]:
-        return {"user_id": state.user_id, "email": state.email,
+        return {"user_id": state.user_id, "registered": state.registered,
                 "display_name": state.display_name, "role": state.role,
-                "api_keys": dict(state.api_keys)}
+                "forgotten": state.forgotten, "api_keys": dict(state.api_keys)}
 
     def load(self, data: dict[str, Any]) -> User:
-        # Snapshots taken before API keys existed have no "api_keys".
-        return User(user_id=data["user_id"], email=data["email"],
-                    display_name=data["display_name"], role=data["role"],
+        # Snapshots taken before API keys existed have no "api_keys"; those taken before
+        # sealing hold the plain email and display name (seal-era ones hold neither).
+        registered = data.get("registered", data.get("email") is not None)
+        name = data.get("display_name")
+        if name is not None and "registered" not in data:
+            name = LEGACY + name
+        return User(user_id=data["user_id"], registered=bool(registered), display_name=name,
+                    role=data["role"], forgotten=bool(data.get("forgotten", False)),
                     api_keys=dict(data.get("api_keys", {})))

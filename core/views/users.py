@@ -1,7 +1,13 @@
-"""Queries over the `users` read model. Only `credentials_by_email` returns a password hash."""
+"""Queries over the `users` read model, opening sealed values with each user's data key.
+
+Only `login_record` returns a password hash: the current credential's, from the identity
+service's store, or the legacy one a version 1 event carried. A forgotten user has neither,
+and their email and display name read as null.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,17 +16,27 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.adapters.credentials import data_keys
+from kernel.observability import get_logger
 from kernel.pg import page_by_key
+from kernel.sealing import KeyWrapper, SealError, open_sealed
 from schemas.identity import Role
 
-PUBLIC_COLUMNS = "user_id, email, display_name, role, registered_at, updated_at, version"
+log = get_logger(__name__)
+
+PUBLIC_COLUMNS = ("user_id, email, display_name, role, registered_at, updated_at, version, "
+                  "forgotten_at")
 KEY_COLUMNS = "key_id, name, scopes, created_at, revoked_at"
 
 
 EXAMPLE_USER: dict[str, Any] = {
     "user_id": "0f3a9e51-7c2d-4b86-a1e4-5d9c8b7a6e02", "email": "ada@example.com",
     "display_name": "Ada", "role": "trader", "registered_at": "2026-01-05T08:15:00Z",
-    "updated_at": "2026-02-11T17:40:22Z", "version": 2,
+    "updated_at": "2026-02-11T17:40:22Z", "version": 2, "forgotten_at": None,
+}
+EXAMPLE_FORGOTTEN_USER: dict[str, Any] = {
+    **EXAMPLE_USER, "email": None, "display_name": None, "updated_at": "2026-03-02T09:00:00Z",
+    "version": 3, "forgotten_at": "2026-03-02T09:00:00Z",
 }
 EXAMPLE_API_KEY: dict[str, Any] = {
     "key_id": "3f9a1c7e5b2d", "name": "research notebook",
@@ -30,15 +46,18 @@ EXAMPLE_API_KEY: dict[str, Any] = {
 
 
 class UserPublic(BaseModel):
-    model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [EXAMPLE_USER]})
+    model_config = ConfigDict(frozen=True, json_schema_extra={
+        "examples": [EXAMPLE_USER, EXAMPLE_FORGOTTEN_USER]})
 
     user_id: str
-    email: str
-    display_name: str
+    email: str | None = Field(description="null once the user is forgotten")
+    display_name: str | None = Field(description="null once the user is forgotten")
     role: Role
     registered_at: datetime
     updated_at: datetime
     version: int
+    forgotten_at: datetime | None = Field(
+        default=None, description="when the user's personal data was erased; null if never")
 
 
 class ApiKeyPublic(BaseModel):
@@ -71,34 +90,76 @@ class KeyRecord:
     owner_role: Role
 
 
-async def get_user(conn: psycopg.AsyncConnection, user_id: str) -> UserPublic | None:
+def _open(key: bytes | None, uid: str, field: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return open_sealed(key, subject=uid, field=field, value=value)
+    except SealError:
+        # Sealed under a key that is gone (a forget raced a change that made a new key):
+        # unreadable is what forgetting means, so answer as forgotten rather than fail.
+        log.warning("sealed value does not open", user_id=uid, field=field)
+        return None
+
+
+def _public(row: dict[str, Any], key: bytes | None) -> UserPublic:
+    uid = row["user_id"]
+    opened = {name: _open(key, uid, name, row[name]) for name in ("email", "display_name")}
+    return UserPublic.model_validate({**row, **opened})
+
+
+async def _keys(conn: psycopg.AsyncConnection, wrapper: KeyWrapper | None,
+                user_ids: Collection[str]) -> dict[str, bytes]:
+    return {} if wrapper is None or not user_ids else await data_keys(conn, wrapper, user_ids)
+
+
+async def get_user(conn: psycopg.AsyncConnection, user_id: str,
+                   wrapper: KeyWrapper | None = None) -> UserPublic | None:
+    """One user; without `wrapper` the sealed email and display name read as null."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"SELECT {PUBLIC_COLUMNS} FROM users WHERE user_id = %s", (user_id,))
         row = await cur.fetchone()
-    return None if row is None else UserPublic.model_validate(row)
+    if row is None:
+        return None
+    keys = await _keys(conn, wrapper, [user_id])
+    return _public(row, keys.get(user_id))
 
 
-async def credentials_by_email(conn: psycopg.AsyncConnection,
-                               email: str) -> Credentials | None:
-    """What a login checks a password against; `email` must be normalised."""
+async def login_record(conn: psycopg.AsyncConnection, user_id: str,
+                       wrapper: KeyWrapper) -> Credentials | None:
+    """What a login checks a password against: the current credential's hash, opened with the
+    user's data key (or, for a user of the version 1 era who has not changed it since, the
+    legacy hash); None if forgotten or unknown."""
     cur = await conn.execute(
-        "SELECT user_id, role, password_hash FROM users WHERE email = %s", (email,))
+        "SELECT u.role, c.password_hash, u.legacy_password_hash, k.data_key "
+        "FROM users u LEFT JOIN credentials c "
+        "ON c.credential_id = u.credential_id AND c.user_id = u.user_id "
+        "LEFT JOIN user_keys k ON k.user_id = u.user_id "
+        "WHERE u.user_id = %s AND u.forgotten_at IS NULL", (user_id,))
     row = await cur.fetchone()
-    return None if row is None else Credentials(*row)
+    if row is None:
+        return None
+    role, sealed, legacy_hash, wrapped = row
+    if sealed is not None and wrapped is not None:
+        key = wrapper.unwrap(bytes(wrapped), subject=user_id)
+        password_hash = open_sealed(key, subject=user_id, field="password_hash", value=sealed)
+        return None if password_hash is None else Credentials(user_id, role, password_hash)
+    return None if legacy_hash is None else Credentials(user_id, role, legacy_hash)
 
 
-async def password_hash_of(conn: psycopg.AsyncConnection, user_id: str) -> str | None:
-    cur = await conn.execute("SELECT password_hash FROM users WHERE user_id = %s", (user_id,))
-    row = await cur.fetchone()
-    return None if row is None else str(row[0])
+async def user_exists(conn: psycopg.AsyncConnection, user_id: str) -> bool:
+    cur = await conn.execute("SELECT 1 FROM users WHERE user_id = %s", (user_id,))
+    return await cur.fetchone() is not None
 
 
 async def list_users(conn: psycopg.AsyncConnection, *, after: str | None, limit: int,
-                     role: str | None = None) -> list[UserPublic]:
+                     role: str | None = None,
+                     wrapper: KeyWrapper | None = None) -> list[UserPublic]:
     """Users ordered by id, strictly after `after`, at most `limit` of them."""
     rows = await page_by_key(conn, table="users", columns=PUBLIC_COLUMNS, key="user_id",
                              after=after, limit=limit, equal={"role": role})
-    return [UserPublic.model_validate(r) for r in rows]
+    keys = await _keys(conn, wrapper, [r["user_id"] for r in rows])
+    return [_public(r, keys.get(r["user_id"])) for r in rows]
 
 
 async def list_api_keys(conn: psycopg.AsyncConnection, owner: str) -> list[ApiKeyPublic]:
@@ -111,12 +172,19 @@ async def list_api_keys(conn: psycopg.AsyncConnection, owner: str) -> list[ApiKe
 
 
 async def api_key_record(conn: psycopg.AsyncConnection, key_id: str) -> KeyRecord | None:
-    """A key with its owner's current role, which caps what the key may do."""
+    """A key with its owner's current role, which caps what the key may do.
+
+    The hash is the identity service's (api_key_secrets), or the legacy one of a key created
+    in the version 1 era; a key of a forgotten user has neither and is not found.
+    """
     cur = await conn.execute(
-        "SELECT k.key_id, k.owner, k.key_hash, k.scopes, k.revoked_at IS NOT NULL, u.role "
-        "FROM api_keys k JOIN users u ON u.user_id = k.owner WHERE k.key_id = %s", (key_id,))
+        "SELECT k.key_id, k.owner, COALESCE(s.key_hash, k.legacy_key_hash), k.scopes, "
+        "k.revoked_at IS NOT NULL, u.role "
+        "FROM api_keys k JOIN users u ON u.user_id = k.owner "
+        "LEFT JOIN api_key_secrets s ON s.key_id = k.key_id AND s.user_id = k.owner "
+        "WHERE k.key_id = %s AND u.forgotten_at IS NULL", (key_id,))
     row = await cur.fetchone()
-    if row is None:
+    if row is None or row[2] is None:
         return None
     key_id_, owner, key_hash, scopes, revoked, role = row
     return KeyRecord(key_id_, owner, key_hash, frozenset(scopes), revoked, role)

@@ -36,7 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
     pool = make_pool(settings)
     cache = make_cache(settings)
     stripe_gateway = StripeGateway(settings)
-    identity = Identity(settings, cache)
+    identity = Identity(settings, cache, pool)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

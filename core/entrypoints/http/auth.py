@@ -27,7 +27,7 @@ from core.entrypoints.http.user_commands import (
     send,
 )
 from core.identity import Identity, TokenPair
-from core.views.users import UserPublic, credentials_by_email, get_user, password_hash_of
+from core.views.users import UserPublic, get_user, login_record, user_exists
 from kernel.auth import CurrentPrincipal
 from kernel.callers import Caller, caller_of
 from kernel.commands import CommandBus, command_id_for
@@ -35,8 +35,10 @@ from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, no_store
 from kernel.observability import get_logger
 from kernel.ratelimit import RateLimiter, rate_limited, retry_after_seconds
+from kernel.sealing import seal
 from kernel.tokens import RefreshFamily, RefreshRejected, Rotated, TokenReused
 from schemas.identity import ChangeUserPassword, DisplayName, RegisterUser
+from schemas.replies import CommandReply
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -168,13 +170,21 @@ async def register(
                       f"it breaks: {', '.join(broken)}", rules=broken)
     uid = user_id(email)
     async with pool.connection() as conn:
-        known = await credentials_by_email(conn, email)
-    if known is not None:
+        known = await user_exists(conn, uid)
+    if known:
         # Known already: no need to spend a hash on it (the decider would refuse it too).
         raise Problem(409, "email-taken", "Email taken", "a user with this email is registered")
-    password_hash = await identity.hash(body.password)
-    outcome = await send(bus, uid, RegisterUser(email=email, password_hash=password_hash,
-                                                display_name=body.display_name),
+    # The identity service's rows first, then a command that names them only by id: a refused
+    # registration leaves a credential no user row ever points at, usable by no one.
+    data_key = await identity.credentials.data_key(uid, create=True)
+    assert data_key is not None
+    credential_id = await identity.credentials.add_password(
+        uid, await identity.hash(body.password), data_key=data_key)
+    command = RegisterUser(
+        email=seal(data_key, subject=uid, field="email", text=email),
+        display_name=seal(data_key, subject=uid, field="display_name", text=body.display_name),
+        credential_id=credential_id)
+    outcome = await send(bus, uid, command,
                          command_id=command_id_for(
                              idempotency_key, caller="anonymous", scope=f"register:{uid}",
                              # Not the password: the id is on the log, and must be no
@@ -182,7 +192,7 @@ async def register(
                              body=body.model_dump(mode="json", exclude={"password"})))
     if isinstance(outcome, JSONResponse):
         return outcome
-    registered = await read_your_write(lambda: _user(pool, uid), lambda _: True)
+    registered = await read_your_write(lambda: _user(pool, identity, uid), lambda _: True)
     response.headers["Location"] = f"/users/{uid}"
     if registered is not None:
         return registered
@@ -205,23 +215,48 @@ async def login(
     creds = None
     if email_problem(email) is None:
         async with pool.connection() as conn:
-            creds = await credentials_by_email(conn, email)
+            creds = await login_record(conn, user_id(email), identity.wrapper)
     # Unknown emails verify against a dummy hash: both failures take the same time.
     if not await identity.verify(creds.password_hash if creds else None, body.password):
         raise _invalid_credentials()
     assert creds is not None
     if identity.passwords.needs_rehash(creds.password_hash):
-        identity.in_background(_rehash(bus, identity, creds.user_id, body.password))
+        identity.in_background(_rehash(bus, identity, pool, creds.user_id, body.password))
     return _tokens(await identity.issue(creds.user_id, creds.role))
 
 
-async def _rehash(bus: CommandBus, identity: Identity, uid: str, password: str) -> None:
+async def _rehash(bus: CommandBus, identity: Identity, pool: AsyncConnectionPool, uid: str,
+                  password: str) -> None:
     """Best effort: store the hash made with today's parameters."""
     try:
-        new_hash = await identity.hash(password)
-        await send(bus, uid, ChangeUserPassword(password_hash=new_hash), command_id=uuid.uuid4())
+        outcome, credential_id = await _new_password(bus, identity, uid, password)
+        if not isinstance(outcome, JSONResponse):
+            await _settle_password(pool, identity, uid, outcome, credential_id)
     except Exception as exc:  # never fails a login that has already succeeded
-        log.warning("rehash after login failed", user_id=uid, error=str(exc))
+        log.warning("rehash after login failed", user_id=uid, error=type(exc).__name__)
+
+
+async def _new_password(bus: CommandBus, identity: Identity, uid: str,
+                        password: str) -> tuple[CommandReply | JSONResponse, uuid.UUID]:
+    """Store a new credential, then record on the log that the password changed (its id only)."""
+    # A user of the version 1 era gets a data key at their first password change.
+    data_key = await identity.credentials.data_key(uid, create=True)
+    assert data_key is not None
+    credential_id = await identity.credentials.add_password(uid, await identity.hash(password),
+                                                            data_key=data_key)
+    outcome = await send(bus, uid, ChangeUserPassword(credential_id=credential_id),
+                         command_id=uuid.uuid4())
+    return outcome, credential_id
+
+
+async def _settle_password(pool: AsyncConnectionPool, identity: Identity, uid: str,
+                           outcome: CommandReply, credential_id: uuid.UUID) -> None:
+    """Once the read model points at the new credential, delete the superseded hashes."""
+    version = version_of(outcome)
+    current = await read_your_write(lambda: _user(pool, identity, uid),
+                                    lambda u: u.version >= version)
+    if current is not None and current.version >= version:
+        await identity.credentials.prune_passwords(uid, current=credential_id)
 
 
 REFRESH_PROBLEMS = {
@@ -257,7 +292,7 @@ async def refresh(
     if not isinstance(outcome, Rotated):
         raise _refresh_problem(outcome)
     user = await get_user(conn, outcome.family.user_id)
-    if user is None:
+    if user is None or user.forgotten_at is not None:
         raise _refresh_problem(Unknown())
     return TokenResponse(access_token=await identity.access_token(user.user_id, user.role),
                          expires_in=int(identity.access.ttl.total_seconds()),
@@ -296,30 +331,27 @@ async def change_password(
         raise Problem(403, "token-required", "Not allowed with an API key",
                       "log in to change the password")
     async with pool.connection() as conn:
-        current = await password_hash_of(conn, principal.user_id)
+        current = await login_record(conn, principal.user_id, identity.wrapper)
     if current is None:
         raise Problem(404, "user-not-found", "User not found", "no such user")
-    if not await identity.verify(current, body.current_password):
+    if not await identity.verify(current.password_hash, body.current_password):
         raise Problem(403, "current-password-wrong", "The current password is wrong",
                       "send the password in use now")
     broken = password_problems(body.new_password)
     if broken:
         raise Problem(422, "password-rejected", "The password is not acceptable",
                       f"it breaks: {', '.join(broken)}", rules=broken)
-    new_hash = await identity.hash(body.new_password)
-    outcome = await send(bus, principal.user_id, ChangeUserPassword(password_hash=new_hash),
-                         command_id=uuid.uuid4())
+    outcome, credential_id = await _new_password(bus, identity, principal.user_id,
+                                                 body.new_password)
     if isinstance(outcome, JSONResponse):
         raise Problem(503, "not-decided", "The change was not decided in time",
                       "retry; nothing changed yet or the change will apply shortly",
                       headers={"Retry-After": "2"})
     await identity.end_sessions(principal.user_id)
-    version = version_of(outcome)
-    await read_your_write(lambda: _user(pool, principal.user_id),
-                          lambda u: u.version >= version)
+    await _settle_password(pool, identity, principal.user_id, outcome, credential_id)
     return Response(status_code=204)
 
 
-async def _user(pool: AsyncConnectionPool, uid: str) -> UserPublic | None:
+async def _user(pool: AsyncConnectionPool, identity: Identity, uid: str) -> UserPublic | None:
     async with pool.connection() as conn:
-        return await get_user(conn, uid)
+        return await get_user(conn, uid, identity.wrapper)

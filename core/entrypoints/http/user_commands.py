@@ -28,6 +28,7 @@ REASONS: dict[str, tuple[int, str]] = {
     "api-key-already-revoked": (409, "api-key-already-revoked"),
     "api-key-duplicate": (409, "api-key-duplicate"),
     "api-key-scope-not-allowed": (422, "scope-not-allowed"),
+    "user-forgotten": (409, "user-forgotten"),
 }
 
 UserIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.domain.users import forget_command_id
 from core.entrypoints.http.commands import read_your_write, version_of
 from core.entrypoints.http.deps import BusDep, IdempotencyKey
 from core.entrypoints.http.user_commands import (
@@ -34,6 +35,7 @@ from kernel.commands import command_id_for
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor, no_store
 from kernel.ratelimit import rate_limited
+from kernel.sealing import seal
 from kernel.tokens import generate_api_key, new_api_key_id, new_secret
 from schemas.identity import (
     ApiKeyName,
@@ -41,6 +43,7 @@ from schemas.identity import (
     ChangeUserRole,
     CreateApiKey,
     DisplayName,
+    ForgetUser,
     RevokeApiKey,
     Role,
     Scope,
@@ -104,8 +107,8 @@ class RoleChange(BaseModel):
 
 @me_router.get("", operation_id="getMe", summary="The caller's user",
                response_model=UserPublic, responses=_errors(401, 404))
-async def me(principal: CurrentPrincipal, conn: ConnDep) -> UserPublic:
-    user = await get_user(conn, principal.user_id)
+async def me(principal: CurrentPrincipal, conn: ConnDep, identity: IdentityDep) -> UserPublic:
+    user = await get_user(conn, principal.user_id, identity.wrapper)
     if user is None:
         raise _not_found(principal.user_id)
     return user
@@ -118,17 +121,28 @@ async def me(principal: CurrentPrincipal, conn: ConnDep) -> UserPublic:
                  dependencies=[Depends(rate_limited("user-commands"))])
 async def update_me(body: Annotated[MeUpdate, Body(examples=[{"display_name": "Ada L."}])],
                     principal: CurrentPrincipal, bus: BusDep, conn: ConnDep,
-                    idempotency_key: IdempotencyKey = None) -> Any:
-    outcome = await send(bus, principal.user_id, ChangeDisplayName(
-        display_name=body.display_name), command_id=command_id_for(
-            idempotency_key, caller=principal.user_id, scope="display-name", body=body))
+                    identity: IdentityDep, idempotency_key: IdempotencyKey = None) -> Any:
+    uid = principal.user_id
+    current = await get_user(conn, uid, identity.wrapper)
+    if current is None or current.forgotten_at is not None:
+        raise _not_found(uid)
+    # Sealed names differ on every sealing, so the decider cannot see a no-op: look here.
+    if current.display_name == body.display_name:
+        raise Problem(409, "display-name-unchanged", "Display name unchanged",
+                      "the display name is the same")
+    # A user of the version 1 era gets a data key at their first change.
+    data_key = await identity.credentials.data_key(uid, create=True)
+    assert data_key is not None
+    sealed = seal(data_key, subject=uid, field="display_name", text=body.display_name)
+    outcome = await send(bus, uid, ChangeDisplayName(display_name=sealed), command_id=(
+        command_id_for(idempotency_key, caller=uid, scope="display-name", body=body)))
     if isinstance(outcome, JSONResponse):
         return outcome
     version = version_of(outcome)
-    user = await read_your_write(lambda: get_user(conn, principal.user_id),
+    user = await read_your_write(lambda: get_user(conn, uid, identity.wrapper),
                                  lambda u: u.version >= version)
     if user is None:
-        raise _not_found(principal.user_id)
+        raise _not_found(uid)
     if user.version < version:
         return user.model_copy(update={"display_name": body.display_name})
     return user
@@ -155,7 +169,7 @@ def _token_only(principal: Principal) -> None:
 async def create_key(
     body: Annotated[ApiKeyCreate, Body(examples=[{"name": "notebook",
                                                   "scopes": ["reports:read"]}])],
-    bus: BusDep, conn: ConnDep, principal: Principal = KEY_MANAGERS,
+    bus: BusDep, conn: ConnDep, identity: IdentityDep, principal: Principal = KEY_MANAGERS,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     _token_only(principal)
@@ -167,8 +181,11 @@ async def create_key(
     scopes = frozenset(body.scopes)
     key, record = generate_api_key(key_id=new_api_key_id(), secret=new_secret(),
                                    owner=principal.user_id, scopes=scopes)
+    # The hash goes to the identity service's store first; the log gets id, name and scopes.
+    await identity.credentials.add_api_key(key_id=record.key_id, user_id=principal.user_id,
+                                           key_hash=record.key_hash)
     outcome = await send(bus, principal.user_id, CreateApiKey(
-        key_id=record.key_id, key_hash=record.key_hash, name=body.name,
+        key_id=record.key_id, name=body.name,
         scopes=tuple(sorted(scopes))), command_id=command_id_for(
             idempotency_key, caller=principal.user_id, scope="api-key", body=body))
     if isinstance(outcome, JSONResponse):
@@ -216,7 +233,7 @@ async def revoke_key(key_id: KeyIdPath, bus: BusDep, conn: ConnDep,
                   response_model=UserPage, responses=_errors(400, 401, 403, 422),
                   dependencies=[require_roles("admin")])
 async def list_all(
-    conn: ConnDep,
+    conn: ConnDep, identity: IdentityDep,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     role: Role | None = None,
@@ -224,7 +241,8 @@ async def list_all(
     after = decode_cursor(cursor, keys=("after",))["after"] if cursor else None
     if after is not None and not isinstance(after, str):
         raise Problem(400, "invalid-cursor", "The cursor is not valid")
-    items = await list_users(conn, after=after, limit=limit + 1, role=role)
+    items = await list_users(conn, after=after, limit=limit + 1, role=role,
+                             wrapper=identity.wrapper)
     more = len(items) > limit
     items = items[:limit]
     return UserPage(items=items, next_cursor=encode_cursor({"after": items[-1].user_id})
@@ -235,10 +253,10 @@ async def list_all(
                   summary="One user (admins: any; others: only themselves)",
                   response_model=UserPublic, responses=_errors(401, 404, 422))
 async def get_one(user_id: UserIdPath, principal: CurrentPrincipal,
-                  conn: ConnDep) -> UserPublic:
+                  conn: ConnDep, identity: IdentityDep) -> UserPublic:
     if principal.role != "admin" and principal.user_id != user_id:
         raise _not_found(user_id)
-    user = await get_user(conn, user_id)
+    user = await get_user(conn, user_id, identity.wrapper)
     if user is None:
         raise _not_found(user_id)
     return user
@@ -263,8 +281,44 @@ async def change_role(
     # Tokens carry the role: the old ones must not outlive it.
     await identity.refuse_tokens_issued_now(user_id)
     version = version_of(outcome)
-    user = await read_your_write(lambda: get_user(conn, user_id),
+    user = await read_your_write(lambda: get_user(conn, user_id, identity.wrapper),
                                  lambda u: u.version >= version)
     if user is None:
         raise _not_found(user_id)
     return user.model_copy(update={"role": body.role}) if user.version < version else user
+
+
+@users_router.post("/{user_id}/forget", operation_id="forgetUser",
+                   summary="Erase a user's personal data and credentials (admins); idempotent",
+                   description="Deletes the user's data key (their email and display name, "
+                               "sealed on the log, no longer open anywhere), password and "
+                               "API-key hashes, and ends every session; records "
+                               "`user.forgotten`. Balances, assessments and verdicts stay.",
+                   response_model=UserPublic,
+                   responses={202: {"description": "erased; the log entry is not yet decided"},
+                              **_errors(400, 401, 403, 404, 413, 422, 429)},
+                   dependencies=[Depends(rate_limited("user-commands"))])
+async def forget(
+    user_id: UserIdPath, bus: BusDep, conn: ConnDep, identity: IdentityDep,
+    principal: Principal = require_roles("admin"),
+) -> Any:
+    user = await get_user(conn, user_id)
+    if user is None:
+        raise _not_found(user_id)
+    # Erase first: from here on nothing of the user opens or logs in, whatever the log says.
+    await identity.credentials.forget(user_id)
+    await identity.end_sessions(user_id)
+    if user.forgotten_at is not None:
+        return user
+    outcome = await send(bus, user_id, ForgetUser(), actor=principal.user_id,
+                         command_id=forget_command_id(user_id))
+    if isinstance(outcome, JSONResponse):
+        return outcome
+    forgotten = await read_your_write(lambda: get_user(conn, user_id),
+                                      lambda u: u.forgotten_at is not None)
+    if forgotten is None or forgotten.forgotten_at is None:
+        at = next((e["occurred_at"] for e in outcome.events if e["type"] == "user.forgotten"),
+                  user.updated_at)
+        return user.model_copy(update={"email": None, "display_name": None,
+                                       "forgotten_at": at, "version": version_of(outcome)})
+    return forgotten

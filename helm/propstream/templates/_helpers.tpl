@@ -41,15 +41,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
-{{/* The Secret that holds PROPSTREAM_PG_DSN, PROPSTREAM_REDIS_URL, PROPSTREAM_SECRET_KEY and the
-    Stripe API key and webhook signing secret. */}}
+{{/* The Secret that holds PROPSTREAM_PG_DSN, PROPSTREAM_REDIS_URL, PROPSTREAM_SECRET_KEY, the
+    Stripe API key and webhook signing secret, and PROPSTREAM_DATA_KEY_SECRET. */}}
 {{- define "propstream.secretName" -}}
 {{- default (include "propstream.fullname" .) (tpl .Values.existingSecret .) -}}
 {{- end -}}
 
 {{- define "propstream.secretKeys" -}}
 {{- list "PROPSTREAM_PG_DSN" "PROPSTREAM_REDIS_URL" "PROPSTREAM_SECRET_KEY"
-    "PROPSTREAM_STRIPE_API_KEY" "PROPSTREAM_STRIPE_WEBHOOK_SECRET" | toJson -}}
+    "PROPSTREAM_STRIPE_API_KEY" "PROPSTREAM_STRIPE_WEBHOOK_SECRET" "PROPSTREAM_DATA_KEY_SECRET"
+    | toJson -}}
 {{- end -}}
 
 {{/*

@@ -11,7 +11,7 @@ from core.bootstrap import seed_users
 from kernel.settings import Settings
 
 OWN = {"secret_key": SecretStr("s3cret"), "stripe_webhook_secret": SecretStr("whsec_own"),
-       "stripe_api_key": SecretStr("sk_live_own")}
+       "stripe_api_key": SecretStr("sk_live_own"), "data_key_secret": SecretStr("kek_own")}
 
 
 @pytest.mark.parametrize(("env", "host"), [("dev", "0.0.0.0"), ("dev", "10.1.2.3"),

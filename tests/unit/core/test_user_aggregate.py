@@ -18,12 +18,17 @@ from core.domain.users import (
     user_id,
 )
 from kernel.aggregate import DecideContext
+from kernel.sealing import new_data_key, seal
 from schemas.envelope import CommandPayload, EventPayload
 from schemas.identity import (
+    ChangeDisplayName,
     ChangeUserPassword,
     ChangeUserRole,
+    CreateApiKey,
+    ForgetUser,
     RegisterUser,
     UserCommandRejected,
+    UserForgotten,
     UserPasswordChanged,
     UserRegistered,
     UserRoleChanged,
@@ -32,10 +37,15 @@ from schemas.identity import (
 AGG = UserAggregate()
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 EMAIL = "ada@example.com"
-HASH = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA"
-HASH2 = "$argon2id$v=19$m=19456,t=2,p=1$b3RoZXJzYWx0c2FsdA$b3RoZXJoYXNob3RoZXJoYQ"
+UID = user_id(EMAIL)
+KEY = new_data_key()
+SEALED_EMAIL = seal(KEY, subject=UID, field="email", text=EMAIL)
+SEALED_NAME = seal(KEY, subject=UID, field="display_name", text="Ada")
+CRED = uuid.UUID(int=5)
+CRED2 = uuid.UUID(int=6)
 ADMIN = "11111111-1111-5111-8111-111111111111"
-REGISTERED = UserRegistered(email=EMAIL, password_hash=HASH, display_name="Ada", role="trader")
+REGISTERED = UserRegistered(email=SEALED_EMAIL, credential_id=CRED, display_name=SEALED_NAME,
+                            role="trader")
 
 
 def ctx(actor: str | None = None) -> DecideContext:
@@ -57,7 +67,7 @@ def reasons(events: list[EventPayload]) -> list[str]:
     return [e.reason for e in events if isinstance(e, UserCommandRejected)]
 
 
-REGISTER = RegisterUser(email=EMAIL, password_hash=HASH, display_name="Ada")
+REGISTER = RegisterUser(email=SEALED_EMAIL, credential_id=CRED, display_name=SEALED_NAME)
 
 
 def test_register_when_new_is_registered_as_trader_by_default() -> None:
@@ -71,13 +81,19 @@ def test_register_when_email_already_registered_is_rejected_as_email_taken() -> 
         detail="a user with this email is registered")]
 
 
-def test_register_on_the_aggregate_of_another_email_is_rejected() -> None:
-    assert reasons(when(given(email="bob@example.com"), REGISTER)) == ["user-id-mismatch"]
+def test_register_with_a_legacy_email_on_the_aggregate_of_another_email_is_rejected() -> None:
+    command = REGISTER.model_copy(update={"email": "p0:" + EMAIL})
+    assert reasons(when(given(email="bob@example.com"), command)) == ["user-id-mismatch"]
+
+
+def test_register_without_a_credential_is_rejected() -> None:
+    command = REGISTER.model_copy(update={"credential_id": None})
+    assert reasons(when(given(), command)) == ["credential-required"]
 
 
 @pytest.mark.parametrize("email", ["Ada@Example.com", "ada@example", "ada@@example.com"])
-def test_register_with_an_unnormalised_or_invalid_email_is_rejected(email: str) -> None:
-    command = RegisterUser(email=email, password_hash=HASH, display_name="Ada")
+def test_register_with_an_unnormalised_or_invalid_legacy_email_is_rejected(email: str) -> None:
+    command = RegisterUser(email="p0:" + email, credential_id=CRED, display_name=SEALED_NAME)
     assert reasons(when(given(email=email), command)) == ["email-invalid"]
 
 
@@ -97,27 +113,67 @@ def test_change_role_to_the_current_role_is_rejected() -> None:
 
 
 @pytest.mark.parametrize("command", [ChangeUserRole(role="admin"),
-                                     ChangeUserPassword(password_hash=HASH2)])
+                                     ChangeUserPassword(credential_id=CRED2),
+                                     ForgetUser()])
 def test_change_when_unregistered_is_rejected(command: CommandPayload) -> None:
     assert reasons(when(given(), command, actor=ADMIN)) == ["user-not-registered"]
 
 
-def test_change_password_when_registered_records_the_new_hash() -> None:
-    events = when(given(REGISTERED), ChangeUserPassword(password_hash=HASH2))
-    assert events == [UserPasswordChanged(password_hash=HASH2)]
+def test_change_password_when_registered_records_only_the_new_credential_id() -> None:
+    events = when(given(REGISTERED), ChangeUserPassword(credential_id=CRED2))
+    assert events == [UserPasswordChanged(credential_id=CRED2)]
+    assert "$argon2id$" not in events[0].model_dump_json()
+
+
+def test_forget_by_admin_is_recorded_with_the_actor_and_no_personal_data() -> None:
+    events = when(given(REGISTERED), ForgetUser(), actor=ADMIN)
+    assert events == [UserForgotten(forgotten_by=ADMIN)]
+    assert set(events[0].model_dump()) == {"forgotten_by"}
+
+
+def test_forget_without_an_actor_is_rejected() -> None:
+    assert reasons(when(given(REGISTERED), ForgetUser())) == ["actor-required"]
+
+
+@pytest.mark.parametrize("command", [
+    ChangeUserRole(role="admin"), ChangeUserPassword(credential_id=CRED2), ForgetUser(),
+    ChangeDisplayName(display_name="p0:Eve"),
+    CreateApiKey(key_id="0123456789ab", name="n", scopes=("reports:read",))])
+def test_every_change_after_forget_is_rejected(command: CommandPayload) -> None:
+    forgotten = given(REGISTERED, UserForgotten(forgotten_by=ADMIN))
+    assert reasons(when(forgotten, command, actor=ADMIN)) == ["user-forgotten"]
+
+
+def test_register_again_after_forget_is_rejected_as_email_taken() -> None:
+    forgotten = given(REGISTERED, UserForgotten(forgotten_by=ADMIN))
+    assert reasons(when(forgotten, REGISTER)) == ["email-taken"]
+
+
+def test_forgotten_state_survives_dump_and_load_without_personal_data() -> None:
+    state = given(REGISTERED, UserForgotten(forgotten_by=ADMIN))
+    assert AGG.load(AGG.dump(state)) == state
+    assert state.display_name is None
+
+
+def test_a_snapshot_of_the_plaintext_era_loads_with_the_name_in_legacy_form() -> None:
+    old = {"user_id": UID, "email": EMAIL, "display_name": "Ada", "role": "trader",
+           "api_keys": {}}
+    state = AGG.load(old)
+    assert state.registered and state.display_name == "p0:Ada"
+    assert EMAIL not in str(AGG.dump(state))
 
 
 def test_state_survives_dump_and_load() -> None:
     state = given(REGISTERED, UserRoleChanged(role="admin", previous_role="trader",
                                               changed_by=ADMIN))
     assert AGG.load(AGG.dump(state)) == state
-    assert "password_hash" not in AGG.dump(state)
+    assert not {"password_hash", "credential_id", "email"} & set(AGG.dump(state))
 
 
-def test_register_command_refuses_a_plain_password_in_the_hash_field() -> None:
+@pytest.mark.parametrize("field", ["email", "display_name"])
+def test_register_command_refuses_a_plaintext_personal_value(field: str) -> None:
     with pytest.raises(ValueError, match="pattern"):
-        RegisterUser(email=EMAIL, password_hash="correct horse battery staple",
-                     display_name="Ada")
+        RegisterUser.model_validate({**REGISTER.model_dump(), field: EMAIL})
 
 
 # Emails -------------------------------------------------------------------------------------

@@ -11,10 +11,12 @@ from kernel.settings import Settings, is_loopback, load_settings
 
 OWN_SECRETS = {"secret_key": SecretStr("s3cret-from-a-vault"),
                "stripe_webhook_secret": SecretStr("whsec_from_a_vault"),
-               "stripe_api_key": SecretStr("sk_live_from_a_vault")}
+               "stripe_api_key": SecretStr("sk_live_from_a_vault"),
+               "data_key_secret": SecretStr("kek-from-a-vault")}
 SECRET_VARIABLES = {"secret_key": "PROPSTREAM_SECRET_KEY",
                     "stripe_webhook_secret": "PROPSTREAM_STRIPE_WEBHOOK_SECRET",
-                    "stripe_api_key": "PROPSTREAM_STRIPE_API_KEY"}
+                    "stripe_api_key": "PROPSTREAM_STRIPE_API_KEY",
+                    "data_key_secret": "PROPSTREAM_DATA_KEY_SECRET"}
 LOOPBACK_BINDS = ("127.0.0.1", "127.8.9.10", "::1", "localhost", "LOCALHOST")
 PUBLIC_BINDS = ("0.0.0.0", "::", "10.1.2.3", "192.168.1.20", "api.example.com", "")
 

@@ -26,7 +26,8 @@ RELEASE = "rel"
 # the chart's kubeVersion (>=1.25) refuses; name a supported version explicitly.
 KUBE_VERSION = "1.31.0"
 SECRET_KEYS = {"PROPSTREAM_PG_DSN", "PROPSTREAM_REDIS_URL", "PROPSTREAM_SECRET_KEY",
-               "PROPSTREAM_STRIPE_API_KEY", "PROPSTREAM_STRIPE_WEBHOOK_SECRET"}
+               "PROPSTREAM_STRIPE_API_KEY", "PROPSTREAM_STRIPE_WEBHOOK_SECRET",
+               "PROPSTREAM_DATA_KEY_SECRET"}
 
 DEFAULTS: tuple[str, ...] = ()
 EXISTING_SECRET: tuple[str, ...] = ("--set", "existingSecret=propstream-prod")

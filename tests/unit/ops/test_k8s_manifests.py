@@ -125,4 +125,5 @@ def test_the_image_refuses_the_public_dev_secrets(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("PROPSTREAM_SECRET_KEY", "from-a-secret-store")
     monkeypatch.setenv("PROPSTREAM_STRIPE_API_KEY", "sk_live_from_a_secret_store")
     monkeypatch.setenv("PROPSTREAM_STRIPE_WEBHOOK_SECRET", "whsec_from_a_secret_store")
+    monkeypatch.setenv("PROPSTREAM_DATA_KEY_SECRET", "kek_from_a_secret_store")
     assert load_settings().host == "0.0.0.0"
