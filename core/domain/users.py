@@ -181,7 +181,11 @@ class UserAggregate:
             case ChangeUserPassword(password_hash=password_hash):
                 if not state.registered:
                     return reject("user-not-registered", f"{state.user_id} is not registered")
-                return [UserPasswordChanged(password_hash=password_hash)]
+                # Whoever had the old password may have made keys: they end with it, as
+                # explicit events of this decision (a replay never reinterprets the change).
+                live = sorted(k for k, revoked in state.api_keys.items() if not revoked)
+                return [UserPasswordChanged(password_hash=password_hash),
+                        *(UserApiKeyRevoked(key_id=k) for k in live)]
             case ChangeDisplayName(display_name=display_name):
                 if not state.registered:
                     return reject("user-not-registered", f"{state.user_id} is not registered")

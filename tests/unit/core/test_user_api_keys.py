@@ -122,3 +122,33 @@ def test_change_display_name_is_recorded_and_the_same_name_is_rejected() -> None
         "display-name-unchanged"]
     assert reasons(when(given(), ChangeDisplayName(display_name="X"))) == [
         "user-not-registered"]
+
+
+# A password change ends the keys made with the old password ----------------------------------
+
+HASH2 = "$argon2id$v=19$m=19456,t=2,p=1$b3RoZXJzYWx0c2FsdA$b3RoZXJoYXNob3RoZXJoYQ"
+
+
+def _created(key_id: str) -> UserApiKeyCreated:
+    return CREATED.model_copy(update={"key_id": key_id})
+
+
+def test_change_password_revokes_every_live_api_key_in_the_same_decision() -> None:
+    from schemas.identity import ChangeUserPassword, UserPasswordChanged
+
+    state = given(ANALYST, _created("aaaaaaaaaaaa"), _created("bbbbbbbbbbbb"),
+                  _created("cccccccccccc"), UserApiKeyRevoked(key_id="bbbbbbbbbbbb"))
+    events = when(state, ChangeUserPassword(password_hash=HASH2))
+    assert isinstance(events[0], UserPasswordChanged)
+    assert events[1:] == [UserApiKeyRevoked(key_id="aaaaaaaaaaaa"),
+                          UserApiKeyRevoked(key_id="cccccccccccc")]
+
+
+def test_after_a_password_change_no_key_is_live_so_a_second_change_revokes_nothing() -> None:
+    from schemas.identity import ChangeUserPassword
+
+    state = given(ANALYST, _created("aaaaaaaaaaaa"))
+    for event in when(state, ChangeUserPassword(password_hash=HASH2)):
+        state = AGG.evolve(state, event)
+    assert not any(live is False for live in state.api_keys.values())
+    assert len(when(state, ChangeUserPassword(password_hash=HASH2))) == 1
