@@ -255,14 +255,22 @@ async def change_role(
     bus: BusDep, conn: ConnDep, identity: IdentityDep,
     principal: Principal = require_roles("admin"), idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    outcome = await send(bus, user_id, ChangeUserRole(role=body.role), actor=principal.user_id,
-                         command_id=command_id_for(idempotency_key,
-                                                   scope=f"role:{principal.user_id}:{user_id}"))
+    # Tokens carry the role. Before the change is even on the log, its user's sessions end
+    # and no token is issued until it is decided (core.identity): none with the old role.
+    command_id = command_id_for(idempotency_key, scope=f"role:{principal.user_id}:{user_id}")
+    epoch = await identity.role_change_sent(user_id)
+    try:
+        outcome = await send(bus, user_id, ChangeUserRole(role=body.role),
+                             actor=principal.user_id, command_id=command_id)
+    except Problem:
+        await identity.role_change_settled(user_id, epoch=epoch)
+        raise
     if isinstance(outcome, JSONResponse):
+        identity.in_background(identity.settle_role_change_later(
+            user_id, epoch=epoch, role=body.role, reply=lambda: bus.recent(command_id)))
         return outcome
-    # Tokens carry the role: the old ones must not outlive it.
-    await identity.refuse_tokens_issued_now(user_id)
     version = version_of(outcome)
+    await identity.role_change_decided(user_id, epoch=epoch, role=body.role, version=version)
     user = await read_your_write(lambda: get_user(conn, user_id),
                                  lambda u: u.version >= version)
     if user is None:
