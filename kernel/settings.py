@@ -129,6 +129,8 @@ class Settings(BaseSettings):
     api_key_miss_burst: int = Field(default=20, ge=1, le=1_000_000)
     # In-memory caches bounded by bytes, not by count.
     command_reply_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=2**34)
+    decider_outcome_bytes_per_partition: int = Field(default=16 * 1024 * 1024, ge=0,
+                                                     le=2**34)
 
     @model_validator(mode="after")
     def _one_address_cannot_lock_an_account(self) -> Settings:

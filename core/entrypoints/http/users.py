@@ -173,13 +173,16 @@ async def create_key(
             idempotency_key, scope=f"api-key:{principal.user_id}"))
     if isinstance(outcome, JSONResponse):
         return outcome
+    # A duplicate long after the decision may come without its events (kernel.decider_state
+    # keeps them within a byte budget): then this request's key was not the one recorded.
     decided = next((e["payload"]["key_id"] for e in outcome.events
-                    if e["type"] == "user.api-key-created"), record.key_id)
+                    if e["type"] == "user.api-key-created"),
+                   "" if outcome.duplicate else record.key_id)
     if decided != record.key_id:
         # A retry of a creation already decided (same Idempotency-Key, same command id): that
         # key was shown once, in the first answer, and is stored nowhere; this request's
         # fresh secret was never recorded.
-        first = decided
+        first = decided or None  # unknown when the events were trimmed
         raise Problem(409, "api-key-already-created", "This API key was already created",
                       "its secret was shown only in the first answer; revoke it and create "
                       "another with a new Idempotency-Key", key_id=first)
