@@ -60,3 +60,17 @@ def test_unknown_api_keys_are_throttled_per_address_and_valid_keys_elsewhere_sti
         assert valid.status_code == 200, valid.text
         r = other.get("/me", headers={"X-API-Key": f"psk_{secrets.token_hex(6)}_{new_secret()}"})
         assert r.status_code == 401
+
+
+def test_udf_quotes_are_bounded_per_call_and_rate_limited(platform: Platform) -> None:
+    many = ",".join(f"SYM{i}-USD" for i in range(21))
+    with _client(platform, "127.0.0.54", base=platform.market) as c:
+        r = c.get("/udf/quotes", params={"symbols": many})
+        assert r.status_code == 200 and r.json()["s"] == "error", r.text
+        assert "at most 20" in r.json()["errmsg"]
+        statuses = [c.get("/udf/quotes", params={"symbols": "BTC-USD"}).status_code
+                    for _ in range(40)]
+    assert 429 in statuses, statuses
+    assert set(statuses) == {200, 429}
+    limited = statuses.index(429)
+    assert limited <= platform.settings.udf_quotes_burst
