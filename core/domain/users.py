@@ -183,7 +183,10 @@ class UserAggregate:
                     return reject("user-not-registered", f"{state.user_id} is not registered")
                 # Whoever had the old password may have made keys: they end with it, as
                 # explicit events of this decision (a replay never reinterprets the change).
-                live = sorted(k for k, revoked in state.api_keys.items() if not revoked)
+                # A change with no actor is the system re-storing the same password under
+                # today's hash parameters after a login: nothing leaked, nothing to revoke.
+                live = sorted(k for k, revoked in state.api_keys.items()
+                              if not revoked and ctx.actor is not None)
                 return [UserPasswordChanged(password_hash=password_hash),
                         *(UserApiKeyRevoked(key_id=k) for k in live)]
             case ChangeDisplayName(display_name=display_name):

@@ -354,7 +354,7 @@ async def change_password(
                       f"it breaks: {', '.join(broken)}", rules=broken)
     new_hash = await identity.hash(body.new_password)
     outcome = await send(bus, principal.user_id, ChangeUserPassword(password_hash=new_hash),
-                         command_id=uuid.uuid4())
+                         command_id=uuid.uuid4(), actor=principal.user_id)
     # On the log: it will be decided, so every session ends now, decided in time or not
     # (the decision itself revokes the API keys, see core.domain.users).
     await identity.end_sessions(principal.user_id)

@@ -40,9 +40,9 @@ def given(*events: EventPayload, aggregate: UserAggregate = AGG) -> User:
 
 
 def when(state: User, command: CommandPayload,
-         aggregate: UserAggregate = AGG) -> list[EventPayload]:
+         aggregate: UserAggregate = AGG, actor: str | None = None) -> list[EventPayload]:
     ctx = DecideContext(now=datetime(2026, 1, 1, tzinfo=UTC), command_id=uuid.UUID(int=7),
-                        actor=None)
+                        actor=actor)
     return aggregate.decide(command, state, ctx)
 
 
@@ -138,7 +138,7 @@ def test_change_password_revokes_every_live_api_key_in_the_same_decision() -> No
 
     state = given(ANALYST, _created("aaaaaaaaaaaa"), _created("bbbbbbbbbbbb"),
                   _created("cccccccccccc"), UserApiKeyRevoked(key_id="bbbbbbbbbbbb"))
-    events = when(state, ChangeUserPassword(password_hash=HASH2))
+    events = when(state, ChangeUserPassword(password_hash=HASH2), actor=user_id(EMAIL))
     assert isinstance(events[0], UserPasswordChanged)
     assert events[1:] == [UserApiKeyRevoked(key_id="aaaaaaaaaaaa"),
                           UserApiKeyRevoked(key_id="cccccccccccc")]
@@ -148,7 +148,15 @@ def test_after_a_password_change_no_key_is_live_so_a_second_change_revokes_nothi
     from schemas.identity import ChangeUserPassword
 
     state = given(ANALYST, _created("aaaaaaaaaaaa"))
-    for event in when(state, ChangeUserPassword(password_hash=HASH2)):
+    for event in when(state, ChangeUserPassword(password_hash=HASH2), actor=user_id(EMAIL)):
         state = AGG.evolve(state, event)
     assert not any(live is False for live in state.api_keys.values())
-    assert len(when(state, ChangeUserPassword(password_hash=HASH2))) == 1
+    assert len(when(state, ChangeUserPassword(password_hash=HASH2), actor=user_id(EMAIL))) == 1
+
+
+def test_a_rehash_after_login_with_no_actor_keeps_the_api_keys() -> None:
+    from schemas.identity import ChangeUserPassword, UserPasswordChanged
+
+    state = given(ANALYST, _created("aaaaaaaaaaaa"))
+    assert when(state, ChangeUserPassword(password_hash=HASH2)) == [
+        UserPasswordChanged(password_hash=HASH2)]
