@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 from core.adapters.refresh_tokens import RefreshTokenStore
 from core.domain.passwords import Passwords
 from core.exceptions import CoreError
-from kernel.auth import mark_not_before, not_before_key
+from kernel.auth import mark_not_before, not_before_key, role_decided_key, role_pending_key
 from kernel.settings import Settings
 from kernel.tokens import AccessTokens
 from schemas.identity import Role
@@ -166,6 +166,11 @@ class Identity:
         return epoch, (int(version), role)  # type: ignore[return-value]
 
     def _key(self, kind: str, user_id: str) -> str:
+        # kernel.auth reads two of them for API keys: one spelling for both.
+        if kind == "role-pending":
+            return role_pending_key(self.settings.namespace, user_id)
+        if kind == "role":
+            return role_decided_key(self.settings.namespace, user_id)
         return f"{self.settings.namespace or '-'}:auth:{kind}:{user_id}"
 
     async def role_change_sent(self, user_id: str) -> int:

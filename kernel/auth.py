@@ -102,6 +102,16 @@ def not_before_key(namespace: str, user_id: str) -> str:
     return f"{namespace or '-'}:auth:not-before:{user_id}"
 
 
+def role_pending_key(namespace: str, user_id: str) -> str:
+    """Set while a role change of `user_id` is undecided (core.identity)."""
+    return f"{namespace or '-'}:auth:role-pending:{user_id}"
+
+
+def role_decided_key(namespace: str, user_id: str) -> str:
+    """`<aggregate version> <role>` of the newest decided role change (core.identity)."""
+    return f"{namespace or '-'}:auth:role:{user_id}"
+
+
 async def mark_not_before(redis: Redis, namespace: str, user_id: str, *, at: datetime,
                           ttl_s: int) -> None:
     """Refuse every access token of `user_id` issued before `at` (for the token lifetime)."""
@@ -164,10 +174,33 @@ class Authenticator:
         if not isinstance(verdict, ApiKeyAccepted):
             self.lookups.failed(ip, key_id, unknown=False)
             return "unknown-key" if verdict.reason in ("wrong-key", "revoked") else "bad-secret"
+        role = await self._owner_role(verdict.owner, stored.owner_role)
+        if role is None:
+            return "unavailable"
         # A key never grants more than its owner's role allows today.
-        scopes = verdict.scopes & ROLE_SCOPES[stored.owner_role]
-        return Principal(user_id=verdict.owner, role=stored.owner_role, via="api-key",
+        scopes = verdict.scopes & ROLE_SCOPES[role]
+        return Principal(user_id=verdict.owner, role=role, via="api-key",
                          scopes=scopes, key_id=verdict.key_id)
+
+    async def _owner_role(self, owner: str, read_model_role: Role) -> Role | None:
+        """The owner's role now: a decided change the read model does not show yet wins;
+        None while a change is undecided (or Redis is away): the key waits, as tokens do."""
+        if self.redis is None:
+            return read_model_role
+        try:
+            pending, decided = await self.redis.mget(
+                role_pending_key(self.settings.namespace, owner),
+                role_decided_key(self.settings.namespace, owner))
+        except (RedisError, OSError) as exc:
+            log.warning("role check unavailable", error=str(exc))
+            return None
+        if pending is not None:
+            return None
+        if decided is None:
+            return read_model_role
+        text = decided.decode() if isinstance(decided, bytes) else str(decided)
+        role = text.partition(" ")[2]
+        return role if role in ROLES else read_model_role
 
 
 def credential_of(scope: Scope) -> str | None:
