@@ -141,3 +141,43 @@ def test_refresh_is_rate_limited_per_ip_with_a_problem(platform: Platform) -> No
     with httpx.Client(base_url=platform.core, timeout=30,
                       transport=httpx.HTTPTransport(local_address="127.0.0.41")) as c:
         assert c.post("/auth/refresh", json=bogus).status_code == 401
+
+
+def test_a_role_change_answered_202_still_ends_sessions_and_applies_once_decided(
+        platform: Platform, people: dict[str, Who]) -> None:
+    victim = platform.user("admin", name="slow-demotion")
+    assert victim.email and victim.password
+    decider = platform.processes["user-decider"]
+    marker = "partitions assigned"
+    decider.stop()  # the change goes on the log but nobody decides it within the wait
+    try:
+        with httpx.Client(base_url=platform.core, timeout=60,
+                          headers=people["admin"].headers) as c:
+            r = c.post(f"/users/{victim.user_id}/role", json={"role": "trader"})
+        assert r.status_code == 202, r.text
+        with httpx.Client(base_url=platform.core, timeout=30,
+                          transport=httpx.HTTPTransport(local_address="127.0.0.60")) as c:
+            assert c.post("/auth/refresh",
+                          json={"refresh_token": victim.refresh_token}).status_code == 401
+            assert c.get("/me", headers=victim.headers).status_code == 401
+            pending = c.post("/auth/login", json={"email": victim.email,
+                                                  "password": victim.password})
+            assert pending.status_code == 503, pending.text
+            assert pending.json()["type"].endswith("role-change-pending")
+    finally:
+        seen = decider.output().count(marker)
+        decider.start()
+        deadline = time.monotonic() + 90
+        while decider.output().count(marker) <= seen:
+            assert time.monotonic() < deadline, decider.output()[-2000:]
+            time.sleep(0.2)
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=platform.core, timeout=30,
+                      transport=httpx.HTTPTransport(local_address="127.0.0.61")) as c:
+        while True:
+            r = c.post("/auth/login", json={"email": victim.email, "password": victim.password})
+            if r.status_code == 200:
+                break
+            assert r.status_code == 503 and time.monotonic() < deadline, r.text
+            time.sleep(0.2)
+    assert _claims(platform, r.json()["access_token"]).role == "trader"
