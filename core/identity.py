@@ -33,10 +33,13 @@ from core.adapters.refresh_tokens import RefreshTokenStore
 from core.domain.passwords import Passwords
 from core.exceptions import CoreError
 from kernel.auth import mark_not_before, not_before_key, role_decided_key, role_pending_key
+from kernel.observability import get_logger
 from kernel.settings import Settings
 from kernel.tokens import AccessTokens
 from schemas.identity import Role
 from schemas.replies import CommandReply
+
+log = get_logger(__name__)
 
 # KEYS[1]: `role`, KEYS[2]: `role-pending`; ARGV: version, role, epoch, ttl (s).
 # Record the decided role unless a newer one is there; end the pending mark of this epoch.
@@ -209,17 +212,20 @@ class Identity:
         pending mark's lifetime; after that the mark has expired and the read model rules."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.role_change_pending_s
-        while loop.time() < deadline:
-            decided = reply()
-            if decided is not None:
-                if decided.status == "accepted":
-                    version = max((int(e["sequence"]) for e in decided.events), default=0)
-                    await self.role_change_decided(user_id, epoch=epoch, role=role,
-                                                   version=version)
-                else:
-                    await self.role_change_settled(user_id, epoch=epoch)
-                return
-            await asyncio.sleep(0.1)
+        try:
+            while loop.time() < deadline:
+                decided = reply()
+                if decided is not None:
+                    if decided.status == "accepted":
+                        version = max((int(e["sequence"]) for e in decided.events), default=0)
+                        await self.role_change_decided(user_id, epoch=epoch, role=role,
+                                                       version=version)
+                    else:
+                        await self.role_change_settled(user_id, epoch=epoch)
+                    return
+                await asyncio.sleep(0.1)
+        except Exception as exc:  # best effort: the pending mark expires on its own
+            log.warning("role change not settled", user_id=user_id, error=str(exc))
 
     async def end_sessions(self, user_id: str) -> None:
         """Kill every access token issued so far and every refresh family of the user."""

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import RedisError
 
 from core.entrypoints.http.commands import read_your_write, version_of
 from core.entrypoints.http.deps import BusDep, IdempotencyKey
@@ -251,7 +252,7 @@ async def get_one(user_id: UserIdPath, principal: CurrentPrincipal,
                    summary="Give a user another role (admins); their tokens die",
                    response_model=UserPublic,
                    responses={202: {"description": "on the log, not yet decided"},
-                              **_errors(400, 401, 403, 404, 409, 413, 422, 429)},
+                              **_errors(400, 401, 403, 404, 409, 413, 422, 429, 503)},
                    dependencies=[Depends(rate_limited("user-commands"))])
 async def change_role(
     user_id: UserIdPath, body: Annotated[RoleChange, Body(examples=[{"role": "analyst"}])],
@@ -261,7 +262,13 @@ async def change_role(
     # Tokens carry the role. Before the change is even on the log, its user's sessions end
     # and no token is issued until it is decided (core.identity): none with the old role.
     command_id = command_id_for(idempotency_key, scope=f"role:{principal.user_id}:{user_id}")
-    epoch = await identity.role_change_sent(user_id)
+    try:
+        epoch = await identity.role_change_sent(user_id)
+    except (RedisError, OSError):
+        # Nothing is sent: a change whose sessions could not be ended must not be decided.
+        raise Problem(503, "sessions-unavailable", "Sessions cannot be ended now",
+                      "retry shortly; the role was not changed",
+                      headers={"Retry-After": "1"}) from None
     try:
         outcome = await send(bus, user_id, ChangeUserRole(role=body.role),
                              actor=principal.user_id, command_id=command_id)
