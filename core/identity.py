@@ -51,6 +51,14 @@ end
 if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 return 1
 """
+# KEYS[1]: `role-epoch`, KEYS[2]: `role-pending`; ARGV: their TTLs (s). Move the epoch and
+# mark the change pending with it; return the epoch.
+_ROLE_SENT = """
+local epoch = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+redis.call('SET', KEYS[2], tostring(epoch), 'EX', tonumber(ARGV[2]))
+return epoch
+"""
 # KEYS[1]: `role-pending`; ARGV[1]: epoch. End the pending mark when it is still this one.
 _ROLE_SETTLED = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
@@ -181,14 +189,10 @@ class Identity:
 
         Returns the change's epoch, to settle it with once its decision is known.
         """
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(self._key("role-epoch", user_id))
-            pipe.expire(self._key("role-epoch", user_id), self.settings.refresh_family_ttl_s)
-            epoch_raw, _ = await pipe.execute()
-        epoch = int(epoch_raw)
-        # Pending for at most the wait of the command plus the wait of a read your write.
-        await self.redis.set(self._key("role-pending", user_id), str(epoch),
-                             ex=self.settings.role_change_pending_s)
+        # One step: no token request sees the new epoch without the pending mark.
+        epoch = int(await self.redis.eval(
+            _ROLE_SENT, 2, self._key("role-epoch", user_id), self._key("role-pending", user_id),
+            str(self.settings.refresh_family_ttl_s), str(self.settings.role_change_pending_s)))
         # The mark after the epoch moved: a token made before the move has an older iat.
         await self.end_sessions(user_id)
         return epoch
