@@ -2,6 +2,18 @@
 
 Password hashing runs on a small thread pool sized to the cores (argon2-cffi releases the
 GIL), never on the event loop, and the pool bounds how much argon2 memory is in use at once.
+
+Role changes take effect at once, whatever the read model's lag. Per user, Redis holds:
+
+* `role-epoch`: incremented when a role change is *sent*, before anything else happens;
+* `role-pending`: that epoch, while the change is undecided (it expires on its own, so a
+  change whose answer was lost cannot lock the user out for longer than the wait);
+* `role`: `<version> <role>` of the newest *decided* change (the read model may lag it).
+
+A token is issued only after any not-before wait, with no change pending, with the newest
+role of the read model and of `role` (by aggregate version), and only if the epoch did not
+move while it was made; otherwise it is made again. Every token made before the epoch moved
+has an `iat` before the not-before mark set right after the move, so it dies with the mark.
 """
 
 from __future__ import annotations
@@ -9,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,11 +33,51 @@ from redis.asyncio import Redis
 from core.adapters.credentials import CredentialStore
 from core.adapters.refresh_tokens import RefreshTokenStore
 from core.domain.passwords import Passwords
-from kernel.auth import mark_not_before, not_before_key
+from core.exceptions import CoreError
+from kernel.auth import mark_not_before, not_before_key, role_decided_key, role_pending_key
+from kernel.observability import get_logger
 from kernel.sealing import KeyWrapper
 from kernel.settings import Settings
 from kernel.tokens import AccessTokens
 from schemas.identity import Role
+from schemas.replies import CommandReply
+
+log = get_logger(__name__)
+
+# KEYS[1]: `role`, KEYS[2]: `role-pending`; ARGV: version, role, epoch, ttl (s).
+# Record the decided role unless a newer one is there; end the pending mark of this epoch.
+_ROLE_DECIDED = """
+local cur = redis.call('GET', KEYS[1])
+if not cur or tonumber(string.match(cur, '^(%d+)')) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'EX', tonumber(ARGV[4]))
+end
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+# KEYS[1]: `role-epoch`, KEYS[2]: `role-pending`; ARGV: their TTLs (s). Move the epoch and
+# mark the change pending with it; return the epoch.
+_ROLE_SENT = """
+local epoch = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+redis.call('SET', KEYS[2], tostring(epoch), 'EX', tonumber(ARGV[2]))
+return epoch
+"""
+# KEYS[1]: `role-pending`; ARGV[1]: epoch. End the pending mark when it is still this one.
+_ROLE_SETTLED = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+# The role and aggregate version a read model gives for a user, or None: no such user.
+RoleLookup = Callable[[], Awaitable[tuple[Role, int] | None]]
+
+
+class RoleChangePending(CoreError):
+    """A role change of the user is undecided: no token may be issued until it is."""
+
+
+class UserGone(CoreError):
+    """The user a token would be issued for is not in the read model."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,19 +137,106 @@ class Identity:
         return await asyncio.get_running_loop().run_in_executor(
             self._pool, self.passwords.verify, password_hash, password)
 
-    async def issue(self, user_id: str, role: Role) -> TokenPair:
+    async def issue(self, user_id: str, lookup: RoleLookup) -> TokenPair:
         """A new login: an access token and the first refresh token of a new family."""
-        await self._after_not_before(user_id)
-        now = datetime.now(UTC)
-        access = self.access.issue(subject=user_id, role=role, now=now, jti=uuid.uuid4())
-        refresh = await self.refresh.start(user_id, now=now)
+        access = await self.access_token(user_id, lookup)
+        refresh = await self.refresh.start(user_id, now=datetime.now(UTC))
         return TokenPair(access, refresh, int(self.access.ttl.total_seconds()))
 
-    async def access_token(self, user_id: str, role: Role) -> str:
-        """An access token for a refresh: usable at once, like a login's."""
+    async def access_token(self, user_id: str, lookup: RoleLookup) -> str:
+        """An access token carrying the user's current role, usable at once.
+
+        The role is read after any not-before wait, and the token is made again when a role
+        change was sent meanwhile. Raises RoleChangePending or UserGone.
+        """
         await self._after_not_before(user_id)
-        return self.access.issue(subject=user_id, role=role, now=datetime.now(UTC),
-                                 jti=uuid.uuid4())
+        for _ in range(3):
+            epoch, recorded = await self._role_state(user_id)
+            found = await lookup()
+            if found is None:
+                raise UserGone(user_id)
+            role, version = found
+            if recorded is not None and recorded[0] > version:
+                role = recorded[1]
+            token = self.access.issue(subject=user_id, role=role, now=datetime.now(UTC),
+                                      jti=uuid.uuid4())
+            if await self.redis.get(self._key("role-epoch", user_id)) == epoch:
+                return token
+        raise RoleChangePending(user_id)
+
+    async def _role_state(self, user_id: str) -> tuple[Any, tuple[int, Role] | None]:
+        """The role epoch and the newest decided role, once no role change is pending."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.role_change_wait_s
+        while True:
+            epoch, pending, recorded = await self.redis.mget(
+                self._key("role-epoch", user_id), self._key("role-pending", user_id),
+                self._key("role", user_id))
+            if pending is None:
+                break
+            if loop.time() >= deadline:
+                raise RoleChangePending(user_id)
+            await asyncio.sleep(0.05)
+        if recorded is None:
+            return epoch, None
+        text = recorded.decode() if isinstance(recorded, bytes) else str(recorded)
+        version, _, role = text.partition(" ")
+        return epoch, (int(version), role)  # type: ignore[return-value]
+
+    def _key(self, kind: str, user_id: str) -> str:
+        # kernel.auth reads two of them for API keys: one spelling for both.
+        if kind == "role-pending":
+            return role_pending_key(self.settings.namespace, user_id)
+        if kind == "role":
+            return role_decided_key(self.settings.namespace, user_id)
+        return f"{self.settings.namespace or '-'}:auth:{kind}:{user_id}"
+
+    async def role_change_sent(self, user_id: str) -> int:
+        """Before a role change is published: no token with the old role from now on.
+
+        Returns the change's epoch, to settle it with once its decision is known.
+        """
+        # One step: no token request sees the new epoch without the pending mark.
+        epoch = int(await self.redis.eval(
+            _ROLE_SENT, 2, self._key("role-epoch", user_id), self._key("role-pending", user_id),
+            str(self.settings.refresh_family_ttl_s), str(self.settings.role_change_pending_s)))
+        # The mark after the epoch moved: a token made before the move has an older iat.
+        await self.end_sessions(user_id)
+        return epoch
+
+    async def role_change_decided(self, user_id: str, *, epoch: int, role: Role,
+                                  version: int) -> None:
+        """The change of `epoch` is decided: its role is what every token carries now."""
+        await self.redis.eval(_ROLE_DECIDED, 2, self._key("role", user_id),
+                              self._key("role-pending", user_id), str(version), role,
+                              str(epoch), str(self.settings.refresh_family_ttl_s))
+        # Again: tokens made in the second of the first mark, or sessions opened since.
+        await self.end_sessions(user_id)
+
+    async def role_change_settled(self, user_id: str, *, epoch: int) -> None:
+        """The change of `epoch` was refused: tokens may be issued again."""
+        await self.redis.eval(_ROLE_SETTLED, 1, self._key("role-pending", user_id), str(epoch))
+
+    async def settle_role_change_later(self, user_id: str, *, epoch: int, role: Role,
+                                       reply: Callable[[], CommandReply | None]) -> None:
+        """For a change answered 202: settle it when its reply comes (polled), within the
+        pending mark's lifetime; after that the mark has expired and the read model rules."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.role_change_pending_s
+        try:
+            while loop.time() < deadline:
+                decided = reply()
+                if decided is not None:
+                    if decided.status == "accepted":
+                        version = max((int(e["sequence"]) for e in decided.events), default=0)
+                        await self.role_change_decided(user_id, epoch=epoch, role=role,
+                                                       version=version)
+                    else:
+                        await self.role_change_settled(user_id, epoch=epoch)
+                    return
+                await asyncio.sleep(0.1)
+        except Exception as exc:  # best effort: the pending mark expires on its own
+            log.warning("role change not settled", user_id=user_id, error=str(exc))
 
     async def end_sessions(self, user_id: str) -> None:
         """Kill every access token issued so far and every refresh family of the user."""

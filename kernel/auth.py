@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from kernel.lookup_guard import LookupGuard
 from kernel.observability import get_logger
 from kernel.problems import Problem
 from kernel.settings import Settings
@@ -57,7 +58,7 @@ ROLE_SCOPES: dict[Role, frozenset[str]] = {
 
 AuthProblem = Literal["missing", "malformed", "algorithm-not-allowed", "bad-signature",
                       "claims-invalid", "expired", "issued-in-future", "revoked",
-                      "unknown-key", "bad-secret", "unavailable"]
+                      "unknown-key", "bad-secret", "unavailable", "throttled"]
 
 _PROBLEM_TEXT: dict[str, tuple[str, str]] = {
     "missing": ("unauthenticated", "send `Authorization: Bearer <access token or API key>`"),
@@ -101,6 +102,16 @@ def not_before_key(namespace: str, user_id: str) -> str:
     return f"{namespace or '-'}:auth:not-before:{user_id}"
 
 
+def role_pending_key(namespace: str, user_id: str) -> str:
+    """Set while a role change of `user_id` is undecided (core.identity)."""
+    return f"{namespace or '-'}:auth:role-pending:{user_id}"
+
+
+def role_decided_key(namespace: str, user_id: str) -> str:
+    """`<aggregate version> <role>` of the newest decided role change (core.identity)."""
+    return f"{namespace or '-'}:auth:role:{user_id}"
+
+
 async def mark_not_before(redis: Redis, namespace: str, user_id: str, *, at: datetime,
                           ttl_s: int) -> None:
     """Refuse every access token of `user_id` issued before `at` (for the token lifetime)."""
@@ -116,10 +127,13 @@ class Authenticator:
         self.tokens = AccessTokens(secret=settings.secret_key)
         self.redis = redis
         self.api_keys = api_keys
+        self.lookups = LookupGuard(rate=settings.api_key_miss_rate_per_s,
+                                   burst=settings.api_key_miss_burst)
 
-    async def authenticate(self, credential: str) -> Principal | AuthProblem:
+    async def authenticate(self, credential: str, *,
+                           ip: str = "unknown") -> Principal | AuthProblem:
         if credential.startswith(API_KEY_PREFIX):
-            return await self._api_key(credential)
+            return await self._api_key(credential, ip)
         verdict = self.tokens.verify(credential, now=datetime.now(UTC))
         if isinstance(verdict, AccessTokenRejected):
             return verdict.reason
@@ -138,27 +152,55 @@ class Authenticator:
         return Principal(user_id=claims.sub, role=claims.role, via="token",
                          scopes=ROLE_SCOPES[claims.role], issued_at=claims.iat)
 
-    async def _api_key(self, presented: str) -> Principal | AuthProblem:
+    async def _api_key(self, presented: str, ip: str) -> Principal | AuthProblem:
         key_id = parse_api_key_id(presented)
         if key_id is None:
             return "malformed"
         if self.api_keys is None:
             return "unknown-key"
+        # Before any query: an address sending unknown keys is refused without one.
+        if not self.lookups.may_look_up(ip, key_id):
+            return "throttled"
         try:
             stored = await self.api_keys.lookup(key_id)
         except Exception as exc:
             log.warning("API key lookup failed", error=str(exc))
             return "unavailable"
         if stored is None:
+            self.lookups.failed(ip, key_id, unknown=True)
             return "unknown-key"
         # Scope checks come later, per route (require_scope).
         verdict = verify_api_key(stored.key, presented)
         if not isinstance(verdict, ApiKeyAccepted):
+            self.lookups.failed(ip, key_id, unknown=False)
             return "unknown-key" if verdict.reason in ("wrong-key", "revoked") else "bad-secret"
+        role = await self._owner_role(verdict.owner, stored.owner_role)
+        if role is None:
+            return "unavailable"
         # A key never grants more than its owner's role allows today.
-        scopes = verdict.scopes & ROLE_SCOPES[stored.owner_role]
-        return Principal(user_id=verdict.owner, role=stored.owner_role, via="api-key",
+        scopes = verdict.scopes & ROLE_SCOPES[role]
+        return Principal(user_id=verdict.owner, role=role, via="api-key",
                          scopes=scopes, key_id=verdict.key_id)
+
+    async def _owner_role(self, owner: str, read_model_role: Role) -> Role | None:
+        """The owner's role now: a decided change the read model does not show yet wins;
+        None while a change is undecided (or Redis is away): the key waits, as tokens do."""
+        if self.redis is None:
+            return read_model_role
+        try:
+            pending, decided = await self.redis.mget(
+                role_pending_key(self.settings.namespace, owner),
+                role_decided_key(self.settings.namespace, owner))
+        except (RedisError, OSError) as exc:
+            log.warning("role check unavailable", error=str(exc))
+            return None
+        if pending is not None:
+            return None
+        if decided is None:
+            return read_model_role
+        text = decided.decode() if isinstance(decided, bytes) else str(decided)
+        role = text.partition(" ")[2]
+        return role if role in ROLES else read_model_role
 
 
 def credential_of(scope: Scope) -> str | None:
@@ -191,7 +233,9 @@ class AuthMiddleware:
             elif not credential:
                 outcome = "malformed"
             else:
-                outcome = await self.authenticator.authenticate(credential)
+                client = scope.get("client")
+                outcome = await self.authenticator.authenticate(
+                    credential, ip=client[0] if client else "unknown")
             scope[SCOPE_KEY] = outcome
         await self.app(scope, receive, send)
 
@@ -212,6 +256,10 @@ def _unauthenticated(reason: str) -> Problem:
     if reason == "unavailable":
         return Problem(503, "auth-unavailable", "Authentication is unavailable",
                        "retry shortly", headers={"Retry-After": "1"})
+    if reason == "throttled":
+        return Problem(429, "rate-limited", "Too many requests",
+                       "too many unknown API keys from this address; retry later",
+                       retry_after=1, headers={"Retry-After": "1"})
     slug, detail = _PROBLEM_TEXT.get(reason, ("token-invalid",
                                               f"the credential is not valid ({reason})"))
     return Problem(401, slug, "Not authenticated", detail, reason=reason,

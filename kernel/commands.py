@@ -54,17 +54,24 @@ def command_id_for(idempotency_key: str | None, *, caller: str, scope: str,
 
 
 class CommandBus:
-    """Sends commands and collects every decided reply from the replies topic."""
+    """Sends commands and collects every decided reply from the replies topic.
+
+    Replies are remembered for polling, newest last, within `remember` entries and
+    `Settings.command_reply_cache_bytes` bytes (their size on the wire): a flood of large
+    replies evicts the oldest, never grows the process.
+    """
 
     def __init__(self, settings: Settings, *, client_id: str = "propstream-api",
                  remember: int = 100_000) -> None:
         self.settings = settings
         self.client_id = client_id
         self.remember = remember
+        self.remember_bytes = settings.command_reply_cache_bytes
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self._waiting: dict[uuid.UUID, asyncio.Future[CommandReply]] = {}
-        self._recent: OrderedDict[uuid.UUID, CommandReply] = OrderedDict()
+        self._recent: OrderedDict[uuid.UUID, tuple[CommandReply, int]] = OrderedDict()
+        self._recent_bytes = 0
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -94,13 +101,18 @@ class CommandBus:
         return self._task is not None and not self._task.done()
 
     def recent(self, command_id: uuid.UUID) -> CommandReply | None:
-        return self._recent.get(command_id)
+        known = self._recent.get(command_id)
+        return None if known is None else known[0]
+
+    @property
+    def remembered_bytes(self) -> int:
+        return self._recent_bytes
 
     async def send(self, topic: str, command: CommandEnvelope, *,
                    wait_ms: int | None = None) -> CommandReply | None:
         """Publish `command`; return its reply, or None when none came within the wait."""
         assert self.producer is not None
-        known = self._recent.get(command.command_id)
+        known = self.recent(command.command_id)
         if known is not None:
             return known
         wait = (wait_ms if wait_ms is not None else self.settings.command_timeout_ms) / 1000
@@ -131,16 +143,22 @@ class CommandBus:
                     except DecodeError as exc:
                         log.warning("unreadable reply", offset=msg.offset, error=str(exc))
                         continue
-                    self._remember(reply)
+                    self.remember_reply(reply, size=len(msg.value))
                     future = self._waiting.pop(reply.command_id, None)
                     if future is not None and not future.done():
                         future.set_result(reply)
 
-    def _remember(self, reply: CommandReply) -> None:
+    def remember_reply(self, reply: CommandReply, *, size: int) -> None:
+        """Keep `reply` (`size` bytes on the wire) for polling, evicting the oldest."""
         previous = self._recent.get(reply.command_id)
-        if previous is not None and not previous.duplicate:
-            return  # keep the first decision; a duplicate reply carries the same outcome
-        self._recent[reply.command_id] = reply
+        if previous is not None:
+            if not previous[0].duplicate:
+                return  # keep the first decision; a duplicate reply carries the same outcome
+            self._recent_bytes -= previous[1]
+        self._recent[reply.command_id] = (reply, size)
         self._recent.move_to_end(reply.command_id)
-        while len(self._recent) > self.remember:
-            self._recent.popitem(last=False)
+        self._recent_bytes += size
+        while self._recent and (len(self._recent) > self.remember
+                                or self._recent_bytes > self.remember_bytes):
+            _, (_, evicted) = self._recent.popitem(last=False)
+            self._recent_bytes -= evicted

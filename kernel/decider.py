@@ -145,9 +145,10 @@ class DeciderRunner(Generic[S]):
         cutoff = self.clock() - DEDUPE_WINDOW
         for p, state in states.items():
             for command_id, events in by_command[p].items():
-                state.decided[command_id] = outcome_of(events, self.aggregate.rejection.TYPE)
+                state.remember(command_id, outcome_of(events, self.aggregate.rejection.TYPE))
             state.since_snapshot = counts[p]
             forgotten = state.forget_decided_before(cutoff)
+            state.trim_to(self.settings.decider_outcome_bytes_per_partition)
             self.partitions[p] = state
             snap = snapshots[p]
             log.info("partition loaded", partition=p,
@@ -305,7 +306,8 @@ class DeciderRunner(Generic[S]):
                 (env.aggregate_id.encode(), encode(event)))
         pstate.aggregates[env.aggregate_id] = Versioned(current.version + len(events), value)
         outcome = outcome_of(events, self.aggregate.rejection.TYPE)
-        pstate.decided[env.command_id] = outcome
+        pstate.remember(env.command_id, outcome,
+                        budget=self.settings.decider_outcome_bytes_per_partition)
         MESSAGES.labels(self.name, msg.topic, outcome.status).inc()
         return _reply(env.command_id, env.aggregate_id, outcome, duplicate=False)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar
+
+import orjson
 
 from kernel.aggregate import Aggregate
 from schemas.envelope import EventEnvelope
@@ -39,16 +42,51 @@ class Outcome:
 
 @dataclass
 class PartitionState(Generic[S]):
+    """Aggregates and decided commands of one partition.
+
+    Every decided command id is kept for the commands' retention (that is what makes a
+    redelivery a duplicate), but the events of its outcome, only within a byte budget
+    (`remember`): past it the oldest outcomes keep their status and lose their events, so a
+    very late duplicate is answered without them instead of the process growing without bound.
+    """
+
     aggregates: dict[str, Versioned[S]] = field(default_factory=dict)
     decided: dict[uuid.UUID, Outcome] = field(default_factory=dict)
     next_event_offset: int = 0  # the events-partition offset this state has folded up to
     since_snapshot: int = 0
+    decided_bytes: int = 0  # bytes (as JSON) of the events held in `decided`
+    _with_events: deque[tuple[uuid.UUID, int]] = field(default_factory=deque, init=False,
+                                                        repr=False, compare=False)
+
+    def remember(self, command_id: uuid.UUID, outcome: Outcome, *,
+                 budget: int | None = None) -> None:
+        """Record a decided command; trim the oldest outcomes' events beyond `budget` bytes."""
+        self.decided[command_id] = outcome
+        if outcome.events:
+            size = len(orjson.dumps(outcome.events))
+            self.decided_bytes += size
+            self._with_events.append((command_id, size))
+        if budget is not None:
+            self.trim_to(budget)
+
+    def trim_to(self, budget: int) -> None:
+        """Drop the events of the oldest outcomes until those held fit in `budget` bytes."""
+        while self.decided_bytes > budget and self._with_events:
+            command_id, size = self._with_events.popleft()
+            self.decided_bytes -= size
+            outcome = self.decided.get(command_id)
+            if outcome is not None and outcome.events:
+                self.decided[command_id] = replace(outcome, events=())
 
     def forget_decided_before(self, cutoff: datetime) -> int:
         """Drop outcomes older than the commands' retention: they can no longer be redelivered."""
-        old = [cid for cid, o in self.decided.items() if o.decided_at < cutoff]
+        old = {cid for cid, o in self.decided.items() if o.decided_at < cutoff}
         for cid in old:
             del self.decided[cid]
+        if old:
+            kept = deque((cid, size) for cid, size in self._with_events if cid not in old)
+            self.decided_bytes = sum(size for _, size in kept)
+            self._with_events = kept
         return len(old)
 
 
@@ -79,7 +117,7 @@ def load_items(items: list[list[Any]], aggregate: Aggregate[S], *,
         if item[0] == "a":
             state.aggregates[item[1]] = Versioned(int(item[2]), aggregate.load(item[3]))
         elif item[0] == "d":
-            state.decided[uuid.UUID(item[1])] = Outcome.load(item[2])
+            state.remember(uuid.UUID(item[1]), Outcome.load(item[2]))
         else:
             raise ValueError(f"unknown snapshot item kind {item[0]!r}")
     return state

@@ -62,6 +62,52 @@ return {allowed, math.floor(remaining), wait_ms}
 """
 
 
+# Like _TAKE, with a rate and burst per bucket: ARGV = rate1, burst1, rate2, burst2, ...
+_TAKE_EACH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tokens = {}
+local allowed = 1
+local wait_ms = 0
+for i, key in ipairs(KEYS) do
+  local rate = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local b = redis.call('HMGET', key, 'tokens', 'ts')
+  local tk = tonumber(b[1]) or burst
+  local ts = tonumber(b[2]) or now
+  tk = math.min(burst, tk + math.max(0, now - ts) * rate / 1000)
+  tokens[i] = tk
+  if tk < 1 then
+    allowed = 0
+    wait_ms = math.max(wait_ms, math.ceil((1 - tk) * 1000 / rate))
+  end
+end
+local remaining = -1
+for i, key in ipairs(KEYS) do
+  local rate = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local tk = tokens[i]
+  if allowed == 1 then tk = tk - 1 end
+  if remaining < 0 or tk < remaining then remaining = tk end
+  redis.call('HSET', key, 'tokens', tostring(tk), 'ts', tostring(now))
+  redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
+end
+return {allowed, math.floor(remaining), wait_ms}
+"""
+
+# KEYS: buckets a token was taken from; ARGV: their bursts. Put one token back in each
+# bucket that still exists (a missing bucket is full already).
+_GIVE_BACK = """
+for i, key in ipairs(KEYS) do
+  local tk = tonumber(redis.call('HGET', key, 'tokens'))
+  if tk then
+    redis.call('HSET', key, 'tokens', tostring(math.min(tonumber(ARGV[i]), tk + 1)))
+  end
+end
+return 1
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
@@ -91,6 +137,27 @@ class RateLimiter:
         self.rate = rate
         self.burst = burst
         self._take = redis.register_script(_TAKE)
+        self._take_each = redis.register_script(_TAKE_EACH)
+        self._give_back = redis.register_script(_GIVE_BACK)
+
+    def key(self, name: str, *parts: str) -> str:
+        """The Redis key of bucket `name` for `parts` (an identity, an IP, ...)."""
+        prefix = f"{self.namespace}:rl:{name}" if self.namespace else f"rl:{name}"
+        return ":".join((prefix, *parts))
+
+    async def take_many(self, buckets: list[tuple[str, float, int]]) -> Decision:
+        """Take a token from every bucket (key, rate, burst) or from none, atomically."""
+        args: list[str | int] = []
+        for _, rate, burst in buckets:
+            args += [repr(float(rate)), burst]
+        raw = await self._take_each(keys=[k for k, _, _ in buckets], args=args)
+        allowed, remaining, wait_ms = (int(v) for v in raw)
+        return Decision(allowed=bool(allowed), remaining=max(0, remaining),
+                        retry_after_ms=wait_ms)
+
+    async def give_back(self, buckets: list[tuple[str, int]]) -> None:
+        """Return a token taken by `take_many` to each bucket (key, burst)."""
+        await self._give_back(keys=[k for k, _ in buckets], args=[b for _, b in buckets])
 
     async def take(self, name: str, caller: Caller, *, rate: float, burst: int) -> Decision:
         raw = await self._take(keys=bucket_keys(self.namespace, name, caller),

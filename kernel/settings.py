@@ -122,6 +122,40 @@ class Settings(BaseSettings):
     public_base_url: str = Field(
         default="http://localhost:5173",
         description="where the frontend is: Stripe sends buyers back to success/cancel pages")
+    # Sessions (issue 9 point 4): how long a token request waits for an undecided role change
+    # before answering 503, and how long such a change blocks tokens at most.
+    role_change_wait_s: float = Field(default=2.0, ge=0, le=30)
+    role_change_pending_s: int = Field(default=30, ge=1, le=600)
+    refresh_rate_per_s: float = Field(default=1.0, gt=0, le=100_000,
+                                      description="/auth/refresh per IP (fail closed)")
+    refresh_burst: int = Field(default=30, ge=1, le=1_000_000)
+    # Failed logins of one email: a strict bucket per (email, IP) and a larger one per email
+    # that refills at least as fast, so one address can never hold an account locked.
+    login_email_ip_rate_per_s: float = Field(default=5 / 60, gt=0, le=100_000)
+    login_email_ip_burst: int = Field(default=10, ge=1, le=1_000_000)
+    login_email_rate_per_s: float = Field(default=20 / 60, gt=0, le=100_000)
+    login_email_burst: int = Field(default=50, ge=1, le=1_000_000)
+    # Unknown API keys cost a database query: a per-IP bucket of failed lookups (per process).
+    api_key_miss_rate_per_s: float = Field(default=1.0, gt=0, le=100_000)
+    api_key_miss_burst: int = Field(default=20, ge=1, le=1_000_000)
+    # In-memory caches bounded by bytes, not by count.
+    command_reply_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=2**34)
+    # Market-data reads that reach PostgreSQL (bars, UDF history), per caller and IP, and
+    # UDF quotes (up to 20 symbols, three reads each) on a bucket of their own.
+    market_read_rate_per_s: float = Field(default=20.0, gt=0, le=100_000)
+    market_read_burst: int = Field(default=100, ge=1, le=1_000_000)
+    udf_quotes_rate_per_s: float = Field(default=2.0, gt=0, le=100_000)
+    udf_quotes_burst: int = Field(default=20, ge=1, le=1_000_000)
+    decider_outcome_bytes_per_partition: int = Field(default=16 * 1024 * 1024, ge=0,
+                                                     le=2**34)
+
+    @model_validator(mode="after")
+    def _one_address_cannot_lock_an_account(self) -> Settings:
+        if (self.login_email_burst <= self.login_email_ip_burst
+                or self.login_email_rate_per_s < self.login_email_ip_rate_per_s):
+            raise ValueError("PROPSTREAM_LOGIN_EMAIL_BURST and _RATE_PER_S must exceed the "
+                             "per-(email, IP) ones, or one address can lock an account out")
+        return self
 
     @model_validator(mode="after")
     def _no_public_secret_outside_a_developers_loopback(self) -> Settings:

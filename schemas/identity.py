@@ -89,6 +89,10 @@ class ChangeUserPassword(CommandPayload):
     credential_id: CredentialId | None = None
     legacy_password_hash: PasswordHash | None = Field(
         default=None, description="only in commands upcast from version 1")
+    rehash: bool = Field(
+        default=False,
+        description="the same password re-stored under today's hash parameters after a login: "
+                    "nothing leaked, so the user's API keys live on")
 
 
 class ChangeDisplayName(CommandPayload):

@@ -188,11 +188,17 @@ class UserAggregate:
                 return [UserRoleChanged(role=role, previous_role=state.role,
                                         changed_by=ctx.actor)]
             case ChangeUserPassword(credential_id=credential_id,
-                                    legacy_password_hash=legacy_hash):
+                                    legacy_password_hash=legacy_hash, rehash=rehash):
                 if credential_id is None and legacy_hash is None:
                     return reject("credential-required", "the command names no credential")
+                # Whoever had the old password may have made keys: they end with it, as
+                # explicit events of this decision (a replay never reinterprets the change).
+                # A rehash re-stores the same password after a login: nothing to revoke.
+                live = [] if rehash else sorted(
+                    k for k, revoked in state.api_keys.items() if not revoked)
                 return [UserPasswordChanged(credential_id=credential_id,
-                                            legacy_password_hash=legacy_hash)]
+                                            legacy_password_hash=legacy_hash),
+                        *(UserApiKeyRevoked(key_id=k) for k in live)]
             case ChangeDisplayName(display_name=display_name):
                 # Sealed values differ on every sealing: the edge compares the plain names.
                 if display_name == state.display_name:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -26,21 +27,21 @@ from core.entrypoints.http.user_commands import (
     PoolDep,
     send,
 )
-from core.identity import Identity, TokenPair
+from core.identity import Identity, RoleChangePending, RoleLookup, TokenPair, UserGone
 from core.views.users import UserPublic, get_user, login_record, user_exists
 from kernel.auth import CurrentPrincipal
 from kernel.callers import Caller, caller_of
 from kernel.commands import CommandBus, command_id_for
-from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, no_store
 from kernel.observability import get_logger
 from kernel.ratelimit import RateLimiter, rate_limited, retry_after_seconds
 from kernel.sealing import seal
 from kernel.tokens import RefreshFamily, RefreshRejected, Rotated, TokenReused
-from schemas.identity import ChangeUserPassword, DisplayName, RegisterUser
+from schemas.identity import ChangeUserPassword, DisplayName, RegisterUser, Role
 from schemas.replies import CommandReply
 
 log = get_logger(__name__)
+T = TypeVar("T")
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 # Generous bounds on what is read; the password policy reports the real rules (max 128).
@@ -115,20 +116,32 @@ def _strict(name: str, rate: str, burst: str) -> Any:
     return Depends(dependency)
 
 
-async def _limit_email(request: Request, email: str) -> None:
-    """Take a login token from the bucket of this email and of the IP, atomically.
+def _email_caller(request: Request, email: str) -> Caller:
+    ip = caller_of(request.scope).ip
+    # A digest of the normalised email: guessing is throttled per account, and an email
+    # never appears in Redis.
+    digest = hashlib.sha256(email.encode()).hexdigest()[:32]
+    return Caller(f"email:{digest}", ip)
 
-    Keyed by a digest of the normalised email, so guessing one account is throttled from
-    every address, and an email never appears in Redis.
+
+async def _limit_email(request: Request, email: str) -> Caller:
+    """Take a token of this email's login buckets, or answer 429; the caller to give it back to.
+
+    Two buckets, both or neither: a strict one per (email, IP) and a larger one per email
+    that refills at least as fast (Settings enforces it). One address drains its own bucket
+    long before the email's, so it can never lock the owner out from another address; many
+    addresses together still slow the guessing of one account down. A successful login gives
+    its token back: only failures count.
     """
     settings = request.app.state.settings
     limiter: RateLimiter = request.app.state.rate_limiter
-    ip = caller_of(request.scope).ip
-    digest = hashlib.sha256(email.encode()).hexdigest()[:32]
+    caller = _email_caller(request, email)
     try:
-        decision = await limiter.take("login-email", Caller(f"email:{digest}", ip),
-                                      rate=settings.login_rate_per_s,
-                                      burst=settings.login_burst)
+        decision = await limiter.take_many(
+            [(limiter.key("login-email-ip", caller.identity, caller.ip),
+              settings.login_email_ip_rate_per_s, settings.login_email_ip_burst),
+             (limiter.key("login-email", caller.identity),
+              settings.login_email_rate_per_s, settings.login_email_burst)])
     except (RedisError, OSError):
         raise Problem(503, "rate-limit-unavailable", "Rate limiting is unavailable",
                       "retry shortly", headers={"Retry-After": "1"}) from None
@@ -136,6 +149,19 @@ async def _limit_email(request: Request, email: str) -> None:
         seconds = retry_after_seconds(decision.retry_after_ms)
         raise Problem(429, "rate-limited", "Too many requests", f"retry in {seconds} s",
                       retry_after=seconds, headers={"Retry-After": str(seconds)})
+    return caller
+
+
+async def _give_back_email(request: Request, caller: Caller) -> None:
+    settings = request.app.state.settings
+    limiter: RateLimiter = request.app.state.rate_limiter
+    try:
+        await limiter.give_back(
+            [(limiter.key("login-email-ip", caller.identity, caller.ip),
+              settings.login_email_ip_burst),
+             (limiter.key("login-email", caller.identity), settings.login_email_burst)])
+    except (RedisError, OSError) as exc:  # the login succeeded; the token is only not refunded
+        log.warning("login bucket refund failed", error=str(exc))
 
 
 def _tokens(pair: TokenPair) -> TokenResponse:
@@ -211,7 +237,7 @@ async def login(
     request: Request, pool: PoolDep, bus: BusDep, identity: IdentityDep,
 ) -> TokenResponse:
     email = normalise_email(body.email)
-    await _limit_email(request, email)
+    limited = await _limit_email(request, email)
     creds = None
     if email_problem(email) is None:
         async with pool.connection() as conn:
@@ -220,31 +246,58 @@ async def login(
     if not await identity.verify(creds.password_hash if creds else None, body.password):
         raise _invalid_credentials()
     assert creds is not None
+    await _give_back_email(request, limited)
     if identity.passwords.needs_rehash(creds.password_hash):
         identity.in_background(_rehash(bus, identity, pool, creds.user_id, body.password))
-    return _tokens(await identity.issue(creds.user_id, creds.role))
+    return _tokens(await _issuing(identity.issue(creds.user_id,
+                                                 _role_of(pool, identity, creds.user_id))))
+
+
+def _role_of(pool: AsyncConnectionPool, identity: Identity, uid: str) -> RoleLookup:
+    """The read model's role and version of a user, read when a token is about to be made;
+    a forgotten user has none."""
+
+    async def lookup() -> tuple[Role, int] | None:
+        user = await _user(pool, identity, uid)
+        if user is None or user.forgotten_at is not None:
+            return None
+        return user.role, user.version
+
+    return lookup
+
+
+async def _issuing(work: Awaitable[T]) -> T:
+    """Map the refusals of token issuance to problems."""
+    try:
+        return await work
+    except RoleChangePending:
+        raise Problem(503, "role-change-pending", "A role change is being decided",
+                      "retry in a moment", headers={"Retry-After": "1"}) from None
+    except UserGone:
+        raise _refresh_problem(Unknown()) from None
 
 
 async def _rehash(bus: CommandBus, identity: Identity, pool: AsyncConnectionPool, uid: str,
                   password: str) -> None:
     """Best effort: store the hash made with today's parameters."""
     try:
-        outcome, credential_id = await _new_password(bus, identity, uid, password)
+        outcome, credential_id = await _new_password(bus, identity, uid, password, rehash=True)
         if not isinstance(outcome, JSONResponse):
             await _settle_password(pool, identity, uid, outcome, credential_id)
     except Exception as exc:  # never fails a login that has already succeeded
         log.warning("rehash after login failed", user_id=uid, error=type(exc).__name__)
 
 
-async def _new_password(bus: CommandBus, identity: Identity, uid: str,
-                        password: str) -> tuple[CommandReply | JSONResponse, uuid.UUID]:
+async def _new_password(bus: CommandBus, identity: Identity, uid: str, password: str, *,
+                        rehash: bool = False) -> tuple[CommandReply | JSONResponse, uuid.UUID]:
     """Store a new credential, then record on the log that the password changed (its id only)."""
     # A user of the version 1 era gets a data key at their first password change.
     data_key = await identity.credentials.data_key(uid, create=True)
     assert data_key is not None
     credential_id = await identity.credentials.add_password(uid, await identity.hash(password),
                                                             data_key=data_key)
-    outcome = await send(bus, uid, ChangeUserPassword(credential_id=credential_id),
+    outcome = await send(bus, uid, ChangeUserPassword(credential_id=credential_id,
+                                                      rehash=rehash),
                          command_id=uuid.uuid4())
     return outcome, credential_id
 
@@ -282,20 +335,21 @@ def _refresh_problem(outcome: RefreshRejected | TokenReused | Unknown) -> Proble
 
 @router.post("/refresh", operation_id="refreshTokens",
              summary="Exchange a refresh token for a new pair (each works once)",
-             response_model=TokenResponse, responses=_errors(400, 401, 413, 422),
-             dependencies=[Depends(no_store)])
+             response_model=TokenResponse, responses=_errors(400, 401, 413, 422, 429, 503),
+             dependencies=[_strict("refresh", "refresh_rate_per_s", "refresh_burst"),
+                           Depends(no_store)])
 async def refresh(
     body: Annotated[RefreshRequest, Body(examples=[{"refresh_token": REFRESH_EXAMPLE}])],
-    conn: ConnDep, identity: IdentityDep,
+    pool: PoolDep, identity: IdentityDep,
 ) -> TokenResponse:
     outcome = await identity.refresh.refresh(body.refresh_token, now=datetime.now(UTC))
     if not isinstance(outcome, Rotated):
         raise _refresh_problem(outcome)
-    user = await get_user(conn, outcome.family.user_id)
-    if user is None or user.forgotten_at is not None:
-        raise _refresh_problem(Unknown())
-    return TokenResponse(access_token=await identity.access_token(user.user_id, user.role),
-                         expires_in=int(identity.access.ttl.total_seconds()),
+    # The role is read after any not-before wait and with no role change pending, never
+    # before: a demoted admin looping here gets the new role or nothing.
+    uid = outcome.family.user_id
+    access = await _issuing(identity.access_token(uid, _role_of(pool, identity, uid)))
+    return TokenResponse(access_token=access, expires_in=int(identity.access.ttl.total_seconds()),
                          refresh_token=outcome.token)
 
 
@@ -319,8 +373,9 @@ async def logout(
 
 
 @router.post("/password", operation_id="changePassword", status_code=204,
-             summary="Change the caller's password; every session ends",
-             responses=_errors(400, 401, 403, 404, 413, 422, 429, 503),
+             summary="Change the caller's password; every session and API key ends",
+             responses={202: {"description": "on the log, not yet decided; sessions ended"},
+                        **_errors(400, 401, 403, 404, 413, 422, 429, 503)},
              dependencies=[Depends(rate_limited("password", 5 / 60, 5, fail_open=False))])
 async def change_password(
     body: Annotated[PasswordChange, Body(examples=[{
@@ -343,11 +398,11 @@ async def change_password(
                       f"it breaks: {', '.join(broken)}", rules=broken)
     outcome, credential_id = await _new_password(bus, identity, principal.user_id,
                                                  body.new_password)
-    if isinstance(outcome, JSONResponse):
-        raise Problem(503, "not-decided", "The change was not decided in time",
-                      "retry; nothing changed yet or the change will apply shortly",
-                      headers={"Retry-After": "2"})
+    # On the log: it will be decided, so every session ends now, decided in time or not
+    # (the decision itself revokes the API keys, see core.domain.users).
     await identity.end_sessions(principal.user_id)
+    if isinstance(outcome, JSONResponse):
+        return outcome
     await _settle_password(pool, identity, principal.user_id, outcome, credential_id)
     return Response(status_code=204)
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import RedisError
 
 from core.domain.users import forget_command_id
 from core.entrypoints.http.commands import read_your_write, version_of
@@ -190,13 +191,16 @@ async def create_key(
             idempotency_key, caller=principal.user_id, scope="api-key", body=body))
     if isinstance(outcome, JSONResponse):
         return outcome
+    # A duplicate long after the decision may come without its events (kernel.decider_state
+    # keeps them within a byte budget): then this request's key was not the one recorded.
     decided = next((e["payload"]["key_id"] for e in outcome.events
-                    if e["type"] == "user.api-key-created"), record.key_id)
+                    if e["type"] == "user.api-key-created"),
+                   "" if outcome.duplicate else record.key_id)
     if decided != record.key_id:
         # A retry of a creation already decided (same Idempotency-Key, same command id): that
         # key was shown once, in the first answer, and is stored nowhere; this request's
         # fresh secret was never recorded.
-        first = decided
+        first = decided or None  # unknown when the events were trimmed
         raise Problem(409, "api-key-already-created", "This API key was already created",
                       "its secret was shown only in the first answer; revoke it and create "
                       "another with a new Idempotency-Key", key_id=first)
@@ -266,21 +270,36 @@ async def get_one(user_id: UserIdPath, principal: CurrentPrincipal,
                    summary="Give a user another role (admins); their tokens die",
                    response_model=UserPublic,
                    responses={202: {"description": "on the log, not yet decided"},
-                              **_errors(400, 401, 403, 404, 409, 413, 422, 429)},
+                              **_errors(400, 401, 403, 404, 409, 413, 422, 429, 503)},
                    dependencies=[Depends(rate_limited("user-commands"))])
 async def change_role(
     user_id: UserIdPath, body: Annotated[RoleChange, Body(examples=[{"role": "analyst"}])],
     bus: BusDep, conn: ConnDep, identity: IdentityDep,
     principal: Principal = require_roles("admin"), idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    outcome = await send(bus, user_id, ChangeUserRole(role=body.role), actor=principal.user_id,
-                         command_id=command_id_for(idempotency_key, caller=principal.user_id,
-                                                   scope=f"role:{user_id}", body=body))
+    # Tokens carry the role. Before the change is even on the log, its user's sessions end
+    # and no token is issued until it is decided (core.identity): none with the old role.
+    command_id = command_id_for(idempotency_key, caller=principal.user_id,
+                                scope=f"role:{user_id}", body=body)
+    try:
+        epoch = await identity.role_change_sent(user_id)
+    except (RedisError, OSError):
+        # Nothing is sent: a change whose sessions could not be ended must not be decided.
+        raise Problem(503, "sessions-unavailable", "Sessions cannot be ended now",
+                      "retry shortly; the role was not changed",
+                      headers={"Retry-After": "1"}) from None
+    try:
+        outcome = await send(bus, user_id, ChangeUserRole(role=body.role),
+                             actor=principal.user_id, command_id=command_id)
+    except Problem:
+        await identity.role_change_settled(user_id, epoch=epoch)
+        raise
     if isinstance(outcome, JSONResponse):
+        identity.in_background(identity.settle_role_change_later(
+            user_id, epoch=epoch, role=body.role, reply=lambda: bus.recent(command_id)))
         return outcome
-    # Tokens carry the role: the old ones must not outlive it.
-    await identity.refuse_tokens_issued_now(user_id)
     version = version_of(outcome)
+    await identity.role_change_decided(user_id, epoch=epoch, role=body.role, version=version)
     user = await read_your_write(lambda: get_user(conn, user_id, identity.wrapper),
                                  lambda u: u.version >= version)
     if user is None:

@@ -6,14 +6,14 @@ import hashlib
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem
 from market_data.domain.ranges import SECOND_NS, check_range
 from market_data.domain.udf import resolution_seconds
-from market_data.entrypoints.http.deps import SymbolPath
+from market_data.entrypoints.http.deps import SymbolPath, limit_reads
 from market_data.views.bars import BarPublic, list_bars
 from schemas.market import Resolution
 
@@ -73,6 +73,7 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
             responses={304: {"description": "Not modified (If-None-Match matched the ETag)"},
                        422: PROBLEM_SCHEMA})
 async def bars(
+    request: Request,
     symbol: SymbolPath,
     conn: ConnDep,
     resolution: Resolution = "1m",
@@ -81,6 +82,7 @@ async def bars(
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:
+    await limit_reads(request)
     now_s = int(time.time())
     res_s = resolution_seconds(resolution)
     to_s = now_s if to is None else to

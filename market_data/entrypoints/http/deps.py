@@ -7,6 +7,7 @@ from typing import Annotated
 from aiokafka import AIOKafkaProducer
 from fastapi import Depends, Path, Request
 
+from kernel.ratelimit import rate_limited
 from market_data.adapters.redis_levels import LevelsStore
 from market_data.adapters.redis_prices import PriceStore
 from schemas.instrument import SYMBOL_RE
@@ -31,3 +32,14 @@ PricesDep = Annotated[PriceStore, Depends(get_prices)]
 LevelsDep = Annotated[LevelsStore, Depends(get_levels)]
 ProducerDep = Annotated[AIOKafkaProducer, Depends(get_producer)]
 SymbolPath = Annotated[str, Path(min_length=1, max_length=40, pattern=SYMBOL_RE.pattern)]
+
+
+async def limit_reads(request: Request, name: str = "market-reads", *,
+                      rate: str = "market_read_rate_per_s",
+                      burst: str = "market_read_burst") -> None:
+    """Take a token of a read bucket (per caller and IP; rate and burst from the settings).
+
+    Awaited in the route body, so the routes' declarations stay as they are.
+    """
+    settings = request.app.state.settings
+    await rate_limited(name, getattr(settings, rate), getattr(settings, burst))(request)

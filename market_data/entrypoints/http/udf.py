@@ -29,7 +29,7 @@ from market_data.domain.udf import (
     udf_error,
     volume_precision,
 )
-from market_data.entrypoints.http.deps import PricesDep
+from market_data.entrypoints.http.deps import PricesDep, limit_reads
 from market_data.views.bars import last_open_before, list_bars
 from market_data.views.instruments import (
     InstrumentInfo,
@@ -40,6 +40,8 @@ from market_data.views.instruments import (
 )
 
 DAY_NS = 86_400 * SECOND_NS
+# Each quoted symbol costs a Redis read and two queries: a call asks for a bounded few.
+MAX_QUOTE_SYMBOLS = 20
 INTRADAY = [r for r in SUPPORTED_RESOLUTIONS if r[-1].isdigit()]
 # Our asset classes as TradingView symbol types.
 TYPES = {"crypto": "crypto", "fx": "forex", "index": "index", "equity": "stock",
@@ -185,6 +187,7 @@ async def search(
                                 "l": [96970.0, 96995.5], "c": [97010.0, 97012.5],
                                 "v": [3.1842, 2.7719]}))
 async def history(
+    request: Request,
     conn: ConnDep,
     symbol: Annotated[str, Query(min_length=1, max_length=100)],
     resolution: Annotated[str, Query(min_length=1, max_length=10)],
@@ -192,6 +195,7 @@ async def history(
     to: Annotated[int, Query(ge=0)],
     countback: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
+    await limit_reads(request)
     res = to_resolution(resolution)
     if res is None:
         return udf_error(f"unsupported resolution {resolution!r}; supported: "
@@ -231,9 +235,13 @@ async def server_time() -> PlainTextResponse:
                 "description": "Bitcoin / US dollar", "lp": 97012.5, "ask": 97014.0,
                 "bid": 97011.0, "open_price": 95800.0, "high_price": 97350.0,
                 "low_price": 95410.0, "prev_close_price": 95800.0, "volume": 1843.2}}]}))
-async def quotes(conn: ConnDep, prices: PricesDep,
+async def quotes(request: Request, conn: ConnDep, prices: PricesDep,
                  symbols: Annotated[str, Query(min_length=1, max_length=2000)]) -> dict[str, Any]:
-    names = [s.strip() for s in symbols.split(",") if s.strip()][:100]
+    await limit_reads(request, "udf-quotes", rate="udf_quotes_rate_per_s",
+                      burst="udf_quotes_burst")
+    names = list(dict.fromkeys(s.strip() for s in symbols.split(",") if s.strip()))
+    if len(names) > MAX_QUOTE_SYMBOLS:
+        return udf_error(f"{len(names)} symbols asked; at most {MAX_QUOTE_SYMBOLS} per call")
     known = await get_instruments(conn, [n.split(":", 1)[-1] for n in names])
     day_ns = now_ns() // DAY_NS * DAY_NS
     out: list[dict[str, Any]] = []

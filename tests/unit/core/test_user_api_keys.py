@@ -37,9 +37,9 @@ def given(*events: EventPayload, aggregate: UserAggregate = AGG) -> User:
 
 
 def when(state: User, command: CommandPayload,
-         aggregate: UserAggregate = AGG) -> list[EventPayload]:
+         aggregate: UserAggregate = AGG, actor: str | None = None) -> list[EventPayload]:
     ctx = DecideContext(now=datetime(2026, 1, 1, tzinfo=UTC), command_id=uuid.UUID(int=7),
-                        actor=None)
+                        actor=actor)
     return aggregate.decide(command, state, ctx)
 
 
@@ -121,3 +121,43 @@ def test_change_display_name_is_recorded_and_the_same_name_is_rejected() -> None
     assert reasons(when(given(ANALYST), same)) == ["display-name-unchanged"]
     assert reasons(when(given(), ChangeDisplayName(display_name="p0:X"))) == [
         "user-not-registered"]
+
+
+# A password change ends the keys made with the old password ----------------------------------
+
+NEW_CREDENTIAL = uuid.UUID(int=4)
+
+
+def _created(key_id: str) -> UserApiKeyCreated:
+    return CREATED.model_copy(update={"key_id": key_id})
+
+
+def test_change_password_revokes_every_live_api_key_in_the_same_decision() -> None:
+    from schemas.identity import ChangeUserPassword, UserPasswordChanged
+
+    state = given(ANALYST, _created("aaaaaaaaaaaa"), _created("bbbbbbbbbbbb"),
+                  _created("cccccccccccc"), UserApiKeyRevoked(key_id="bbbbbbbbbbbb"))
+    events = when(state, ChangeUserPassword(credential_id=NEW_CREDENTIAL), actor=user_id(EMAIL))
+    assert isinstance(events[0], UserPasswordChanged)
+    assert events[1:] == [UserApiKeyRevoked(key_id="aaaaaaaaaaaa"),
+                          UserApiKeyRevoked(key_id="cccccccccccc")]
+
+
+def test_after_a_password_change_no_key_is_live_so_a_second_change_revokes_nothing() -> None:
+    from schemas.identity import ChangeUserPassword
+
+    state = given(ANALYST, _created("aaaaaaaaaaaa"))
+    for event in when(state, ChangeUserPassword(credential_id=NEW_CREDENTIAL),
+                      actor=user_id(EMAIL)):
+        state = AGG.evolve(state, event)
+    assert not any(live is False for live in state.api_keys.values())
+    assert len(when(state, ChangeUserPassword(credential_id=NEW_CREDENTIAL),
+                    actor=user_id(EMAIL))) == 1
+
+
+def test_a_rehash_after_login_keeps_the_api_keys() -> None:
+    from schemas.identity import ChangeUserPassword, UserPasswordChanged
+
+    state = given(ANALYST, _created("aaaaaaaaaaaa"))
+    assert when(state, ChangeUserPassword(credential_id=NEW_CREDENTIAL, rehash=True),
+                actor=user_id(EMAIL)) == [UserPasswordChanged(credential_id=NEW_CREDENTIAL)]

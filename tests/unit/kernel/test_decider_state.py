@@ -58,3 +58,41 @@ def test_chunks_respect_the_size_limit_and_keep_every_item() -> None:
     assert all(sum(len(d) for d in g) <= 10_000 for g in groups)
     assert [orjson.loads(d) for g in groups for d in g] == items
     assert chunk([]) == []
+
+
+# Outcomes held within a byte budget -----------------------------------------------------------
+
+
+def _large(i: int, kib: int = 16) -> Outcome:
+    return Outcome("accepted", None, None, ({"type": "instrument.halted", "sequence": i,
+                                             "payload": {"blob": "x" * (kib * 1024)}},), NOW)
+
+
+def test_large_outcomes_keep_their_ids_but_only_a_budget_of_events() -> None:
+    state: PartitionState[Instrument] = PartitionState()
+    budget = 64 * 1024
+    for i in range(1, 1001):
+        state.remember(uuid.UUID(int=i), _large(i), budget=budget)
+        assert state.decided_bytes <= budget
+    # Every command id is still known: a redelivery is still a duplicate...
+    assert len(state.decided) == 1000
+    # ...but only the newest outcomes keep their events.
+    with_events = [i for i in range(1, 1001) if state.decided[uuid.UUID(int=i)].events]
+    assert with_events == list(range(1001 - len(with_events), 1001))
+    assert 1 <= len(with_events) <= 4
+    assert state.decided[uuid.UUID(int=1)].status == "accepted"
+
+
+def test_forgetting_old_outcomes_gives_their_bytes_back() -> None:
+    state: PartitionState[Instrument] = PartitionState()
+    old = Outcome("accepted", None, None, ({"blob": "y" * 1000},), NOW - timedelta(days=8))
+    state.remember(uuid.UUID(int=1), old)
+    state.remember(uuid.UUID(int=2), _large(2, kib=1))
+    state.forget_decided_before(NOW - timedelta(days=7))
+    assert state.decided_bytes == len(orjson.dumps(_large(2, kib=1).events))
+
+
+def test_a_loaded_snapshot_counts_the_bytes_of_its_outcomes() -> None:
+    items = orjson.loads(orjson.dumps(dump_items(sample_state(), AGG)))
+    restored = load_items(items, AGG, next_event_offset=42)
+    assert restored.decided_bytes == len(orjson.dumps(({"type": "instrument.halted"},)))
