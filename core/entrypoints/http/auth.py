@@ -28,7 +28,7 @@ from core.entrypoints.http.user_commands import (
 )
 from core.identity import Identity, TokenPair
 from core.views.users import UserPublic, credentials_by_email, get_user, password_hash_of
-from kernel.auth import CurrentPrincipal
+from kernel.auth import ROLES, Principal, access, public
 from kernel.callers import Caller, caller_of
 from kernel.commands import CommandBus, command_id_for
 from kernel.deps import ConnDep
@@ -150,7 +150,8 @@ def _invalid_credentials() -> Problem:
              summary="Create a trader account", response_model=UserPublic,
              responses={202: {"description": "on the log, not yet decided"},
                         **_errors(400, 409, 413, 422, 429, 503)},
-             dependencies=[_strict("register", "register_rate_per_s", "register_burst")])
+             dependencies=[public("anyone may open a trader account"),
+                           _strict("register", "register_rate_per_s", "register_burst")])
 async def register(
     body: Annotated[RegisterRequest, Body(examples=[{
         "email": "ada@example.com", "password": EXAMPLE_PASSWORD, "display_name": "Ada"}])],
@@ -189,7 +190,8 @@ async def register(
 
 @router.post("/login", operation_id="login", summary="Exchange email and password for tokens",
              response_model=TokenResponse, responses=_errors(400, 401, 413, 422, 429, 503),
-             dependencies=[_strict("login", "login_rate_per_s", "login_burst"),
+             dependencies=[public("the email and password in the body are the credential"),
+                           _strict("login", "login_rate_per_s", "login_burst"),
                            Depends(no_store)])
 async def login(
     body: Annotated[LoginRequest, Body(examples=[{
@@ -244,7 +246,8 @@ def _refresh_problem(outcome: RefreshRejected | TokenReused | Unknown) -> Proble
 @router.post("/refresh", operation_id="refreshTokens",
              summary="Exchange a refresh token for a new pair (each works once)",
              response_model=TokenResponse, responses=_errors(400, 401, 413, 422),
-             dependencies=[Depends(no_store)])
+             dependencies=[public("the refresh token in the body is the credential"),
+                           Depends(no_store)])
 async def refresh(
     body: Annotated[RefreshRequest, Body(examples=[{"refresh_token": REFRESH_EXAMPLE}])],
     conn: ConnDep, identity: IdentityDep,
@@ -262,7 +265,8 @@ async def refresh(
 
 @router.post("/logout", operation_id="logout", status_code=204,
              summary="End this session, or every session of the user",
-             responses=_errors(400, 401, 413, 422))
+             responses=_errors(400, 401, 413, 422),
+             dependencies=[public("the refresh token in the body is the credential")])
 async def logout(
     body: Annotated[LogoutRequest, Body(examples=[
         {"refresh_token": REFRESH_EXAMPLE},
@@ -286,7 +290,8 @@ async def logout(
 async def change_password(
     body: Annotated[PasswordChange, Body(examples=[{
         "current_password": EXAMPLE_PASSWORD, "new_password": "a new and longer one 2"}])],
-    principal: CurrentPrincipal, bus: BusDep, pool: PoolDep, identity: IdentityDep,
+    principal: Annotated[Principal, access(*ROLES, token_only=True)], bus: BusDep,
+    pool: PoolDep, identity: IdentityDep,
 ) -> Response:
     if principal.via != "token":
         raise Problem(403, "token-required", "Not allowed with an API key",

@@ -7,9 +7,15 @@ from typing import Annotated
 from aiokafka import AIOKafkaProducer
 from fastapi import Depends, Path, Request
 
+from kernel.auth import public
 from market_data.adapters.redis_levels import LevelsStore
 from market_data.adapters.redis_prices import PriceStore
 from schemas.instrument import SYMBOL_RE
+
+# Market data is public: traders' credentials carry no `market:read` scope, the chart's
+# datafeed sends none, and the prices are of simulated and public venues.
+MARKET_DATA = public("market data of simulated and public venues: the chart and the "
+                     "landing page read it without credentials")
 
 
 def get_prices(request: Request) -> PriceStore:

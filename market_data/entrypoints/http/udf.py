@@ -29,7 +29,7 @@ from market_data.domain.udf import (
     udf_error,
     volume_precision,
 )
-from market_data.entrypoints.http.deps import PricesDep
+from market_data.entrypoints.http.deps import MARKET_DATA, PricesDep
 from market_data.views.bars import last_open_before, list_bars
 from market_data.views.instruments import (
     InstrumentInfo,
@@ -67,7 +67,8 @@ class UdfRoute(APIRoute):
         return route
 
 
-router = APIRouter(prefix="/udf", tags=["udf"], route_class=UdfRoute)
+router = APIRouter(prefix="/udf", tags=["udf"], route_class=UdfRoute,
+                   dependencies=[MARKET_DATA])
 
 BTC_INFO = {
     "name": "BTC-USD", "ticker": "BTC-USD", "full_name": "simulator:BTC-USD",
