@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from schemas.envelope import CommandPayload, EventPayload
+from schemas.sensitive import PERSONAL, SECRET
 
 # Fixed forever: changing it would give every existing email a second user id.
 USER_ID_NAMESPACE = uuid.UUID("3b8f5d2a-6c1e-5f4b-9a7d-0e2c4b6a8d1f")
@@ -27,14 +28,17 @@ USER_ID_NAMESPACE = uuid.UUID("3b8f5d2a-6c1e-5f4b-9a7d-0e2c4b6a8d1f")
 Role = Literal["trader", "analyst", "admin"]
 
 Email = Annotated[str, Field(min_length=3, max_length=254,
-                             description="normalised (see core.domain.users.normalise_email)")]
+                             description="normalised (see core.domain.users.normalise_email)"),
+                 PERSONAL]
 # A PHC string; argon2id is what core.domain.passwords produces.
-PasswordHash = Annotated[str, Field(min_length=20, max_length=512, pattern=r"^\$argon2id\$")]
-DisplayName = Annotated[str, Field(min_length=1, max_length=100)]
+PasswordHash = Annotated[str, Field(min_length=20, max_length=512, pattern=r"^\$argon2id\$"),
+                         SECRET]
+DisplayName = Annotated[str, Field(min_length=1, max_length=100), PERSONAL]
 ApiKeyId = Annotated[str, Field(pattern=r"^[0-9a-f]{12}$", description="public id of an API key")]
 # SHA-256 (hex) of the whole key: the key itself is shown once and never stored or sent.
-ApiKeyHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-ApiKeyName = Annotated[str, Field(min_length=1, max_length=100)]
+ApiKeyHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$"), SECRET]
+# Free text its owner typed: treated as personal.
+ApiKeyName = Annotated[str, Field(min_length=1, max_length=100), PERSONAL]
 Scope = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*(:[a-z][a-z0-9-]*)?$", max_length=64)]
 Scopes = Annotated[tuple[Scope, ...], Field(min_length=1, max_length=20)]
 
