@@ -28,7 +28,7 @@ from core.entrypoints.http.user_commands import (
 )
 from core.identity import Identity, TokenPair
 from core.views.users import UserPublic, credentials_by_email, get_user, password_hash_of
-from kernel.auth import ROLES, Principal, access, public
+from kernel.auth import ROLES, CurrentPrincipal, access, public
 from kernel.callers import Caller, caller_of
 from kernel.commands import CommandBus, command_id_for
 from kernel.deps import ConnDep
@@ -286,12 +286,13 @@ async def logout(
 @router.post("/password", operation_id="changePassword", status_code=204,
              summary="Change the caller's password; every session ends",
              responses=_errors(400, 401, 403, 404, 413, 422, 429, 503),
-             dependencies=[Depends(rate_limited("password", 5 / 60, 5, fail_open=False))])
+             # The rule first: a refused caller spends none of the user's few attempts.
+             dependencies=[access(*ROLES, token_only=True),
+                           Depends(rate_limited("password", 5 / 60, 5, fail_open=False))])
 async def change_password(
     body: Annotated[PasswordChange, Body(examples=[{
         "current_password": EXAMPLE_PASSWORD, "new_password": "a new and longer one 2"}])],
-    principal: Annotated[Principal, access(*ROLES, token_only=True)], bus: BusDep,
-    pool: PoolDep, identity: IdentityDep,
+    principal: CurrentPrincipal, bus: BusDep, pool: PoolDep, identity: IdentityDep,
 ) -> Response:
     if principal.via != "token":
         raise Problem(403, "token-required", "Not allowed with an API key",

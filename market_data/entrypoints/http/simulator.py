@@ -31,7 +31,10 @@ from schemas.market import (
 
 # Every simulator command takes a token of the app's default bucket, per caller and per IP.
 router = APIRouter(prefix="/market/simulator", tags=["simulator"],
-                   dependencies=[access("admin", scope="admin"),
+                   # The market API keeps no API keys (they live in core's read model): a
+                   # key is refused at authentication, so the rule says a login is needed.
+                   dependencies=[access("admin", scope="admin", token_only=True,
+                                        note="the market API accepts logins, not API keys"),
                                  Depends(rate_limited("simulator-commands"))])
 
 COMMANDS_TOPIC = "market.commands"
