@@ -2,9 +2,9 @@
 
 `AuthMiddleware` authenticates a request once, before the idempotency and rate-limit layers,
 so an Idempotency-Key and a rate-limit bucket belong to a proven user, never to a name the
-client typed. It never refuses a request itself: a route that needs a caller depends on
-`authenticated` (or `require_roles`), which answers 401 with the exact reason; public
-routes ignore credentials altogether.
+client typed. It never refuses a request itself: a route that needs a caller declares it
+with `access(...)`, which answers 401 with the exact reason (through `authenticated`) or 403;
+public routes ignore credentials altogether.
 
 Every operation declares who may call it, once, next to its handler: `access(roles, scope=...)`
 for callers with a role (and, for an API key, the scope it must carry), or `public()`. The
