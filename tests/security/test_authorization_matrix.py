@@ -32,8 +32,6 @@ CALLERS = ("anonymous", "trader", "analyst", "admin", "admin-key[reports:read]",
 SAFE = {"get", "head", "options"}
 METHODS = SAFE | {"post", "put", "patch", "delete"}
 COMMAND_TOPICS = [t.name for t in CATALOGUE if t.kind == "commands"]
-# Values for path parameters documented without an example, by format.
-FALLBACK = {"uuid": "5f0c6d7e-3a1b-4c2d-9e8f-0a1b2c3d4e5f", "integer": "1"}
 INVALID = {"uuid": "not-a-uuid", "integer": "not-a-number"}
 
 
@@ -68,13 +66,8 @@ def _example(node: dict[str, Any], doc: dict[str, Any]) -> Any:
 
 def _path_value(param: dict[str, Any], doc: dict[str, Any]) -> str:
     found = _example(param, doc)
-    if found is not None:
-        return str(found)
-    schema = param.get("schema", {})
-    kind = schema.get("format") or schema.get("type")
-    if "pattern" in schema:
-        return "BTC-USD"
-    return FALLBACK[kind]
+    assert found is not None, f"path parameter {param['name']} has no example"
+    return str(found)
 
 
 def _invalid_path_value(param: dict[str, Any]) -> str:

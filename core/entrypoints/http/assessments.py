@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.views.assessments import (
@@ -40,6 +40,8 @@ NOBODY = uuid.UUID(int=0)  # owns no record
 READ_SCOPE: dict[Role, str] = {"trader": "account:read", "admin": "admin"}
 # Their trader reads their own records, an admin everyone's.
 Reader = Annotated[Principal, access("trader", "admin", scope=READ_SCOPE)]
+AssessmentIdPath = Annotated[uuid.UUID, Path(examples=["31d9a3ba-80f2-5532-a0c4-d47c4a8a348f"])]
+AccountIdPath = Annotated[uuid.UUID, Path(examples=["b195265a-27c9-5e2b-b8bb-da93ac0e1fb5"])]
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: PROBLEM_SCHEMA for s in (400, 401, 403, 422, 429, 503)}
 ONE_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 404: PROBLEM_SCHEMA}
@@ -121,7 +123,7 @@ async def list_all_assessments(principal: Reader, conn: ConnDep, cursor: Cursor 
 @assessments_router.get("/{assessment_id}", operation_id="getAssessment",
                         response_model=AssessmentPublic, summary="One assessment",
                         responses=ONE_ERRORS)
-async def get_one_assessment(assessment_id: uuid.UUID, principal: Reader,
+async def get_one_assessment(assessment_id: AssessmentIdPath, principal: Reader,
                              conn: ConnDep) -> AssessmentPublic:
     found = await get_assessment(conn, assessment_id)
     if found is None or not _visible(principal, found.user_id):
@@ -146,7 +148,7 @@ async def list_all_accounts(principal: Reader, conn: ConnDep, cursor: Cursor = N
 
 @accounts_router.get("/{account_id}", operation_id="getAccount", response_model=AccountPublic,
                      summary="One virtual account", responses=ONE_ERRORS)
-async def get_one_account(account_id: uuid.UUID, principal: Reader,
+async def get_one_account(account_id: AccountIdPath, principal: Reader,
                           conn: ConnDep) -> AccountPublic:
     found = await get_account(conn, account_id)
     if found is None or not _visible(principal, found.user_id):

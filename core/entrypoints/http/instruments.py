@@ -39,7 +39,8 @@ router = APIRouter(prefix="/instruments", tags=["instruments"])
 commands_router = APIRouter(prefix="/commands", tags=["commands"])
 
 COMMANDS_TOPIC = "instrument.commands"
-SymbolPath = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._:/-]+$")]
+SymbolPath = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._:/-]+$",
+                                  examples=["BTC-USD"])]
 
 # Refusal reasons -> HTTP status; the problem type is the reason itself.
 REASON_STATUS = {
@@ -242,7 +243,8 @@ async def resume(symbol: SymbolPath, admin: AdminDep, bus: BusDep, conn: ConnDep
                      responses={200: {"content": {"application/json": {"example": REPLY_EXAMPLE}}},
                                 401: PROBLEM_SCHEMA, 404: PROBLEM_SCHEMA})
 async def command_outcome(
-    command_id: uuid.UUID, bus: BusDep,
+    command_id: Annotated[uuid.UUID, Path(examples=["5f0c6d7e-3a1b-4c2d-9e8f-0a1b2c3d4e5f"])],
+    bus: BusDep,
     caller: Annotated[Principal, access(*ROLES, note="the command's sender, or an admin with "
                                                       "the admin scope; others get 404")],
 ) -> CommandReply:

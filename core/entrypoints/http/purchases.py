@@ -44,7 +44,8 @@ grants_router = APIRouter(prefix="/admin/grants", tags=["admin"])
 COMMANDS_TOPIC = "payment.commands"
 # Fixed forever: derives each step's command id from the purchase id, so a retry is a duplicate.
 STEP_NAMESPACE = uuid.UUID("c8e2f5a1-7b3d-5e9c-a4f6-2d8b1e7c3a95")
-PurchaseIdPath = Annotated[uuid.UUID, Path(description="the purchase id")]
+PurchaseIdPath = Annotated[uuid.UUID, Path(description="the purchase id",
+                                            examples=["5f0c6b7e-2d4a-4c1e-9b8f-3a7d2e1c0b9a"])]
 
 # The answer to POST /purchases: the read model's example, as it stands before payment.
 EXAMPLE_PURCHASE = {**PURCHASE_VIEW_EXAMPLE, "status": "pending",

@@ -169,7 +169,8 @@ async def get_one(tier_id: TierIdPath, request: Request, conn: ConnDep) -> TierV
             responses={200: {"content": {"application/json": {"example": {
                 "tier_id": "standard-50k", "revision": 1, "terms": EXAMPLE_TERMS}}}},
                        **{s: PROBLEM_SCHEMA for s in (401, 403, 404, 422)}})
-async def get_revision(tier_id: TierIdPath, revision: Annotated[int, Path(ge=1, le=1_000_000)],
+async def get_revision(tier_id: TierIdPath,
+                       revision: Annotated[int, Path(ge=1, le=1_000_000, examples=[1])],
                        _: AdminDep, conn: ConnDep) -> TierRevisionPublic:
     terms = await get_tier_revision(conn, tier_id, revision)
     if terms is None:

@@ -36,4 +36,5 @@ def get_producer(request: Request) -> AIOKafkaProducer:
 PricesDep = Annotated[PriceStore, Depends(get_prices)]
 LevelsDep = Annotated[LevelsStore, Depends(get_levels)]
 ProducerDep = Annotated[AIOKafkaProducer, Depends(get_producer)]
-SymbolPath = Annotated[str, Path(min_length=1, max_length=40, pattern=SYMBOL_RE.pattern)]
+SymbolPath = Annotated[str, Path(min_length=1, max_length=40, pattern=SYMBOL_RE.pattern,
+                                  examples=["BTC-USD"])]

@@ -61,6 +61,16 @@ def test_every_declared_scope_is_one_its_role_can_hold() -> None:
 
 
 @pytest.mark.parametrize("name", list(APPS))
+def test_every_path_parameter_has_an_example_for_the_authorization_matrix(name: str) -> None:
+    doc: dict[str, Any] = APPS[name].openapi()
+    missing = [f"{method.upper()} {path} {p['name']}"
+               for path, item in doc["paths"].items() for method, op in item.items()
+               for p in op.get("parameters", []) if p["in"] == "path"
+               and not (p.get("example") or p.get("examples") or p["schema"].get("examples"))]
+    assert not missing
+
+
+@pytest.mark.parametrize("name", list(APPS))
 def test_the_openapi_document_states_every_operations_rule(name: str) -> None:
     doc: dict[str, Any] = APPS[name].openapi()
     for path, item in doc["paths"].items():
