@@ -2,9 +2,14 @@
 
 `AuthMiddleware` authenticates a request once, before the idempotency and rate-limit layers,
 so an Idempotency-Key and a rate-limit bucket belong to a proven user, never to a name the
-client typed. It never refuses a request itself: a route that needs a caller depends on
-`authenticated` (or `require_roles`), which answers 401 with the exact reason; public
-routes ignore credentials altogether.
+client typed. It never refuses a request itself: a route that needs a caller declares it
+with `access(...)`, which answers 401 with the exact reason (through `authenticated`) or 403;
+public routes ignore credentials altogether.
+
+Every operation declares who may call it, once, next to its handler: `access(roles, scope=...)`
+for callers with a role (and, for an API key, the scope it must carry), or `public()`. The
+rule is also written into the operation's OpenAPI (`x-access`), and a unit test fails for an
+operation without exactly one declaration.
 
 Credentials:
 
@@ -13,16 +18,19 @@ Credentials:
   password change and role change), so a stolen token dies with the session it came from;
 * `Authorization: Bearer psk_<id>_<secret>` or `X-API-Key: psk_...`: an API key, looked up
   by id in the app's `ApiKeyStore` and checked against its SHA-256; its owner's current role
-  applies and its scopes narrow what it may do (`require_scope`).
+  applies and its scopes narrow what it may do (`access`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Protocol, get_args
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import APIKeyHeader, HTTPBearer
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -169,7 +177,7 @@ class Authenticator:
         if stored is None:
             self.lookups.failed(ip, key_id, unknown=True)
             return "unknown-key"
-        # Scope checks come later, per route (require_scope).
+        # Scope checks come later, per route (access()).
         verdict = verify_api_key(stored.key, presented)
         if not isinstance(verdict, ApiKeyAccepted):
             self.lookups.failed(ip, key_id, unknown=False)
@@ -283,28 +291,142 @@ async def authenticated(
 CurrentPrincipal = Annotated[Principal, Depends(authenticated)]
 
 
-def require_roles(*roles: Role) -> Any:
-    """A dependency: the caller, when their role is one of `roles`; else 403."""
+# Access declarations ------------------------------------------------------------------------
+
+# The problem types that mean "this caller may not call this operation".
+ACCESS_REFUSALS = frozenset({"unauthenticated", "token-invalid", "token-expired",
+                             "token-revoked", "api-key-invalid", "forbidden", "scope-missing",
+                             "token-required"})
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRule:
+    """Who may call one operation.
+
+    `grants` maps each admitted role to the scope its credential must carry (None: any
+    credential of that role). A token carries every scope of its role, so only an API key
+    can lack one. `token_only` refuses API keys altogether (credential management).
+    An empty `grants` is a public operation: credentials are not looked at.
+    """
+
+    grants: Mapping[Role, str | None] = field(default_factory=dict)
+    token_only: bool = False
+    note: str = ""
+
+    @property
+    def public(self) -> bool:
+        return not self.grants
+
+    def refusal(self, principal: Principal) -> Problem | None:
+        """Why `principal` may not call the operation, or None when it may."""
+        if principal.role not in self.grants:
+            return Problem(403, "forbidden", "Not allowed",
+                           f"this needs the role {' or '.join(self.grants)}")
+        if self.token_only and principal.via != "token":
+            return Problem(403, "token-required", "Not allowed with an API key",
+                           "log in: an API key cannot do this")
+        scope = self.grants[principal.role]
+        if scope is not None and scope not in principal.scopes:
+            return Problem(403, "scope-missing", "Not allowed",
+                           f"this needs the scope {scope!r}")
+        return None
+
+    def document(self) -> dict[str, Any]:
+        """The rule as the OpenAPI extension `x-access` states it."""
+        doc: dict[str, Any] = {"public": self.public}
+        if not self.public:
+            doc["roles"] = {role: {"scope": scope} for role, scope in self.grants.items()}
+            doc["token_only"] = self.token_only
+        if self.note:
+            doc["note"] = self.note
+        return doc
+
+
+class _RoleGate:
+    """The dependency of a non-public rule: the caller, or 401/403 problem+json."""
+
+    def __init__(self, rule: AccessRule) -> None:
+        self.rule = rule
+
+    async def __call__(self, principal: CurrentPrincipal) -> Principal:
+        problem = self.rule.refusal(principal)
+        if problem is not None:
+            raise problem
+        return principal
+
+
+class _PublicGate:
+    """The dependency of a public rule: nothing to check."""
+
+    def __init__(self, rule: AccessRule) -> None:
+        self.rule = rule
+
+    async def __call__(self) -> None:
+        return None
+
+
+def access(*roles: Role, scope: str | Mapping[Role, str] | None = None,
+           token_only: bool = False, note: str = "") -> Any:
+    """Declare who may call an operation: one of `roles`, whose API key (if one is used)
+    carries `scope` (one for every role, or one per role). Use it as the route's dependency
+    (or as the parameter that receives the caller)."""
     unknown = set(roles) - set(ROLES)
     if unknown or not roles:
         raise ValueError(f"unknown roles {sorted(unknown)}")
+    grants: dict[Role, str | None] = {}
+    for role in roles:
+        needed = scope.get(role) if isinstance(scope, Mapping) else scope
+        if needed is not None and needed not in ROLE_SCOPES[role]:
+            raise ValueError(f"role {role} can never hold the scope {needed!r}")
+        grants[role] = needed
+    return Depends(_RoleGate(AccessRule(grants, token_only=token_only, note=note)))
 
-    async def dependency(principal: CurrentPrincipal) -> Principal:
-        if principal.role not in roles:
-            raise Problem(403, "forbidden", "Not allowed",
-                          f"this needs the role {' or '.join(roles)}")
-        return principal
 
-    return Depends(dependency)
+def public(note: str = "") -> Any:
+    """Declare an operation anyone may call, without credentials (`note` says why)."""
+    return Depends(_PublicGate(AccessRule(note=note)))
 
 
-def require_scope(scope: str) -> Any:
-    """A dependency: the caller, when their token's role or API key grants `scope`; else 403."""
+def api_routes(app: FastAPI) -> list[Any]:
+    """Every API operation of `app` as routed, included routers' dependencies merged in
+    (FastAPI's route contexts, which read like an APIRoute)."""
+    return [ctx for ctx in iter_route_contexts(app.routes)
+            if isinstance(ctx.original_route, APIRoute)]
 
-    async def dependency(principal: CurrentPrincipal) -> Principal:
-        if scope not in principal.scopes:
-            raise Problem(403, "scope-missing", "Not allowed",
-                          f"this needs the scope {scope!r}")
-        return principal
 
-    return Depends(dependency)
+def rules_of(route: Any) -> list[AccessRule]:
+    """Every access declaration in a route's dependency tree (exactly one is right)."""
+    found: list[AccessRule] = []
+
+    def walk(dependant: Dependant) -> None:
+        for sub in dependant.dependencies:
+            if isinstance(sub.call, _RoleGate | _PublicGate):
+                found.append(sub.call.rule)
+            walk(sub)
+
+    walk(route.dependant)
+    return found
+
+
+def document_access(app: FastAPI) -> None:
+    """Write each operation's access rule into the app's OpenAPI document (`x-access`)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = build()
+        paths = doc.get("paths", {})
+        for route in api_routes(app):
+            if not route.include_in_schema:
+                continue
+            rules = rules_of(route)
+            if len(rules) != 1:
+                continue  # the unit test names it; the document stays silent
+            for method in route.methods or ():
+                op = paths.get(route.path_format, {}).get(method.lower())
+                if op is not None:
+                    op["x-access"] = rules[0].document()
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]

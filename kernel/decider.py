@@ -21,6 +21,7 @@ events after it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -121,6 +122,10 @@ class DeciderRunner(Generic[S]):
             states[p] = (PartitionState() if snap is None else
                          load_items(snap.items, self.aggregate,
                                     next_event_offset=snap.events_offset))
+            for command_id, known in states[p].decided.items():
+                # A snapshot written before replies were redacted may hold whole events.
+                states[p].decided[command_id] = dataclasses.replace(
+                    known, events=tuple(self.registry.redacted(e) for e in known.events))
         reader = make_consumer(self.settings, client_id=f"{self.name}-loader")
         await reader.start()
         counts = dict.fromkeys(partitions, 0)
@@ -145,7 +150,8 @@ class DeciderRunner(Generic[S]):
         cutoff = self.clock() - DEDUPE_WINDOW
         for p, state in states.items():
             for command_id, events in by_command[p].items():
-                state.remember(command_id, outcome_of(events, self.aggregate.rejection.TYPE))
+                state.remember(command_id, outcome_of(events, self.aggregate.rejection.TYPE,
+                                                      redact=self.registry.redacted))
             state.since_snapshot = counts[p]
             forgotten = state.forget_decided_before(cutoff)
             state.trim_to(self.settings.decider_outcome_bytes_per_partition)
@@ -279,6 +285,8 @@ class DeciderRunner(Generic[S]):
         known = pstate.decided.get(env.command_id)
         if known is not None:
             MESSAGES.labels(self.name, msg.topic, "duplicate").inc()
+            # Answered as decided, with the actor of the first sender: a resend by someone
+            # else under the same command id does not make the outcome theirs.
             return _reply(env.command_id, env.aggregate_id, known, duplicate=True)
         current = pstate.aggregates.get(env.aggregate_id)
         if current is None:
@@ -305,7 +313,8 @@ class DeciderRunner(Generic[S]):
             outgoing.setdefault(partition, []).append(
                 (env.aggregate_id.encode(), encode(event)))
         pstate.aggregates[env.aggregate_id] = Versioned(current.version + len(events), value)
-        outcome = outcome_of(events, self.aggregate.rejection.TYPE)
+        outcome = outcome_of(events, self.aggregate.rejection.TYPE,
+                             redact=self.registry.redacted)
         pstate.remember(env.command_id, outcome,
                         budget=self.settings.decider_outcome_bytes_per_partition)
         MESSAGES.labels(self.name, msg.topic, outcome.status).inc()
@@ -317,7 +326,7 @@ def _reply(command_id: uuid.UUID, aggregate_id: str, outcome: Outcome, *,
     return CommandReply(command_id=command_id, aggregate_id=aggregate_id,
                         status=outcome.status,
                         reason=outcome.reason, detail=outcome.detail, events=outcome.events,
-                        duplicate=duplicate)
+                        duplicate=duplicate, actor=outcome.actor)
 
 
 def _carried(family: str, registry: TypeRegistry) -> set[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar
@@ -29,15 +30,17 @@ class Outcome:
     detail: str | None
     events: tuple[dict[str, Any], ...]
     decided_at: datetime
+    actor: str | None = None  # who sent the command decided: only they may read the reply
 
     def dump(self) -> dict[str, Any]:
         return {"status": self.status, "reason": self.reason, "detail": self.detail,
-                "events": list(self.events), "decided_at": self.decided_at.isoformat()}
+                "events": list(self.events), "decided_at": self.decided_at.isoformat(),
+                "actor": self.actor}
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> Outcome:
         return cls(data["status"], data["reason"], data["detail"], tuple(data["events"]),
-                   datetime.fromisoformat(data["decided_at"]))
+                   datetime.fromisoformat(data["decided_at"]), data.get("actor"))
 
 
 @dataclass
@@ -90,14 +93,22 @@ class PartitionState(Generic[S]):
         return len(old)
 
 
-def outcome_of(events: list[EventEnvelope], rejection_type: str) -> Outcome:
-    """The answer to a command, from the events it produced."""
+def _as_is(event: dict[str, Any]) -> dict[str, Any]:
+    return event
+
+
+def outcome_of(events: list[EventEnvelope], rejection_type: str, *,
+               redact: Callable[[dict[str, Any]], dict[str, Any]] = _as_is) -> Outcome:
+    """The answer to a command, from the events it produced; `redact` makes each event fit
+    for a reply (the decider leaves out the sensitive fields: TypeRegistry.redacted)."""
     at = events[-1].occurred_at
+    actor = events[0].actor
     if len(events) == 1 and events[0].type == rejection_type:
         payload = events[0].payload
         return Outcome("rejected", str(payload.get("reason")),
-                       str(payload.get("detail") or ""), (), at)
-    return Outcome("accepted", None, None, tuple(e.model_dump(mode="json") for e in events), at)
+                       str(payload.get("detail") or ""), (), at, actor)
+    return Outcome("accepted", None, None,
+                   tuple(redact(e.model_dump(mode="json")) for e in events), at, actor)
 
 
 def dump_items(state: PartitionState[S], aggregate: Aggregate[S]) -> list[list[Any]]:

@@ -24,7 +24,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kernel.auth import ApiKeyStore, Authenticator, AuthMiddleware
+from kernel.auth import ApiKeyStore, Authenticator, AuthMiddleware, document_access, public
 from kernel.idempotency import REPLAYED_HEADER, IdempotencyMiddleware
 from kernel.observability import get_logger
 from kernel.problems import PROBLEM_BASE, PROBLEM_JSON, PROBLEM_SCHEMA, Problem, problem_response
@@ -229,6 +229,7 @@ def install_conventions(app: FastAPI, *, cors_origins: Sequence[str], max_body: 
     Redis client and settings also authentication (kernel.auth), Idempotency-Key replay on
     POST/PATCH and the rate limiter that `kernel.ratelimit.rate_limited` dependencies use."""
     install_problem_handlers(app)
+    document_access(app)
     if redis is not None:
         if settings is None:
             raise ValueError("install_conventions needs settings along with redis")
@@ -289,7 +290,8 @@ METRICS_EXAMPLE = (
 def health_router(checks: Mapping[str, Check], *, serve_metrics: bool = True) -> APIRouter:
     """`/livez` answers while the process runs; `/readyz` runs every dependency check;
     `/metrics` only with `serve_metrics` (false when a metrics port serves it)."""
-    router = APIRouter(tags=["health"])
+    router = APIRouter(tags=["health"], dependencies=[
+        public("for probes and scrapers; nothing in the answers is secret")])
 
     @router.get("/livez", operation_id="livez", summary="Liveness",
                 responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from schemas.envelope import CommandPayload, EventPayload
+from schemas.sensitive import PERSONAL, SECRET
 
 # Fixed forever: changing it would give every existing email a second user id.
 USER_ID_NAMESPACE = uuid.UUID("3b8f5d2a-6c1e-5f4b-9a7d-0e2c4b6a8d1f")
@@ -33,21 +34,26 @@ USER_ID_NAMESPACE = uuid.UUID("3b8f5d2a-6c1e-5f4b-9a7d-0e2c4b6a8d1f")
 Role = Literal["trader", "analyst", "admin"]
 
 Email = Annotated[str, Field(min_length=3, max_length=254,
-                             description="normalised (see core.domain.users.normalise_email)")]
+                             description="normalised (see core.domain.users.normalise_email)"),
+                 PERSONAL]
 # A PHC string; argon2id is what core.domain.passwords produces.
-PasswordHash = Annotated[str, Field(min_length=20, max_length=512, pattern=r"^\$argon2id\$")]
-DisplayName = Annotated[str, Field(min_length=1, max_length=100)]
+PasswordHash = Annotated[str, Field(min_length=20, max_length=512, pattern=r"^\$argon2id\$"),
+                         SECRET]
+DisplayName = Annotated[str, Field(min_length=1, max_length=100), PERSONAL]
 # kernel.sealing's forms: `s1:<nonce>:<ciphertext>` under the user's data key, with the user id
 # and field name as associated data, or `p0:<text>` for a value upcast from a version 1 event.
+# Still personal: a `p0:` value is plain text, and a sealed one is nobody else's business.
 Sealed = Annotated[str, Field(min_length=3, max_length=1024,
                               pattern=r"^(s1:[A-Za-z0-9_-]+:[A-Za-z0-9_-]+$|p0:)",
-                              description="sealed under the user's data key (kernel.sealing)")]
+                              description="sealed under the user's data key (kernel.sealing)"),
+                   PERSONAL]
 # Which row of the identity service's credential store holds the password hash.
 CredentialId = Annotated[uuid.UUID, Field(description="opaque: the hash is not on the log")]
 ApiKeyId = Annotated[str, Field(pattern=r"^[0-9a-f]{12}$", description="public id of an API key")]
 # SHA-256 (hex) of the whole key: the key itself is shown once and never stored or sent.
-ApiKeyHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-ApiKeyName = Annotated[str, Field(min_length=1, max_length=100)]
+ApiKeyHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$"), SECRET]
+# Free text its owner typed: treated as personal.
+ApiKeyName = Annotated[str, Field(min_length=1, max_length=100), PERSONAL]
 Scope = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*(:[a-z][a-z0-9-]*)?$", max_length=64)]
 Scopes = Annotated[tuple[Scope, ...], Field(min_length=1, max_length=20)]
 

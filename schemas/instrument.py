@@ -8,7 +8,7 @@ from datetime import time
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from schemas.envelope import CommandPayload, EventPayload
 
@@ -39,6 +39,27 @@ Currency = Annotated[str, Field(pattern=r"^[A-Z]{3,5}$")]
 Venue = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
 
 
+LOCAL_TIME_RE = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$"
+
+
+def _local(value: time) -> time:
+    # A wall-clock time in the instrument's timezone has no offset of its own; one sent (or
+    # recorded in an old event) is dropped rather than refused, so old events stay readable,
+    # and every time is served as the `HH:MM[:SS]` the schema states.
+    return value.replace(tzinfo=None) if value.tzinfo is not None else value
+
+
+# Served as "09:30:00": JSON Schema's `format: time` demands an offset, so a schema-checking
+# client refused what we sent. State the shape actually sent and read.
+LocalTime = Annotated[
+    time,
+    AfterValidator(_local),
+    WithJsonSchema({"type": "string", "pattern": LOCAL_TIME_RE, "examples": ["09:30:00"],
+                    "description": "wall-clock time in the instrument's timezone, "
+                                   "HH:MM[:SS], no offset"}),
+]
+
+
 class TradingSession(BaseModel):
     """One weekly window when the instrument trades; `close` before `open` wraps midnight."""
 
@@ -47,8 +68,8 @@ class TradingSession(BaseModel):
     days: tuple[Annotated[int, Field(ge=0, le=6)], ...] = Field(
         min_length=1, max_length=7, description="0 = Monday … 6 = Sunday"
     )
-    open: time
-    close: time
+    open: LocalTime
+    close: LocalTime
 
 
 class TradingHours(BaseModel):

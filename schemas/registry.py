@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from schemas.envelope import CommandEnvelope, CommandPayload, EventEnvelope, EventPayload, Payload
 from schemas.errors import DecodeError, UnknownTypeError
+from schemas.sensitive import redact
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 P = TypeVar("P", bound=Payload)
@@ -81,6 +82,20 @@ class TypeRegistry:
             return model.model_validate(data)
         except ValidationError as exc:
             raise DecodeError("invalid-payload", _summarise(type_, exc)) from None
+
+    def redacted(self, event: dict[str, Any]) -> dict[str, Any]:
+        """An event (a JSON envelope) fit to leave the services, in a command reply: its
+        payload at the current version without the fields marked sensitive. Fail closed: a
+        payload this build cannot read is left out whole."""
+        model = self._current.get(str(event.get("type")))
+        payload = event.get("payload")
+        if model is None or not isinstance(payload, dict):
+            return {**event, "payload": {}}
+        try:
+            current = self.upcast(model.TYPE, int(event.get("version", 1)), payload)
+        except (DecodeError, TypeError, ValueError):
+            return {**event, "payload": {}}
+        return {**event, "version": model.VERSION, "payload": redact(model, current)}
 
     def event_payload(self, envelope: EventEnvelope) -> EventPayload:
         parsed = self.parse(envelope.type, envelope.version, envelope.payload)

@@ -3,7 +3,10 @@
 Every operation gets generated requests, valid and invalid (schemathesis' positive and negative
 modes), as an anonymous caller, a trader and an admin. Whatever comes in, the API must not
 answer 5xx (503 with Retry-After while a dependency is down is the one allowed exception, and
-none is down here), and every error must be RFC 9457 problem+json with the fields we promise.
+none is down here), every error must be RFC 9457 problem+json with the fields we promise,
+and every answer must match the schema the document declares for it (schemathesis'
+`response_schema_conformance`): a client that checks answers against the document accepts
+what we send.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import response_schema_conformance
 
 from kernel.settings import Settings
 from propstream.processes import PLATFORM
@@ -84,6 +88,7 @@ def _fuzz_operation(operation: Any, mode: Any, base_url: str,
         headers = {**(case.headers or {}), **identities[who]}
         response = case.call(base_url=base_url, headers=headers, timeout=30)
         check_response(f"{operation.label} [{mode.value}, {who}]", response)
+        case.validate_response(response, checks=[response_schema_conformance])
         seen[f"{response.status_code // 100}xx"] += 1
 
     run()

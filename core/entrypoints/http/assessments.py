@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.views.assessments import (
@@ -25,32 +25,23 @@ from core.views.assessments import (
     list_accounts,
     list_assessments,
 )
-from kernel.auth import CurrentPrincipal, Principal
+from kernel.auth import Principal, access
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
 from schemas.account import AccountStatus
 from schemas.assessment import AssessmentStatus
+from schemas.identity import Role
 
 assessments_router = APIRouter(prefix="/assessments", tags=["assessments"])
 accounts_router = APIRouter(prefix="/accounts", tags=["accounts"])
 
 NOBODY = uuid.UUID(int=0)  # owns no record
 # The scope each role's credential needs to read these records; analysts read none.
-READ_SCOPE: dict[str, str] = {"trader": "account:read", "admin": "admin"}
-
-
-async def reader(principal: CurrentPrincipal) -> Principal:
-    """The caller, when a trader or admin whose token or API key grants reading records."""
-    scope = READ_SCOPE.get(principal.role)
-    if scope is None:
-        raise Problem(403, "forbidden", "Not allowed",
-                      "assessments and accounts are read by their trader or an admin")
-    if scope not in principal.scopes:
-        raise Problem(403, "scope-missing", "Not allowed", f"this needs the scope {scope!r}")
-    return principal
-
-
-Reader = Annotated[Principal, Depends(reader)]
+READ_SCOPE: dict[Role, str] = {"trader": "account:read", "admin": "admin"}
+# Their trader reads their own records, an admin everyone's.
+Reader = Annotated[Principal, access("trader", "admin", scope=READ_SCOPE)]
+AssessmentIdPath = Annotated[uuid.UUID, Path(examples=["31d9a3ba-80f2-5532-a0c4-d47c4a8a348f"])]
+AccountIdPath = Annotated[uuid.UUID, Path(examples=["b195265a-27c9-5e2b-b8bb-da93ac0e1fb5"])]
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: PROBLEM_SCHEMA for s in (400, 401, 403, 422, 429, 503)}
 ONE_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 404: PROBLEM_SCHEMA}
@@ -132,7 +123,7 @@ async def list_all_assessments(principal: Reader, conn: ConnDep, cursor: Cursor 
 @assessments_router.get("/{assessment_id}", operation_id="getAssessment",
                         response_model=AssessmentPublic, summary="One assessment",
                         responses=ONE_ERRORS)
-async def get_one_assessment(assessment_id: uuid.UUID, principal: Reader,
+async def get_one_assessment(assessment_id: AssessmentIdPath, principal: Reader,
                              conn: ConnDep) -> AssessmentPublic:
     found = await get_assessment(conn, assessment_id)
     if found is None or not _visible(principal, found.user_id):
@@ -157,7 +148,7 @@ async def list_all_accounts(principal: Reader, conn: ConnDep, cursor: Cursor = N
 
 @accounts_router.get("/{account_id}", operation_id="getAccount", response_model=AccountPublic,
                      summary="One virtual account", responses=ONE_ERRORS)
-async def get_one_account(account_id: uuid.UUID, principal: Reader,
+async def get_one_account(account_id: AccountIdPath, principal: Reader,
                           conn: ConnDep) -> AccountPublic:
     found = await get_account(conn, account_id)
     if found is None or not _visible(principal, found.user_id):

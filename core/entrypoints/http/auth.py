@@ -29,7 +29,7 @@ from core.entrypoints.http.user_commands import (
 )
 from core.identity import Identity, RoleChangePending, RoleLookup, TokenPair, UserGone
 from core.views.users import UserPublic, get_user, login_record, user_exists
-from kernel.auth import CurrentPrincipal
+from kernel.auth import ROLES, CurrentPrincipal, access, public
 from kernel.callers import Caller, caller_of
 from kernel.commands import CommandBus, command_id_for
 from kernel.http import PROBLEM_SCHEMA, Problem, no_store
@@ -178,7 +178,8 @@ def _invalid_credentials() -> Problem:
              summary="Create a trader account", response_model=UserPublic,
              responses={202: {"description": "on the log, not yet decided"},
                         **_errors(400, 409, 413, 422, 429, 503)},
-             dependencies=[_strict("register", "register_rate_per_s", "register_burst")])
+             dependencies=[public("anyone may open a trader account"),
+                           _strict("register", "register_rate_per_s", "register_burst")])
 async def register(
     body: Annotated[RegisterRequest, Body(examples=[{
         "email": "ada@example.com", "password": EXAMPLE_PASSWORD, "display_name": "Ada"}])],
@@ -229,7 +230,8 @@ async def register(
 
 @router.post("/login", operation_id="login", summary="Exchange email and password for tokens",
              response_model=TokenResponse, responses=_errors(400, 401, 413, 422, 429, 503),
-             dependencies=[_strict("login", "login_rate_per_s", "login_burst"),
+             dependencies=[public("the email and password in the body are the credential"),
+                           _strict("login", "login_rate_per_s", "login_burst"),
                            Depends(no_store)])
 async def login(
     body: Annotated[LoginRequest, Body(examples=[{
@@ -336,7 +338,8 @@ def _refresh_problem(outcome: RefreshRejected | TokenReused | Unknown) -> Proble
 @router.post("/refresh", operation_id="refreshTokens",
              summary="Exchange a refresh token for a new pair (each works once)",
              response_model=TokenResponse, responses=_errors(400, 401, 413, 422, 429, 503),
-             dependencies=[_strict("refresh", "refresh_rate_per_s", "refresh_burst"),
+             dependencies=[public("the refresh token in the body is the credential"),
+                           _strict("refresh", "refresh_rate_per_s", "refresh_burst"),
                            Depends(no_store)])
 async def refresh(
     body: Annotated[RefreshRequest, Body(examples=[{"refresh_token": REFRESH_EXAMPLE}])],
@@ -355,7 +358,8 @@ async def refresh(
 
 @router.post("/logout", operation_id="logout", status_code=204,
              summary="End this session, or every session of the user",
-             responses=_errors(400, 401, 413, 422))
+             responses=_errors(400, 401, 413, 422),
+             dependencies=[public("the refresh token in the body is the credential")])
 async def logout(
     body: Annotated[LogoutRequest, Body(examples=[
         {"refresh_token": REFRESH_EXAMPLE},
@@ -376,7 +380,9 @@ async def logout(
              summary="Change the caller's password; every session and API key ends",
              responses={202: {"description": "on the log, not yet decided; sessions ended"},
                         **_errors(400, 401, 403, 404, 413, 422, 429, 503)},
-             dependencies=[Depends(rate_limited("password", 5 / 60, 5, fail_open=False))])
+             # The rule first: a refused caller spends none of the user's few attempts.
+             dependencies=[access(*ROLES, token_only=True),
+                           Depends(rate_limited("password", 5 / 60, 5, fail_open=False))])
 async def change_password(
     body: Annotated[PasswordChange, Body(examples=[{
         "current_password": EXAMPLE_PASSWORD, "new_password": "a new and longer one 2"}])],

@@ -56,6 +56,10 @@ async def dispatch(bus: CommandBus, topic: str, aggregate_id: str, payload: Comm
     reply = await bus.send(topic, command)
     if reply is None:
         return accepted(command_id)
+    if reply.actor is not None and reply.actor != actor:
+        # The id was decided for someone else's command: its outcome is not this caller's.
+        raise Problem(409, "command-id-taken", "Command id already used",
+                      "send the request with another Idempotency-Key")
     if reply.status == "rejected":
         reason = reply.reason or "rejected"
         mapped = reasons.get(reason, 409)

@@ -17,7 +17,7 @@ from core.entrypoints.http.commands import (
 )
 from core.entrypoints.http.deps import BusDep, IdempotencyKey
 from core.views.instruments import InstrumentPublic, get_instrument, list_instruments
-from kernel.auth import Principal, require_roles
+from kernel.auth import ROLES, Principal, access, public
 from kernel.commands import command_id_for
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
@@ -39,7 +39,8 @@ router = APIRouter(prefix="/instruments", tags=["instruments"])
 commands_router = APIRouter(prefix="/commands", tags=["commands"])
 
 COMMANDS_TOPIC = "instrument.commands"
-SymbolPath = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._:/-]+$")]
+SymbolPath = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._:/-]+$",
+                                  examples=["BTC-USD"])]
 
 # Refusal reasons -> HTTP status; the problem type is the reason itself.
 REASON_STATUS = {
@@ -63,12 +64,14 @@ EXAMPLE_SPEC = {
 REPLY_EXAMPLE = {
     "command_id": "5f0c6d7e-3a1b-4c2d-9e8f-0a1b2c3d4e5f", "aggregate_id": "BTC-USD",
     "status": "accepted", "reason": None, "detail": None, "duplicate": False,
+    "actor": "7c4f1e2a-5b3d-5e6f-8a9b-0c1d2e3f4a5b",
     "events": [{
         "event_id": "a41d7c2e-9b3f-4e6a-8c1d-2f5e7a9b0c3d", "type": "instrument.halted",
         "version": 1, "aggregate_id": "BTC-USD", "sequence": 4,
         "occurred_at": "2026-03-02T14:05:11Z",
         "correlation_id": "5f0c6d7e-3a1b-4c2d-9e8f-0a1b2c3d4e5f",
-        "causation_id": "5f0c6d7e-3a1b-4c2d-9e8f-0a1b2c3d4e5f", "actor": "admin-api",
+        "causation_id": "5f0c6d7e-3a1b-4c2d-9e8f-0a1b2c3d4e5f",
+        "actor": "7c4f1e2a-5b3d-5e6f-8a9b-0c1d2e3f4a5b",
         "payload": {"symbol": "BTC-USD", "reason": "exchange outage"},
     }],
 }
@@ -98,7 +101,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 # Every command route is an admin's, and takes a token of the app's default bucket, per caller
 # and per IP.
 COMMAND_LIMIT = [Depends(rate_limited("instrument-commands"))]
-AdminDep = Annotated[Principal, require_roles("admin")]
+AdminDep = Annotated[Principal, access("admin", scope="admin")]
+REFERENCE = public("the instrument registry is reference data for every visitor")
 
 
 async def _dispatch(bus: BusDep, symbol: str, payload: CommandPayload, *, admin: Principal,
@@ -145,7 +149,8 @@ async def register_instrument(
 
 
 @router.get("", operation_id="listInstruments", summary="List instruments by symbol",
-            response_model=InstrumentPage, responses={400: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA})
+            response_model=InstrumentPage, responses={400: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA},
+            dependencies=[REFERENCE])
 async def list_all(
     conn: ConnDep,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
@@ -165,7 +170,8 @@ async def list_all(
 
 
 @router.get("/{symbol}", operation_id="getInstrument", summary="One instrument",
-            response_model=InstrumentPublic, responses={404: PROBLEM_SCHEMA})
+            response_model=InstrumentPublic, responses={404: PROBLEM_SCHEMA},
+            dependencies=[REFERENCE])
 async def get_one(symbol: SymbolPath, conn: ConnDep) -> InstrumentPublic:
     found = await get_instrument(conn, symbol)
     if found is None:
@@ -230,12 +236,29 @@ async def resume(symbol: SymbolPath, admin: AdminDep, bus: BusDep, conn: ConnDep
 
 @commands_router.get("/{command_id}", operation_id="getCommandOutcome",
                      summary="The decided outcome of a command answered with 202",
+                     description="Only for the caller who sent the command, or an admin "
+                                 "(with the `admin` scope); for anyone else the command is "
+                                 "not found, exactly like an unknown id. Secret and personal "
+                                 "fields of the events are never in a reply.",
                      response_model=CommandReply,
                      responses={200: {"content": {"application/json": {"example": REPLY_EXAMPLE}}},
-                                404: PROBLEM_SCHEMA})
-async def command_outcome(command_id: uuid.UUID, bus: BusDep) -> CommandReply:
+                                401: PROBLEM_SCHEMA, 404: PROBLEM_SCHEMA})
+async def command_outcome(
+    command_id: Annotated[uuid.UUID, Path(examples=["5f0c6d7e-3a1b-4c2d-9e8f-0a1b2c3d4e5f"])],
+    bus: BusDep,
+    caller: Annotated[Principal, access(*ROLES, note="the command's sender, or an admin with "
+                                                      "the admin scope; others get 404")],
+) -> CommandReply:
     reply = bus.recent(command_id)
-    if reply is None:
+    if reply is None or not _may_read(caller, reply):
+        # Someone else's command is answered like an unknown one: ids must not be probed.
         raise Problem(404, "command-not-found", "No outcome known for this command",
-                      "it is still pending, or was decided before this instance started")
+                      "it is still pending, was decided before this instance started, or is "
+                      "not yours")
     return reply
+
+
+def _may_read(caller: Principal, reply: CommandReply) -> bool:
+    if reply.actor is not None and reply.actor == caller.user_id:
+        return True
+    return caller.role == "admin" and "admin" in caller.scopes

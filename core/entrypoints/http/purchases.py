@@ -28,7 +28,7 @@ from core.views.purchases import EXAMPLE_PURCHASE as PURCHASE_VIEW_EXAMPLE
 from core.views.purchases import PurchasePublic, get_purchase, list_purchases
 from core.views.tiers import TierView, get_tier
 from core.views.users import get_user
-from kernel.auth import CurrentPrincipal, Principal, require_roles
+from kernel.auth import Principal, access
 from kernel.commands import CommandBus, command_id_for
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
@@ -44,7 +44,8 @@ grants_router = APIRouter(prefix="/admin/grants", tags=["admin"])
 COMMANDS_TOPIC = "payment.commands"
 # Fixed forever: derives each step's command id from the purchase id, so a retry is a duplicate.
 STEP_NAMESPACE = uuid.UUID("c8e2f5a1-7b3d-5e9c-a4f6-2d8b1e7c3a95")
-PurchaseIdPath = Annotated[uuid.UUID, Path(description="the purchase id")]
+PurchaseIdPath = Annotated[uuid.UUID, Path(description="the purchase id",
+                                            examples=["5f0c6b7e-2d4a-4c1e-9b8f-3a7d2e1c0b9a"])]
 
 # The answer to POST /purchases: the read model's example, as it stands before payment.
 EXAMPLE_PURCHASE = {**PURCHASE_VIEW_EXAMPLE, "status": "pending",
@@ -81,6 +82,11 @@ def get_gateway(request: Request) -> StripeGateway:
 
 
 GatewayDep = Annotated[StripeGateway, Depends(get_gateway)]
+# A trader buys and reads their own purchases; an admin (scope admin) reads everyone's.
+Buyer = Annotated[Principal, access("trader", scope="account:trade")]
+Reader = Annotated[Principal, access("trader", "admin",
+                                     scope={"trader": "account:read", "admin": "admin"})]
+Admin = Annotated[Principal, access("admin", scope="admin")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: PROBLEM_SCHEMA for s in (400, 401, 403, 404, 409, 413, 422, 429, 502, 503)
 }
@@ -136,7 +142,7 @@ def _from_events(reply: CommandReply, body: dict[str, Any]) -> dict[str, Any]:
 async def create_purchase(
     body: Annotated[PurchaseCreate, Body(examples=[{"tier_id": "starter-25k",
                                                     "currency": "USD"}])],
-    principal: Annotated[Principal, require_roles("trader")], bus: BusDep, request: Request,
+    principal: Buyer, bus: BusDep, request: Request,
     gateway: GatewayDep, response: Response, idempotency_key: IdempotencyKey = None,
 ) -> Any:
     # A connection only around reads: none is held while Stripe is called.
@@ -182,7 +188,7 @@ async def create_purchase(
 @router.get("", operation_id="listPurchases", summary="Your purchases (admins: everyone's)",
             response_model=PurchasePage, responses={s: PROBLEM_SCHEMA for s in (400, 401, 422)})
 async def list_all(
-    principal: CurrentPrincipal, conn: ConnDep,
+    principal: Reader, conn: ConnDep,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     user_id: Annotated[uuid.UUID | None, Query(description="admins only: one user's")] = None,
@@ -204,7 +210,7 @@ async def list_all(
 @router.get("/{purchase_id}", operation_id="getPurchase", summary="One purchase",
             response_model=PurchasePublic,
             responses={s: PROBLEM_SCHEMA for s in (401, 404, 422)})
-async def get_one(purchase_id: PurchaseIdPath, principal: CurrentPrincipal,
+async def get_one(purchase_id: PurchaseIdPath, principal: Reader,
                   conn: ConnDep) -> PurchasePublic:
     found = await get_purchase(conn, str(purchase_id))
     # Another user's purchase is answered exactly like a missing one: no existence leak.
@@ -225,7 +231,7 @@ async def grant(
     body: Annotated[GrantCreate, Body(examples=[{
         "user_id": "00000000-0000-4000-8000-000000000001", "tier_id": "starter-25k",
         "reason": "conference demo"}])],
-    principal: Annotated[Principal, require_roles("admin")], bus: BusDep, conn: ConnDep,
+    principal: Admin, bus: BusDep, conn: ConnDep,
     response: Response, idempotency_key: IdempotencyKey = None,
 ) -> Any:
     if await get_user(conn, str(body.user_id)) is None:

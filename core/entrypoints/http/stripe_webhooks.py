@@ -41,6 +41,7 @@ from core.adapters.stripe_intake import (
 )
 from core.entrypoints.http.deps import BusDep
 from core.entrypoints.http.purchases import COMMANDS_TOPIC, GatewayDep
+from kernel.auth import public
 from kernel.commands import CommandBus
 from kernel.http import PROBLEM_SCHEMA, Problem
 from kernel.observability import get_logger
@@ -81,7 +82,9 @@ class WebhookReceipt(BaseModel):
     summary="Stripe webhook endpoint (signed by Stripe, no bearer token)",
     responses={400: PROBLEM_SCHEMA, 413: PROBLEM_SCHEMA, 429: PROBLEM_SCHEMA,
                503: PROBLEM_SCHEMA},
-    dependencies=[WEBHOOK_LIMIT],
+    dependencies=[public("Stripe calls it without credentials: the Stripe-Signature is "
+                         "verified over the exact body before anything is done"),
+                  WEBHOOK_LIMIT],
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"type": "object", "description": "a Stripe event, verified byte for byte"},
         "example": EXAMPLE_EVENT}}}},

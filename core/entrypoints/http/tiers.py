@@ -21,7 +21,7 @@ from core.entrypoints.http.commands import (
 from core.entrypoints.http.deps import BusDep, IdempotencyKey
 from core.seeds import DEFAULT_TIERS
 from core.views.tiers import TierView, get_tier, get_tier_revision, list_tiers
-from kernel.auth import Principal, principal_of, require_roles
+from kernel.auth import Principal, access, principal_of, public
 from kernel.commands import command_id_for
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
@@ -102,17 +102,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 # A realistic answer for the OpenAPI document, per status that returns a tier.
 TIER_ANSWER = {"content": {"application/json": {"example": EXAMPLE_VIEW}}}
-ADMIN = require_roles("admin")
+ADMIN = access("admin", scope="admin")
+CATALOGUE = public("the tiers on sale; an admin's credential with scope admin also shows "
+                   "retired ones")
 AdminDep = Annotated[Principal, ADMIN]
 # Every command route is an admin's, and takes a token of the app's default bucket, per caller
 # and per IP.
-COMMAND_LIMIT = [ADMIN, Depends(rate_limited("tier-commands"))]
+COMMAND_LIMIT = [Depends(rate_limited("tier-commands"))]
 
 
 def _is_admin(request: Request) -> bool:
     """Public routes ignore credentials, except that an admin's show retired tiers too."""
     principal = principal_of(request.scope)
-    return principal is not None and principal.role == "admin"
+    return (principal is not None and principal.role == "admin"
+            and "admin" in principal.scopes)
 
 
 @router.get("", operation_id="listTiers", summary="List tiers by id",
@@ -121,7 +124,8 @@ def _is_admin(request: Request) -> bool:
             response_model=TierPage,
             responses={200: {"content": {"application/json": {"example": {
                 "items": [EXAMPLE_VIEW], "next_cursor": None}}}},
-                       400: PROBLEM_SCHEMA, 403: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA})
+                       400: PROBLEM_SCHEMA, 403: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA},
+            dependencies=[CATALOGUE])
 async def list_all(
     request: Request,
     conn: ConnDep,
@@ -150,7 +154,8 @@ def _not_found(tier_id: str) -> Problem:
 @router.get("/{tier_id}", operation_id="getTier", summary="One tier, at its current revision",
             description="Public. A retired tier is not found, except for admins.",
             response_model=TierView,
-            responses={200: TIER_ANSWER, 404: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA})
+            responses={200: TIER_ANSWER, 404: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA},
+            dependencies=[CATALOGUE])
 async def get_one(tier_id: TierIdPath, request: Request, conn: ConnDep) -> TierView:
     found = await get_tier(conn, tier_id)
     if found is None or (found.status != "active" and not _is_admin(request)):
@@ -164,7 +169,8 @@ async def get_one(tier_id: TierIdPath, request: Request, conn: ConnDep) -> TierV
             responses={200: {"content": {"application/json": {"example": {
                 "tier_id": "standard-50k", "revision": 1, "terms": EXAMPLE_TERMS}}}},
                        **{s: PROBLEM_SCHEMA for s in (401, 403, 404, 422)}})
-async def get_revision(tier_id: TierIdPath, revision: Annotated[int, Path(ge=1, le=1_000_000)],
+async def get_revision(tier_id: TierIdPath,
+                       revision: Annotated[int, Path(ge=1, le=1_000_000, examples=[1])],
                        _: AdminDep, conn: ConnDep) -> TierRevisionPublic:
     terms = await get_tier_revision(conn, tier_id, revision)
     if terms is None:

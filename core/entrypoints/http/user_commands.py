@@ -56,6 +56,9 @@ IdentityDep = Annotated[Identity, Depends(get_identity)]
 
 async def send(bus: CommandBus, user_id: str, payload: CommandPayload, *,
                command_id: uuid.UUID, actor: str | None = None) -> CommandReply | JSONResponse:
-    """Publish a user command; the accepted reply, a 202 when undecided, or the refusal."""
+    """Publish a user command; the accepted reply, a 202 when undecided, or the refusal.
+
+    The actor is the user themselves unless another (an admin) is named: it is who may read
+    the outcome at /commands/{id}, and who the log says did it."""
     return await dispatch(bus, COMMANDS_TOPIC, user_id, payload, command_id=command_id,
-                          actor=actor, reasons=REASONS)
+                          actor=actor or user_id, reasons=REASONS)

@@ -31,7 +31,7 @@ from core.views.users import (
     list_api_keys,
     list_users,
 )
-from kernel.auth import ROLE_SCOPES, CurrentPrincipal, Principal, require_roles
+from kernel.auth import ROLE_SCOPES, ROLES, Principal, access
 from kernel.commands import command_id_for
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor, no_store
@@ -54,7 +54,15 @@ me_router = APIRouter(prefix="/me", tags=["me"])
 users_router = APIRouter(prefix="/users", tags=["users"])
 
 KeyIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", examples=["3f9a0c1b2d4e"])]
-KEY_MANAGERS = require_roles("analyst", "admin")
+# Any credential of the user reads its own; changing the account needs a login (a token).
+SELF = Annotated[Principal, access(*ROLES)]
+SELF_CHANGE = Annotated[Principal, access(*ROLES, token_only=True)]
+KEY_READERS = access("analyst", "admin")
+KEY_MANAGERS = access("analyst", "admin", token_only=True)
+ADMIN = access("admin", scope="admin")
+# Irreversible: an admin's login, never a key that may sit in a script.
+FORGETTERS = access("admin", scope="admin", token_only=True,
+                    note="irreversible: an admin's login token only")
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -108,7 +116,7 @@ class RoleChange(BaseModel):
 
 @me_router.get("", operation_id="getMe", summary="The caller's user",
                response_model=UserPublic, responses=_errors(401, 404))
-async def me(principal: CurrentPrincipal, conn: ConnDep, identity: IdentityDep) -> UserPublic:
+async def me(principal: SELF, conn: ConnDep, identity: IdentityDep) -> UserPublic:
     user = await get_user(conn, principal.user_id, identity.wrapper)
     if user is None:
         raise _not_found(principal.user_id)
@@ -118,10 +126,10 @@ async def me(principal: CurrentPrincipal, conn: ConnDep, identity: IdentityDep) 
 @me_router.patch("", operation_id="updateMe", summary="Change the caller's display name",
                  response_model=UserPublic,
                  responses={202: {"description": "on the log, not yet decided"},
-                            **_errors(400, 401, 404, 409, 413, 422, 429)},
+                            **_errors(400, 401, 403, 404, 409, 413, 422, 429)},
                  dependencies=[Depends(rate_limited("user-commands"))])
 async def update_me(body: Annotated[MeUpdate, Body(examples=[{"display_name": "Ada L."}])],
-                    principal: CurrentPrincipal, bus: BusDep, conn: ConnDep,
+                    principal: SELF_CHANGE, bus: BusDep, conn: ConnDep,
                     identity: IdentityDep, idempotency_key: IdempotencyKey = None) -> Any:
     uid = principal.user_id
     current = await get_user(conn, uid, identity.wrapper)
@@ -151,7 +159,7 @@ async def update_me(body: Annotated[MeUpdate, Body(examples=[{"display_name": "A
 
 @me_router.get("/api-keys", operation_id="listMyApiKeys", summary="The caller's API keys",
                response_model=ApiKeyList, responses=_errors(401, 403))
-async def my_keys(conn: ConnDep, principal: Principal = KEY_MANAGERS) -> ApiKeyList:
+async def my_keys(conn: ConnDep, principal: Principal = KEY_READERS) -> ApiKeyList:
     return ApiKeyList(items=await list_api_keys(conn, principal.user_id))
 
 
@@ -235,7 +243,7 @@ async def revoke_key(key_id: KeyIdPath, bus: BusDep, conn: ConnDep,
 
 @users_router.get("", operation_id="listUsers", summary="Users by id (admins)",
                   response_model=UserPage, responses=_errors(400, 401, 403, 422),
-                  dependencies=[require_roles("admin")])
+                  dependencies=[ADMIN])
 async def list_all(
     conn: ConnDep, identity: IdentityDep,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
@@ -256,9 +264,9 @@ async def list_all(
 @users_router.get("/{user_id}", operation_id="getUser",
                   summary="One user (admins: any; others: only themselves)",
                   response_model=UserPublic, responses=_errors(401, 404, 422))
-async def get_one(user_id: UserIdPath, principal: CurrentPrincipal,
+async def get_one(user_id: UserIdPath, principal: SELF,
                   conn: ConnDep, identity: IdentityDep) -> UserPublic:
-    if principal.role != "admin" and principal.user_id != user_id:
+    if "admin" not in principal.scopes and principal.user_id != user_id:
         raise _not_found(user_id)
     user = await get_user(conn, user_id, identity.wrapper)
     if user is None:
@@ -275,7 +283,7 @@ async def get_one(user_id: UserIdPath, principal: CurrentPrincipal,
 async def change_role(
     user_id: UserIdPath, body: Annotated[RoleChange, Body(examples=[{"role": "analyst"}])],
     bus: BusDep, conn: ConnDep, identity: IdentityDep,
-    principal: Principal = require_roles("admin"), idempotency_key: IdempotencyKey = None,
+    principal: Principal = ADMIN, idempotency_key: IdempotencyKey = None,
 ) -> Any:
     # Tokens carry the role. Before the change is even on the log, its user's sessions end
     # and no token is issued until it is decided (core.identity): none with the old role.
@@ -319,7 +327,7 @@ async def change_role(
                    dependencies=[Depends(rate_limited("user-commands"))])
 async def forget(
     user_id: UserIdPath, bus: BusDep, conn: ConnDep, identity: IdentityDep,
-    principal: Principal = require_roles("admin"),
+    principal: Principal = FORGETTERS,
 ) -> Any:
     user = await get_user(conn, user_id)
     if user is None:

@@ -13,11 +13,11 @@ from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem
 from market_data.domain.ranges import SECOND_NS, check_range
 from market_data.domain.udf import resolution_seconds
-from market_data.entrypoints.http.deps import SymbolPath, limit_reads
+from market_data.entrypoints.http.deps import MARKET_DATA, SymbolPath, limit_reads
 from market_data.views.bars import BarPublic, list_bars
 from schemas.market import Resolution
 
-router = APIRouter(prefix="/market", tags=["market"])
+router = APIRouter(prefix="/market", tags=["market"], dependencies=[MARKET_DATA])
 
 CLOSED_MAX_AGE_S = 3600  # a range wholly in the past no longer changes
 

@@ -7,10 +7,16 @@ from typing import Annotated
 from aiokafka import AIOKafkaProducer
 from fastapi import Depends, Path, Request
 
+from kernel.auth import public
 from kernel.ratelimit import rate_limited
 from market_data.adapters.redis_levels import LevelsStore
 from market_data.adapters.redis_prices import PriceStore
 from schemas.instrument import SYMBOL_RE
+
+# Market data is public: traders' credentials carry no `market:read` scope, the chart's
+# datafeed sends none, and the prices are of simulated and public venues.
+MARKET_DATA = public("market data of simulated and public venues: the chart and the "
+                     "landing page read it without credentials")
 
 
 def get_prices(request: Request) -> PriceStore:
@@ -31,7 +37,8 @@ def get_producer(request: Request) -> AIOKafkaProducer:
 PricesDep = Annotated[PriceStore, Depends(get_prices)]
 LevelsDep = Annotated[LevelsStore, Depends(get_levels)]
 ProducerDep = Annotated[AIOKafkaProducer, Depends(get_producer)]
-SymbolPath = Annotated[str, Path(min_length=1, max_length=40, pattern=SYMBOL_RE.pattern)]
+SymbolPath = Annotated[str, Path(min_length=1, max_length=40, pattern=SYMBOL_RE.pattern,
+                                  examples=["BTC-USD"])]
 
 
 async def limit_reads(request: Request, name: str = "market-reads", *,

@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict
 
 from kernel.http import PROBLEM_SCHEMA, Problem
 from market_data.adapters.redis_prices import LatestPrice
-from market_data.entrypoints.http.deps import LevelsDep, PricesDep, SymbolPath
+from market_data.entrypoints.http.deps import MARKET_DATA, LevelsDep, PricesDep, SymbolPath
 
-router = APIRouter(prefix="/market", tags=["market"])
+router = APIRouter(prefix="/market", tags=["market"], dependencies=[MARKET_DATA])
 
 NO_STORE = "no-store"
 SECOND_NS = 1_000_000_000

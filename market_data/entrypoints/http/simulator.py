@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from kernel.auth import require_roles
+from kernel.auth import access
 from kernel.deps import SettingsDep
 from kernel.http import PROBLEM_SCHEMA
 from kernel.ratelimit import rate_limited
@@ -31,13 +31,16 @@ from schemas.market import (
 
 # Every simulator command takes a token of the app's default bucket, per caller and per IP.
 router = APIRouter(prefix="/market/simulator", tags=["simulator"],
-                   dependencies=[require_roles("admin"),
+                   # The market API keeps no API keys (they live in core's read model): a
+                   # key is refused at authentication, so the rule says a login is needed.
+                   dependencies=[access("admin", scope="admin", token_only=True,
+                                        note="the market API accepts logins, not API keys"),
                                  Depends(rate_limited("simulator-commands"))])
 
 COMMANDS_TOPIC = "market.commands"
 ALL = "*"
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: PROBLEM_SCHEMA for s in (409, 413, 422, 429, 503)
+    s: PROBLEM_SCHEMA for s in (401, 403, 409, 413, 422, 429, 503)
 }
 
 

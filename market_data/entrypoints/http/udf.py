@@ -29,7 +29,7 @@ from market_data.domain.udf import (
     udf_error,
     volume_precision,
 )
-from market_data.entrypoints.http.deps import PricesDep, limit_reads
+from market_data.entrypoints.http.deps import MARKET_DATA, PricesDep, limit_reads
 from market_data.views.bars import last_open_before, list_bars
 from market_data.views.instruments import (
     InstrumentInfo,
@@ -69,7 +69,11 @@ class UdfRoute(APIRoute):
         return route
 
 
-router = APIRouter(prefix="/udf", tags=["udf"], route_class=UdfRoute)
+# PostgreSQL text cannot hold NUL: such a query was a 500 from the database driver.
+NO_NUL = r"^[^\x00]*$"
+
+router = APIRouter(prefix="/udf", tags=["udf"], route_class=UdfRoute,
+                   dependencies=[MARKET_DATA])
 
 BTC_INFO = {
     "name": "BTC-USD", "ticker": "BTC-USD", "full_name": "simulator:BTC-USD",
@@ -153,8 +157,8 @@ async def config(conn: ConnDep) -> dict[str, Any]:
 
 @router.get("/symbols", operation_id="udfSymbol", summary="UDF symbol information",
             responses=_answers(BTC_INFO))
-async def symbols(conn: ConnDep,
-                  symbol: Annotated[str, Query(min_length=1, max_length=100)]) -> dict[str, Any]:
+async def symbols(conn: ConnDep, symbol: Annotated[
+        str, Query(min_length=1, max_length=100, pattern=NO_NUL)]) -> dict[str, Any]:
     inst = await _resolve(conn, symbol)
     if inst is None:
         return udf_error("unknown symbol")
@@ -167,11 +171,11 @@ async def symbols(conn: ConnDep,
                                  "ticker": "BTC-USD", "type": "crypto"}]))
 async def search(
     conn: ConnDep,
-    query: Annotated[str, Query(max_length=100)] = "",
-    type: Annotated[str, Query(max_length=40)] = "",  # UDF names it so
-    exchange: Annotated[str, Query(max_length=40)] = "",
+    query: Annotated[str, Query(max_length=100, pattern=NO_NUL)] = "",
+    type: Annotated[str, Query(max_length=40, pattern=NO_NUL)] = "",  # UDF names it so
+    exchange: Annotated[str, Query(max_length=40, pattern=NO_NUL)] = "",
     limit: Annotated[int, Query(ge=1, le=100)] = 30,
-) -> list[dict[str, Any]]:
+) -> list[dict[str, Any]] | dict[str, str]:  # the list, or UDF's error object (UdfRoute)
     found = await search_instruments(conn, query=query, asset_class=CLASSES.get(type, type),
                                      venue=exchange, limit=limit)
     return [{"symbol": i.symbol, "full_name": f"{i.venue}:{i.symbol}",
@@ -189,8 +193,8 @@ async def search(
 async def history(
     request: Request,
     conn: ConnDep,
-    symbol: Annotated[str, Query(min_length=1, max_length=100)],
-    resolution: Annotated[str, Query(min_length=1, max_length=10)],
+    symbol: Annotated[str, Query(min_length=1, max_length=100, pattern=NO_NUL)],
+    resolution: Annotated[str, Query(min_length=1, max_length=10, pattern=NO_NUL)],
     from_: Annotated[int, Query(alias="from", ge=0)],
     to: Annotated[int, Query(ge=0)],
     countback: Annotated[int | None, Query(ge=1)] = None,
@@ -235,8 +239,8 @@ async def server_time() -> PlainTextResponse:
                 "description": "Bitcoin / US dollar", "lp": 97012.5, "ask": 97014.0,
                 "bid": 97011.0, "open_price": 95800.0, "high_price": 97350.0,
                 "low_price": 95410.0, "prev_close_price": 95800.0, "volume": 1843.2}}]}))
-async def quotes(request: Request, conn: ConnDep, prices: PricesDep,
-                 symbols: Annotated[str, Query(min_length=1, max_length=2000)]) -> dict[str, Any]:
+async def quotes(request: Request, conn: ConnDep, prices: PricesDep, symbols: Annotated[
+        str, Query(min_length=1, max_length=2000, pattern=NO_NUL)]) -> dict[str, Any]:
     await limit_reads(request, "udf-quotes", rate="udf_quotes_rate_per_s",
                       burst="udf_quotes_burst")
     names = list(dict.fromkeys(s.strip() for s in symbols.split(",") if s.strip()))

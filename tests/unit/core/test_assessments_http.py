@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
-from core.entrypoints.http.assessments import reader
+from core.entrypoints.http.assessments import Reader
 from kernel.auth import ROLE_SCOPES, Principal
 from kernel.problems import Problem
 from schemas.identity import Role
 
 pytestmark = pytest.mark.asyncio
 
+# The declared rule's gate: what FastAPI runs before the handler.
+reader = get_args(Reader)[1].dependency
 USER = "0f3a9e51-7c2d-4b86-a1e4-5d9c8b7a6e02"
 
 

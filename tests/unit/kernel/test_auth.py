@@ -19,9 +19,9 @@ from kernel.auth import (
     CurrentPrincipal,
     Principal,
     StoredApiKey,
+    access,
     credential_of,
-    require_roles,
-    require_scope,
+    public,
 )
 from kernel.problems import Problem, problem_response
 from kernel.settings import Settings
@@ -138,16 +138,29 @@ def gated_app() -> TestClient:
     async def mine(principal: CurrentPrincipal) -> dict[str, str]:
         return {"user": principal.user_id}
 
-    @app.get("/admin", dependencies=[require_roles("admin")])
+    @app.get("/admin", dependencies=[access("admin", scope="admin")])
     async def admin() -> dict[str, str]:
         return {"ok": "admin"}
 
-    @app.get("/reports", dependencies=[require_scope("reports:read")])
+    @app.get("/reports", dependencies=[access("analyst", "admin", scope="reports:read")])
     async def reports() -> dict[str, str]:
         return {"ok": "reports"}
 
-    app.add_middleware(AuthMiddleware, authenticator=Authenticator(SETTINGS, redis=None))
+    @app.get("/keys", dependencies=[access("analyst", "admin", token_only=True)])
+    async def keys() -> dict[str, str]:
+        return {"ok": "keys"}
+
+    @app.get("/open", dependencies=[public()])
+    async def open_() -> dict[str, str]:
+        return {"ok": "open"}
+
+    app.add_middleware(AuthMiddleware, authenticator=Authenticator(SETTINGS, redis=None,
+                                                                   api_keys=KEYS))
     return TestClient(app)
+
+
+KEYS = Keys()
+ADMIN_REPORTS_KEY = KEYS.add(frozenset({"reports:read"}), role="admin", key_id="aaaaaaaaaaaa")
 
 
 def test_routes_answer_401_without_a_credential_and_name_the_reason() -> None:
@@ -167,7 +180,8 @@ def test_routes_answer_401_without_a_credential_and_name_the_reason() -> None:
 
 @pytest.mark.parametrize(("role", "path", "status"), [
     ("trader", "/admin", 403), ("analyst", "/admin", 403), ("admin", "/admin", 200),
-    ("trader", "/reports", 403), ("analyst", "/reports", 200),
+    ("trader", "/reports", 403), ("analyst", "/reports", 200), ("trader", "/keys", 403),
+    ("admin", "/keys", 200),
 ])
 def test_roles_and_scopes_gate_routes(role: Role, path: str, status: int) -> None:
     resp = gated_app().get(path, headers={"Authorization": f"Bearer {token(role)}"})
@@ -189,6 +203,30 @@ def test_the_middleware_leaves_its_outcome_in_the_scope() -> None:
     assert seen == ["malformed", "missing"]
 
 
-def test_require_roles_refuses_an_unknown_role_at_definition() -> None:
+def test_access_refuses_an_unknown_role_at_definition() -> None:
     with pytest.raises(ValueError, match="unknown roles"):
-        require_roles("superuser")  # type: ignore[arg-type]
+        access("superuser")  # type: ignore[arg-type]
+
+
+def test_access_refuses_a_scope_the_role_can_never_hold_at_definition() -> None:
+    with pytest.raises(ValueError, match="can never hold"):
+        access("trader", scope="admin")
+
+
+@pytest.mark.parametrize(("path", "status", "problem"), [
+    ("/admin", 403, "scope-missing"), ("/reports", 200, None), ("/keys", 403, "token-required"),
+    ("/open", 200, None),
+])
+def test_an_admin_key_with_a_narrow_scope_gets_only_what_the_scope_grants(
+        path: str, status: int, problem: str | None) -> None:
+    resp = gated_app().get(path, headers={"X-API-Key": ADMIN_REPORTS_KEY})
+    assert resp.status_code == status, resp.text
+    if problem is not None:
+        assert resp.json()["type"] == f"urn:propstream:problem:{problem}"
+
+
+def test_a_public_route_answers_anonymous_callers_and_bad_credentials_alike() -> None:
+    client = gated_app()
+    assert client.get("/open").status_code == 200
+    assert client.get("/open", headers={"Authorization": "Bearer garbage"}).status_code == 200
+    assert client.get("/admin").status_code == 401

@@ -15,8 +15,12 @@ from kernel.decider_state import (
     Versioned,
     dump_items,
     load_items,
+    outcome_of,
 )
 from kernel.snapshots import chunk
+from schemas import default_registry
+from schemas.envelope import make_event
+from schemas.identity import UserRegistered, UserRoleChanged
 from schemas.instrument import InstrumentSpec
 
 AGG = InstrumentAggregate()
@@ -30,7 +34,7 @@ def sample_state() -> PartitionState[Instrument]:
     state.aggregates["ETH-USD"] = Versioned(3, Instrument("ETH-USD", SPEC, "halted", "outage"))
     state.aggregates["NEW"] = Versioned(1, Instrument("NEW"))
     state.decided[uuid.UUID(int=1)] = Outcome("accepted", None, None,
-                                              ({"type": "instrument.halted"},), NOW)
+                                              ({"type": "instrument.halted"},), NOW, "u-1")
     state.decided[uuid.UUID(int=2)] = Outcome("rejected", "nothing-to-change", "same", (),
                                               NOW - timedelta(days=8))
     return state
@@ -96,3 +100,29 @@ def test_a_loaded_snapshot_counts_the_bytes_of_its_outcomes() -> None:
     items = orjson.loads(orjson.dumps(dump_items(sample_state(), AGG)))
     restored = load_items(items, AGG, next_event_offset=42)
     assert restored.decided_bytes == len(orjson.dumps(({"type": "instrument.halted"},)))
+
+
+def test_an_old_snapshot_outcome_without_an_actor_loads_as_nobodys() -> None:
+    old = {"status": "rejected", "reason": "x", "detail": "", "events": [],
+           "decided_at": NOW.isoformat()}
+    assert Outcome.load(old).actor is None
+
+
+def _event(payload: object, i: int, actor: str | None) -> object:
+    return make_event(payload, aggregate_id="u-1", sequence=i + 1,  # type: ignore[arg-type]
+                      occurred_at=NOW, correlation_id=uuid.UUID(int=9),
+                      causation_id=uuid.UUID(int=9), event_id=uuid.UUID(int=i), actor=actor)
+
+
+def test_an_outcome_names_its_sender_and_holds_only_redacted_events() -> None:
+    registered = UserRegistered(email="p0:ada@example.com", display_name="s1:bm9uY2U:Y2lwaGVy",
+                                role="trader", credential_id=uuid.UUID(int=7),
+                                legacy_password_hash="$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNh")
+    changed = UserRoleChanged(role="admin", previous_role="trader", changed_by="admin-1")
+    events = [_event(registered, 0, "u-1"), _event(changed, 1, "u-1")]
+    outcome = outcome_of(events, "user.command-rejected",  # type: ignore[arg-type]
+                         redact=default_registry().redacted)
+    assert outcome.actor == "u-1"
+    assert outcome.events[0]["payload"] == {"role": "trader",
+                                            "credential_id": str(uuid.UUID(int=7))}
+    assert outcome.events[1]["payload"]["changed_by"] == "admin-1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import time
 from decimal import Decimal
 from typing import Any
@@ -127,3 +128,18 @@ def test_spec_is_frozen() -> None:
 
     with pytest.raises(ValidationError):
         spec.symbol = "ETH-USD"  # type: ignore[misc]
+
+
+def test_session_times_are_served_as_the_declared_local_time_pattern() -> None:
+    schema = TradingSession.model_json_schema()["properties"]["open"]
+    assert "format" not in schema  # `format: time` demands an offset we never send
+    served = TradingSession(days=(0,), open=time(9, 30), close="16:00").model_dump(mode="json")
+    for value in (served["open"], served["close"]):
+        assert re.fullmatch(schema["pattern"], value), value
+    assert served["open"] == "09:30:00"
+
+
+def test_a_recorded_session_with_an_offset_stays_readable_and_is_served_without_it() -> None:
+    old = TradingSession.model_validate({"days": [0], "open": "09:30:00+01:00",
+                                         "close": "16:00:00"})
+    assert old.model_dump(mode="json")["open"] == "09:30:00"
