@@ -91,7 +91,8 @@ def test_the_admins_registration_outcome_is_not_readable_by_anyone_but_admins(
 def test_a_command_outcome_is_answered_to_its_sender_and_admins_only(
         platform: Platform, people: dict[str, Who]) -> None:
     sender = platform.user("trader", name="sender")
-    command_id = _send_as(platform, sender, ChangeDisplayName(display_name="Renamed Sender"))
+    # Straight onto the log, in the legacy plain form: the hardest case for the redaction.
+    command_id = _send_as(platform, sender, ChangeDisplayName(display_name="p0:Renamed Sender"))
     mine = _outcome(platform, sender, command_id)
     assert mine.status_code == 200, mine.text
     assert mine.json()["actor"] == sender.user_id

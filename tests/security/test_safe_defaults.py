@@ -23,8 +23,10 @@ from tests.security.conftest import free_port
 
 OWN = {"PROPSTREAM_SECRET_KEY": "a-secret-from-a-secret-store",
        "PROPSTREAM_STRIPE_WEBHOOK_SECRET": "whsec_from_a_secret_store",
-       "PROPSTREAM_STRIPE_API_KEY": "sk_live_from_a_secret_store"}
-PUBLIC_DEFAULTS = ("dev-only-not-a-secret", "whsec_dev_only_not_a_secret", "sk_test_123")
+       "PROPSTREAM_STRIPE_API_KEY": "sk_live_from_a_secret_store",
+       "PROPSTREAM_DATA_KEY_SECRET": "kek-from-a-secret-store"}
+PUBLIC_DEFAULTS = ("dev-only-not-a-secret", "whsec_dev_only_not_a_secret", "sk_test_123",
+                   "dev-only-data-key-secret")
 
 
 def _listening(port: int) -> bool:
