@@ -28,42 +28,9 @@ log = get_logger(__name__)
 # request.state attribute whose headers RequestContextMiddleware adds to any answer.
 RESPONSE_HEADERS_KEY = "response_headers"
 
-# KEYS: the buckets; ARGV: rate (tokens/s), burst. Returns {allowed, remaining, wait_ms}.
-# A token is taken from every bucket or from none.
+# KEYS: the buckets; ARGV: rate (tokens/s) and burst of each, in turn (rate1, burst1, ...).
+# Returns {allowed, remaining, wait_ms}. A token is taken from every bucket or from none.
 _TAKE = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = math.ceil(burst / rate * 1000) + 1000
-local tokens = {}
-local allowed = 1
-local wait_ms = 0
-for i, key in ipairs(KEYS) do
-  local b = redis.call('HMGET', key, 'tokens', 'ts')
-  local tk = tonumber(b[1]) or burst
-  local ts = tonumber(b[2]) or now
-  tk = math.min(burst, tk + math.max(0, now - ts) * rate / 1000)
-  tokens[i] = tk
-  if tk < 1 then
-    allowed = 0
-    wait_ms = math.max(wait_ms, math.ceil((1 - tk) * 1000 / rate))
-  end
-end
-local remaining = burst
-for i, key in ipairs(KEYS) do
-  local tk = tokens[i]
-  if allowed == 1 then tk = tk - 1 end
-  remaining = math.min(remaining, tk)
-  redis.call('HSET', key, 'tokens', tostring(tk), 'ts', tostring(now))
-  redis.call('PEXPIRE', key, ttl)
-end
-return {allowed, math.floor(remaining), wait_ms}
-"""
-
-
-# Like _TAKE, with a rate and burst per bucket: ARGV = rate1, burst1, rate2, burst2, ...
-_TAKE_EACH = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local tokens = {}
@@ -137,7 +104,6 @@ class RateLimiter:
         self.rate = rate
         self.burst = burst
         self._take = redis.register_script(_TAKE)
-        self._take_each = redis.register_script(_TAKE_EACH)
         self._give_back = redis.register_script(_GIVE_BACK)
 
     def key(self, name: str, *parts: str) -> str:
@@ -150,7 +116,7 @@ class RateLimiter:
         args: list[str | int] = []
         for _, rate, burst in buckets:
             args += [repr(float(rate)), burst]
-        raw = await self._take_each(keys=[k for k, _, _ in buckets], args=args)
+        raw = await self._take(keys=[k for k, _, _ in buckets], args=args)
         allowed, remaining, wait_ms = (int(v) for v in raw)
         return Decision(allowed=bool(allowed), remaining=max(0, remaining),
                         retry_after_ms=wait_ms)
@@ -160,11 +126,9 @@ class RateLimiter:
         await self._give_back(keys=[k for k, _ in buckets], args=[b for _, b in buckets])
 
     async def take(self, name: str, caller: Caller, *, rate: float, burst: int) -> Decision:
-        raw = await self._take(keys=bucket_keys(self.namespace, name, caller),
-                               args=[repr(float(rate)), burst])
-        allowed, remaining, wait_ms = (int(v) for v in raw)
-        return Decision(allowed=bool(allowed), remaining=max(0, remaining),
-                        retry_after_ms=wait_ms)
+        """Take a token of bucket `name` from the caller's bucket and the IP's."""
+        return await self.take_many([(key, rate, burst)
+                                     for key in bucket_keys(self.namespace, name, caller)])
 
 
 def rate_limited(name: str, rate: float | None = None, burst: int | None = None, *,
