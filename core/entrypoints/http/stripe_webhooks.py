@@ -35,6 +35,7 @@ from core.adapters.stripe_intake import (
     PURCHASE_GRACE_S,
     SEAL_HEADER,
     command_for,
+    minimise,
     purchase_of,
     seal,
     within,
@@ -142,6 +143,7 @@ async def _dead_letter(bus: CommandBus, body: bytes, *, event_id: str, reason: s
                        detail: str) -> None:
     assert bus.producer is not None
     log.warning("stripe webhook dead-lettered", event_id=event_id, reason=reason, detail=detail)
+    body = minimise(body)  # kept for 30 days: without the buyer's email, name and address
     headers: list[tuple[str, bytes]] = [
         ("x-error-reason", reason.encode()), ("x-error", detail.encode()[:2000]),
         ("x-stripe-event-id", event_id.encode()[:255]), ("x-consumer", b"stripe-webhook"),

@@ -67,3 +67,25 @@ def test_a_seal_holds_for_its_body_and_secret_only() -> None:
                                known))[0].action == "refused"
     assert asyncio.run(redrive(other, letter(PAID, mark=seal(SETTINGS, PAID)),
                                known))[0].action == "refused"
+
+
+def test_a_parked_body_keeps_what_decides_the_payment_and_drops_the_buyers_details() -> None:
+    import orjson
+
+    from core.adapters.stripe_events import translate
+    from core.adapters.stripe_intake import minimise
+
+    live = orjson.loads(PAID)
+    live["data"]["object"] |= {
+        "customer": "cus_9", "customer_email": "ada@example.com",
+        "customer_details": {"email": "ada@example.com", "name": "Ada Lovelace",
+                             "address": {"line1": "12 St James's Sq"}, "phone": "+44 20"},
+        "shipping_details": {"name": "Ada Lovelace"}}
+    body = orjson.dumps(live)
+    parked = minimise(body)
+    for personal in (b"ada@example.com", b"Ada Lovelace", b"St James", b"cus_9", b"+44"):
+        assert personal in body and personal not in parked
+    assert translate(orjson.loads(parked)) == translate(live)
+    outcome, command = asyncio.run(redrive(SETTINGS, letter(
+        parked, mark=seal(SETTINGS, parked)), known))
+    assert outcome.action == "command-sent" and command is not None
