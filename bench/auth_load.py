@@ -269,7 +269,7 @@ def report(result: dict[str, Any], clients: int) -> str:
                       (f"GET /users?limit=100 ({min(clients, 20)} clients)", "users_page")):
         r = result[key]
         rows.append([name, r["n"], f"{r['req_s']:,.1f}", f"{r['p50']:.1f}", f"{r['p99']:.1f}",
-                     f"{r['max']:.1f}", f"{r['api_cpu_ms']:.1f}", f"{r['client_cpu_ms']:.1f}",
+                     f"{r['max']:.1f}", f"{r['api_cpu_ms']:.2f}", f"{r['client_cpu_ms']:.1f}",
                      r["statuses"]])
     head = (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
             f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}; argon2id "
