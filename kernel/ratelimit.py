@@ -131,6 +131,19 @@ class RateLimiter:
                                      for key in bucket_keys(self.namespace, name, caller)])
 
 
+def settings_limited(name: str, rate: str, burst: str, *,
+                     fail_open: bool = True) -> Callable[[Request], Awaitable[None]]:
+    """Like `rate_limited`, with the rate and burst read from the app's settings attributes
+    `rate` and `burst` at request time (so an operator tunes them by environment)."""
+
+    async def dependency(request: Request) -> None:
+        settings = request.app.state.settings
+        await rate_limited(name, getattr(settings, rate), getattr(settings, burst),
+                           fail_open=fail_open)(request)
+
+    return dependency
+
+
 def rate_limited(name: str, rate: float | None = None, burst: int | None = None, *,
                  fail_open: bool = True) -> Callable[[Request], Awaitable[None]]:
     """A dependency taking a token of bucket `name`; rate and burst default to the app's."""

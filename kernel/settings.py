@@ -140,10 +140,11 @@ class Settings(BaseSettings):
     api_key_miss_burst: int = Field(default=20, ge=1, le=1_000_000)
     # In-memory caches bounded by bytes, not by count.
     command_reply_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=2**34)
-    # Market-data reads that reach PostgreSQL (bars, UDF history), per caller and IP, and
-    # UDF quotes (up to 20 symbols, three reads each) on a bucket of their own.
-    market_read_rate_per_s: float = Field(default=20.0, gt=0, le=100_000)
-    market_read_burst: int = Field(default=100, ge=1, le=1_000_000)
+    # Reads that reach PostgreSQL a page at a time (core's lists, market bars and UDF history),
+    # per caller and IP, and UDF quotes (up to 20 symbols, three reads each) on a bucket of
+    # their own.
+    read_rate_per_s: float = Field(default=20.0, gt=0, le=100_000)
+    read_burst: int = Field(default=100, ge=1, le=1_000_000)
     udf_quotes_rate_per_s: float = Field(default=2.0, gt=0, le=100_000)
     udf_quotes_burst: int = Field(default=20, ge=1, le=1_000_000)
     decider_outcome_bytes_per_partition: int = Field(default=16 * 1024 * 1024, ge=0,

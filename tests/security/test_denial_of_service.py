@@ -74,3 +74,25 @@ def test_udf_quotes_are_bounded_per_call_and_rate_limited(platform: Platform) ->
     assert set(statuses) == {200, 429}
     limited = statuses.index(429)
     assert limited <= platform.settings.udf_quotes_burst
+
+
+def test_a_loop_over_a_list_route_is_refused_after_the_read_burst(platform: Platform) -> None:
+    """Every core list is a bounded page, and a caller looping over one meets the read bucket
+    (PROPSTREAM_READ_BURST, 100 by default) instead of the database."""
+    reader = platform.user("trader", name="lister")
+    statuses: list[int] = []
+    with _client(platform, "127.0.0.70") as client:
+        client.headers.update(reader.headers)
+        for _ in range(160):
+            answer = client.get("/accounts", params={"limit": 200})
+            statuses.append(answer.status_code)
+            if answer.status_code == 429:
+                break
+        assert answer.status_code == 429, statuses
+        assert answer.headers["content-type"].startswith(PROBLEM_JSON)
+        assert int(answer.headers["retry-after"]) >= 1
+    assert 90 <= statuses.index(429) <= 150, statuses.index(429)
+    assert set(statuses[:-1]) == {200}
+    # Another caller on another address reads on.
+    with _client(platform, "127.0.0.71") as other:
+        assert other.get("/instruments").status_code == 200

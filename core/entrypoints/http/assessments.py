@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.entrypoints.http.deps import LIST_READS
 from core.views.assessments import (
     EXAMPLE_ACCOUNT,
     EXAMPLE_ASSESSMENT,
@@ -108,7 +109,7 @@ def _next(more: bool, at: datetime, key: uuid.UUID) -> str | None:
 
 @assessments_router.get("", operation_id="listAssessments", response_model=AssessmentPage,
                         summary="Assessments, newest first (a trader's own only)",
-                        responses=ERRORS)
+                        responses=ERRORS, dependencies=[LIST_READS])
 async def list_all_assessments(principal: Reader, conn: ConnDep, cursor: Cursor = None,
                                limit: Limit = 50, status: AssessmentStatus | None = None,
                                user_id: UserFilter = None) -> AssessmentPage:
@@ -134,7 +135,7 @@ async def get_one_assessment(assessment_id: AssessmentIdPath, principal: Reader,
 
 @accounts_router.get("", operation_id="listAccounts", response_model=AccountPage,
                      summary="Virtual accounts, newest first (a trader's own only)",
-                     responses=ERRORS)
+                     responses=ERRORS, dependencies=[LIST_READS])
 async def list_all_accounts(principal: Reader, conn: ConnDep, cursor: Cursor = None,
                             limit: Limit = 50, status: AccountStatus | None = None,
                             user_id: UserFilter = None) -> AccountPage:

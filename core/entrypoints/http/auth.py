@@ -34,7 +34,7 @@ from kernel.callers import Caller, caller_of
 from kernel.commands import CommandBus, command_id_for
 from kernel.http import PROBLEM_SCHEMA, Problem, no_store
 from kernel.observability import get_logger
-from kernel.ratelimit import RateLimiter, rate_limited, retry_after_seconds
+from kernel.ratelimit import RateLimiter, rate_limited, retry_after_seconds, settings_limited
 from kernel.sealing import seal
 from kernel.tokens import RefreshFamily, RefreshRejected, Rotated, TokenReused
 from schemas.identity import ChangeUserPassword, DisplayName, RegisterUser, Role
@@ -107,13 +107,7 @@ class PasswordChange(BaseModel):
 
 def _strict(name: str, rate: str, burst: str) -> Any:
     """A fail-closed per-IP bucket whose rate and burst come from the app's settings."""
-
-    async def dependency(request: Request) -> None:
-        settings = request.app.state.settings
-        await rate_limited(name, getattr(settings, rate), getattr(settings, burst),
-                           fail_open=False)(request)
-
-    return Depends(dependency)
+    return Depends(settings_limited(name, rate, burst, fail_open=False))
 
 
 def _email_caller(request: Request, email: str) -> Caller:

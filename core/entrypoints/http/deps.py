@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from kernel.commands import CommandBus
+from kernel.ratelimit import settings_limited
 
 
 def get_bus(request: Request) -> CommandBus:
@@ -20,3 +21,6 @@ IdempotencyKey = Annotated[
     Header(alias="Idempotency-Key", min_length=1, max_length=200,
            description="Repeat a POST with the same key to get the same outcome, once"),
 ]
+# A page of a list is one indexed query, but a loop of them is a cheap way to load the
+# database: every list route takes a token of the caller's and the IP's read bucket.
+LIST_READS = Depends(settings_limited("list-reads", "read_rate_per_s", "read_burst"))

@@ -15,7 +15,7 @@ from core.entrypoints.http.commands import (
     dispatch,
     read_your_write,
 )
-from core.entrypoints.http.deps import BusDep, IdempotencyKey
+from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey
 from core.views.instruments import InstrumentPublic, get_instrument, list_instruments
 from kernel.auth import ROLES, Principal, access, public
 from kernel.commands import command_id_for
@@ -149,8 +149,9 @@ async def register_instrument(
 
 
 @router.get("", operation_id="listInstruments", summary="List instruments by symbol",
-            response_model=InstrumentPage, responses={400: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA},
-            dependencies=[REFERENCE])
+            response_model=InstrumentPage,
+            responses={400: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA, 429: PROBLEM_SCHEMA},
+            dependencies=[REFERENCE, LIST_READS])
 async def list_all(
     conn: ConnDep,
     cursor: Annotated[str | None, Query(max_length=400)] = None,

@@ -23,7 +23,7 @@ from core.adapters.stripe_gateway import (
     PaymentProviderUnavailable,
     StripeGateway,
 )
-from core.entrypoints.http.deps import BusDep, IdempotencyKey
+from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey
 from core.views.purchases import EXAMPLE_PURCHASE as PURCHASE_VIEW_EXAMPLE
 from core.views.purchases import PurchasePublic, get_purchase, list_purchases
 from core.views.tiers import TierView, get_tier
@@ -186,7 +186,9 @@ async def create_purchase(
 
 
 @router.get("", operation_id="listPurchases", summary="Your purchases (admins: everyone's)",
-            response_model=PurchasePage, responses={s: PROBLEM_SCHEMA for s in (400, 401, 422)})
+            response_model=PurchasePage,
+            responses={s: PROBLEM_SCHEMA for s in (400, 401, 422, 429)},
+            dependencies=[LIST_READS])
 async def list_all(
     principal: Reader, conn: ConnDep,
     cursor: Annotated[str | None, Query(max_length=400)] = None,

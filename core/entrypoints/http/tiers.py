@@ -18,7 +18,7 @@ from core.entrypoints.http.commands import (
     dispatch,
     read_your_write,
 )
-from core.entrypoints.http.deps import BusDep, IdempotencyKey
+from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey
 from core.seeds import DEFAULT_TIERS
 from core.views.tiers import TierView, get_tier, get_tier_revision, list_tiers
 from kernel.auth import Principal, access, principal_of, public
@@ -124,8 +124,9 @@ def _is_admin(request: Request) -> bool:
             response_model=TierPage,
             responses={200: {"content": {"application/json": {"example": {
                 "items": [EXAMPLE_VIEW], "next_cursor": None}}}},
-                       400: PROBLEM_SCHEMA, 403: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA},
-            dependencies=[CATALOGUE])
+                       400: PROBLEM_SCHEMA, 403: PROBLEM_SCHEMA, 422: PROBLEM_SCHEMA,
+                       429: PROBLEM_SCHEMA},
+            dependencies=[CATALOGUE, LIST_READS])
 async def list_all(
     request: Request,
     conn: ConnDep,

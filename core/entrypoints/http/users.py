@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from core.domain.users import forget_command_id
 from core.entrypoints.http.commands import read_your_write, version_of
-from core.entrypoints.http.deps import BusDep, IdempotencyKey
+from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey
 from core.entrypoints.http.user_commands import (
     IdentityDep,
     UserIdPath,
@@ -242,8 +242,8 @@ async def revoke_key(key_id: KeyIdPath, bus: BusDep, conn: ConnDep,
 
 
 @users_router.get("", operation_id="listUsers", summary="Users by id (admins)",
-                  response_model=UserPage, responses=_errors(400, 401, 403, 422),
-                  dependencies=[ADMIN])
+                  response_model=UserPage, responses=_errors(400, 401, 403, 422, 429),
+                  dependencies=[ADMIN, LIST_READS])
 async def list_all(
     conn: ConnDep, identity: IdentityDep,
     cursor: Annotated[str | None, Query(max_length=400)] = None,

@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import Depends, Path, Request
 
 from kernel.auth import public
-from kernel.ratelimit import rate_limited
+from kernel.ratelimit import settings_limited
 from market_data.adapters.redis_levels import LevelsStore
 from market_data.adapters.redis_prices import PriceStore
 from schemas.instrument import SYMBOL_RE
@@ -42,11 +42,9 @@ SymbolPath = Annotated[str, Path(min_length=1, max_length=40, pattern=SYMBOL_RE.
 
 
 async def limit_reads(request: Request, name: str = "market-reads", *,
-                      rate: str = "market_read_rate_per_s",
-                      burst: str = "market_read_burst") -> None:
+                      rate: str = "read_rate_per_s", burst: str = "read_burst") -> None:
     """Take a token of a read bucket (per caller and IP; rate and burst from the settings).
 
     Awaited in the route body, so the routes' declarations stay as they are.
     """
-    settings = request.app.state.settings
-    await rate_limited(name, getattr(settings, rate), getattr(settings, burst))(request)
+    await settings_limited(name, rate, burst)(request)
