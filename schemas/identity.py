@@ -115,7 +115,7 @@ class CreateApiKey(CommandPayload):
     VERSION = 2
 
     key_id: ApiKeyId
-    name: ApiKeyName
+    name: Sealed  # free text its owner typed: sealed like the display name
     scopes: Scopes
     legacy_key_hash: ApiKeyHash | None = Field(
         default=None, description="only in commands upcast from version 1")
@@ -180,7 +180,7 @@ class UserApiKeyCreated(EventPayload):
     VERSION = 2
 
     key_id: ApiKeyId
-    name: ApiKeyName
+    name: Sealed
     scopes: Scopes
     legacy_key_hash: ApiKeyHash | None = Field(
         default=None, description="only in events upcast from version 1")
@@ -253,7 +253,10 @@ def _personal_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _key_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """The key's name in the legacy plaintext form; its hash to `legacy_key_hash`."""
     out = dict(payload)
+    if isinstance(out.get("name"), str):
+        out["name"] = LEGACY + out["name"]
     if "key_hash" in out:
         out["legacy_key_hash"] = out.pop("key_hash")
     return out

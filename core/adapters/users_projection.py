@@ -56,7 +56,7 @@ KEYS_DDL = """
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
-    name TEXT NOT NULL,
+    name TEXT,
     legacy_key_hash TEXT,
     scopes TEXT[] NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
@@ -83,7 +83,7 @@ class UserRow(NamedTuple):
 class KeyRow(NamedTuple):
     key_id: str
     owner: str
-    name: str
+    name: str | None  # sealed; None once the owner is forgotten
     legacy_key_hash: str | None
     scopes: list[str]
     created_at: datetime
@@ -123,7 +123,7 @@ def fold(user: UserRow | None, keys: Mapping[str, KeyRow],
             forgotten = user._replace(email=None, display_name=None, credential_id=None,
                                       legacy_password_hash=None, updated_at=at,
                                       version=env.sequence, forgotten_at=at)
-            owned = [k._replace(legacy_key_hash=None, revoked_at=k.revoked_at or at)
+            owned = [k._replace(name=None, legacy_key_hash=None, revoked_at=k.revoked_at or at)
                      for k in keys.values() if k.owner == user.user_id]
             return forgotten, owned
         case UserCommandRejected() if user is not None:

@@ -66,7 +66,7 @@ class ApiKeyPublic(BaseModel):
     model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [EXAMPLE_API_KEY]})
 
     key_id: str
-    name: str
+    name: str | None = Field(description="null once its owner is forgotten")
     scopes: list[str]
     created_at: datetime
     revoked_at: datetime | None
@@ -174,13 +174,18 @@ async def list_users(conn: psycopg.AsyncConnection, *, after: str | None, limit:
     return [_public(r, keys.get(r["user_id"])) for r in rows]
 
 
-async def list_api_keys(conn: psycopg.AsyncConnection, owner: str) -> list[ApiKeyPublic]:
+async def list_api_keys(conn: psycopg.AsyncConnection, owner: str,
+                        wrapper: KeyWrapper | None = None) -> list[ApiKeyPublic]:
+    """The owner's keys; their names are opened with the owner's data key (null without)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"SELECT {KEY_COLUMNS} FROM api_keys WHERE owner = %s ORDER BY created_at, key_id",
             (owner,))
         rows = await cur.fetchall()
-    return [ApiKeyPublic.model_validate({**r, "prefix": f"psk_{r['key_id']}_"}) for r in rows]
+    key = (await _keys(conn, wrapper, [owner])).get(owner) if rows else None
+    return [ApiKeyPublic.model_validate({**r, "prefix": f"psk_{r['key_id']}_",
+                                         "name": _open(key, owner, "api_key_name", r["name"])})
+            for r in rows]
 
 
 async def api_key_record(conn: psycopg.AsyncConnection, key_id: str) -> KeyRecord | None:

@@ -197,3 +197,15 @@ def test_cli_forget_erases_the_user_and_a_second_run_says_already_forgotten(
                          env=process_env(platform.settings), capture_output=True, text=True,
                          timeout=60)
     assert bad.returncode != 0 and "not a user id" in bad.stdout + bad.stderr
+
+
+def test_an_api_key_name_is_shown_to_its_owner_and_sealed_everywhere_else(
+        platform: Platform) -> None:
+    owner = platform.user("analyst", name="keyname")
+    label = f"Ada's laptop {uuid.uuid4().hex[:10]}"  # free text: may well be personal
+    with platform.client(owner) as c:
+        created = c.post("/me/api-keys", json={"name": label, "scopes": ["reports:read"]})
+        assert created.status_code == 201, created.text
+        listed = c.get("/me/api-keys").json()["items"]
+    assert [k["name"] for k in listed] == [label]
+    _assert_nowhere(platform, label, hashes=True)

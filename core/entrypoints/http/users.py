@@ -36,7 +36,7 @@ from kernel.commands import command_id_for
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor, no_store
 from kernel.ratelimit import rate_limited
-from kernel.sealing import seal
+from kernel.sealing import KeyWrapper, seal
 from kernel.tokens import generate_api_key, new_api_key_id, new_secret
 from schemas.identity import (
     ApiKeyName,
@@ -159,8 +159,9 @@ async def update_me(body: Annotated[MeUpdate, Body(examples=[{"display_name": "A
 
 @me_router.get("/api-keys", operation_id="listMyApiKeys", summary="The caller's API keys",
                response_model=ApiKeyList, responses=_errors(401, 403))
-async def my_keys(conn: ConnDep, principal: Principal = KEY_READERS) -> ApiKeyList:
-    return ApiKeyList(items=await list_api_keys(conn, principal.user_id))
+async def my_keys(conn: ConnDep, identity: IdentityDep,
+                  principal: Principal = KEY_READERS) -> ApiKeyList:
+    return ApiKeyList(items=await list_api_keys(conn, principal.user_id, identity.wrapper))
 
 
 def _token_only(principal: Principal) -> None:
@@ -190,11 +191,16 @@ async def create_key(
     scopes = frozenset(body.scopes)
     key, record = generate_api_key(key_id=new_api_key_id(), secret=new_secret(),
                                    owner=principal.user_id, scopes=scopes)
-    # The hash goes to the identity service's store first; the log gets id, name and scopes.
+    # The hash goes to the identity service's store first; the log gets id, scopes and the
+    # name sealed under the owner's data key (a user of the version 1 era gets one now).
+    data_key = await identity.credentials.data_key(principal.user_id, create=True)
+    if data_key is None:
+        raise _not_found(principal.user_id)  # being forgotten
     await identity.credentials.add_api_key(key_id=record.key_id, user_id=principal.user_id,
                                            key_hash=record.key_hash)
     outcome = await send(bus, principal.user_id, CreateApiKey(
-        key_id=record.key_id, name=body.name,
+        key_id=record.key_id, name=seal(data_key, subject=principal.user_id,
+                                        field="api_key_name", text=body.name),
         scopes=tuple(sorted(scopes))), command_id=command_id_for(
             idempotency_key, caller=principal.user_id, scope="api-key", body=body))
     if isinstance(outcome, JSONResponse):
@@ -212,8 +218,8 @@ async def create_key(
         raise Problem(409, "api-key-already-created", "This API key was already created",
                       "its secret was shown only in the first answer; revoke it and create "
                       "another with a new Idempotency-Key", key_id=first)
-    listed = await read_your_write(lambda: _key(conn, principal.user_id, record.key_id),
-                                   lambda _: True)
+    listed = await read_your_write(
+        lambda: _key(conn, principal.user_id, record.key_id, identity.wrapper), lambda _: True)
     if listed is None:
         # Decided but not yet in the read model: the key works once it is.
         at = outcome.events[0]["occurred_at"]
@@ -222,8 +228,10 @@ async def create_key(
     return ApiKeyCreated(**listed.model_dump(), key=key)
 
 
-async def _key(conn: ConnDep, owner: str, key_id: str) -> ApiKeyPublic | None:
-    return next((k for k in await list_api_keys(conn, owner) if k.key_id == key_id), None)
+async def _key(conn: ConnDep, owner: str, key_id: str,
+               wrapper: KeyWrapper | None = None) -> ApiKeyPublic | None:
+    keys = await list_api_keys(conn, owner, wrapper)
+    return next((k for k in keys if k.key_id == key_id), None)
 
 
 @me_router.delete("/api-keys/{key_id}", operation_id="revokeMyApiKey", status_code=204,

@@ -138,7 +138,7 @@ def test_forget_without_an_actor_is_rejected() -> None:
 @pytest.mark.parametrize("command", [
     ChangeUserRole(role="admin"), ChangeUserPassword(credential_id=CRED2), ForgetUser(),
     ChangeDisplayName(display_name="p0:Eve"),
-    CreateApiKey(key_id="0123456789ab", name="n", scopes=("reports:read",))])
+    CreateApiKey(key_id="0123456789ab", name="p0:n", scopes=("reports:read",))])
 def test_every_change_after_forget_is_rejected(command: CommandPayload) -> None:
     forgotten = given(REGISTERED, UserForgotten(forgotten_by=ADMIN))
     assert reasons(when(forgotten, command, actor=ADMIN)) == ["user-forgotten"]

@@ -25,8 +25,9 @@ AGG = UserAggregate(ROLE_SCOPES)
 EMAIL = "ana@example.com"
 ANALYST = UserRegistered(email="s1:bm9uY2U:Y2lwaGVy", credential_id=uuid.UUID(int=3),
                          display_name="s1:bm9uY2U:bmFtZQ", role="analyst")
-CREATE = CreateApiKey(key_id="0123456789ab", name="notebook", scopes=("reports:read",))
-CREATED = UserApiKeyCreated(key_id="0123456789ab", name="notebook", scopes=("reports:read",))
+NAME = "s1:bm9uY2U:bm90ZWJvb2s"  # a sealed name: the aggregate never opens it
+CREATE = CreateApiKey(key_id="0123456789ab", name=NAME, scopes=("reports:read",))
+CREATED = UserApiKeyCreated(key_id="0123456789ab", name=NAME, scopes=("reports:read",))
 
 
 def given(*events: EventPayload, aggregate: UserAggregate = AGG) -> User:

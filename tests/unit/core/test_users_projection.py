@@ -29,7 +29,7 @@ CRED2 = uuid.UUID(int=2)
 EMAIL = "s1:bm9uY2U:ZW1haWw"
 NAME = "s1:bm9uY2U:bmFtZQ"
 REGISTERED = UserRegistered(email=EMAIL, credential_id=CRED, display_name=NAME, role="trader")
-KEY = UserApiKeyCreated(key_id="0123456789ab", name="nb", scopes=("reports:read",))
+KEY = UserApiKeyCreated(key_id="0123456789ab", name="s1:bm9uY2U:bmI", scopes=("reports:read",))
 
 
 def at(sequence: int) -> datetime:
@@ -89,7 +89,7 @@ def test_api_key_created_then_revoked_keeps_the_row_with_a_revocation_time() -> 
     user, keys = run(applied(REGISTERED, 1), applied(KEY, 2),
                      applied(UserApiKeyRevoked(key_id=KEY.key_id), 3))
     assert user is not None and user.version == 3
-    assert keys == {KEY.key_id: KeyRow(KEY.key_id, UID, "nb", None, ["reports:read"],
+    assert keys == {KEY.key_id: KeyRow(KEY.key_id, UID, KEY.name, None, ["reports:read"],
                                        at(2), at(3))}
 
 
@@ -110,6 +110,7 @@ def test_v1_events_fold_with_legacy_plaintext_and_legacy_hashes() -> None:
     assert user == UserRow(UID, "p0:ada@example.com", "p0:Ada", "trader", None, HASH,
                            at(1), at(1), 2, None)
     assert keys[KEY.key_id].legacy_key_hash == "ab" * 32
+    assert keys[KEY.key_id].name == "p0:nb"
 
 
 def test_a_v2_password_change_of_a_v1_user_drops_the_legacy_hash() -> None:
@@ -129,4 +130,5 @@ def test_forgotten_clears_personal_and_legacy_columns_and_revokes_every_key() ->
     assert user == UserRow(UID, None, None, "trader", None, None, at(1), at(3), 3, at(3))
     assert keys[KEY.key_id].revoked_at == at(3)
     assert keys[KEY.key_id].legacy_key_hash is None
+    assert keys[KEY.key_id].name is None  # a legacy key name is plain text: gone too
     assert "ada@example.com" not in repr((user, keys)) and HASH not in repr((user, keys))

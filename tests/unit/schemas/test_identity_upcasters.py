@@ -38,11 +38,11 @@ def test_v1_display_name_changed_upcasts_to_legacy_plaintext() -> None:
     assert parsed == UserDisplayNameChanged(display_name="p0:A.")
 
 
-def test_v1_api_key_created_upcasts_to_a_legacy_key_hash() -> None:
+def test_v1_api_key_created_upcasts_to_a_legacy_key_hash_and_a_plain_legacy_name() -> None:
     parsed = REGISTRY.parse("user.api-key-created", 1, {
         "key_id": "0123456789ab", "key_hash": "ab" * 32, "name": "nb",
         "scopes": ["reports:read"]})
-    assert parsed == UserApiKeyCreated(key_id="0123456789ab", name="nb",
+    assert parsed == UserApiKeyCreated(key_id="0123456789ab", name="p0:nb",
                                        scopes=("reports:read",), legacy_key_hash="ab" * 32)
 
 
@@ -55,7 +55,7 @@ def test_v1_api_key_created_upcasts_to_a_legacy_key_hash() -> None:
      ChangeUserPassword(legacy_password_hash=HASH)),
     ("user.create-api-key", {"key_id": "0123456789ab", "key_hash": "ab" * 32, "name": "nb",
                              "scopes": ["reports:read"]},
-     CreateApiKey(key_id="0123456789ab", name="nb", scopes=("reports:read",),
+     CreateApiKey(key_id="0123456789ab", name="p0:nb", scopes=("reports:read",),
                   legacy_key_hash="ab" * 32)),
 ])
 def test_v1_commands_still_on_the_topic_upcast_too(type_: str, payload: dict[str, object],

@@ -91,7 +91,7 @@ def test_a_reply_event_leaves_out_hashes_and_personal_data_and_keeps_the_rest() 
     assert {k: v for k, v in out.items() if k != "payload"} == {
         k: v for k, v in event.items() if k != "payload"}
     key = REGISTRY.redacted(_event(UserApiKeyCreated(
-        key_id="0123456789ab", name="laptop", scopes=("reports:read",))))
+        key_id="0123456789ab", name="p0:laptop", scopes=("reports:read",))))
     assert key["payload"] == {"key_id": "0123456789ab", "scopes": ["reports:read"]}
 
 
