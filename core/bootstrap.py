@@ -134,12 +134,13 @@ async def seed_tiers(settings: Settings, *, wait_ms: int = 60000) -> dict[str, s
             for tier_id, reply in zip(DEFAULT_TIERS, results, strict=True)}
 
 
-def _outcome(reply: CommandReply | None) -> str:
-    """What seeding one item did, in words for the console."""
+def _outcome(reply: CommandReply | None, *, pending: str = "pending",
+             duplicate: str = "already seeded") -> str:
+    """What a seed or CLI command did, in words for the console."""
     if reply is None:
-        return "pending"
+        return pending
     if reply.duplicate:
-        return "already seeded"
+        return duplicate
     return reply.status if reply.status == "accepted" else str(reply.reason)
 
 
@@ -195,11 +196,8 @@ async def register_user(settings: Settings, *, email: str, password: str, displa
             await store.discard_password(credential_id)
     finally:
         await pool.close()
-    if reply is None:
-        return "pending (is the user decider running?)"
-    if reply.duplicate:
-        return "already created"
-    return reply.status if reply.status == "accepted" else str(reply.reason)
+    return _outcome(reply, pending="pending (is the user decider running?)",
+                    duplicate="already created")
 
 
 async def forget_user(settings: Settings, *, target: str, wait_ms: int = 60000) -> str:
@@ -225,11 +223,8 @@ async def forget_user(settings: Settings, *, target: str, wait_ms: int = 60000) 
         identity.stop()
         await pool.close()
         await cache.aclose()
-    if reply is None:
-        return "erased; pending on the log (is the user decider running?)"
-    if reply.duplicate:
-        return "already forgotten"
-    return reply.status if reply.status == "accepted" else str(reply.reason)
+    return _outcome(reply, pending="erased; pending on the log (is the user decider running?)",
+                    duplicate="already forgotten")
 
 
 async def seed_users(settings: Settings, say: Callable[[str], None]) -> dict[str, str]:
