@@ -24,6 +24,7 @@ from kernel.auth import ACCESS_REFUSALS
 from schemas.topics import CATALOGUE
 from tests.integration.helpers import end_offsets
 from tests.security.conftest import Platform, Who
+from tests.support.openapi import resolve
 
 pytestmark = pytest.mark.integration
 
@@ -35,16 +36,6 @@ COMMAND_TOPICS = [t.name for t in CATALOGUE if t.kind == "commands"]
 INVALID = {"uuid": "not-a-uuid", "integer": "not-a-number"}
 
 
-def _ref(node: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
-    ref = node.get("$ref")
-    if ref is None:
-        return node
-    out: Any = doc
-    for part in ref.removeprefix("#/").split("/"):
-        out = out[part]
-    return out  # type: ignore[no-any-return]
-
-
 def _example(node: dict[str, Any], doc: dict[str, Any]) -> Any:
     """The first documented example of a parameter or media type, wherever it is."""
     if "example" in node:
@@ -52,7 +43,7 @@ def _example(node: dict[str, Any], doc: dict[str, Any]) -> Any:
     if isinstance(node.get("examples"), dict):
         return next(iter(node["examples"].values()))["value"]
     schema = node.get("schema", {})
-    for where in (schema, _ref(schema, doc)):
+    for where in (schema, resolve(schema, doc)):
         if where.get("examples"):
             return where["examples"][0]
         if "example" in where:

@@ -12,6 +12,7 @@ import pytest
 from core.entrypoints.http.app import create_app as create_core_app
 from kernel.settings import Settings
 from market_data.entrypoints.http.app import create_app as create_market_app
+from tests.support.openapi import resolve
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -37,17 +38,6 @@ OPERATIONS = list(_operations())
 IDS = [name for name, *_ in OPERATIONS]
 
 
-def _resolve(schema: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
-    """Follow a local $ref (one level is all FastAPI emits for bodies and answers)."""
-    ref = schema.get("$ref")
-    if ref is None:
-        return schema
-    node: Any = doc
-    for part in ref.removeprefix("#/").split("/"):
-        node = node[part]
-    return node  # type: ignore[no-any-return]
-
-
 def _examples(media: dict[str, Any], doc: dict[str, Any]) -> list[Any]:
     """Every example a reader would see for one media type: on it, or on its schema."""
     found: list[Any] = []
@@ -55,7 +45,7 @@ def _examples(media: dict[str, Any], doc: dict[str, Any]) -> list[Any]:
         found.append(media["example"])
     found += [e["value"] for e in media.get("examples", {}).values() if "value" in e]
     schema = media.get("schema", {})
-    for node in (schema, _resolve(schema, doc)):
+    for node in (schema, resolve(schema, doc)):
         found += node.get("examples", [])
         if "example" in node:
             found.append(node["example"])
