@@ -20,7 +20,6 @@ from redis.exceptions import RedisError
 
 from core.adapters.refresh_tokens import Unknown
 from core.domain.users import email_problem, normalise_email, password_problems, user_id
-from core.entrypoints.http.commands import read_your_write, version_of
 from core.entrypoints.http.deps import BusDep, IdempotencyKey
 from core.entrypoints.http.user_commands import (
     IdentityDep,
@@ -29,6 +28,7 @@ from core.entrypoints.http.user_commands import (
 )
 from core.identity import Identity, RoleChangePending, RoleLookup, TokenPair, UserGone
 from core.views.users import UserPublic, get_user, login_record, user_exists
+from kernel.application import Accepted, read_your_write
 from kernel.auth import ROLES, CurrentPrincipal, access, public
 from kernel.callers import Caller, caller_of
 from kernel.commands import CommandBus, command_id_for
@@ -38,7 +38,6 @@ from kernel.ratelimit import RateLimiter, rate_limited, retry_after_seconds, set
 from kernel.sealing import seal
 from kernel.tokens import RefreshFamily, RefreshRejected, Rotated, TokenReused
 from schemas.identity import ChangeUserPassword, DisplayName, RegisterUser, Role
-from schemas.replies import CommandReply
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -217,9 +216,9 @@ async def register(
     response.headers["Location"] = f"/users/{uid}"
     if registered is not None:
         return registered
-    at = outcome.events[0]["occurred_at"]
+    at = outcome.reply.events[0]["occurred_at"]
     return UserPublic(user_id=uid, email=email, display_name=body.display_name, role="trader",
-                      registered_at=at, updated_at=at, version=version_of(outcome))
+                      registered_at=at, updated_at=at, version=outcome.version)
 
 
 @router.post("/login", operation_id="login", summary="Exchange email and password for tokens",
@@ -285,7 +284,7 @@ async def _rehash(bus: CommandBus, identity: Identity, pool: AsyncConnectionPool
 
 
 async def _new_password(bus: CommandBus, identity: Identity, uid: str, password: str, *,
-                        rehash: bool = False) -> tuple[CommandReply | JSONResponse, uuid.UUID]:
+                        rehash: bool = False) -> tuple[Accepted | JSONResponse, uuid.UUID]:
     """Store a new credential, then record on the log that the password changed (its id only)."""
     # A user of the version 1 era gets a data key at their first password change.
     data_key = await identity.credentials.data_key(uid, create=True)
@@ -299,9 +298,9 @@ async def _new_password(bus: CommandBus, identity: Identity, uid: str, password:
 
 
 async def _settle_password(pool: AsyncConnectionPool, identity: Identity, uid: str,
-                           outcome: CommandReply, credential_id: uuid.UUID) -> None:
+                           outcome: Accepted, credential_id: uuid.UUID) -> None:
     """Once the read model points at the new credential, delete the superseded hashes."""
-    version = version_of(outcome)
+    version = outcome.version
     current = await read_your_write(lambda: _user(pool, identity, uid),
                                     lambda u: u.version >= version)
     if current is not None and current.version >= version:

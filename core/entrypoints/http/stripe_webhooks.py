@@ -41,7 +41,8 @@ from core.adapters.stripe_intake import (
     within,
 )
 from core.entrypoints.http.deps import BusDep
-from core.entrypoints.http.purchases import COMMANDS_TOPIC, GatewayDep
+from core.entrypoints.http.purchases import GatewayDep
+from core.handlers.purchases import submit
 from kernel.auth import public
 from kernel.commands import CommandBus
 from kernel.http import PROBLEM_SCHEMA, Problem
@@ -125,7 +126,7 @@ async def receive(
     command = command_for(outcome, purchase_id)
     try:
         # wait_ms=0: durable on the log is enough; the decider decides it once, later.
-        await bus.send(COMMANDS_TOPIC, command, wait_ms=0)
+        await submit(bus, command)
     except KafkaError as exc:
         raise _log_unavailable(exc) from None
     log.info("stripe webhook accepted", event_id=event_id, type=event.get("type"),

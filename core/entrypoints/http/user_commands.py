@@ -9,13 +9,12 @@ from fastapi import Depends, Path, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
-from core.entrypoints.http.commands import dispatch
+from core.entrypoints.http.commands import refused, undecided
+from core.handlers.users import submit
 from core.identity import Identity
+from kernel.application import Accepted, Command, Pending, Rejected
 from kernel.commands import CommandBus
 from schemas.envelope import CommandPayload
-from schemas.replies import CommandReply
-
-COMMANDS_TOPIC = "user.commands"
 
 # Refusal reasons -> (HTTP status, problem type).
 REASONS: dict[str, tuple[int, str]] = {
@@ -55,10 +54,16 @@ IdentityDep = Annotated[Identity, Depends(get_identity)]
 
 
 async def send(bus: CommandBus, user_id: str, payload: CommandPayload, *,
-               command_id: uuid.UUID, actor: str | None = None) -> CommandReply | JSONResponse:
-    """Publish a user command; the accepted reply, a 202 when undecided, or the refusal.
+               command_id: uuid.UUID, actor: str | None = None) -> Accepted | JSONResponse:
+    """Send a user command through its handler; accepted, a 202 when undecided, or the
+    refusal raised as problem+json.
 
     The actor is the user themselves unless another (an admin) is named: it is who may read
     the outcome at /commands/{id}, and who the log says did it."""
-    return await dispatch(bus, COMMANDS_TOPIC, user_id, payload, command_id=command_id,
-                          actor=actor or user_id, reasons=REASONS)
+    outcome = await submit(bus, Command(payload=payload, aggregate_id=user_id,
+                                        command_id=command_id, actor=actor or user_id))
+    if isinstance(outcome, Rejected):
+        raise refused(outcome, REASONS)
+    if isinstance(outcome, Pending):
+        return undecided(outcome, location=f"/commands/{command_id}")
+    return outcome

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
 from core.domain.users import forget_command_id
-from core.entrypoints.http.commands import read_your_write, version_of
 from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey
 from core.entrypoints.http.user_commands import (
     IdentityDep,
@@ -31,6 +30,7 @@ from core.views.users import (
     list_api_keys,
     list_users,
 )
+from kernel.application import read_your_write
 from kernel.auth import ROLE_SCOPES, ROLES, Principal, access
 from kernel.commands import command_id_for
 from kernel.deps import ConnDep
@@ -147,7 +147,7 @@ async def update_me(body: Annotated[MeUpdate, Body(examples=[{"display_name": "A
         command_id_for(idempotency_key, caller=uid, scope="display-name", body=body)))
     if isinstance(outcome, JSONResponse):
         return outcome
-    version = version_of(outcome)
+    version = outcome.version
     user = await read_your_write(lambda: get_user(conn, uid, identity.wrapper),
                                  lambda u: u.version >= version)
     if user is None:
@@ -207,7 +207,7 @@ async def create_key(
         return outcome
     # A duplicate long after the decision may come without its events (kernel.decider_state
     # keeps them within a byte budget): then this request's key was not the one recorded.
-    decided = next((e["payload"]["key_id"] for e in outcome.events
+    decided = next((e["payload"]["key_id"] for e in outcome.reply.events
                     if e["type"] == "user.api-key-created"),
                    "" if outcome.duplicate else record.key_id)
     if decided != record.key_id:
@@ -222,7 +222,7 @@ async def create_key(
         lambda: _key(conn, principal.user_id, record.key_id, identity.wrapper), lambda _: True)
     if listed is None:
         # Decided but not yet in the read model: the key works once it is.
-        at = outcome.events[0]["occurred_at"]
+        at = outcome.reply.events[0]["occurred_at"]
         listed = ApiKeyPublic(key_id=record.key_id, name=body.name, scopes=sorted(scopes),
                               created_at=at, revoked_at=None, prefix=record.display_prefix)
     return ApiKeyCreated(**listed.model_dump(), key=key)
@@ -314,7 +314,7 @@ async def change_role(
         identity.in_background(identity.settle_role_change_later(
             user_id, epoch=epoch, role=body.role, reply=lambda: bus.recent(command_id)))
         return outcome
-    version = version_of(outcome)
+    version = outcome.version
     await identity.role_change_decided(user_id, epoch=epoch, role=body.role, version=version)
     user = await read_your_write(lambda: get_user(conn, user_id, identity.wrapper),
                                  lambda u: u.version >= version)
@@ -352,8 +352,8 @@ async def forget(
     forgotten = await read_your_write(lambda: get_user(conn, user_id),
                                       lambda u: u.forgotten_at is not None)
     if forgotten is None or forgotten.forgotten_at is None:
-        at = next((e["occurred_at"] for e in outcome.events if e["type"] == "user.forgotten"),
+        at = next((e["occurred_at"] for e in outcome.reply.events if e["type"] == "user.forgotten"),
                   user.updated_at)
         return user.model_copy(update={"email": None, "display_name": None,
-                                       "forgotten_at": at, "version": version_of(outcome)})
+                                       "forgotten_at": at, "version": outcome.version})
     return forgotten
