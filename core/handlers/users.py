@@ -1,5 +1,4 @@
-"""User commands: display name, API keys, role, forgetting (registration and passwords:
-core.entrypoints.http.auth, through `submit`).
+"""User commands: registration, password, display name, API keys, role, forgetting.
 
 They are never answered `Decided`: a reply leaves out every personal field (the sealed email,
 display name and key names, schemas.sensitive), so the state after a user command cannot be
@@ -34,9 +33,11 @@ from kernel.tokens import generate_api_key, new_api_key_id, new_secret
 from schemas.envelope import CommandPayload
 from schemas.identity import (
     ChangeDisplayName,
+    ChangeUserPassword,
     ChangeUserRole,
     CreateApiKey,
     ForgetUser,
+    RegisterUser,
     RevokeApiKey,
     Role,
 )
@@ -53,6 +54,11 @@ class Credentials(Protocol):
 
     async def data_key(self, user_id: str, *, create: bool = False) -> bytes | None: ...
 
+    async def add_password(self, user_id: str, password_hash: str, *,
+                           data_key: bytes) -> uuid.UUID: ...
+
+    async def prune_passwords(self, user_id: str, *, current: uuid.UUID) -> None: ...
+
     async def add_api_key(self, *, key_id: str, user_id: str, key_hash: str) -> None: ...
 
     async def forget(self, user_id: str) -> None: ...
@@ -63,6 +69,8 @@ class Sessions(Protocol):
 
     @property
     def credentials(self) -> Credentials: ...
+
+    async def hash(self, password: str) -> str: ...
 
     async def end_sessions(self, user_id: str) -> None: ...
 
@@ -90,6 +98,11 @@ class Shown:
 @dataclass(frozen=True, kw_only=True)
 class UserNotFound:
     user_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmailTaken:
+    """Known already: no hash is spent on it (the decider would refuse it too)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +138,64 @@ async def submit(bus: CommandSender,
                  command: Command[CommandPayload]) -> Accepted | Rejected | Pending:
     """Send a user command and wait for its decision (its version, its redacted events)."""
     return await send(bus, COMMANDS_TOPIC, None, command)
+
+
+async def register(bus: CommandSender, sessions: Sessions, *, user_id: str, email: str,
+                   display_name: str, password: str, command_id: uuid.UUID,
+                   exists: Callable[[], Awaitable[bool]], read: ReadUser,
+                   wait_s: float = READ_YOUR_WRITES_S,
+                   ) -> Shown | EmailTaken | Rejected | Pending:
+    """A trader account: the identity service's rows first, then a command that names them
+    only by id. A refused registration leaves a credential no user row ever points at,
+    usable by no one."""
+    if await exists():
+        return EmailTaken()
+    data_key = await sessions.credentials.data_key(user_id, create=True)
+    assert data_key is not None
+    credential_id = await sessions.credentials.add_password(
+        user_id, await sessions.hash(password), data_key=data_key)
+    outcome = await submit(bus, Command(payload=RegisterUser(
+        email=seal(data_key, subject=user_id, field="email", text=email),
+        display_name=seal(data_key, subject=user_id, field="display_name", text=display_name),
+        credential_id=credential_id), aggregate_id=user_id, command_id=command_id,
+        actor=user_id))
+    if not isinstance(outcome, Accepted):
+        return outcome
+    registered = await read_your_write(read, lambda _: True, wait=wait_s)
+    if registered is not None:
+        return Shown(user=registered)
+    at = outcome.reply.events[0]["occurred_at"]
+    return Shown(user=UserPublic(user_id=user_id, email=email, display_name=display_name,
+                                 role="trader", registered_at=at, updated_at=at,
+                                 version=outcome.version))
+
+
+async def change_password(bus: CommandSender, sessions: Sessions, *, user_id: str,
+                          password: str, read: ReadUser, rehash: bool = False,
+                          wait_s: float = READ_YOUR_WRITES_S) -> Done | Rejected | Pending:
+    """Store a new credential, record on the log that the password changed (its id only),
+    and once the read model points at it, delete the superseded hashes. A change (not a
+    rehash after login) ends every session as soon as it is on the log, decided in time or
+    not; its decision revokes the API keys (core.domain.users)."""
+    # A user of the version 1 era gets a data key at their first password change.
+    data_key = await sessions.credentials.data_key(user_id, create=True)
+    assert data_key is not None
+    credential_id = await sessions.credentials.add_password(
+        user_id, await sessions.hash(password), data_key=data_key)
+    outcome = await submit(bus, Command(payload=ChangeUserPassword(
+        credential_id=credential_id, rehash=rehash), aggregate_id=user_id,
+        command_id=uuid.uuid4(), actor=user_id))
+    if isinstance(outcome, Rejected):
+        return outcome
+    if not rehash:
+        await sessions.end_sessions(user_id)
+    if isinstance(outcome, Pending):
+        return outcome
+    version = outcome.version
+    current = await read_your_write(read, lambda u: u.version >= version, wait=wait_s)
+    if current is not None and current.version >= version:
+        await sessions.credentials.prune_passwords(user_id, current=credential_id)
+    return Done()
 
 
 async def change_display_name(bus: CommandSender, sessions: Sessions, *, user_id: str,

@@ -1,8 +1,7 @@
-"""What the auth and users routers share: sending a user command, the pool and identity."""
+"""What the auth and users routers share: refusals of user commands, the pool and identity."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -10,11 +9,8 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
 from core.entrypoints.http.commands import refused, undecided
-from core.handlers.users import submit
 from core.identity import Identity
-from kernel.application import Accepted, Command, Pending, Rejected
-from kernel.commands import CommandBus
-from schemas.envelope import CommandPayload
+from kernel.application import Pending, Rejected
 
 # Refusal reasons -> (HTTP status, problem type).
 REASONS: dict[str, tuple[int, str]] = {
@@ -53,17 +49,9 @@ def get_identity(request: Request) -> Identity:
 IdentityDep = Annotated[Identity, Depends(get_identity)]
 
 
-async def send(bus: CommandBus, user_id: str, payload: CommandPayload, *,
-               command_id: uuid.UUID, actor: str | None = None) -> Accepted | JSONResponse:
-    """Send a user command through its handler; accepted, a 202 when undecided, or the
-    refusal raised as problem+json.
-
-    The actor is the user themselves unless another (an admin) is named: it is who may read
-    the outcome at /commands/{id}, and who the log says did it."""
-    outcome = await submit(bus, Command(payload=payload, aggregate_id=user_id,
-                                        command_id=command_id, actor=actor or user_id))
+def not_decided(outcome: Rejected | Pending) -> JSONResponse:
+    """A user command's refusal raised as its problem, or the 202 of one not decided in
+    time (poll /commands/{id})."""
     if isinstance(outcome, Rejected):
         raise refused(outcome, REASONS)
-    if isinstance(outcome, Pending):
-        return undecided(outcome, location=f"/commands/{command_id}")
-    return outcome
+    return undecided(outcome, location=f"/commands/{outcome.command_id}")

@@ -9,12 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.entrypoints.http.commands import refused, undecided
 from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey
-from core.entrypoints.http.user_commands import REASONS, IdentityDep, UserIdPath
+from core.entrypoints.http.user_commands import IdentityDep, UserIdPath, not_decided
 from core.handlers import users as handlers
 from core.views.users import (
     EXAMPLE_API_KEY,
@@ -174,7 +172,7 @@ async def create_key(
                           "create another with a new Idempotency-Key", key_id=outcome.key_id)
         case handlers.UserNotFound():
             raise _not_found(outcome.user_id)
-    return _undecided(outcome)
+    return not_decided(outcome)
 
 
 async def _key(conn: ConnDep, owner: str, key_id: str,
@@ -194,7 +192,7 @@ async def revoke_key(key_id: KeyIdPath, bus: BusDep, conn: ConnDep,
         read_key=lambda kid: _key(conn, principal.user_id, kid))
     if isinstance(outcome, handlers.Done):
         return Response(status_code=204)
-    return _undecided(outcome)
+    return not_decided(outcome)
 
 
 @users_router.get("", operation_id="listUsers", summary="Users by id (admins)",
@@ -271,13 +269,6 @@ async def forget(
     return _shown(outcome, user_id)
 
 
-def _undecided(outcome: Rejected | Pending) -> JSONResponse:
-    """A refusal raised as its problem, or the 202 of a command not decided in time."""
-    if isinstance(outcome, Rejected):
-        raise refused(outcome, REASONS)
-    return undecided(outcome, location=f"/commands/{outcome.command_id}")
-
-
 def _shown(outcome: handlers.Shown | handlers.UserNotFound | handlers.NameUnchanged | Rejected
            | Pending, uid: str) -> Any:
     match outcome:
@@ -288,4 +279,4 @@ def _shown(outcome: handlers.Shown | handlers.UserNotFound | handlers.NameUnchan
         case handlers.NameUnchanged():
             raise Problem(409, "display-name-unchanged", "Display name unchanged",
                           "the display name is the same")
-    return _undecided(outcome)
+    return not_decided(outcome)

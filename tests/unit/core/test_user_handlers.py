@@ -37,10 +37,21 @@ class FakeCredentials:
     def __init__(self) -> None:
         self.key: bytes | None = new_data_key()
         self.api_keys: dict[str, str] = {}
+        self.passwords: list[tuple[uuid.UUID, str]] = []
+        self.pruned: list[uuid.UUID] = []
         self.forgotten: list[str] = []
 
     async def data_key(self, user_id: str, *, create: bool = False) -> bytes | None:
         return self.key
+
+    async def add_password(self, user_id: str, password_hash: str, *,
+                           data_key: bytes) -> uuid.UUID:
+        credential = uuid.uuid4()
+        self.passwords.append((credential, password_hash))
+        return credential
+
+    async def prune_passwords(self, user_id: str, *, current: uuid.UUID) -> None:
+        self.pruned.append(current)
 
     async def add_api_key(self, *, key_id: str, user_id: str, key_hash: str) -> None:
         self.api_keys[key_id] = key_hash
@@ -62,6 +73,9 @@ class FakeSessions:
     @property
     def credentials(self) -> FakeCredentials:
         return self._credentials
+
+    async def hash(self, password: str) -> str:
+        return f"hashed:{password}"
 
     async def end_sessions(self, user_id: str) -> None:
         self.calls.append(("end-sessions", user_id))
@@ -263,3 +277,88 @@ async def test_a_retried_api_key_creation_names_the_key_of_the_first_answer() ->
         command_id=cid, read_key=unseen, wait_s=WAIT)
     assert isinstance(first, handlers.KeyCreated)
     assert again == handlers.KeyAlreadyCreated(key_id=first.key.key_id)
+
+
+def caught_up(b: DecidingBus) -> handlers.ReadUser:
+    """A read model in step with the log (its version is the aggregate's)."""
+    async def read() -> UserPublic | None:
+        events = b.events_of(UID)
+        return ROW.model_copy(update={"version": len(events)}) if events else None
+    return read
+
+
+@pytest.mark.asyncio
+async def test_a_registration_stores_the_hash_and_puts_only_sealed_values_on_the_log() -> None:
+    b, sessions = bus(), FakeSessions()
+
+    async def unknown() -> bool:
+        return False
+
+    outcome = await handlers.register(
+        b, sessions, user_id=UID, email="ada@example.com", display_name="Ada",
+        password="a long password 1", command_id=uuid.uuid4(), exists=unknown,
+        read=stale(None), wait_s=WAIT)
+    assert isinstance(outcome, handlers.Shown)
+    assert (outcome.user.email, outcome.user.role, outcome.user.version) == (
+        "ada@example.com", "trader", 1)
+    ((credential, hashed),) = sessions.credentials.passwords
+    assert hashed == "hashed:a long password 1"
+    payload = b.sent[-1].payload
+    assert payload["credential_id"] == str(credential)
+    assert "ada@example.com" not in str(payload) and "a long password" not in str(payload)
+
+
+@pytest.mark.asyncio
+async def test_a_known_email_spends_no_hash_and_sends_nothing() -> None:
+    b, sessions = bus(), FakeSessions()
+
+    async def known() -> bool:
+        return True
+
+    outcome = await handlers.register(
+        b, sessions, user_id=UID, email="ada@example.com", display_name="Ada",
+        password="a long password 1", command_id=uuid.uuid4(), exists=known,
+        read=stale(), wait_s=WAIT)
+    assert isinstance(outcome, handlers.EmailTaken)
+    assert b.sent == [] and sessions.credentials.passwords == []
+
+
+@pytest.mark.asyncio
+async def test_a_password_change_ends_sessions_and_prunes_once_the_row_shows_it() -> None:
+    b, sessions = bus(), FakeSessions()
+    await registered(b)
+    outcome = await handlers.change_password(b, sessions, user_id=UID, password="new one 22",
+                                             read=caught_up(b), wait_s=WAIT)
+    assert isinstance(outcome, handlers.Done)
+    assert sessions.calls == [("end-sessions", UID)]
+    ((credential, _),) = sessions.credentials.passwords
+    assert sessions.credentials.pruned == [credential]
+
+
+@pytest.mark.asyncio
+async def test_an_undecided_password_change_still_ends_sessions_but_prunes_nothing() -> None:
+    b, sessions = bus(), FakeSessions()
+    await registered(b)
+    b.undecided.add("user.change-password")
+    outcome = await handlers.change_password(b, sessions, user_id=UID, password="new one 22",
+                                             read=caught_up(b), wait_s=WAIT)
+    assert isinstance(outcome, Pending)
+    assert sessions.calls == [("end-sessions", UID)] and sessions.credentials.pruned == []
+
+
+@pytest.mark.asyncio
+async def test_a_rehash_after_login_ends_no_session() -> None:
+    b, sessions = bus(), FakeSessions()
+    await registered(b)
+    outcome = await handlers.change_password(b, sessions, user_id=UID, password="same one 22",
+                                             read=caught_up(b), rehash=True, wait_s=WAIT)
+    assert isinstance(outcome, handlers.Done) and sessions.calls == []
+    assert b.sent[-1].payload["rehash"] is True
+
+
+@pytest.mark.asyncio
+async def test_a_refused_password_change_ends_no_session() -> None:
+    b, sessions = bus(), FakeSessions()  # nobody registered: refused
+    outcome = await handlers.change_password(b, sessions, user_id=UID, password="new one 22",
+                                             read=caught_up(b), wait_s=WAIT)
+    assert isinstance(outcome, Rejected) and sessions.calls == []
