@@ -12,14 +12,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from core.adapters.stripe_events import Ignored, Malformed, translate
 from core.adapters.stripe_gateway import (
     CheckoutRequest,
     CheckoutSession,
     PaymentProviderError,
     PaymentProviderUnavailable,
 )
+from core.adapters.stripe_intake import PURCHASE_GRACE_S, Lookup, command_for, within
 from core.domain.purchases import Purchase, PurchaseAggregate
 from core.views.purchases import PurchasePublic
 from core.views.tiers import TierView
@@ -34,9 +36,12 @@ from kernel.application import (
     Rejected,
     dispatch,
 )
+from kernel.observability import get_logger
 from schemas.envelope import CommandEnvelope, CommandPayload
 from schemas.payment import CreatePurchase, GrantPurchase, OpenCheckout, PurchaseStatus
 from schemas.registry import TypeRegistry
+
+log = get_logger(__name__)
 
 COMMANDS_TOPIC = "payment.commands"
 AGGREGATE = PurchaseAggregate()
@@ -194,6 +199,49 @@ async def submit(bus: CommandSender, command: CommandEnvelope) -> None:
     """Put a command on the log without waiting for its decision (Stripe's webhooks: durable
     is enough, and the command id of the Stripe event makes every redelivery one effect)."""
     await bus.send(COMMANDS_TOPIC, command, wait_ms=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Receipt:
+    """What became of a verified Stripe event: a command on the log, nothing, or a dead
+    letter."""
+
+    event_id: str
+    action: Literal["command-sent", "ignored", "dead-lettered"]
+    purchase_id: str | None = None
+    detail: str = ""
+
+
+Park = Callable[[str, str], Awaitable[None]]  # (reason, detail): the body to dead letters
+
+
+async def receive_stripe_event(bus: CommandSender, event: dict[str, Any], *,
+                               find_purchase: Lookup, park: Park,
+                               grace_s: float = PURCHASE_GRACE_S) -> Receipt:
+    """A verified Stripe event as a payment command, sent without waiting for its decision.
+
+    One we cannot attribute to a purchase the read model knows (within `grace_s` of
+    projection lag), or whose fields make no valid command, is parked (`park`) for an
+    operator to replay: never sent, since the decider would refuse it and keep that answer
+    for the command id. Kafka errors propagate (the route answers 503: Stripe retries)."""
+    outcome = translate(event)
+    event_id = str(event.get("id", ""))
+    if isinstance(outcome, Ignored):
+        log.info("stripe webhook ignored", event_id=event_id, type=event.get("type"),
+                 reason=outcome.reason)
+        return Receipt(event_id=event_id, action="ignored", detail=outcome.reason)
+    if isinstance(outcome, Malformed):
+        await park("malformed", outcome.reason)
+        return Receipt(event_id=event_id, action="dead-lettered", detail=outcome.reason)
+    purchase_id = await within(find_purchase, outcome, grace_s=grace_s)
+    if purchase_id is None:
+        detail = "no purchase matches its metadata or payment intent"
+        await park("unknown-purchase", detail)
+        return Receipt(event_id=event_id, action="dead-lettered", detail=detail)
+    await submit(bus, command_for(outcome, purchase_id))
+    log.info("stripe webhook accepted", event_id=event_id, type=event.get("type"),
+             purchase_id=purchase_id, command=outcome.command.TYPE)
+    return Receipt(event_id=event_id, action="command-sent", purchase_id=purchase_id)
 
 
 def status_of(state: Purchase) -> PurchaseStatus:

@@ -229,3 +229,68 @@ def test_an_older_snapshot_without_the_checkout_url_still_loads() -> None:
     data = agg.dump(agg.initial(PID))
     del data["checkout_url"]
     assert agg.load(data) == agg.initial(PID)
+
+
+# Stripe's webhooks -----------------------------------------------------------------------------
+
+PAID_SESSION = {"id": "cs_test_1", "object": "checkout.session", "payment_status": "paid",
+                "amount_total": 14_900, "currency": "usd", "payment_intent": "pi_1",
+                "client_reference_id": PID, "metadata": {"purchase_id": PID}}
+
+
+def stripe(event_id: str, kind: str, obj: dict[str, object]) -> dict[str, object]:
+    return {"id": event_id, "object": "event", "type": kind, "data": {"object": obj}}
+
+
+class Parked:
+    def __init__(self) -> None:
+        self.letters: list[tuple[str, str]] = []
+
+    async def __call__(self, reason: str, detail: str) -> None:
+        self.letters.append((reason, detail))
+
+
+async def known(found: object) -> str | None:
+    return PID
+
+
+async def unknown(found: object) -> str | None:
+    return None
+
+
+@pytest.mark.asyncio
+async def test_a_paid_session_completes_the_purchase_once_however_often_delivered() -> None:
+    b, parked = bus(), Parked()
+    await buy(b, FakeStripe())
+    event = stripe("evt_paid", "checkout.session.completed", PAID_SESSION)
+    for _ in range(2):
+        receipt = await handlers.receive_stripe_event(b, event, find_purchase=known,
+                                                      park=parked)
+        assert receipt == handlers.Receipt(event_id="evt_paid", action="command-sent",
+                                           purchase_id=PID)
+    assert b.sent[-1].command_id == b.sent[-2].command_id == stripe_command_id("evt_paid")
+    assert types(b).count("payment.purchase-completed") == 1 and parked.letters == []
+    paid = read_model(b)
+    assert paid is not None and paid.status == "paid"
+
+
+@pytest.mark.asyncio
+async def test_an_event_of_no_purchase_is_parked_never_sent() -> None:
+    b, parked = bus(), Parked()
+    receipt = await handlers.receive_stripe_event(
+        b, stripe("evt_lost", "checkout.session.completed", PAID_SESSION),
+        find_purchase=unknown, park=parked, grace_s=0.0)
+    assert receipt.action == "dead-lettered" and b.sent == []
+    assert [reason for reason, _ in parked.letters] == ["unknown-purchase"]
+
+
+@pytest.mark.asyncio
+async def test_a_malformed_event_is_parked_and_an_uninteresting_one_ignored() -> None:
+    b, parked = bus(), Parked()
+    malformed = await handlers.receive_stripe_event(
+        b, {"id": "evt_x"}, find_purchase=known, park=parked)
+    ignored = await handlers.receive_stripe_event(
+        b, stripe("evt_c", "customer.created", {"id": "cus_1"}), find_purchase=known,
+        park=parked)
+    assert (malformed.action, ignored.action) == ("dead-lettered", "ignored")
+    assert [reason for reason, _ in parked.letters] == ["malformed"] and b.sent == []
