@@ -13,7 +13,8 @@ the read model's row at its version) and calls `dispatch`, which answers one of:
   id was decided for another actor, so that outcome is not this caller's);
 - `Pending`: not decided within the wait; the reply stays pollable at /commands/{id}.
 
-Only `dispatch` and `send` do IO; `facts`, `fold` and `decide_state` are pure.
+`facts`, `fold`, `decide_state` and `outcome_of` are pure; the async functions do IO only
+through the bus and the caller's `read` of its read model.
 """
 
 from __future__ import annotations
