@@ -44,6 +44,9 @@ class Purchase:
     tier_revision: int = 0
     terms: TierTerms | None = None
     checkout_session_id: str | None = None
+    # Where the buyer pays: no decision needs it, but the API answers with it (the state a
+    # handler rebuilds from a reply is the whole answer to POST /purchases).
+    checkout_url: str | None = None
     refunded: bool = False
     disputed: bool = False
     stripe_events: frozenset[str] = field(default_factory=frozenset)
@@ -120,8 +123,8 @@ class PurchaseAggregate:
                 return replace(state, stage="pending" if isinstance(event, PurchaseCreated)
                                else "granted", user_id=event.user_id, tier_id=event.tier_id,
                                tier_revision=event.tier_revision, terms=event.terms)
-            case CheckoutOpened(checkout_session_id=session):
-                return replace(state, checkout_session_id=session)
+            case CheckoutOpened(checkout_session_id=session, checkout_url=url):
+                return replace(state, checkout_session_id=session, checkout_url=url)
             case PurchaseCompleted():
                 return replace(state, stage="paid",
                                checkout_session_id=event.checkout_session_id,
@@ -139,7 +142,8 @@ class PurchaseAggregate:
             "purchase_id": state.purchase_id, "stage": state.stage, "user_id": state.user_id,
             "tier_id": state.tier_id, "tier_revision": state.tier_revision,
             "terms": None if state.terms is None else state.terms.model_dump(mode="json"),
-            "checkout_session_id": state.checkout_session_id, "refunded": state.refunded,
+            "checkout_session_id": state.checkout_session_id,
+            "checkout_url": state.checkout_url, "refunded": state.refunded,
             "disputed": state.disputed, "stripe_events": sorted(state.stripe_events),
         }
 
@@ -148,7 +152,9 @@ class PurchaseAggregate:
         return Purchase(
             purchase_id=data["purchase_id"], stage=data["stage"], user_id=data["user_id"],
             tier_id=data["tier_id"], tier_revision=data["tier_revision"], terms=terms,
-            checkout_session_id=data["checkout_session_id"], refunded=data["refunded"],
+            checkout_session_id=data["checkout_session_id"],
+            # Snapshots written before the URL was kept have none: it is only ever shown.
+            checkout_url=data.get("checkout_url"), refunded=data["refunded"],
             disputed=data["disputed"], stripe_events=frozenset(data["stripe_events"]))
 
 

@@ -29,6 +29,7 @@ from kernel.http import (
 )
 from kernel.pg import make_pool
 from kernel.settings import Settings
+from schemas import default_registry
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -67,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.bus = bus
+    app.state.registry = default_registry()
     app.state.pool = pool
     app.state.cache = cache
     app.state.stripe = stripe_gateway

@@ -7,26 +7,20 @@ change no state the log must keep (refresh families live in Redis, core.adapters
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Request, Response
-from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
 from core.adapters.refresh_tokens import Unknown
 from core.domain.users import email_problem, normalise_email, password_problems, user_id
-from core.entrypoints.http.commands import read_your_write, version_of
 from core.entrypoints.http.deps import BusDep, IdempotencyKey
-from core.entrypoints.http.user_commands import (
-    IdentityDep,
-    PoolDep,
-    send,
-)
+from core.entrypoints.http.user_commands import IdentityDep, PoolDep, not_decided
+from core.handlers import users as handlers
 from core.identity import Identity, RoleChangePending, RoleLookup, TokenPair, UserGone
 from core.views.users import UserPublic, get_user, login_record, user_exists
 from kernel.auth import ROLES, CurrentPrincipal, access, public
@@ -35,10 +29,8 @@ from kernel.commands import CommandBus, command_id_for
 from kernel.http import PROBLEM_SCHEMA, Problem, no_store
 from kernel.observability import get_logger
 from kernel.ratelimit import RateLimiter, rate_limited, retry_after_seconds, settings_limited
-from kernel.sealing import seal
 from kernel.tokens import RefreshFamily, RefreshRejected, Rotated, TokenReused
-from schemas.identity import ChangeUserPassword, DisplayName, RegisterUser, Role
-from schemas.replies import CommandReply
+from schemas.identity import DisplayName, Role
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -190,36 +182,27 @@ async def register(
         raise Problem(422, "password-rejected", "The password is not acceptable",
                       f"it breaks: {', '.join(broken)}", rules=broken)
     uid = user_id(email)
-    async with pool.connection() as conn:
-        known = await user_exists(conn, uid)
-    if known:
-        # Known already: no need to spend a hash on it (the decider would refuse it too).
-        raise Problem(409, "email-taken", "Email taken", "a user with this email is registered")
-    # The identity service's rows first, then a command that names them only by id: a refused
-    # registration leaves a credential no user row ever points at, usable by no one.
-    data_key = await identity.credentials.data_key(uid, create=True)
-    assert data_key is not None
-    credential_id = await identity.credentials.add_password(
-        uid, await identity.hash(body.password), data_key=data_key)
-    command = RegisterUser(
-        email=seal(data_key, subject=uid, field="email", text=email),
-        display_name=seal(data_key, subject=uid, field="display_name", text=body.display_name),
-        credential_id=credential_id)
-    outcome = await send(bus, uid, command,
-                         command_id=command_id_for(
-                             idempotency_key, caller="anonymous", scope=f"register:{uid}",
-                             # Not the password: the id is on the log, and must be no
-                             # offline oracle for it. One email is one registration anyway.
-                             body=body.model_dump(mode="json", exclude={"password"})))
-    if isinstance(outcome, JSONResponse):
-        return outcome
-    registered = await read_your_write(lambda: _user(pool, identity, uid), lambda _: True)
-    response.headers["Location"] = f"/users/{uid}"
-    if registered is not None:
-        return registered
-    at = outcome.events[0]["occurred_at"]
-    return UserPublic(user_id=uid, email=email, display_name=body.display_name, role="trader",
-                      registered_at=at, updated_at=at, version=version_of(outcome))
+
+    async def exists() -> bool:
+        async with pool.connection() as conn:
+            return await user_exists(conn, uid)
+
+    outcome = await handlers.register(
+        bus, identity, user_id=uid, email=email, display_name=body.display_name,
+        password=body.password, exists=exists, read=lambda: _user(pool, identity, uid),
+        command_id=command_id_for(
+            idempotency_key, caller="anonymous", scope=f"register:{uid}",
+            # Not the password: the id is on the log, and must be no offline oracle for
+            # it. One email is one registration anyway.
+            body=body.model_dump(mode="json", exclude={"password"})))
+    match outcome:
+        case handlers.EmailTaken():
+            raise Problem(409, "email-taken", "Email taken",
+                          "a user with this email is registered")
+        case handlers.Shown():
+            response.headers["Location"] = f"/users/{uid}"
+            return outcome.user
+    return not_decided(outcome)
 
 
 @router.post("/login", operation_id="login", summary="Exchange email and password for tokens",
@@ -277,35 +260,10 @@ async def _rehash(bus: CommandBus, identity: Identity, pool: AsyncConnectionPool
                   password: str) -> None:
     """Best effort: store the hash made with today's parameters."""
     try:
-        outcome, credential_id = await _new_password(bus, identity, uid, password, rehash=True)
-        if not isinstance(outcome, JSONResponse):
-            await _settle_password(pool, identity, uid, outcome, credential_id)
+        await handlers.change_password(bus, identity, user_id=uid, password=password,
+                                       read=lambda: _user(pool, identity, uid), rehash=True)
     except Exception as exc:  # never fails a login that has already succeeded
         log.warning("rehash after login failed", user_id=uid, error=type(exc).__name__)
-
-
-async def _new_password(bus: CommandBus, identity: Identity, uid: str, password: str, *,
-                        rehash: bool = False) -> tuple[CommandReply | JSONResponse, uuid.UUID]:
-    """Store a new credential, then record on the log that the password changed (its id only)."""
-    # A user of the version 1 era gets a data key at their first password change.
-    data_key = await identity.credentials.data_key(uid, create=True)
-    assert data_key is not None
-    credential_id = await identity.credentials.add_password(uid, await identity.hash(password),
-                                                            data_key=data_key)
-    outcome = await send(bus, uid, ChangeUserPassword(credential_id=credential_id,
-                                                      rehash=rehash),
-                         command_id=uuid.uuid4())
-    return outcome, credential_id
-
-
-async def _settle_password(pool: AsyncConnectionPool, identity: Identity, uid: str,
-                           outcome: CommandReply, credential_id: uuid.UUID) -> None:
-    """Once the read model points at the new credential, delete the superseded hashes."""
-    version = version_of(outcome)
-    current = await read_your_write(lambda: _user(pool, identity, uid),
-                                    lambda u: u.version >= version)
-    if current is not None and current.version >= version:
-        await identity.credentials.prune_passwords(uid, current=credential_id)
 
 
 REFRESH_PROBLEMS = {
@@ -396,15 +354,12 @@ async def change_password(
     if broken:
         raise Problem(422, "password-rejected", "The password is not acceptable",
                       f"it breaks: {', '.join(broken)}", rules=broken)
-    outcome, credential_id = await _new_password(bus, identity, principal.user_id,
-                                                 body.new_password)
-    # On the log: it will be decided, so every session ends now, decided in time or not
-    # (the decision itself revokes the API keys, see core.domain.users).
-    await identity.end_sessions(principal.user_id)
-    if isinstance(outcome, JSONResponse):
-        return outcome
-    await _settle_password(pool, identity, principal.user_id, outcome, credential_id)
-    return Response(status_code=204)
+    outcome = await handlers.change_password(
+        bus, identity, user_id=principal.user_id, password=body.new_password,
+        read=lambda: _user(pool, identity, principal.user_id))
+    if isinstance(outcome, handlers.Done):
+        return Response(status_code=204)
+    return not_decided(outcome)
 
 
 async def _user(pool: AsyncConnectionPool, identity: Identity, uid: str) -> UserPublic | None:

@@ -1,24 +1,21 @@
-"""What every command route shares: publish, wait for the decision, map a refusal to a
-problem, and read your own write from the read model within a bounded wait."""
+"""What every command route shares: a handler's outcome that is not a decided state, as HTTP.
+
+A rejection is problem+json with the reason as its type (or a mapped one); a command not
+decided within the wait is a 202 to poll; a command decided whose state the read model does
+not show yet is a 202 pointing at where it will appear.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
-from typing import Literal, TypeVar
+from collections.abc import Mapping
+from typing import Literal
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from kernel.commands import CommandBus
+from kernel.application import Accepted, Pending, Rejected
 from kernel.problems import Problem
-from schemas.envelope import CommandPayload, make_command
-from schemas.replies import CommandReply
-
-READ_YOUR_WRITES_S = 2.0  # how long a change waits for the read model to show it
-T = TypeVar("T")
 
 # A refusal reason -> its HTTP status (the problem type is the reason), or (status, type).
 Reasons = Mapping[str, int | tuple[int, str]]
@@ -46,42 +43,19 @@ def accepted(command_id: uuid.UUID, *, location: str | None = None,
                         .model_dump(mode="json"), status_code=202, headers={"Location": where})
 
 
-async def dispatch(bus: CommandBus, topic: str, aggregate_id: str, payload: CommandPayload, *,
-                   command_id: uuid.UUID, actor: str | None,
-                   reasons: Reasons) -> CommandReply | JSONResponse:
-    """Publish a command; its accepted reply, a 202 when undecided, or the refusal raised as
-    problem+json (an unknown reason is a 409 of its own type)."""
-    command = make_command(payload, aggregate_id=aggregate_id, command_id=command_id,
-                           issued_at=datetime.now(UTC), actor=actor)
-    reply = await bus.send(topic, command)
-    if reply is None:
-        return accepted(command_id)
-    if reply.actor is not None and reply.actor != actor:
-        # The id was decided for someone else's command: its outcome is not this caller's.
-        raise Problem(409, "command-id-taken", "Command id already used",
-                      "send the request with another Idempotency-Key")
-    if reply.status == "rejected":
-        reason = reply.reason or "rejected"
-        mapped = reasons.get(reason, 409)
-        status, slug = mapped if isinstance(mapped, tuple) else (mapped, reason)
-        raise Problem(status, slug, slug.replace("-", " ").capitalize(), reply.detail or "",
-                      command_id=str(command_id))
-    return reply
+def refused(rejected: Rejected, reasons: Reasons) -> Problem:
+    """The problem of a refusal (an unknown reason is a 409 of its own type)."""
+    if rejected.foreign:
+        return Problem(409, "command-id-taken", "Command id already used", rejected.detail)
+    mapped = reasons.get(rejected.reason, 409)
+    status, slug = mapped if isinstance(mapped, tuple) else (mapped, rejected.reason)
+    return Problem(status, slug, slug.replace("-", " ").capitalize(), rejected.detail,
+                   command_id=str(rejected.command_id))
 
 
-def version_of(reply: CommandReply) -> int:
-    """The aggregate version the accepted command left (its last event's sequence)."""
-    return max((int(e["sequence"]) for e in reply.events), default=0)
-
-
-async def read_your_write(read: Callable[[], Awaitable[T | None]],
-                          done: Callable[[T], bool],
-                          wait: float = READ_YOUR_WRITES_S) -> T | None:
-    """The read model's answer once `done` holds, or the freshest answer after `wait`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    while True:
-        current = await read()
-        if (current is not None and done(current)) or loop.time() >= deadline:
-            return current
-        await asyncio.sleep(0.01)
+def undecided(outcome: Accepted | Pending, *, location: str) -> JSONResponse:
+    """202: `Pending` polls /commands/{id}; `Accepted` (decided, the state not known here)
+    points at `location`, where the read model will show it."""
+    if isinstance(outcome, Pending):
+        return accepted(outcome.command_id)
+    return accepted(outcome.command_id, location=location, status="accepted")

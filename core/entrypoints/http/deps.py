@@ -8,6 +8,7 @@ from fastapi import Depends, Header, Request
 
 from kernel.commands import CommandBus
 from kernel.ratelimit import settings_limited
+from schemas.registry import TypeRegistry
 
 
 def get_bus(request: Request) -> CommandBus:
@@ -16,6 +17,15 @@ def get_bus(request: Request) -> CommandBus:
 
 
 BusDep = Annotated[CommandBus, Depends(get_bus)]
+
+
+def get_registry(request: Request) -> TypeRegistry:
+    registry: TypeRegistry = request.app.state.registry
+    return registry
+
+
+# Decodes the events of a reply, for handlers to fold them onto the state they know.
+RegistryDep = Annotated[TypeRegistry, Depends(get_registry)]
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", min_length=1, max_length=200,

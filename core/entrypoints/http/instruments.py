@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.entrypoints.http.commands import (
-    CommandAccepted,
-    accepted,
-    dispatch,
-    read_your_write,
-)
-from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey
+from core.domain.instruments import Instrument
+from core.entrypoints.http.commands import CommandAccepted, refused, undecided
+from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey, RegistryDep
+from core.handlers import instruments as handlers
 from core.views.instruments import InstrumentPublic, get_instrument, list_instruments
+from kernel.application import Command, Decided, Outcome, Rejected
 from kernel.auth import ROLES, Principal, access, public
 from kernel.commands import command_id_for
 from kernel.deps import ConnDep
@@ -35,10 +32,10 @@ from schemas.instrument import (
 )
 from schemas.replies import CommandReply
 
+C = TypeVar("C", bound=CommandPayload)
 router = APIRouter(prefix="/instruments", tags=["instruments"])
 commands_router = APIRouter(prefix="/commands", tags=["commands"])
 
-COMMANDS_TOPIC = "instrument.commands"
 SymbolPath = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._:/-]+$",
                                   examples=["BTC-USD"])]
 
@@ -105,31 +102,21 @@ AdminDep = Annotated[Principal, access("admin", scope="admin")]
 REFERENCE = public("the instrument registry is reference data for every visitor")
 
 
-async def _dispatch(bus: BusDep, symbol: str, payload: CommandPayload, *, admin: Principal,
-                    idempotency_key: str | None, route: str) -> CommandReply | JSONResponse:
-    """Send the command as `admin` (its actor on the log); see commands.dispatch."""
-    return await dispatch(bus, COMMANDS_TOPIC, symbol, payload,
-                          command_id=command_id_for(idempotency_key, caller=admin.user_id,
-                                                    scope=f"{route}:{symbol}", body=payload),
-                          actor=admin.user_id, reasons=REASON_STATUS)
+def _command(payload: C, symbol: str, *, admin: Principal, idempotency_key: str | None,
+             route: str) -> Command[C]:
+    """The command as `admin` sends it (its actor on the log)."""
+    return Command(payload=payload, aggregate_id=symbol, actor=admin.user_id,
+                   command_id=command_id_for(idempotency_key, caller=admin.user_id,
+                                             scope=f"{route}:{symbol}", body=payload))
 
 
-def _from_events(reply: CommandReply, current: InstrumentPublic | None) -> dict[str, Any]:
-    """The instrument as the accepted command left it (the read model may not have it yet)."""
-    body: dict[str, Any] = current.model_dump(mode="json") if current is not None else {}
-    for event in reply.events:
-        payload = event["payload"]
-        if event["type"] == "instrument.registered":
-            body = {**payload["spec"], "status": "active", "halt_reason": None,
-                    "registered_at": event["occurred_at"]}
-        elif event["type"] == "instrument.updated":
-            body.update({k: v for k, v in payload["changes"].items() if v is not None})
-        elif event["type"] == "instrument.halted":
-            body.update(status="halted", halt_reason=payload["reason"])
-        elif event["type"] == "instrument.resumed":
-            body.update(status="active", halt_reason=None)
-        body.update(version=event["sequence"], updated_at=event["occurred_at"])
-    return body
+def _answer(outcome: Outcome[Instrument], symbol: str) -> Any:
+    """The decided instrument as the public DTO, else the 202 or the problem."""
+    if isinstance(outcome, Decided):
+        return handlers.public(outcome.known)
+    if isinstance(outcome, Rejected):
+        raise refused(outcome, REASON_STATUS)
+    return undecided(outcome, location=f"/instruments/{symbol}")
 
 
 @router.post("", operation_id="registerInstrument", status_code=201,
@@ -138,14 +125,15 @@ def _from_events(reply: CommandReply, current: InstrumentPublic | None) -> dict[
              dependencies=COMMAND_LIMIT)
 async def register_instrument(
     spec: Annotated[InstrumentSpec, Body(examples=[EXAMPLE_SPEC])], admin: AdminDep,
-    bus: BusDep, response: Response, idempotency_key: IdempotencyKey = None,
+    bus: BusDep, registry: RegistryDep, response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    outcome = await _dispatch(bus, spec.symbol, RegisterInstrument(spec=spec), admin=admin,
-                              idempotency_key=idempotency_key, route="register")
-    if isinstance(outcome, JSONResponse):
-        return outcome
-    response.headers["Location"] = f"/instruments/{spec.symbol}"
-    return _from_events(outcome, None)
+    outcome = await handlers.register(bus, registry, _command(
+        RegisterInstrument(spec=spec), spec.symbol, admin=admin,
+        idempotency_key=idempotency_key, route="register"))
+    if isinstance(outcome, Decided):
+        response.headers["Location"] = f"/instruments/{spec.symbol}"
+    return _answer(outcome, spec.symbol)
 
 
 @router.get("", operation_id="listInstruments", summary="List instruments by symbol",
@@ -181,26 +169,13 @@ async def get_one(symbol: SymbolPath, conn: ConnDep) -> InstrumentPublic:
     return found
 
 
-async def _change(symbol: str, payload: CommandPayload, bus: BusDep, conn: ConnDep,
-                  admin: Principal, idempotency_key: str | None, route: str) -> Any:
-    outcome = await _dispatch(bus, symbol, payload, admin=admin,
-                              idempotency_key=idempotency_key, route=route)
-    if isinstance(outcome, JSONResponse):
-        return outcome
-    version = max((int(e["sequence"]) for e in outcome.events), default=0)
-    first = min((int(e["sequence"]) for e in outcome.events), default=0)
-    current = await get_instrument(conn, symbol)
-    if current is not None and current.version == first - 1:
-        # The row is exactly the state the command was decided on: the events complete it.
-        return _from_events(outcome, current)
-    current = await read_your_write(lambda: get_instrument(conn, symbol),
-                                    lambda row: row.version >= version)
-    if current is None:
-        # Decided and on the log, but the read model has not caught up with the instrument
-        # at all yet: point at where it will appear rather than answer half a body.
-        return accepted(outcome.command_id, location=f"/instruments/{symbol}",
-                        status="accepted")
-    return _from_events(outcome, current) if current.version < version else current
+async def _change(symbol: str, payload: handlers.Change, bus: BusDep, registry: RegistryDep,
+                  conn: ConnDep, admin: Principal, idempotency_key: str | None,
+                  route: str) -> Any:
+    outcome = await handlers.change(bus, registry, _command(
+        payload, symbol, admin=admin, idempotency_key=idempotency_key, route=route),
+        read=lambda: get_instrument(conn, symbol))
+    return _answer(outcome, symbol)
 
 
 @router.patch("/{symbol}", operation_id="updateInstrument", summary="Change attributes",
@@ -209,9 +184,9 @@ async def _change(symbol: str, payload: CommandPayload, bus: BusDep, conn: ConnD
               dependencies=COMMAND_LIMIT)
 async def update(symbol: SymbolPath,
                  changes: Annotated[InstrumentChanges, Body(examples=[UPDATE_EXAMPLE])],
-                 admin: AdminDep, bus: BusDep, conn: ConnDep,
+                 admin: AdminDep, bus: BusDep, registry: RegistryDep, conn: ConnDep,
                  idempotency_key: IdempotencyKey = None) -> Any:
-    return await _change(symbol, UpdateInstrument(changes=changes), bus, conn, admin,
+    return await _change(symbol, UpdateInstrument(changes=changes), bus, registry, conn, admin,
                          idempotency_key, "update")
 
 
@@ -220,8 +195,9 @@ async def update(symbol: SymbolPath,
              responses={202: {"model": CommandAccepted}, **ERRORS},
              dependencies=COMMAND_LIMIT)
 async def halt(symbol: SymbolPath, body: HaltRequest, admin: AdminDep, bus: BusDep,
-               conn: ConnDep, idempotency_key: IdempotencyKey = None) -> Any:
-    return await _change(symbol, HaltInstrument(reason=body.reason), bus, conn, admin,
+               registry: RegistryDep, conn: ConnDep,
+               idempotency_key: IdempotencyKey = None) -> Any:
+    return await _change(symbol, HaltInstrument(reason=body.reason), bus, registry, conn, admin,
                          idempotency_key, "halt")
 
 
@@ -229,9 +205,9 @@ async def halt(symbol: SymbolPath, body: HaltRequest, admin: AdminDep, bus: BusD
              response_model=InstrumentPublic,
              responses={202: {"model": CommandAccepted}, **ERRORS},
              dependencies=COMMAND_LIMIT)
-async def resume(symbol: SymbolPath, admin: AdminDep, bus: BusDep, conn: ConnDep,
-                 idempotency_key: IdempotencyKey = None) -> Any:
-    return await _change(symbol, ResumeInstrument(), bus, conn, admin, idempotency_key,
+async def resume(symbol: SymbolPath, admin: AdminDep, bus: BusDep, registry: RegistryDep,
+                 conn: ConnDep, idempotency_key: IdempotencyKey = None) -> Any:
+    return await _change(symbol, ResumeInstrument(), bus, registry, conn, admin, idempotency_key,
                          "resume")
 
 

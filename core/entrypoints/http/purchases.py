@@ -1,49 +1,38 @@
 """REST for purchases: buy a tier through Stripe Checkout, read your purchases, admin grants.
 
-A purchase is decided on the log before Stripe hears of it: `payment.create-purchase` (the
-terms of the tier's current revision, copied), then a Checkout Session, then
-`payment.open-checkout`. If Stripe cannot be reached the purchase stays `pending` without a
-checkout URL; repeating the request with the same Idempotency-Key resumes it.
+The purchase saga (create, Checkout Session, open checkout) is core.handlers.purchases'; these
+routes parse, authorize, derive the purchase id from the Idempotency-Key and map its outcome.
+If Stripe cannot be reached the purchase stays `pending` without a checkout URL; repeating
+the request with the same Idempotency-Key resumes it.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import psycopg
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.adapters.stripe_gateway import (
-    CheckoutRequest,
-    PaymentProviderError,
-    PaymentProviderUnavailable,
-    StripeGateway,
-)
-from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey
+from core.adapters.stripe_gateway import StripeGateway
+from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey, RegistryDep
+from core.handlers import purchases as handlers
 from core.views.purchases import EXAMPLE_PURCHASE as PURCHASE_VIEW_EXAMPLE
 from core.views.purchases import PurchasePublic, get_purchase, list_purchases
 from core.views.tiers import TierView, get_tier
 from core.views.users import get_user
+from kernel.application import Decided, Pending, Rejected
 from kernel.auth import Principal, access
-from kernel.commands import CommandBus, command_id_for
+from kernel.commands import command_id_for
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
 from kernel.ratelimit import rate_limited
-from schemas.envelope import CommandPayload, make_command
-from schemas.payment import CreatePurchase, GrantPurchase, OpenCheckout
-from schemas.replies import CommandReply
 from schemas.tier import TierCurrency, TierId
 
 router = APIRouter(prefix="/purchases", tags=["purchases"])
 grants_router = APIRouter(prefix="/admin/grants", tags=["admin"])
 
-COMMANDS_TOPIC = "payment.commands"
-# Fixed forever: derives each step's command id from the purchase id, so a retry is a duplicate.
-STEP_NAMESPACE = uuid.UUID("c8e2f5a1-7b3d-5e9c-a4f6-2d8b1e7c3a95")
 PurchaseIdPath = Annotated[uuid.UUID, Path(description="the purchase id",
                                             examples=["5f0c6b7e-2d4a-4c1e-9b8f-3a7d2e1c0b9a"])]
 
@@ -92,46 +81,49 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def send_step(bus: CommandBus, purchase_id: str, payload: CommandPayload, *,
-                    actor: str) -> CommandReply:
-    """Send one step of a purchase; its command id is fixed by the purchase and the step."""
-    command_id = uuid.uuid5(STEP_NAMESPACE, f"{purchase_id}:{payload.TYPE}")
-    reply = await bus.send(COMMANDS_TOPIC, make_command(
-        payload, aggregate_id=purchase_id, command_id=command_id, issued_at=datetime.now(UTC),
-        actor=actor))
-    if reply is None:
-        raise Problem(503, "purchase-pending", "The purchase is not decided yet",
-                      "retry with the same Idempotency-Key", headers={"Retry-After": "2"},
-                      purchase_id=purchase_id)
-    return reply
+# Refusals of the tier asked for, before anything is sent: (status, title).
+TIER_REFUSALS = {"tier-not-found": (404, "Tier not found"),
+                 "tier-retired": (409, "Tier retired"),
+                 "currency-mismatch": (422, "Currency mismatch")}
 
 
-async def _current_tier(conn: psycopg.AsyncConnection, tier_id: str) -> TierView:
-    tier = await get_tier(conn, tier_id)
-    if tier is None:
-        raise Problem(404, "tier-not-found", "Tier not found", f"no tier {tier_id!r}")
-    if tier.status == "retired":
-        raise Problem(409, "tier-retired", "Tier retired", f"{tier_id!r} is no longer sold")
-    return tier
+def _pending(purchase_id: str) -> Problem:
+    return Problem(503, "purchase-pending", "The purchase is not decided yet",
+                   "retry with the same Idempotency-Key", headers={"Retry-After": "2"},
+                   purchase_id=purchase_id)
 
 
-def _from_events(reply: CommandReply, body: dict[str, Any]) -> dict[str, Any]:
-    """The purchase as its decided events left it (the read model may not show it yet)."""
-    for event in reply.events:
-        payload = event["payload"]
-        if event["type"] in ("payment.purchase-created", "payment.purchase-granted"):
-            granted = event["type"] == "payment.purchase-granted"
-            body.update(
-                purchase_id=event["aggregate_id"], user_id=payload["user_id"],
-                tier_id=payload["tier_id"], tier_revision=payload["tier_revision"],
-                amount_minor=0 if granted else payload["amount_minor"],
-                currency=payload["terms"]["currency"],
-                status="granted" if granted else "pending", created_at=event["occurred_at"])
-        elif event["type"] == "payment.checkout-opened":
-            body.update(checkout_session_id=payload["checkout_session_id"],
-                        checkout_url=payload["checkout_url"])
-        body.update(version=event["sequence"], updated_at=event["occurred_at"])
-    return body
+def _tier_refused(refusal: handlers.TierRefused) -> Problem:
+    status, title = TIER_REFUSALS[refusal.reason]
+    return Problem(status, refusal.reason, title, refusal.detail)
+
+
+def _pool(request: Request) -> AsyncConnectionPool:
+    pool: AsyncConnectionPool = request.app.state.pool
+    return pool
+
+
+def _reads(pool: AsyncConnectionPool) -> tuple[handlers.ReadTier, handlers.ReadPurchase]:
+    """Reads that borrow a connection each: none is held while Stripe is called."""
+
+    async def tier(tier_id: str) -> TierView | None:
+        async with pool.connection() as conn:
+            return await get_tier(conn, tier_id)
+
+    async def purchase(purchase_id: str) -> PurchasePublic | None:
+        async with pool.connection() as conn:
+            return await get_purchase(conn, purchase_id)
+
+    return tier, purchase
+
+
+def _recorded(outcome: handlers.Recorded, purchase_id: str) -> PurchasePublic:
+    """What an earlier attempt recorded: the read model's row, else the created state."""
+    if outcome.current is not None:
+        return outcome.current
+    if outcome.created is not None:
+        return handlers.public(outcome.created)
+    raise _pending(purchase_id)  # decided, but nowhere to be read yet: retry shortly
 
 
 @router.post("", operation_id="createPurchase", status_code=201, response_model=PurchasePublic,
@@ -142,47 +134,35 @@ def _from_events(reply: CommandReply, body: dict[str, Any]) -> dict[str, Any]:
 async def create_purchase(
     body: Annotated[PurchaseCreate, Body(examples=[{"tier_id": "starter-25k",
                                                     "currency": "USD"}])],
-    principal: Buyer, bus: BusDep, request: Request,
+    principal: Buyer, bus: BusDep, registry: RegistryDep, request: Request,
     gateway: GatewayDep, response: Response, idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    # A connection only around reads: none is held while Stripe is called.
-    pool: AsyncConnectionPool = request.app.state.pool
-    async with pool.connection() as conn:
-        tier = await _current_tier(conn, body.tier_id)
-    terms = tier.terms
-    if body.currency is not None and body.currency != terms.currency:
-        raise Problem(422, "currency-mismatch", "Currency mismatch",
-                      f"{body.tier_id!r} is priced in {terms.currency}, not {body.currency}")
     purchase_id = str(command_id_for(idempotency_key, caller=principal.user_id,
                                      scope="purchase", body=body))
-    created = await send_step(bus, purchase_id, CreatePurchase(
-        user_id=principal.user_id, tier_id=tier.tier_id, tier_revision=tier.revision,
-        terms=terms), actor=principal.user_id)
-    if created.status == "rejected":
-        raise Problem(409, created.reason or "purchase-exists", "Purchase not created",
-                      created.detail or "", purchase_id=purchase_id)
-    out = _from_events(created, {"checkout_session_id": None, "checkout_url": None})
+    read_tier, read_purchase = _reads(_pool(request))
+    outcome = await handlers.buy(bus, registry, gateway, handlers.BuyTier(
+        purchase_id=purchase_id, buyer=principal.user_id, tier_id=body.tier_id,
+        currency=body.currency), read_tier=read_tier, read_purchase=read_purchase)
+    match outcome:
+        case handlers.TierRefused():
+            raise _tier_refused(outcome)
+        case Rejected():
+            raise Problem(409, outcome.reason, "Purchase not created", outcome.detail,
+                          purchase_id=purchase_id)
+        case Pending():
+            raise _pending(purchase_id)
+        case handlers.ProviderFailed(unavailable=True):
+            raise Problem(503, "payment-provider-unavailable", "Stripe is unreachable",
+                          f"the purchase stays pending: {outcome.detail}",
+                          headers={"Retry-After": "5"}, purchase_id=purchase_id)
+        case handlers.ProviderFailed():
+            raise Problem(502, "payment-provider-error", "Stripe refused the checkout",
+                          f"the purchase stays pending: {outcome.detail}",
+                          purchase_id=purchase_id)
     response.headers["Location"] = f"/purchases/{purchase_id}"
-    try:
-        session = await gateway.create_checkout_session(CheckoutRequest(
-            purchase_id=purchase_id, user_id=principal.user_id, tier_id=tier.tier_id,
-            tier_revision=tier.revision, product_name=terms.name,
-            amount_minor=terms.price_minor, currency=terms.currency))
-    except PaymentProviderUnavailable as exc:
-        raise Problem(503, "payment-provider-unavailable", "Stripe is unreachable",
-                      f"the purchase stays pending: {exc}", headers={"Retry-After": "5"},
-                      purchase_id=purchase_id) from None
-    except PaymentProviderError as exc:
-        raise Problem(502, "payment-provider-error", "Stripe refused the checkout",
-                      f"the purchase stays pending: {exc}", purchase_id=purchase_id) from None
-    opened = await send_step(bus, purchase_id, OpenCheckout(
-        checkout_session_id=session.id, checkout_url=session.url), actor=principal.user_id)
-    if opened.status == "accepted":
-        return _from_events(opened, out)
-    # Opened by an earlier attempt of this request: answer with what that attempt recorded.
-    async with pool.connection() as conn:
-        current = await get_purchase(conn, purchase_id)
-    return current if current is not None else out
+    if isinstance(outcome, Decided):
+        return handlers.public(outcome.known)
+    return _recorded(outcome, purchase_id)
 
 
 @router.get("", operation_id="listPurchases", summary="Your purchases (admins: everyone's)",
@@ -233,21 +213,33 @@ async def grant(
     body: Annotated[GrantCreate, Body(examples=[{
         "user_id": "00000000-0000-4000-8000-000000000001", "tier_id": "starter-25k",
         "reason": "conference demo"}])],
-    principal: Admin, bus: BusDep, conn: ConnDep,
+    principal: Admin, bus: BusDep, registry: RegistryDep, request: Request,
     response: Response, idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    if await get_user(conn, str(body.user_id)) is None:
-        raise Problem(404, "user-not-found", "User not found",
-                      f"no registered user {body.user_id}; a grant needs one")
-    tier = await _current_tier(conn, body.tier_id)
     purchase_id = str(command_id_for(idempotency_key, caller=principal.user_id,
                                      scope="grant", body=body))
-    reply = await send_step(bus, purchase_id, GrantPurchase(
-        user_id=str(body.user_id), tier_id=tier.tier_id, tier_revision=tier.revision,
-        terms=tier.terms, reason=body.reason), actor=principal.user_id)
-    if reply.status == "rejected":
-        raise Problem(409, reply.reason or "purchase-exists", "Grant not recorded",
-                      reply.detail or "", purchase_id=purchase_id)
-    response.headers["Location"] = f"/purchases/{purchase_id}"
-    return _from_events(reply, {"checkout_session_id": None, "checkout_url": None})
+    read_tier, read_purchase = _reads(_pool(request))
 
+    async def user_exists(user_id: str) -> bool:
+        async with _pool(request).connection() as conn:
+            return await get_user(conn, user_id) is not None
+
+    outcome = await handlers.grant(bus, registry, handlers.GrantTier(
+        purchase_id=purchase_id, admin=principal.user_id, user_id=str(body.user_id),
+        tier_id=body.tier_id, reason=body.reason), read_tier=read_tier,
+        user_exists=user_exists, read_purchase=read_purchase)
+    match outcome:
+        case handlers.UserUnknown():
+            raise Problem(404, "user-not-found", "User not found",
+                          f"no registered user {body.user_id}; a grant needs one")
+        case handlers.TierRefused():
+            raise _tier_refused(outcome)
+        case Rejected():
+            raise Problem(409, outcome.reason, "Grant not recorded", outcome.detail,
+                          purchase_id=purchase_id)
+        case Pending():
+            raise _pending(purchase_id)
+    response.headers["Location"] = f"/purchases/{purchase_id}"
+    if isinstance(outcome, Decided):
+        return handlers.public(outcome.known)
+    return _recorded(outcome, purchase_id)

@@ -28,20 +28,18 @@ from fastapi import APIRouter, Depends, Header, Request
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
-from core.adapters.stripe_events import Ignored, Malformed, WebhookCommand, translate
+from core.adapters.stripe_events import WebhookCommand
 from core.adapters.stripe_gateway import WebhookRejected
 from core.adapters.stripe_intake import (
     DEAD_LETTERS,
-    PURCHASE_GRACE_S,
     SEAL_HEADER,
-    command_for,
     minimise,
     purchase_of,
     seal,
-    within,
 )
 from core.entrypoints.http.deps import BusDep
-from core.entrypoints.http.purchases import COMMANDS_TOPIC, GatewayDep
+from core.entrypoints.http.purchases import GatewayDep
+from core.handlers.purchases import receive_stripe_event
 from kernel.auth import public
 from kernel.commands import CommandBus
 from kernel.http import PROBLEM_SCHEMA, Problem
@@ -105,32 +103,18 @@ async def receive(
     except WebhookRejected as exc:
         log.warning("stripe webhook refused", reason=exc.slug, detail=exc.detail[:200])
         raise Problem(400, exc.slug, "Webhook refused", exc.detail) from None
-    outcome = translate(event)
     event_id = str(event.get("id", ""))
-    if isinstance(outcome, Ignored):
-        log.info("stripe webhook ignored", event_id=event_id, type=event.get("type"),
-                 reason=outcome.reason)
-        return WebhookReceipt(event_id=event_id, action="ignored", detail=outcome.reason)
-    if isinstance(outcome, Malformed):
-        await _dead_letter(bus, body, event_id=event_id, reason="malformed",
-                           detail=outcome.reason)
-        return WebhookReceipt(event_id=event_id, action="dead-lettered", detail=outcome.reason)
-    purchase_id = await within(lambda found: _purchase_of(request, found), outcome,
-                               grace_s=PURCHASE_GRACE_S)
-    if purchase_id is None:
-        detail = "no purchase matches its metadata or payment intent"
-        await _dead_letter(bus, body, event_id=event_id, reason="unknown-purchase",
-                           detail=detail)
-        return WebhookReceipt(event_id=event_id, action="dead-lettered", detail=detail)
-    command = command_for(outcome, purchase_id)
+
+    async def park(reason: str, detail: str) -> None:
+        await _dead_letter(bus, body, event_id=event_id, reason=reason, detail=detail)
+
     try:
-        # wait_ms=0: durable on the log is enough; the decider decides it once, later.
-        await bus.send(COMMANDS_TOPIC, command, wait_ms=0)
+        receipt = await receive_stripe_event(
+            bus, event, find_purchase=lambda found: _purchase_of(request, found), park=park)
     except KafkaError as exc:
         raise _log_unavailable(exc) from None
-    log.info("stripe webhook accepted", event_id=event_id, type=event.get("type"),
-             purchase_id=purchase_id, command=outcome.command.TYPE)
-    return WebhookReceipt(event_id=event_id, action="command-sent", purchase_id=purchase_id)
+    return WebhookReceipt(event_id=receipt.event_id, action=receipt.action,
+                          purchase_id=receipt.purchase_id, detail=receipt.detail)
 
 
 async def _purchase_of(request: Request, found: WebhookCommand) -> str | None:

@@ -6,28 +6,24 @@ as its actor; reads come from the `tiers` projection.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.entrypoints.http.commands import (
-    CommandAccepted,
-    accepted,
-    dispatch,
-    read_your_write,
-)
-from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey
+from core.domain.tiers import Tier
+from core.entrypoints.http.commands import CommandAccepted, refused, undecided
+from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey, RegistryDep
+from core.handlers import tiers as handlers
 from core.seeds import DEFAULT_TIERS
 from core.views.tiers import TierView, get_tier, get_tier_revision, list_tiers
+from kernel.application import Command, Decided, Outcome, Rejected
 from kernel.auth import Principal, access, principal_of, public
 from kernel.commands import command_id_for
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
 from kernel.ratelimit import rate_limited
 from schemas.envelope import CommandPayload
-from schemas.replies import CommandReply
 from schemas.tier import (
     TIER_ID_RE,
     CreateTier,
@@ -41,8 +37,7 @@ from schemas.tier import (
 
 router = APIRouter(prefix="/tiers", tags=["tiers"])
 
-COMMANDS_TOPIC = "tier.commands"
-READ_YOUR_WRITES_S = 2.0  # how long a change waits for the read model to show it
+C = TypeVar("C", bound=CommandPayload)
 TierIdPath = Annotated[str, Path(min_length=2, max_length=40, pattern=f"^{TIER_ID_RE.pattern}$",
                                  examples=["standard-50k"])]
 
@@ -180,52 +175,30 @@ async def get_revision(tier_id: TierIdPath,
     return TierRevisionPublic(tier_id=tier_id, revision=revision, terms=terms)
 
 
-async def _dispatch(bus: BusDep, tier_id: str, payload: CommandPayload, *, admin: Principal,
-                    idempotency_key: str | None, route: str) -> CommandReply | JSONResponse:
-    """Send the command as `admin` (its actor on the log); see commands.dispatch."""
-    command_id = command_id_for(idempotency_key, caller=admin.user_id,
-                                scope=f"{route}:{tier_id}", body=payload)
-    return await dispatch(bus, COMMANDS_TOPIC, tier_id, payload, command_id=command_id,
-                          actor=admin.user_id, reasons=REASON_STATUS)
+def _command(payload: C, tier_id: str, *, admin: Principal, idempotency_key: str | None,
+             route: str) -> Command[C]:
+    """The command as `admin` sends it (its actor on the log)."""
+    return Command(payload=payload, aggregate_id=tier_id, actor=admin.user_id,
+                   command_id=command_id_for(idempotency_key, caller=admin.user_id,
+                                             scope=f"{route}:{tier_id}", body=payload))
 
 
-def _from_events(tier_id: str, reply: CommandReply,
-                 current: TierView | None) -> dict[str, Any]:
-    """The tier as the accepted command left it (the read model may not show it yet)."""
-    body: dict[str, Any] = current.model_dump(mode="json") if current is not None else {}
-    for event in reply.events:
-        payload = event["payload"]
-        if event["type"] == "tier.created":
-            body = {"tier_id": tier_id, "status": "active", "created_at": event["occurred_at"]}
-        if event["type"] in ("tier.created", "tier.revised"):
-            body.update(revision=payload["revision"], terms=payload["terms"])
-        elif event["type"] == "tier.retired":
-            body["status"] = "retired"
-        elif event["type"] == "tier.reactivated":
-            body["status"] = "active"
-        body.update(version=event["sequence"], updated_at=event["occurred_at"])
-    return body
+def _answer(outcome: Outcome[Tier], tier_id: str) -> Any:
+    """The decided tier as the catalogue shows it, else the 202 or the problem."""
+    if isinstance(outcome, Decided):
+        return handlers.public(outcome.known)
+    if isinstance(outcome, Rejected):
+        raise refused(outcome, REASON_STATUS)
+    return undecided(outcome, location=f"/tiers/{tier_id}")
 
 
-async def _change(tier_id: str, payload: CommandPayload, *, bus: BusDep, conn: ConnDep,
-                  admin: Principal, idempotency_key: str | None, route: str) -> Any:
-    outcome = await _dispatch(bus, tier_id, payload, admin=admin,
-                              idempotency_key=idempotency_key, route=route)
-    if isinstance(outcome, JSONResponse):
-        return outcome
-    version = max((int(e["sequence"]) for e in outcome.events), default=0)
-    first = min((int(e["sequence"]) for e in outcome.events), default=0)
-    current = await get_tier(conn, tier_id)
-    if current is not None and current.version == first - 1:
-        # The row is exactly the state the command was decided on: the events complete it.
-        return _from_events(tier_id, outcome, current)
-    current = await read_your_write(lambda: get_tier(conn, tier_id),
-                                    lambda row: row.version >= version)
-    if current is None:
-        # Decided and on the log, but the read model does not show the tier yet: point at
-        # where it will appear rather than answer half a body.
-        return accepted(outcome.command_id, location=f"/tiers/{tier_id}", status="accepted")
-    return _from_events(tier_id, outcome, current) if current.version < version else current
+async def _change(tier_id: str, payload: handlers.Change, *, bus: BusDep,
+                  registry: RegistryDep, conn: ConnDep, admin: Principal,
+                  idempotency_key: str | None, route: str) -> Any:
+    outcome = await handlers.change(bus, registry, _command(
+        payload, tier_id, admin=admin, idempotency_key=idempotency_key, route=route),
+        read=lambda: get_tier(conn, tier_id))
+    return _answer(outcome, tier_id)
 
 
 @router.post("", operation_id="createTier", status_code=201, summary="Create a tier (admin)",
@@ -233,14 +206,14 @@ async def _change(tier_id: str, payload: CommandPayload, *, bus: BusDep, conn: C
              responses={201: TIER_ANSWER, 202: {"model": CommandAccepted}, **ERRORS},
              dependencies=COMMAND_LIMIT)
 async def create(body: Annotated[TierCreate, Body(examples=[EXAMPLE_TIER])], admin: AdminDep,
-                 bus: BusDep, response: Response,
+                 bus: BusDep, registry: RegistryDep, response: Response,
                  idempotency_key: IdempotencyKey = None) -> Any:
-    outcome = await _dispatch(bus, body.tier_id, CreateTier(terms=body.terms), admin=admin,
-                              idempotency_key=idempotency_key, route="create")
-    if isinstance(outcome, JSONResponse):
-        return outcome
-    response.headers["Location"] = f"/tiers/{body.tier_id}"
-    return _from_events(body.tier_id, outcome, None)
+    outcome = await handlers.create(bus, registry, _command(
+        CreateTier(terms=body.terms), body.tier_id, admin=admin,
+        idempotency_key=idempotency_key, route="create"))
+    if isinstance(outcome, Decided):
+        response.headers["Location"] = f"/tiers/{body.tier_id}"
+    return _answer(outcome, body.tier_id)
 
 
 @router.put("/{tier_id}/terms", operation_id="reviseTier",
@@ -252,10 +225,11 @@ async def create(body: Annotated[TierCreate, Body(examples=[EXAMPLE_TIER])], adm
             dependencies=COMMAND_LIMIT)
 async def revise(tier_id: TierIdPath,
                  body: Annotated[TierTermsUpdate, Body(examples=[EXAMPLE_REVISION])],
-                 admin: AdminDep, bus: BusDep, conn: ConnDep,
+                 admin: AdminDep, bus: BusDep, registry: RegistryDep, conn: ConnDep,
                  idempotency_key: IdempotencyKey = None) -> Any:
-    return await _change(tier_id, ReviseTier(terms=body.terms), bus=bus, conn=conn, admin=admin,
-                         idempotency_key=idempotency_key, route="revise")
+    return await _change(tier_id, ReviseTier(terms=body.terms), bus=bus, registry=registry,
+                         conn=conn, admin=admin, idempotency_key=idempotency_key,
+                         route="revise")
 
 
 @router.post("/{tier_id}/retire", operation_id="retireTier",
@@ -265,17 +239,19 @@ async def revise(tier_id: TierIdPath,
 async def retire(tier_id: TierIdPath,
                  body: Annotated[RetireRequest,
                                  Body(examples=[{"reason": "replaced by standard-50k-v2"}])],
-                 admin: AdminDep, bus: BusDep, conn: ConnDep,
+                 admin: AdminDep, bus: BusDep, registry: RegistryDep, conn: ConnDep,
                  idempotency_key: IdempotencyKey = None) -> Any:
-    return await _change(tier_id, RetireTier(reason=body.reason), bus=bus, conn=conn,
-                         admin=admin, idempotency_key=idempotency_key, route="retire")
+    return await _change(tier_id, RetireTier(reason=body.reason), bus=bus, registry=registry,
+                         conn=conn, admin=admin, idempotency_key=idempotency_key,
+                         route="retire")
 
 
 @router.post("/{tier_id}/reactivate", operation_id="reactivateTier",
              summary="Sell a retired tier again (admin)", response_model=TierView,
              responses={200: TIER_ANSWER, 202: {"model": CommandAccepted}, **ERRORS},
              dependencies=COMMAND_LIMIT)
-async def reactivate(tier_id: TierIdPath, admin: AdminDep, bus: BusDep, conn: ConnDep,
+async def reactivate(tier_id: TierIdPath, admin: AdminDep, bus: BusDep,
+                     registry: RegistryDep, conn: ConnDep,
                      idempotency_key: IdempotencyKey = None) -> Any:
-    return await _change(tier_id, ReactivateTier(), bus=bus, conn=conn, admin=admin,
-                         idempotency_key=idempotency_key, route="reactivate")
+    return await _change(tier_id, ReactivateTier(), bus=bus, registry=registry, conn=conn,
+                         admin=admin, idempotency_key=idempotency_key, route="reactivate")

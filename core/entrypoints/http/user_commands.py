@@ -1,21 +1,16 @@
-"""What the auth and users routers share: sending a user command, the pool and identity."""
+"""What the auth and users routers share: refusals of user commands, the pool and identity."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
-from core.entrypoints.http.commands import dispatch
+from core.entrypoints.http.commands import refused, undecided
 from core.identity import Identity
-from kernel.commands import CommandBus
-from schemas.envelope import CommandPayload
-from schemas.replies import CommandReply
-
-COMMANDS_TOPIC = "user.commands"
+from kernel.application import Pending, Rejected
 
 # Refusal reasons -> (HTTP status, problem type).
 REASONS: dict[str, tuple[int, str]] = {
@@ -54,11 +49,9 @@ def get_identity(request: Request) -> Identity:
 IdentityDep = Annotated[Identity, Depends(get_identity)]
 
 
-async def send(bus: CommandBus, user_id: str, payload: CommandPayload, *,
-               command_id: uuid.UUID, actor: str | None = None) -> CommandReply | JSONResponse:
-    """Publish a user command; the accepted reply, a 202 when undecided, or the refusal.
-
-    The actor is the user themselves unless another (an admin) is named: it is who may read
-    the outcome at /commands/{id}, and who the log says did it."""
-    return await dispatch(bus, COMMANDS_TOPIC, user_id, payload, command_id=command_id,
-                          actor=actor or user_id, reasons=REASONS)
+def not_decided(outcome: Rejected | Pending) -> JSONResponse:
+    """A user command's refusal raised as its problem, or the 202 of one not decided in
+    time (poll /commands/{id})."""
+    if isinstance(outcome, Rejected):
+        raise refused(outcome, REASONS)
+    return undecided(outcome, location=f"/commands/{outcome.command_id}")

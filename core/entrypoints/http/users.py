@@ -6,22 +6,14 @@ not exist: which ids exist is not theirs to learn.
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from redis.exceptions import RedisError
 
-from core.domain.users import forget_command_id
-from core.entrypoints.http.commands import read_your_write, version_of
 from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey
-from core.entrypoints.http.user_commands import (
-    IdentityDep,
-    UserIdPath,
-    send,
-)
+from core.entrypoints.http.user_commands import IdentityDep, UserIdPath, not_decided
+from core.handlers import users as handlers
 from core.views.users import (
     EXAMPLE_API_KEY,
     EXAMPLE_USER,
@@ -31,21 +23,16 @@ from core.views.users import (
     list_api_keys,
     list_users,
 )
+from kernel.application import Pending, Rejected
 from kernel.auth import ROLE_SCOPES, ROLES, Principal, access
 from kernel.commands import command_id_for
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor, no_store
 from kernel.ratelimit import rate_limited
-from kernel.sealing import KeyWrapper, seal
-from kernel.tokens import generate_api_key, new_api_key_id, new_secret
+from kernel.sealing import KeyWrapper
 from schemas.identity import (
     ApiKeyName,
-    ChangeDisplayName,
-    ChangeUserRole,
-    CreateApiKey,
     DisplayName,
-    ForgetUser,
-    RevokeApiKey,
     Role,
     Scope,
 )
@@ -132,29 +119,12 @@ async def update_me(body: Annotated[MeUpdate, Body(examples=[{"display_name": "A
                     principal: SELF_CHANGE, bus: BusDep, conn: ConnDep,
                     identity: IdentityDep, idempotency_key: IdempotencyKey = None) -> Any:
     uid = principal.user_id
-    current = await get_user(conn, uid, identity.wrapper)
-    if current is None or current.forgotten_at is not None:
-        raise _not_found(uid)
-    # Sealed names differ on every sealing, so the decider cannot see a no-op: look here.
-    if current.display_name == body.display_name:
-        raise Problem(409, "display-name-unchanged", "Display name unchanged",
-                      "the display name is the same")
-    # A user of the version 1 era gets a data key at their first change.
-    data_key = await identity.credentials.data_key(uid, create=True)
-    assert data_key is not None
-    sealed = seal(data_key, subject=uid, field="display_name", text=body.display_name)
-    outcome = await send(bus, uid, ChangeDisplayName(display_name=sealed), command_id=(
-        command_id_for(idempotency_key, caller=uid, scope="display-name", body=body)))
-    if isinstance(outcome, JSONResponse):
-        return outcome
-    version = version_of(outcome)
-    user = await read_your_write(lambda: get_user(conn, uid, identity.wrapper),
-                                 lambda u: u.version >= version)
-    if user is None:
-        raise _not_found(uid)
-    if user.version < version:
-        return user.model_copy(update={"display_name": body.display_name})
-    return user
+    outcome = await handlers.change_display_name(
+        bus, identity, user_id=uid, display_name=body.display_name,
+        command_id=command_id_for(idempotency_key, caller=uid, scope="display-name",
+                                  body=body),
+        read=lambda: get_user(conn, uid, identity.wrapper))
+    return _shown(outcome, uid)
 
 
 @me_router.get("/api-keys", operation_id="listMyApiKeys", summary="The caller's API keys",
@@ -188,44 +158,21 @@ async def create_key(
         raise Problem(422, "scope-not-allowed", "Scopes beyond the role",
                       f"role {principal.role} may not grant {', '.join(beyond)}",
                       allowed=sorted(ROLE_SCOPES[principal.role]))
-    scopes = frozenset(body.scopes)
-    key, record = generate_api_key(key_id=new_api_key_id(), secret=new_secret(),
-                                   owner=principal.user_id, scopes=scopes)
-    # The hash goes to the identity service's store first; the log gets id, scopes and the
-    # name sealed under the owner's data key (a user of the version 1 era gets one now).
-    data_key = await identity.credentials.data_key(principal.user_id, create=True)
-    if data_key is None:
-        raise _not_found(principal.user_id)  # being forgotten
-    await identity.credentials.add_api_key(key_id=record.key_id, user_id=principal.user_id,
-                                           key_hash=record.key_hash)
-    outcome = await send(bus, principal.user_id, CreateApiKey(
-        key_id=record.key_id, name=seal(data_key, subject=principal.user_id,
-                                        field="api_key_name", text=body.name),
-        scopes=tuple(sorted(scopes))), command_id=command_id_for(
-            idempotency_key, caller=principal.user_id, scope="api-key", body=body))
-    if isinstance(outcome, JSONResponse):
-        return outcome
-    # A duplicate long after the decision may come without its events (kernel.decider_state
-    # keeps them within a byte budget): then this request's key was not the one recorded.
-    decided = next((e["payload"]["key_id"] for e in outcome.events
-                    if e["type"] == "user.api-key-created"),
-                   "" if outcome.duplicate else record.key_id)
-    if decided != record.key_id:
-        # A retry of a creation already decided (same Idempotency-Key, same command id): that
-        # key was shown once, in the first answer, and is stored nowhere; this request's
-        # fresh secret was never recorded.
-        first = decided or None  # unknown when the events were trimmed
-        raise Problem(409, "api-key-already-created", "This API key was already created",
-                      "its secret was shown only in the first answer; revoke it and create "
-                      "another with a new Idempotency-Key", key_id=first)
-    listed = await read_your_write(
-        lambda: _key(conn, principal.user_id, record.key_id, identity.wrapper), lambda _: True)
-    if listed is None:
-        # Decided but not yet in the read model: the key works once it is.
-        at = outcome.events[0]["occurred_at"]
-        listed = ApiKeyPublic(key_id=record.key_id, name=body.name, scopes=sorted(scopes),
-                              created_at=at, revoked_at=None, prefix=record.display_prefix)
-    return ApiKeyCreated(**listed.model_dump(), key=key)
+    outcome = await handlers.create_api_key(
+        bus, identity, owner=principal.user_id, name=body.name, scopes=frozenset(body.scopes),
+        command_id=command_id_for(idempotency_key, caller=principal.user_id,
+                                  scope="api-key", body=body),
+        read_key=lambda key_id: _key(conn, principal.user_id, key_id, identity.wrapper))
+    match outcome:
+        case handlers.KeyCreated():
+            return ApiKeyCreated(**outcome.key.model_dump(), key=outcome.secret)
+        case handlers.KeyAlreadyCreated():
+            raise Problem(409, "api-key-already-created", "This API key was already created",
+                          "its secret was shown only in the first answer; revoke it and "
+                          "create another with a new Idempotency-Key", key_id=outcome.key_id)
+        case handlers.UserNotFound():
+            raise _not_found(outcome.user_id)
+    return not_decided(outcome)
 
 
 async def _key(conn: ConnDep, owner: str, key_id: str,
@@ -240,13 +187,12 @@ async def _key(conn: ConnDep, owner: str, key_id: str,
 async def revoke_key(key_id: KeyIdPath, bus: BusDep, conn: ConnDep,
                      principal: Principal = KEY_MANAGERS) -> Response:
     _token_only(principal)
-    outcome = await send(bus, principal.user_id, RevokeApiKey(key_id=key_id),
-                         command_id=uuid.uuid4())
-    if isinstance(outcome, JSONResponse):
-        return outcome
-    await read_your_write(lambda: _key(conn, principal.user_id, key_id),
-                          lambda k: k.revoked_at is not None)
-    return Response(status_code=204)
+    outcome = await handlers.revoke_api_key(
+        bus, owner=principal.user_id, key_id=key_id,
+        read_key=lambda kid: _key(conn, principal.user_id, kid))
+    if isinstance(outcome, handlers.Done):
+        return Response(status_code=204)
+    return not_decided(outcome)
 
 
 @users_router.get("", operation_id="listUsers", summary="Users by id (admins)",
@@ -293,34 +239,15 @@ async def change_role(
     bus: BusDep, conn: ConnDep, identity: IdentityDep,
     principal: Principal = ADMIN, idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    # Tokens carry the role. Before the change is even on the log, its user's sessions end
-    # and no token is issued until it is decided (core.identity): none with the old role.
-    command_id = command_id_for(idempotency_key, caller=principal.user_id,
-                                scope=f"role:{user_id}", body=body)
-    try:
-        epoch = await identity.role_change_sent(user_id)
-    except (RedisError, OSError):
-        # Nothing is sent: a change whose sessions could not be ended must not be decided.
+    outcome = await handlers.change_role(
+        bus, identity, user_id=user_id, role=body.role, admin=principal.user_id,
+        command_id=command_id_for(idempotency_key, caller=principal.user_id,
+                                  scope=f"role:{user_id}", body=body),
+        read=lambda: get_user(conn, user_id, identity.wrapper), recent=bus.recent)
+    if isinstance(outcome, handlers.SessionsUnavailable):
         raise Problem(503, "sessions-unavailable", "Sessions cannot be ended now",
-                      "retry shortly; the role was not changed",
-                      headers={"Retry-After": "1"}) from None
-    try:
-        outcome = await send(bus, user_id, ChangeUserRole(role=body.role),
-                             actor=principal.user_id, command_id=command_id)
-    except Problem:
-        await identity.role_change_settled(user_id, epoch=epoch)
-        raise
-    if isinstance(outcome, JSONResponse):
-        identity.in_background(identity.settle_role_change_later(
-            user_id, epoch=epoch, role=body.role, reply=lambda: bus.recent(command_id)))
-        return outcome
-    version = version_of(outcome)
-    await identity.role_change_decided(user_id, epoch=epoch, role=body.role, version=version)
-    user = await read_your_write(lambda: get_user(conn, user_id, identity.wrapper),
-                                 lambda u: u.version >= version)
-    if user is None:
-        raise _not_found(user_id)
-    return user.model_copy(update={"role": body.role}) if user.version < version else user
+                      "retry shortly; the role was not changed", headers={"Retry-After": "1"})
+    return _shown(outcome, user_id)
 
 
 @users_router.post("/{user_id}/forget", operation_id="forgetUser",
@@ -337,23 +264,19 @@ async def forget(
     user_id: UserIdPath, bus: BusDep, conn: ConnDep, identity: IdentityDep,
     principal: Principal = FORGETTERS,
 ) -> Any:
-    user = await get_user(conn, user_id)
-    if user is None:
-        raise _not_found(user_id)
-    # Erase first: from here on nothing of the user opens or logs in, whatever the log says.
-    await identity.credentials.forget(user_id)
-    await identity.end_sessions(user_id)
-    if user.forgotten_at is not None:
-        return user
-    outcome = await send(bus, user_id, ForgetUser(), actor=principal.user_id,
-                         command_id=forget_command_id(user_id))
-    if isinstance(outcome, JSONResponse):
-        return outcome
-    forgotten = await read_your_write(lambda: get_user(conn, user_id),
-                                      lambda u: u.forgotten_at is not None)
-    if forgotten is None or forgotten.forgotten_at is None:
-        at = next((e["occurred_at"] for e in outcome.events if e["type"] == "user.forgotten"),
-                  user.updated_at)
-        return user.model_copy(update={"email": None, "display_name": None,
-                                       "forgotten_at": at, "version": version_of(outcome)})
-    return forgotten
+    outcome = await handlers.forget(bus, identity, user_id=user_id, admin=principal.user_id,
+                                    read=lambda: get_user(conn, user_id))
+    return _shown(outcome, user_id)
+
+
+def _shown(outcome: handlers.Shown | handlers.UserNotFound | handlers.NameUnchanged | Rejected
+           | Pending, uid: str) -> Any:
+    match outcome:
+        case handlers.Shown():
+            return outcome.user
+        case handlers.UserNotFound():
+            raise _not_found(uid)
+        case handlers.NameUnchanged():
+            raise Problem(409, "display-name-unchanged", "Display name unchanged",
+                          "the display name is the same")
+    return not_decided(outcome)
