@@ -29,11 +29,11 @@ def simulator(settings: Settings) -> SimulatorService:
     return SimulatorService(settings, seed=settings.simulator_seed)
 
 
-def bar_processor(settings: Settings) -> BarService:
+def bars(settings: Settings) -> BarService:
     return BarService(settings, max_batch=settings.projection_batch)
 
 
-def prices_processor(settings: Settings) -> StreamProcessor:
+def prices(settings: Settings) -> StreamProcessor:
     store = PriceStore(redis.Redis.from_url(settings.cache_url), namespace=settings.namespace)
     return StreamProcessor(settings, name="market-prices", topics=("market.ticks",),
                            registry=default_registry(), handle=PricesHandler(store))
