@@ -26,6 +26,10 @@ MANIFEST = ServiceManifest(
     projections=(
         projection("bars", Lazy("market_data.adapters.bars_projection", "BarsProjection"),
                    "`bars` from market.bars"),
+        projection("market-instruments",
+                   Lazy("market_data.adapters.instruments_projection",
+                        "MarketInstrumentsProjection"),
+                   "`market_instruments` from instrument.events (market data's own copy)"),
     ),
     processors=(
         _process("simulator", "the simulated venue: ticks to market.ticks"),
