@@ -16,6 +16,7 @@ from core.adapters.instruments_projection import InstrumentsProjection
 from core.adapters.purchases_projection import PurchasesProjection
 from core.adapters.tiers_projection import TiersProjection
 from core.adapters.users_projection import UsersProjection
+from core.config import CoreSettings as Settings
 from core.domain.accounts import AccountAggregate
 from core.domain.assessments import AssessmentAggregate
 from core.domain.instruments import InstrumentAggregate
@@ -41,7 +42,6 @@ from kernel.http import make_cache
 from kernel.pg import make_pool
 from kernel.projection import Projection
 from kernel.sealing import KeyWrapper, seal
-from kernel.settings import Settings
 from schemas import default_registry
 from schemas.envelope import make_command
 from schemas.identity import ForgetUser, RegisterUser, Role

@@ -6,12 +6,12 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 
 from kernel.projection import Projection
-from kernel.settings import Settings
 from kernel.stream import StreamProcessor
 from market_data.adapters.bars_projection import BarsProjection
 from market_data.adapters.redis_prices import PriceStore
 from market_data.adapters.venues.client import ClientConfig
 from market_data.adapters.venues.kalshi_auth import KalshiSigner
+from market_data.config import MarketSettings as Settings
 from market_data.domain.venues.binance import BinanceFeed
 from market_data.domain.venues.kalshi import KalshiFeed
 from market_data.domain.venues.polymarket import PolymarketFeed

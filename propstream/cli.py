@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from kernel.exceptions import InfraError
-from kernel.settings import ROOT, Settings, load_settings
+from kernel.settings import ROOT, load_settings
+from propstream.settings import PlatformSettings
 
 console = Console(stderr=False, highlight=False)
 app = typer.Typer(help="propstream: an event-sourced trading-assessment platform on Kafka.",
@@ -36,8 +37,10 @@ app.add_typer(users_app, name="users")
 app.add_typer(docs_app, name="docs")
 
 
-def _settings() -> Settings:
-    return load_settings()
+def _settings() -> PlatformSettings:
+    """Every service's settings: the commands here span services; a `run` process builds
+    its own service's class from them (propstream.processes)."""
+    return load_settings(PlatformSettings)
 
 
 def _say(line: str) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from kernel.exceptions import PropstreamError
-from kernel.manifest import WorkerKind
+from kernel.manifest import ServiceManifest, WorkerKind, service_of
 from kernel.observability import configure_logging, get_logger
 from kernel.projection import ProjectionRunner
 from kernel.runtime import settle_heap
@@ -55,12 +55,13 @@ def serve_metrics(settings: Settings) -> None:
 
 def _run_worker(settings: Settings, kind: WorkerKind, name: str) -> None:
     """Run the manifest's worker `propstream run <kind> <name>` until signalled."""
-    from propstream.manifests import worker
+    from propstream.manifests import SERVICES, worker
 
     try:
         entry = worker(kind, name)
     except KeyError as exc:
         raise SystemExit(str(exc.args[0])) from None
+    settings = _service_settings(settings, service_of(SERVICES, entry))
     configure_logging(settings, process=entry.process)
     serve_metrics(settings)
     try:
@@ -68,6 +69,16 @@ def _run_worker(settings: Settings, kind: WorkerKind, name: str) -> None:
     except PropstreamError as exc:
         raise SystemExit(f"error: {exc}") from None
     _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
+
+
+def _service_settings(settings: Settings, manifest: ServiceManifest) -> Settings:
+    """The settings of the service a process belongs to: its own class (a core process has
+    no venue settings, a market one no Stripe keys), with the values already read."""
+    if type(settings) is manifest.settings:
+        return settings
+    wanted = set(manifest.settings.model_fields)
+    built: Settings = manifest.settings(**{k: v for k, v in settings if k in wanted})
+    return built
 
 
 def run_decider(settings: Settings, family: str) -> None:
@@ -117,8 +128,10 @@ def run_api(settings: Settings) -> None:
 def _run_api(settings: Settings, service_name: str) -> None:
     from propstream.manifests import service
 
-    api = service(service_name).api
+    manifest = service(service_name)
+    api = manifest.api
     assert api is not None, service_name
+    settings = _service_settings(settings, manifest)
     configure_logging(settings, process=api.process)
     serve_metrics(settings)
     _serve(api.factory(settings), settings.host, api.port(settings))

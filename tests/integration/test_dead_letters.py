@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from kernel.dlq import read_dead_letters
-from kernel.settings import Settings
+from propstream.settings import PlatformSettings as Settings
 from schemas.codec import encode
 from schemas.envelope import make_event
 from schemas.instrument import InstrumentRegistered

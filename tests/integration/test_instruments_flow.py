@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from kernel.settings import Settings
+from propstream.settings import PlatformSettings as Settings
 from tests.integration.helpers import (
     asgi_client,
     bearer,

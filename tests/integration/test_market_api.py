@@ -15,12 +15,12 @@ import pytest_asyncio
 import redis.asyncio as redis
 
 from kernel.pg import connect
-from kernel.settings import Settings
 from market_data.adapters.bars_projection import DDL as BARS_DDL
 from market_data.adapters.redis_levels import LevelsStore
 from market_data.adapters.redis_prices import PriceStore
 from market_data.entrypoints.http import udf
 from propstream.processes import projection_runner
+from propstream.settings import PlatformSettings as Settings
 from schemas.codec import decode_command, encode
 from schemas.envelope import make_event
 from schemas.instrument import InstrumentRegistered, InstrumentSpec, TradingHours
