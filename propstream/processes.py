@@ -105,9 +105,15 @@ def run_projection(settings: Settings, name: str) -> None:
 
 def run_market(settings: Settings, part: str) -> None:
     """One market-data process: the API, or a worker (simulator, bars, prices, venues)."""
+    from propstream.manifests import worker
+
     if part == "api":
         _run_api(settings, "market_data")
         return
+    try:
+        worker("market", part)
+    except KeyError as exc:
+        raise SystemExit(f"{exc.args[0]}, and api") from None
     _run_worker(settings, "market", part)
 
 
