@@ -1,13 +1,12 @@
-"""Wires the market-data service's processes: simulator, bar processor, prices, projections."""
+"""Builds the market-data service's processes (API, simulator, bar processor, prices, venues)
+for its manifest (`market_data/manifest.py`)."""
 
 from __future__ import annotations
 
 import redis.asyncio as redis
 from fastapi import FastAPI
 
-from kernel.projection import Projection
 from kernel.stream import StreamProcessor
-from market_data.adapters.bars_projection import BarsProjection
 from market_data.adapters.redis_prices import PriceStore
 from market_data.adapters.venues.client import ClientConfig
 from market_data.adapters.venues.kalshi_auth import KalshiSigner
@@ -21,8 +20,6 @@ from market_data.services.bars import BarService
 from market_data.services.simulator import SimulatorService
 from market_data.services.venues import VenueIngestService
 from schemas import default_registry
-
-PROJECTIONS: dict[str, type[Projection]] = {"bars": BarsProjection}
 
 
 def simulator(settings: Settings) -> SimulatorService:
