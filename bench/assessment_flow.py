@@ -34,7 +34,7 @@ from bench.common import (
 )
 from kernel.kafka import make_producer, send_many
 from kernel.pg import connect
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from schemas.account import account_id_for
 from schemas.assessment import assessment_id_for
 from schemas.codec import encode

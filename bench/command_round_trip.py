@@ -44,8 +44,8 @@ from bench.common import (
     table,
 )
 from kernel.commands import CommandBus
+from kernel.settings import Settings
 from kernel.tokens import AccessTokens
-from propstream.settings import PlatformSettings as Settings
 from schemas.envelope import make_command
 from schemas.instrument import HaltInstrument, InstrumentSpec, RegisterInstrument
 from schemas.topics import CATALOGUE

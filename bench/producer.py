@@ -44,7 +44,7 @@ from bench.common import (
 )
 from kernel.infra.kafka import TOOLS_POM, fetch_jars
 from kernel.kafka import Record, make_consumer, make_producer, partitions_of, send_many
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from schemas.codec import encode
 from schemas.envelope import EventEnvelope, make_event
 from schemas.instrument import InstrumentHalted, InstrumentResumed

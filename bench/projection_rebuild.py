@@ -41,7 +41,7 @@ from kernel.kafka import make_producer, send_many
 from kernel.pg import connect
 from kernel.projection import ProjectionRunner
 from kernel.runtime import settle_heap
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from schemas import default_registry
 from tests.integration.tapes import event_tape
 

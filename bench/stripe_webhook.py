@@ -37,7 +37,7 @@ from bench.common import (
 )
 from core.adapters.tiers_projection import TiersProjection
 from kernel.projection import ProjectionRunner
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from schemas import default_registry
 from schemas.codec import decode_event, encode
 from schemas.envelope import make_event

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kernel.settings import Settings
 from propstream.processes import PLATFORM
-from propstream.settings import PlatformSettings as Settings
 from tests.conftest import process_env
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from tests.integration.helpers import PlatformProcess, asgi_client, bearer
 
 pytestmark = pytest.mark.integration

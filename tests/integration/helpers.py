@@ -21,8 +21,8 @@ from aiokafka import TopicPartition
 from fastapi import FastAPI
 
 from kernel.kafka import make_consumer, make_producer, partitions_of
+from kernel.settings import Settings
 from kernel.tokens import AccessTokens
-from propstream.settings import PlatformSettings as Settings
 from schemas.codec import decode_event, encode
 from schemas.envelope import CommandEnvelope, EventEnvelope, make_command
 from schemas.identity import Role

@@ -12,7 +12,7 @@ import redis.asyncio as redis
 
 from kernel.callers import Caller
 from kernel.idempotency import record_key
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from tests.integration.helpers import (
     asgi_client,
     assert_problem,

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from kernel.pg import connect
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from schemas.assessment import assessment_id_for
 from tests.conftest import process_env
 from tests.integration.helpers import end_offsets, produce, read_topic, wait_until

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 
 from kernel.kafka import apply_topics
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from schemas.account import account_id_for
 from schemas.assessment import assessment_id_for
 from schemas.codec import encode

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from kernel.settings import Settings
 from propstream.processes import PLATFORM
-from propstream.settings import PlatformSettings as Settings
 from tests.integration.helpers import assert_problem, bearer, read_topic, wait_until
 from tests.support.payments import stripe_event, stripe_signature
 

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from kernel.pg import connect
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from tests.conftest import process_env
 from tests.integration.helpers import (
     by_causation,

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from kernel.dlq import read_dead_letters
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from schemas.codec import encode
 from schemas.envelope import make_event
 from schemas.instrument import InstrumentRegistered

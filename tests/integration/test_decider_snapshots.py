@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from tests.integration.helpers import (
     by_causation,
     command_record,

@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from tests.integration.helpers import (
     asgi_client,
     bearer,

@@ -10,11 +10,11 @@ import pytest
 import redis.asyncio as redis
 
 from kernel.pg import connect
+from kernel.settings import Settings
 from market_data.adapters.publisher import encode_batch
 from market_data.adapters.redis_prices import PriceStore
 from market_data.domain.ticks import Tick
 from market_data.services.bars import PartitionBars
-from propstream.settings import PlatformSettings as Settings
 from schemas.codec import decode_event, encode
 from schemas.envelope import make_command, make_event
 from schemas.instrument import InstrumentHalted, InstrumentRegistered

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import response_schema_conformance
 
+from kernel.settings import Settings
 from propstream.processes import PLATFORM
-from propstream.settings import PlatformSettings as Settings
 from tests.integration.helpers import PROBLEM_JSON, bearer, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]

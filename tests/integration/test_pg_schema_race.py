@@ -16,7 +16,7 @@ import pytest
 from core.adapters.users_projection import UsersProjection
 from kernel.pg import connect
 from kernel.projection import ProjectionRunner
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from schemas import default_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]

@@ -22,8 +22,8 @@ from pydantic import SecretStr
 from core.adapters.tiers_projection import TiersProjection
 from kernel.infra.procs import port_open
 from kernel.projection import ProjectionRunner
+from kernel.settings import Settings
 from propstream.processes import projection_runner
-from propstream.settings import PlatformSettings as Settings
 from schemas import default_registry
 from schemas.codec import encode
 from schemas.envelope import EventPayload, make_event

@@ -11,7 +11,7 @@ import pytest
 from kernel import infra
 from kernel.infra.procs import port_open
 from kernel.infra.stripe_mock import UNAVAILABLE, StripeMockServer
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 
 pytestmark = pytest.mark.integration
 

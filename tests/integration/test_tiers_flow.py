@@ -13,7 +13,7 @@ import pytest
 from core.bootstrap import seed_tiers
 from core.seeds import DEFAULT_TIERS
 from kernel.pg import connect
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from schemas.codec import decode_model
 from schemas.envelope import CommandEnvelope
 from tests.conftest import process_env

@@ -18,8 +18,8 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as redis
 
+from kernel.settings import Settings
 from kernel.tokens import AccessTokens, signing_key
-from propstream.settings import PlatformSettings as Settings
 from tests.integration.helpers import asgi_client, assert_problem, bearer, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]

@@ -9,12 +9,12 @@ import contextlib
 import pytest
 
 from kernel.dlq import read_dead_letters
+from kernel.settings import Settings
 from market_data.adapters.venues.backoff import Backoff
 from market_data.adapters.venues.client import ClientConfig
 from market_data.domain.venues.binance import BinanceFeed
 from market_data.domain.venues.common import TimeGuard
 from market_data.services.venues import VenueIngestService
-from propstream.settings import PlatformSettings as Settings
 from tests.data.venues.make_tapes import NOW_NS
 from tests.integration.helpers import read_topic, wait_until
 from tests.integration.test_venue_clients import BINANCE_TAPE

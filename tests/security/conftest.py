@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from kernel.settings import Settings
 from propstream.processes import PLATFORM
-from propstream.settings import PlatformSettings as Settings
 from schemas.identity import Role
 from tests.conftest import _namespaces
 from tests.integration.helpers import PlatformProcess

@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from kernel.kafka import apply_topics
 from kernel.pg import connect
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from schemas.topics import CATALOGUE, TopicSpec
 from tests.conftest import _namespaces, process_env
 from tests.integration.helpers import PlatformProcess, produce, wait_until

@@ -18,7 +18,7 @@ import uuid
 import httpx
 import pytest
 
-from propstream.settings import PlatformSettings as Settings
+from kernel.settings import Settings
 from tests.security.conftest import free_port
 
 OWN = {"PROPSTREAM_SECRET_KEY": "a-secret-from-a-secret-store",
