@@ -7,7 +7,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from kernel.kafka import apply_topics, delete_namespace_topics
-from kernel.settings import Settings, load_settings
+from kernel.settings import load_settings
+from propstream.settings import PlatformSettings as Settings
 from schemas.topics import CATALOGUE, TopicSpec
 
 # Rate limits of the spawned services raised through their settings' variables, so a benchmark
@@ -19,7 +20,7 @@ UNLIMITED = {"PROPSTREAM_LOGIN_RATE_PER_S": "100000", "PROPSTREAM_LOGIN_BURST": 
 
 def base_settings() -> Settings:
     """Settings from the environment (PROPSTREAM_*), as every propstream process reads them."""
-    return load_settings()
+    return load_settings(Settings)
 
 
 def fresh_namespace(settings: Settings, prefix: str) -> Settings:

@@ -1,4 +1,6 @@
-"""Wires the core service's processes: API, deciders, projections, policies and seeds."""
+"""Builds the core service's processes (API, deciders, policy) for its manifest, and the seeds.
+
+The projections are built by the kernel from the manifest (`core/manifest.py`)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,8 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from core.adapters.accounts_projection import AccountsProjection
-from core.adapters.assessments_projection import AssessmentsProjection
 from core.adapters.credentials import CredentialStore
-from core.adapters.instruments_projection import InstrumentsProjection
-from core.adapters.purchases_projection import PurchasesProjection
-from core.adapters.tiers_projection import TiersProjection
-from core.adapters.users_projection import UsersProjection
+from core.config import CoreSettings as Settings
 from core.domain.accounts import AccountAggregate
 from core.domain.assessments import AssessmentAggregate
 from core.domain.instruments import InstrumentAggregate
@@ -39,9 +36,7 @@ from kernel.commands import CommandBus
 from kernel.decider import DeciderRunner
 from kernel.http import make_cache
 from kernel.pg import make_pool
-from kernel.projection import Projection
 from kernel.sealing import KeyWrapper, seal
-from kernel.settings import Settings
 from schemas import default_registry
 from schemas.envelope import make_command
 from schemas.identity import ForgetUser, RegisterUser, Role
@@ -50,14 +45,6 @@ from schemas.payment import GrantPurchase
 from schemas.replies import CommandReply
 from schemas.tier import CreateTier
 
-PROJECTIONS: dict[str, type[Projection]] = {
-    "instruments": InstrumentsProjection,
-    "tiers": TiersProjection,
-    "purchases": PurchasesProjection,
-    "assessments": AssessmentsProjection,
-    "accounts": AccountsProjection,
-    "users": UsersProjection,
-}
 SEED_NAMESPACE = uuid.UUID("9d3c1b2a-4e5f-4a6b-8c7d-1e2f3a4b5c6d")
 
 

@@ -32,12 +32,12 @@ from redis.asyncio import Redis
 
 from core.adapters.credentials import CredentialStore
 from core.adapters.refresh_tokens import RefreshTokenStore
+from core.config import CoreSettings as Settings
 from core.domain.passwords import Passwords
 from core.exceptions import CoreError
 from kernel.auth import mark_not_before, not_before_key, role_decided_key, role_pending_key
 from kernel.observability import get_logger
 from kernel.sealing import KeyWrapper
-from kernel.settings import Settings
 from kernel.tokens import AccessTokens
 from schemas.identity import Role
 from schemas.replies import CommandReply

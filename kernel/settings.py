@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar, overload
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,8 +21,10 @@ DEVELOPER_ENVS = frozenset({"dev", "test"})
 STRIPE_API_BASE = "https://api.stripe.com"
 
 
-class Settings(BaseSettings):
-    """Everything a propstream process can be configured with."""
+class KernelSettings(BaseSettings):
+    """What the kernel needs: environment, infrastructure, logs, metrics, the HTTP and stream
+    runtime. Each service extends it (`core.config.CoreSettings`,
+    `market_data.config.MarketSettings`); variable names are `PROPSTREAM_<FIELD>` throughout."""
 
     model_config = SettingsConfigDict(env_prefix="PROPSTREAM_", frozen=True, extra="ignore")
 
@@ -49,10 +51,6 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = None
     pg_dsn: SecretStr | None = None
     redis_url: SecretStr | None = None
-
-    api_port: int = Field(default=8000, ge=1, le=65535)
-    market_api_port: int = Field(default=8001, ge=1, le=65535,
-                                 description="port of the market-data HTTP API")
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535,
         description="serve /metrics on this port (every process; an API then stops serving "
@@ -73,68 +71,11 @@ class Settings(BaseSettings):
         description="tokens per second of the default bucket, per caller and per IP")
     rate_limit_burst: int = Field(default=40, ge=1, le=1_000_000,
                                   description="capacity of the default bucket")
-    # Identity (core): strict buckets per IP (and per email for login), and token lifetimes.
-    login_rate_per_s: float = Field(default=5 / 60, gt=0, le=100_000,
-                                    description="login attempts per second, per IP and email")
-    login_burst: int = Field(default=10, ge=1, le=1_000_000)
-    register_rate_per_s: float = Field(default=10 / 3600, gt=0, le=100_000,
-                                       description="registrations per second, per IP")
-    register_burst: int = Field(default=10, ge=1, le=1_000_000)
-    access_token_ttl_s: int = Field(default=15 * 60, ge=10, le=24 * 3600)
-    refresh_family_ttl_s: int = Field(default=30 * 24 * 3600, ge=60, le=365 * 24 * 3600,
-                                      description="absolute lifetime of one login's refresh")
-    seed_admin_password: SecretStr | None = Field(
-        default=None, description="password of the dev admin `propstream seed` creates")
-    seed_trader_password: SecretStr | None = Field(
-        default=None, description="password of the demo trader `propstream seed` creates")
-    binance_url: str = "wss://stream.binance.com:9443/stream"
-    binance_symbols: dict[str, str] = Field(
-        default={"BTCUSDT": "BTC-USD", "ETHUSDT": "ETH-USD", "SOLUSDT": "SOL-USD"},
-        description="Binance symbol -> our instrument, as JSON in PROPSTREAM_BINANCE_SYMBOLS")
-    polymarket_url: str = "wss://ws-subscriptions-clob.polymarket.com/ws/market"
-    polymarket_assets: dict[str, str] = Field(
-        default={}, description="Polymarket asset id -> our instrument (JSON)")
-    kalshi_url: str = "wss://api.elections.kalshi.com/trade-api/ws/v2"
-    kalshi_markets: dict[str, str] = Field(
-        default={}, description="Kalshi market ticker -> our instrument (JSON)")
-    kalshi_key_id: str | None = None
-    kalshi_private_key_file: Path | None = None
-    simulator_seed: int = Field(default=42, ge=0, description="same seed, same tape")
     decider_snapshot_every: int = Field(default=10_000, ge=1, le=10_000_000)
     projection_batch: int = Field(default=5000, ge=1, le=100_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
-    # Wraps every user's data key (kernel.sealing): a database dump alone opens no personal
-    # data. Changing it makes every stored data key unwrappable: rotate by rewrapping.
-    data_key_secret: SecretStr = SecretStr(DEV_DATA_KEY_SECRET)
-    # Payments (Stripe). The default key is the one stripe-mock accepts; with it and no base,
-    # the client talks to the local stripe-mock. Any other key without a base talks to Stripe.
-    stripe_api_key: SecretStr = SecretStr(STRIPE_MOCK_KEY)
-    stripe_api_base: str | None = Field(
-        default=None, description="Stripe API base URL; none = stripe-mock for the mock key, "
-                                  "https://api.stripe.com for any other key")
-    stripe_webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
-    stripe_webhook_tolerance_s: int = Field(
-        default=300, ge=1, le=3600, description="oldest webhook signature timestamp accepted")
-    stripe_timeout_s: float = Field(default=10.0, gt=0, le=80,
-                                    description="one Stripe API call, before it counts as down")
-    public_base_url: str = Field(
-        default="http://localhost:5173",
-        description="where the frontend is: Stripe sends buyers back to success/cancel pages")
-    # Sessions (issue 9 point 4): how long a token request waits for an undecided role change
-    # before answering 503, and how long such a change blocks tokens at most.
-    role_change_wait_s: float = Field(default=2.0, ge=0, le=30)
-    role_change_pending_s: int = Field(default=30, ge=1, le=600)
-    refresh_rate_per_s: float = Field(default=1.0, gt=0, le=100_000,
-                                      description="/auth/refresh per IP (fail closed)")
-    refresh_burst: int = Field(default=30, ge=1, le=1_000_000)
-    # Failed logins of one email: a strict bucket per (email, IP) and a larger one per email
-    # that refills at least as fast, so one address can never hold an account locked.
-    login_email_ip_rate_per_s: float = Field(default=5 / 60, gt=0, le=100_000)
-    login_email_ip_burst: int = Field(default=10, ge=1, le=1_000_000)
-    login_email_rate_per_s: float = Field(default=20 / 60, gt=0, le=100_000)
-    login_email_burst: int = Field(default=50, ge=1, le=1_000_000)
     # Unknown API keys cost a database query: a per-IP bucket of failed lookups (per process).
     api_key_miss_rate_per_s: float = Field(default=1.0, gt=0, le=100_000)
     api_key_miss_burst: int = Field(default=20, ge=1, le=1_000_000)
@@ -145,24 +86,15 @@ class Settings(BaseSettings):
     # their own.
     read_rate_per_s: float = Field(default=20.0, gt=0, le=100_000)
     read_burst: int = Field(default=100, ge=1, le=1_000_000)
-    udf_quotes_rate_per_s: float = Field(default=2.0, gt=0, le=100_000)
-    udf_quotes_burst: int = Field(default=20, ge=1, le=1_000_000)
     decider_outcome_bytes_per_partition: int = Field(default=16 * 1024 * 1024, ge=0,
                                                      le=2**34)
 
     @model_validator(mode="after")
-    def _one_address_cannot_lock_an_account(self) -> Settings:
-        if (self.login_email_burst <= self.login_email_ip_burst
-                or self.login_email_rate_per_s < self.login_email_ip_rate_per_s):
-            raise ValueError("PROPSTREAM_LOGIN_EMAIL_BURST and _RATE_PER_S must exceed the "
-                             "per-(email, IP) ones, or one address can lock an account out")
-        return self
-
-    @model_validator(mode="after")
-    def _no_public_secret_outside_a_developers_loopback(self) -> Settings:
+    def _no_public_secret_outside_a_developers_loopback(self) -> KernelSettings:
         # The defaults are in the source: anyone can sign tokens or webhooks with them. They
         # are only tolerable where nobody but the developer can reach the platform.
-        public = default_secrets(self)
+        public = [name for name, (value, default) in self.public_defaults().items()
+                  if value.get_secret_value() == default]
         if public and not self.developer_loopback:
             names = ", ".join(public)
             raise ValueError(
@@ -214,18 +146,18 @@ class Settings(BaseSettings):
     def pg_schema(self) -> str:
         return self.namespace.replace("-", "_") or "public"
 
-    @property
-    def stripe_base(self) -> str:
-        """Where the Stripe client sends requests: the set base, stripe-mock, or Stripe."""
-        if self.stripe_api_base is not None:
-            return self.stripe_api_base
-        if self.stripe_api_key.get_secret_value() == STRIPE_MOCK_KEY:
-            return f"http://{self.host}:{self.stripe_mock_port}"
-        return STRIPE_API_BASE
+    def public_defaults(self) -> dict[str, tuple[SecretStr, str]]:
+        """Secret variable -> (its value, the development default published in the source);
+        a service adds its own secrets."""
+        return {"PROPSTREAM_SECRET_KEY": (self.secret_key, DEV_SECRET_KEY)}
 
     def topic(self, name: str) -> str:
         """Return the physical name of catalogue topic `name` in this namespace."""
         return f"{self.namespace}.{name}" if self.namespace else name
+
+
+# The kernel's modules take the kernel's settings; a service passes its own subclass.
+Settings = KernelSettings
 
 
 def is_loopback(address: str) -> bool:
@@ -238,21 +170,29 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def default_secrets(settings: Settings) -> list[str]:
+def default_secrets(settings: KernelSettings) -> list[str]:
     """The variables of `settings` still holding a default published in this source."""
-    defaults = {"PROPSTREAM_SECRET_KEY": (settings.secret_key, DEV_SECRET_KEY),
-                "PROPSTREAM_STRIPE_WEBHOOK_SECRET": (settings.stripe_webhook_secret,
-                                                     DEV_WEBHOOK_SECRET),
-                "PROPSTREAM_STRIPE_API_KEY": (settings.stripe_api_key, STRIPE_MOCK_KEY),
-                "PROPSTREAM_DATA_KEY_SECRET": (settings.data_key_secret, DEV_DATA_KEY_SECRET)}
-    return [name for name, (value, default) in defaults.items()
+    return [name for name, (value, default) in settings.public_defaults().items()
             if value.get_secret_value() == default]
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Build Settings from the environment, or stop the process naming the bad variable."""
+S = TypeVar("S", bound=KernelSettings)
+
+
+@overload
+def load_settings(**overrides: object) -> KernelSettings: ...
+
+
+@overload
+def load_settings(cls: type[S], **overrides: object) -> S: ...
+
+
+def load_settings(cls: type[KernelSettings] = KernelSettings,  # type: ignore[misc]
+                  **overrides: object) -> KernelSettings:
+    """Build `cls` (a service's settings class; the kernel's by default) from the
+    environment, or stop the process naming the bad variable."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return cls(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

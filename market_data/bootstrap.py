@@ -1,17 +1,16 @@
-"""Wires the market-data service's processes: simulator, bar processor, prices, projections."""
+"""Builds the market-data service's processes (API, simulator, bar processor, prices, venues)
+for its manifest (`market_data/manifest.py`)."""
 
 from __future__ import annotations
 
 import redis.asyncio as redis
 from fastapi import FastAPI
 
-from kernel.projection import Projection
-from kernel.settings import Settings
 from kernel.stream import StreamProcessor
-from market_data.adapters.bars_projection import BarsProjection
 from market_data.adapters.redis_prices import PriceStore
 from market_data.adapters.venues.client import ClientConfig
 from market_data.adapters.venues.kalshi_auth import KalshiSigner
+from market_data.config import MarketSettings as Settings
 from market_data.domain.venues.binance import BinanceFeed
 from market_data.domain.venues.kalshi import KalshiFeed
 from market_data.domain.venues.polymarket import PolymarketFeed
@@ -22,18 +21,16 @@ from market_data.services.simulator import SimulatorService
 from market_data.services.venues import VenueIngestService
 from schemas import default_registry
 
-PROJECTIONS: dict[str, type[Projection]] = {"bars": BarsProjection}
-
 
 def simulator(settings: Settings) -> SimulatorService:
     return SimulatorService(settings, seed=settings.simulator_seed)
 
 
-def bar_processor(settings: Settings) -> BarService:
+def bars(settings: Settings) -> BarService:
     return BarService(settings, max_batch=settings.projection_batch)
 
 
-def prices_processor(settings: Settings) -> StreamProcessor:
+def prices(settings: Settings) -> StreamProcessor:
     store = PriceStore(redis.Redis.from_url(settings.cache_url), namespace=settings.namespace)
     return StreamProcessor(settings, name="market-prices", topics=("market.ticks",),
                            registry=default_registry(), handle=PricesHandler(store))

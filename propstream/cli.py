@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from kernel.exceptions import InfraError
-from kernel.settings import ROOT, Settings, load_settings
+from kernel.settings import ROOT, load_settings
+from propstream.settings import PlatformSettings
 
 console = Console(stderr=False, highlight=False)
 app = typer.Typer(help="propstream: an event-sourced trading-assessment platform on Kafka.",
@@ -23,6 +24,8 @@ topics_app = typer.Typer(help="The topic catalogue on the broker.", no_args_is_h
 schemas_app = typer.Typer(help="Wire contracts: JSON Schema and AsyncAPI.", no_args_is_help=True)
 run_app = typer.Typer(help="Run one platform process in the foreground.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead letters: inspect and re-drive.", no_args_is_help=True)
+docs_app = typer.Typer(help="Documentation tables and Helm values generated from the manifests.",
+                       no_args_is_help=True)
 users_app = typer.Typer(help="Users: the first admin of an empty platform; forgetting a user.",
                         no_args_is_help=True)
 app.add_typer(infra_app, name="infra")
@@ -31,10 +34,13 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(run_app, name="run")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(users_app, name="users")
+app.add_typer(docs_app, name="docs")
 
 
-def _settings() -> Settings:
-    return load_settings()
+def _settings() -> PlatformSettings:
+    """Every service's settings: the commands here span services; a `run` process builds
+    its own service's class from them (propstream.processes)."""
+    return load_settings(PlatformSettings)
 
 
 def _say(line: str) -> None:
@@ -136,6 +142,22 @@ def schemas_export(
         return
     written = export_all(out)
     console.print(f"wrote {len(written)} files into {out}")
+
+
+@docs_app.command("generate")
+def docs_generate(
+    check: Annotated[bool, typer.Option(help="fail if a generated block is stale")] = False,
+) -> None:
+    """Rewrite the topics and process tables and the chart's workers from the manifests."""
+    from propstream.generated import generate
+    from propstream.manifests import SERVICES
+    from schemas.topics import CATALOGUE
+
+    stale = generate(SERVICES, CATALOGUE, check=check)
+    if check and stale:
+        _fail(f"generated blocks are stale ({', '.join(stale)}); run `propstream docs "
+              "generate` and commit the result")
+    console.print(f"rewrote {', '.join(stale)}" if stale else "generated blocks are up to date")
 
 
 # -- processes --------------------------------------------------------------------------------

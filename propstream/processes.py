@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from kernel.exceptions import PropstreamError
+from kernel.manifest import ServiceManifest, WorkerKind, service_of
 from kernel.observability import configure_logging, get_logger
 from kernel.projection import ProjectionRunner
 from kernel.runtime import settle_heap
@@ -52,85 +53,68 @@ def serve_metrics(settings: Settings) -> None:
                  url=f"http://{settings.metrics_bind}:{settings.metrics_port}/metrics")
 
 
-def run_decider(settings: Settings, family: str) -> None:
-    from core import bootstrap
+def _run_worker(settings: Settings, kind: WorkerKind, name: str) -> None:
+    """Run the manifest's worker `propstream run <kind> <name>` until signalled."""
+    from propstream.manifests import SERVICES, worker
 
-    factories: dict[str, Callable[[Settings], Any]] = {
-        "instrument": bootstrap.instrument_decider,
-        "tier": bootstrap.tier_decider,
-        "payment": bootstrap.payment_decider,
-        "assessment": bootstrap.assessment_decider,
-        "account": bootstrap.account_decider,
-        "user": bootstrap.user_decider,
-    }
-    if family not in factories:
-        raise SystemExit(f"unknown decider {family!r}; known: {', '.join(factories)}")
-    configure_logging(settings, process=f"{family}-decider")
+    try:
+        entry = worker(kind, name)
+    except KeyError as exc:
+        raise SystemExit(str(exc.args[0])) from None
+    settings = _service_settings(settings, service_of(SERVICES, entry))
+    configure_logging(settings, process=entry.process)
     serve_metrics(settings)
-    runner = factories[family](settings)
+    try:
+        runner = entry.factory(settings)
+    except PropstreamError as exc:
+        raise SystemExit(f"error: {exc}") from None
     _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
+
+
+def _service_settings(settings: Settings, manifest: ServiceManifest) -> Settings:
+    """The settings of the service a process belongs to: its own class (a core process has
+    no venue settings, a market one no Stripe keys), with the values already read."""
+    if type(settings) is manifest.settings:
+        return settings
+    wanted = set(manifest.settings.model_fields)
+    built: Settings = manifest.settings(**{k: v for k, v in settings if k in wanted})
+    return built
+
+
+def run_decider(settings: Settings, family: str) -> None:
+    _run_worker(settings, "decider", family)
 
 
 def run_policy(settings: Settings, name: str) -> None:
     """A stateless policy that turns events of one family into commands of another."""
-    from core import bootstrap
-
-    factories: dict[str, Callable[[Settings], Any]] = {
-        "assessment": bootstrap.assessment_policy,
-    }
-    if name not in factories:
-        raise SystemExit(f"unknown policy {name!r}; known: {', '.join(factories)}")
-    configure_logging(settings, process=f"{name}-policy")
-    serve_metrics(settings)
-    runner = factories[name](settings)
-    _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
+    _run_worker(settings, "policy", name)
 
 
 def projection_runner(settings: Settings, name: str) -> ProjectionRunner:
     """The runner of projection `name`, whichever service owns it."""
-    from core import bootstrap as core
-    from market_data import bootstrap as market
-    from schemas import default_registry
+    from propstream.manifests import worker
 
-    known = {**core.PROJECTIONS, **market.PROJECTIONS}
-    if name not in known:
-        raise KeyError(f"unknown projection {name!r}; known: {', '.join(sorted(known))}")
-    return ProjectionRunner(settings, known[name](), default_registry(),
-                            max_batch=settings.projection_batch)
+    runner = worker("projection", name).factory(settings)
+    assert isinstance(runner, ProjectionRunner), name
+    return runner
 
 
 def run_projection(settings: Settings, name: str) -> None:
-    configure_logging(settings, process=f"projection-{name}")
-    serve_metrics(settings)
-    try:
-        runner = projection_runner(settings, name)
-    except KeyError as exc:
-        raise SystemExit(str(exc.args[0])) from None
-    _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
+    _run_worker(settings, "projection", name)
 
 
 def run_market(settings: Settings, part: str) -> None:
-    """One market-data process: simulator, bars or prices."""
-    from market_data import bootstrap
+    """One market-data process: the API, or a worker (simulator, bars, prices, venues)."""
+    from propstream.manifests import worker
 
-    factories: dict[str, Callable[[Settings], Any]] = {
-        "simulator": bootstrap.simulator, "bars": bootstrap.bar_processor,
-        "prices": bootstrap.prices_processor, "binance": bootstrap.binance,
-        "polymarket": bootstrap.polymarket, "kalshi": bootstrap.kalshi}
     if part == "api":
-        configure_logging(settings, process="market-api")
-        serve_metrics(settings)
-        _serve(bootstrap.api(settings), settings.host, settings.market_api_port)
+        _run_api(settings, "market_data")
         return
-    if part not in factories:
-        raise SystemExit(f"unknown market process {part!r}; known: api, {', '.join(factories)}")
-    configure_logging(settings, process=f"market-{part}")
-    serve_metrics(settings)
     try:
-        runner = factories[part](settings)
-    except PropstreamError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    _run(_until_signalled(runner.start, runner.run, runner.stop, runner.name))
+        worker("market", part)
+    except KeyError as exc:
+        raise SystemExit(f"{exc.args[0]}, and api") from None
+    _run_worker(settings, "market", part)
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
@@ -144,11 +128,19 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 
 
 def run_api(settings: Settings) -> None:
-    from core import bootstrap
+    _run_api(settings, "core")
 
-    configure_logging(settings, process="api")
+
+def _run_api(settings: Settings, service_name: str) -> None:
+    from propstream.manifests import service
+
+    manifest = service(service_name)
+    api = manifest.api
+    assert api is not None, service_name
+    settings = _service_settings(settings, manifest)
+    configure_logging(settings, process=api.process)
     serve_metrics(settings)
-    _serve(bootstrap.api(settings), settings.host, settings.api_port)
+    _serve(api.factory(settings), settings.host, api.port(settings))
 
 
 def _serve(app: Any, host: str, port: int) -> None:
@@ -159,25 +151,11 @@ def _serve(app: Any, host: str, port: int) -> None:
                 loop="auto", http="auto")
 
 
-# name -> argv after `propstream run`
-PLATFORM = {
-    "api": ["api"],
-    "instrument-decider": ["decider", "instrument"],
-    "projection-instruments": ["projection", "instruments"],
-    "tier-decider": ["decider", "tier"],
-    "projection-tiers": ["projection", "tiers"],
-    "payment-decider": ["decider", "payment"],
-    "projection-purchases": ["projection", "purchases"],
-    "user-decider": ["decider", "user"],
-    "projection-users": ["projection", "users"],
-    "market-api": ["market", "api"],
-    "market-simulator": ["market", "simulator"],
-    "market-prices": ["market", "prices"],
-    "market-bars": ["market", "bars"],
-    "projection-bars": ["projection", "bars"],
-    "assessment-decider": ["decider", "assessment"],
-    "account-decider": ["decider", "account"],
-    "assessment-policy": ["policy", "assessment"],
-    "projection-assessments": ["projection", "assessments"],
-    "projection-accounts": ["projection", "accounts"],
-}
+def _platform() -> dict[str, list[str]]:
+    from propstream.manifests import platform
+
+    return {name: list(argv) for name, argv in platform().items()}
+
+
+# name -> argv after `propstream run`, from the services' manifests
+PLATFORM = _platform()

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from schemas.envelope import CommandPayload, EventPayload
+from schemas.family import Family
 from schemas.tier import TierCurrency
 
 # Fixed forever: changing it would give every existing assessment a second account id.
@@ -80,3 +81,8 @@ class AccountCommandRejected(EventPayload):
 
 COMMANDS = (OpenAccount, CloseAccount)
 EVENTS = (AccountOpened, AccountClosed, AccountCommandRejected)
+
+FAMILY = Family(
+    name="account", commands=COMMANDS, events=EVENTS, partitions=3,
+    key="account id (uuid5 of the assessment id)",
+)

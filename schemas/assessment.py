@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.envelope import CommandPayload, EventPayload
+from schemas.family import Family
 from schemas.tier import PhaseName, RuleSet, TierId, TierTerms
 
 # Fixed forever: changing it would give every existing purchase a second assessment id.
@@ -111,3 +112,8 @@ class AssessmentCommandRejected(EventPayload):
 COMMANDS = (CreateAssessment, CancelAssessment)
 EVENTS = (AssessmentCreated, AssessmentCancelled, AssessmentReversalRecorded,
           AssessmentCommandRejected)
+
+FAMILY = Family(
+    name="assessment", commands=COMMANDS, events=EVENTS, partitions=3,
+    key="assessment id (uuid5 of the purchase id)",
+)

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from schemas.envelope import CommandPayload, EventPayload
+from schemas.family import Family
 from schemas.sensitive import PERSONAL, SECRET
 
 # Fixed forever: changing it would give every existing email a second user id.
@@ -271,4 +272,10 @@ UPCASTERS: tuple[tuple[str, int, Callable[[dict[str, Any]], dict[str, Any]]], ..
     (UserPasswordChanged.TYPE, 1, _personal_v1_to_v2),
     (UserDisplayNameChanged.TYPE, 1, _personal_v1_to_v2),
     (UserApiKeyCreated.TYPE, 1, _key_v1_to_v2),
+)
+
+FAMILY = Family(
+    name="user", commands=COMMANDS, events=EVENTS, partitions=3,
+    key="user id (uuid5 of the normalised email)",
+    upcasters=UPCASTERS,
 )

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from schemas.envelope import CommandPayload, EventPayload
+from schemas.family import Family
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9._:/-]{0,39}$")
 
@@ -195,4 +196,9 @@ EVENTS = (
     InstrumentHalted,
     InstrumentResumed,
     InstrumentCommandRejected,
+)
+
+FAMILY = Family(
+    name="instrument", commands=COMMANDS, events=EVENTS, partitions=3,
+    key="symbol",
 )

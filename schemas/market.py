@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from schemas.envelope import CommandPayload, EventPayload
+from schemas.family import DAY_MS, FOREVER, Family, TopicSpec, dead_letters
 from schemas.instrument import Symbol, Venue
 
 Resolution = Literal["1m", "5m", "15m", "1h", "4h", "1d"]
@@ -128,3 +129,37 @@ class InjectNews(SimulatorCommand):
 
 COMMANDS = (StartSimulator, StopSimulator, OverrideRegime, InjectNews)
 EVENTS = (MarketTicksPublished, MarketRegimeChanged, MarketNewsPublished, MarketBarClosed)
+
+# Not an aggregate family: its topics are streams and one control pair, declared here.
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        name="market.ticks", kind="stream", partitions=6, key="instrument",
+        retention_ms=30 * DAY_MS, carries=(MarketTicksPublished.TYPE,),
+        dead_letter="market.ticks.dlq",
+        description="every price the platform uses: batches of normalised ticks",
+    ),
+    TopicSpec(
+        name="market.bars", kind="stream", partitions=6, key="instrument",
+        retention_ms=FOREVER, carries=(MarketBarClosed.TYPE,),
+        dead_letter="market.bars.dlq", description="OHLCV bars closed by the bar processor",
+    ),
+    TopicSpec(
+        name="market.commands", kind="commands", partitions=1, key="instrument or *",
+        retention_ms=7 * DAY_MS, carries=tuple(m.TYPE for m in COMMANDS),
+        dead_letter="market.commands.dlq", description="admin control of the simulator",
+    ),
+    TopicSpec(
+        name="market.events", kind="events", partitions=1, key="instrument or *",
+        retention_ms=FOREVER,
+        carries=(MarketRegimeChanged.TYPE, MarketNewsPublished.TYPE),
+        dead_letter="market.events.dlq",
+        description="volatility regime changes and news, generated or injected",
+    ),
+    dead_letters("market.ticks", "tick batches a consumer could not decode or apply"),
+    dead_letters("market.bars", "bars a consumer could not decode or apply"),
+    dead_letters("market.commands", "simulator commands that could not be decoded"),
+    dead_letters("market.events", "regime or news events a consumer could not decode"),
+    dead_letters("market.raw", "venue frames that could not be parsed, raw bytes kept"),
+)
+
+FAMILY = Family(name="market", commands=COMMANDS, events=EVENTS, topics=TOPICS)

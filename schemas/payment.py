@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from schemas.envelope import CommandPayload, EventPayload
+from schemas.family import Family, dead_letters
 from schemas.tier import TierCurrency, TierId, TierTerms
 
 # Dedup of webhooks: the command id of a Stripe event is uuid5(this, stripe event id).
@@ -196,3 +197,10 @@ COMMANDS = (CreatePurchase, OpenCheckout, CompletePurchase, RecordRefund, Record
             GrantPurchase)
 EVENTS = (PurchaseCreated, CheckoutOpened, PurchaseCompleted, PurchaseGranted, PurchaseRefunded,
           PurchaseDisputed, PaymentCommandRejected)
+
+FAMILY = Family(
+    name="payment", commands=COMMANDS, events=EVENTS, partitions=3,
+    key="purchase id (uuid)",
+    topics=(dead_letters("payment.webhooks", "verified Stripe webhooks matching no purchase "
+                         "or no valid command, raw body kept, for an operator to replay"),),
+)

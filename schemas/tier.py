@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.envelope import CommandPayload, EventPayload
+from schemas.family import Family
 
 TIER_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,39}")
 # Currencies a tier may be priced in: the ones our Stripe account settles (ISO 4217).
@@ -173,3 +174,8 @@ class TierCommandRejected(EventPayload):
 
 COMMANDS = (CreateTier, ReviseTier, RetireTier, ReactivateTier)
 EVENTS = (TierCreated, TierRevised, TierRetired, TierReactivated, TierCommandRejected)
+
+FAMILY = Family(
+    name="tier", commands=COMMANDS, events=EVENTS, partitions=1,
+    key="tier id (slug)",
+)

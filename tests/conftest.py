@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from kernel.settings import Settings
+from propstream.settings import PlatformSettings as Settings
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,9 @@ from collections.abc import Collection
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from core.config import CoreSettings as Settings
 from kernel.pg import apply_ddl, ensure_schema
 from kernel.sealing import KeyWrapper, new_data_key, seal
-from kernel.settings import Settings
 
 CREDENTIALS_DDL = """
 CREATE TABLE IF NOT EXISTS credentials (

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 import stripe
 
+from core.config import CoreSettings as Settings
 from core.exceptions import CoreError
-from kernel.settings import Settings
 
 SIGNATURE_INVALID = "webhook-signature-invalid"
 PAYLOAD_INVALID = "webhook-payload-invalid"

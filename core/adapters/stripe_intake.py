@@ -23,11 +23,11 @@ import orjson
 import psycopg
 
 from core.adapters.stripe_events import Ignored, Malformed, WebhookCommand, translate
+from core.config import CoreSettings as Settings
 from core.views.purchases import get_purchase, purchase_of_payment_intent
 from kernel.dlq import DeadLetter, read_dead_letters
 from kernel.kafka import make_producer
 from kernel.pg import connect
-from kernel.settings import Settings
 from schemas.codec import encode
 from schemas.envelope import CommandEnvelope, make_command
 from schemas.payment import stripe_command_id

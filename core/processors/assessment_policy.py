@@ -26,9 +26,9 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from core.config import CoreSettings as Settings
 from kernel.observability import MESSAGES
 from kernel.projection import Applied
-from kernel.settings import Settings
 from kernel.stream import StreamProcessor
 from schemas.account import CloseAccount, OpenAccount, account_id_for
 from schemas.assessment import (

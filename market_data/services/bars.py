@@ -27,9 +27,9 @@ from kernel.dlq import DeadLetterSink
 from kernel.kafka import make_consumer, make_producer, partitions_of, send_many
 from kernel.observability import MESSAGES, get_logger
 from kernel.pg import apply_ddl, connect
-from kernel.settings import Settings
 from kernel.stream import consume
 from market_data.adapters.redis_levels import LevelsStore
+from market_data.config import MarketSettings as Settings
 from market_data.domain.bars import BarBuilder, ClosedBar, LateTick
 from market_data.domain.levels import Levels
 from market_data.domain.ticks import Tick

@@ -18,8 +18,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from kernel.kafka import make_consumer, make_producer, partitions_of, send_many
 from kernel.observability import get_logger
-from kernel.settings import Settings
 from market_data.adapters.publisher import TickPublisher
+from market_data.config import MarketSettings as Settings
 from market_data.domain.simulator import MarketSimulator
 from market_data.domain.simulator_records import NewsEvent, RegimeChange
 from market_data.exceptions import MarketDataError

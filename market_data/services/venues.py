@@ -14,9 +14,9 @@ from aiokafka import AIOKafkaProducer
 
 from kernel.kafka import make_producer
 from kernel.observability import DEAD_LETTERS, get_logger
-from kernel.settings import Settings
 from market_data.adapters.publisher import TickPublisher
 from market_data.adapters.venues.client import ClientConfig, VenueClient
+from market_data.config import MarketSettings as Settings
 from market_data.domain.ticks import Tick
 from market_data.domain.venues.feed import VenueFeed
 

@@ -1,8 +1,7 @@
-"""Read-only queries over the `instruments` table, for symbol info in the market-data API.
+"""Read-only queries over `market_instruments`, for symbol info in the market-data API.
 
-Core's instruments projection owns and writes this table; market data only reads the
-columns it needs, in the same database, with its own SQL (services do not import each
-other).
+Market data's own read model of `instrument.events` writes this table
+(`market_data.adapters.instruments_projection`); core's `instruments` is never read here.
 """
 
 from __future__ import annotations
@@ -35,7 +34,8 @@ class InstrumentInfo(BaseModel):
 
 async def get_instrument(conn: psycopg.AsyncConnection, symbol: str) -> InstrumentInfo | None:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {_COLUMNS} FROM instruments WHERE symbol = %s", (symbol,))
+        await cur.execute(f"SELECT {_COLUMNS} FROM market_instruments WHERE symbol = %s",
+                          (symbol,))
         row = await cur.fetchone()
     return None if row is None else InstrumentInfo.model_validate(row)
 
@@ -43,7 +43,7 @@ async def get_instrument(conn: psycopg.AsyncConnection, symbol: str) -> Instrume
 async def get_instruments(conn: psycopg.AsyncConnection,
                           symbols: list[str]) -> dict[str, InstrumentInfo]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {_COLUMNS} FROM instruments WHERE symbol = ANY(%s)",
+        await cur.execute(f"SELECT {_COLUMNS} FROM market_instruments WHERE symbol = ANY(%s)",
                           (symbols,))
         rows = await cur.fetchall()
     return {r["symbol"]: InstrumentInfo.model_validate(r) for r in rows}
@@ -66,7 +66,7 @@ async def search_instruments(conn: psycopg.AsyncConnection, *, query: str,
     params += [query.upper() + "%", limit]
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"SELECT {_COLUMNS} FROM instruments WHERE {' AND '.join(where)} "
+            f"SELECT {_COLUMNS} FROM market_instruments WHERE {' AND '.join(where)} "
             "ORDER BY (symbol LIKE %s) DESC, symbol LIMIT %s", params)
         rows = await cur.fetchall()
     return [InstrumentInfo.model_validate(r) for r in rows]
@@ -75,7 +75,7 @@ async def search_instruments(conn: psycopg.AsyncConnection, *, query: str,
 async def venues_and_classes(conn: psycopg.AsyncConnection) -> tuple[list[str], list[str]]:
     """Distinct venues and asset classes, sorted (the UDF config's filters)."""
     cur = await conn.execute(
-        "SELECT array(SELECT DISTINCT venue FROM instruments ORDER BY 1), "
-        "array(SELECT DISTINCT asset_class FROM instruments ORDER BY 1)")
+        "SELECT array(SELECT DISTINCT venue FROM market_instruments ORDER BY 1), "
+        "array(SELECT DISTINCT asset_class FROM market_instruments ORDER BY 1)")
     row = await cur.fetchone()
     return ([], []) if row is None else (list(row[0]), list(row[1]))

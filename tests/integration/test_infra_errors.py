@@ -10,7 +10,7 @@ import pytest
 from kernel.exceptions import InfraError
 from kernel.infra.kafka import KafkaServer, fetch_jars
 from kernel.infra.redis import RedisServer
-from kernel.settings import Settings
+from propstream.settings import PlatformSettings as Settings
 
 pytestmark = pytest.mark.integration
 

@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 import pytest_asyncio
 import redis.asyncio as redis
 
 from kernel.pg import connect
-from kernel.settings import Settings
 from market_data.adapters.bars_projection import DDL as BARS_DDL
 from market_data.adapters.redis_levels import LevelsStore
 from market_data.adapters.redis_prices import PriceStore
 from market_data.entrypoints.http import udf
-from schemas.codec import decode_command
+from propstream.processes import projection_runner
+from propstream.settings import PlatformSettings as Settings
+from schemas.codec import decode_command, encode
+from schemas.envelope import make_event
+from schemas.instrument import InstrumentRegistered, InstrumentSpec, TradingHours
 from schemas.market import MarketTicksPublished, TickRow
 from tests.integration.helpers import (
     asgi_client,
     assert_problem,
     bearer,
     drop_redis_namespace,
+    produce,
     read_topic,
 )
 
@@ -36,40 +42,42 @@ NOW = int(time.time())
 T0 = (NOW - 2 * DAY) // 60 * 60  # ten closed 1m bars from here
 TODAY = NOW // DAY * DAY
 
-# Core's instruments projection owns this table in production; the test creates the
-# columns the market-data API reads.
-INSTRUMENTS_DDL = """
-CREATE TABLE IF NOT EXISTS instruments (
-    symbol TEXT PRIMARY KEY,
-    venue TEXT NOT NULL,
-    asset_class TEXT NOT NULL,
-    tick_size NUMERIC NOT NULL,
-    lot_size NUMERIC NOT NULL,
-    quote_currency TEXT NOT NULL,
-    trading_hours JSONB NOT NULL,
-    description TEXT NOT NULL,
-    status TEXT NOT NULL
-)
-"""
+# Registered on instrument.events as core's decider would; market data's own projection
+# (market-instruments) folds them into the table its API reads.
 INSTRUMENTS = [
-    ("BTC-USD", "simulator", "crypto", "0.01", "0.0001", "USD",
-     {"timezone": "UTC", "sessions": []}, "Bitcoin / US dollar", "active"),
-    ("ES", "cme", "index", "0.25", "1", "USD",
-     {"timezone": "America/New_York",
-      "sessions": [{"days": [0, 1, 2, 3, 4], "open": "09:30:00", "close": "16:00:00"}]},
-     "E-mini S&P 500", "active"),
+    InstrumentSpec(symbol="BTC-USD", venue="simulator", asset_class="crypto",
+                   tick_size=Decimal("0.01"), lot_size=Decimal("0.0001"), quote_currency="USD",
+                   description="Bitcoin / US dollar"),
+    InstrumentSpec(symbol="ES", venue="cme", asset_class="index", tick_size=Decimal("0.25"),
+                   lot_size=Decimal("1"), quote_currency="USD", description="E-mini S&P 500",
+                   trading_hours=TradingHours.model_validate(
+                       {"timezone": "America/New_York",
+                        "sessions": [{"days": [0, 1, 2, 3, 4], "open": "09:30:00",
+                                      "close": "16:00:00"}]})),
 ]
+
+
+async def _project_instruments(settings: Settings) -> None:
+    records = []
+    for spec in INSTRUMENTS:
+        cause = uuid.uuid4()
+        env = make_event(InstrumentRegistered(spec=spec), aggregate_id=spec.symbol, sequence=1,
+                         occurred_at=datetime.now(UTC), correlation_id=cause,
+                         causation_id=cause, event_id=uuid.uuid4())
+        records.append((spec.symbol.encode(), encode(env)))
+    await produce(settings, "instrument.events", records)
+    runner = projection_runner(settings, "market-instruments")
+    await runner.start()
+    try:
+        await runner.run(until_caught_up=True)
+    finally:
+        await runner.stop()
 
 
 async def _seed(settings: Settings, cache: redis.Redis) -> None:
     conn = await connect(settings, autocommit=True)
     try:
         await conn.execute(BARS_DDL)
-        await conn.execute(INSTRUMENTS_DDL)
-        for row in INSTRUMENTS:
-            await conn.execute(
-                "INSERT INTO instruments VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (*row[:6], orjson.dumps(row[6]).decode(), *row[7:]))
         bars: list[tuple[Any, ...]] = [
             ("BTC-USD", "1m", (T0 + 60 * i) * S, (T0 + 60 * i + 60) * S, 100.0 + i,
              102.0 + i, 99.0 + i, 101.0 + i, 1.5, 3) for i in range(10)]
@@ -100,6 +108,7 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     from market_data.bootstrap import api as make_api
 
     cache = redis.Redis.from_url(settings.cache_url)
+    await _project_instruments(settings)
     await _seed(settings, cache)
     app = make_api(settings)
     try:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from core.adapters.api_key_store import PostgresApiKeyStore
 from core.adapters.stripe_gateway import StripeGateway
+from core.config import CoreSettings as Settings
 from core.entrypoints.http import (
     assessments,
     auth,
@@ -28,7 +29,6 @@ from kernel.http import (
     redis_check,
 )
 from kernel.pg import make_pool
-from kernel.settings import Settings
 from schemas import default_registry
 
 

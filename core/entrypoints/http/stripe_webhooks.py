@@ -37,6 +37,7 @@ from core.adapters.stripe_intake import (
     purchase_of,
     seal,
 )
+from core.config import CoreSettings
 from core.entrypoints.http.deps import BusDep
 from core.entrypoints.http.purchases import GatewayDep
 from core.handlers.purchases import receive_stripe_event
@@ -126,6 +127,7 @@ async def _purchase_of(request: Request, found: WebhookCommand) -> str | None:
 async def _dead_letter(bus: CommandBus, body: bytes, *, event_id: str, reason: str,
                        detail: str) -> None:
     assert bus.producer is not None
+    assert isinstance(bus.settings, CoreSettings)  # the core API's bus carries them
     log.warning("stripe webhook dead-lettered", event_id=event_id, reason=reason, detail=detail)
     body = minimise(body)  # kept for 30 days: without the buyer's email, name and address
     headers: list[tuple[str, bytes]] = [

@@ -17,9 +17,9 @@ from kernel.http import (
 )
 from kernel.kafka import make_producer
 from kernel.pg import make_pool
-from kernel.settings import Settings
 from market_data.adapters.redis_levels import LevelsStore
 from market_data.adapters.redis_prices import PriceStore
+from market_data.config import MarketSettings as Settings
 from market_data.entrypoints.http import bars, prices, simulator, udf
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from core.entrypoints.http.app import create_app
-from kernel.settings import Settings
+from propstream.settings import PlatformSettings as Settings
 
 PATHS = ("/purchases", "/purchases/{purchase_id}", "/admin/grants", "/webhooks/stripe")
 

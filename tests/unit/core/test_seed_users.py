@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from core.bootstrap import seed_users
-from kernel.settings import Settings
+from propstream.settings import PlatformSettings as Settings
 
 OWN = {"secret_key": SecretStr("s3cret"), "stripe_webhook_secret": SecretStr("whsec_own"),
        "stripe_api_key": SecretStr("sk_live_own"), "data_key_secret": SecretStr("kek_own")}

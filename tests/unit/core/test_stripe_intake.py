@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from core.adapters.stripe_events import WebhookCommand
 from core.adapters.stripe_intake import SEAL_HEADER, redrive, seal
 from kernel.dlq import DeadLetter
-from kernel.settings import Settings
+from propstream.settings import PlatformSettings as Settings
 from schemas.payment import stripe_command_id
 from tests.support.payments import stripe_event
 

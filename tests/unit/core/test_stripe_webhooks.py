@@ -15,7 +15,8 @@ from core.adapters.stripe_gateway import (
     StripeGateway,
     WebhookRejected,
 )
-from kernel.settings import STRIPE_API_BASE, Settings
+from kernel.settings import STRIPE_API_BASE
+from propstream.settings import PlatformSettings as Settings
 from schemas.payment import CompletePurchase, RecordDispute, RecordRefund, stripe_command_id
 from tests.support.payments import stripe_event, stripe_signature
 

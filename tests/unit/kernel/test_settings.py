@@ -7,7 +7,8 @@ import itertools
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from kernel.settings import Settings, is_loopback, load_settings
+from kernel.settings import is_loopback, load_settings
+from propstream.settings import PlatformSettings as Settings
 
 OWN_SECRETS = {"secret_key": SecretStr("s3cret-from-a-vault"),
                "stripe_webhook_secret": SecretStr("whsec_from_a_vault"),
@@ -35,7 +36,7 @@ def test_bad_value_exits_naming_the_variable(monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PROPSTREAM_KAFKA_PORT", "not-a-port")
     with pytest.raises(SystemExit) as exited:
-        load_settings()
+        load_settings(Settings)
     assert exited.value.code == 2
     assert "PROPSTREAM_KAFKA_PORT" in capsys.readouterr().err
 
@@ -91,7 +92,7 @@ def test_the_image_default_bind_without_env_exits_naming_every_default_secret(
     """As the image did before it set PROPSTREAM_ENV: 0.0.0.0 and no env (so `dev`)."""
     monkeypatch.setenv("PROPSTREAM_HOST", "0.0.0.0")
     with pytest.raises(SystemExit) as exited:
-        load_settings()
+        load_settings(Settings)
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert all(name in err for name in SECRET_VARIABLES.values())

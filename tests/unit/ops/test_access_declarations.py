@@ -10,8 +10,8 @@ from fastapi import FastAPI
 
 from core.entrypoints.http.app import create_app as create_core_app
 from kernel.auth import ROLE_SCOPES, AccessRule, api_routes, rules_of
-from kernel.settings import Settings
 from market_data.entrypoints.http.app import create_app as create_market_app
+from propstream.settings import PlatformSettings as Settings
 
 SETTINGS = Settings()
 APPS: dict[str, FastAPI] = {"core": create_core_app(SETTINGS),

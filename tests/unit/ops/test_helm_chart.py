@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from propstream.processes import PLATFORM
+from propstream.manifests import platform
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "helm" / "propstream"
@@ -191,9 +191,11 @@ def test_kafka_bootstrap_comes_from_values(render: Render) -> None:
 
 
 def test_deployments_run_every_platform_process(render: Render) -> None:
+    """The chart runs exactly the processes of the services' manifests, one Deployment each
+    (its `workers:` values are generated from them: `propstream docs generate`)."""
     run_args = sorted(tuple(c["args"]) for _owner, c in _containers(render())
                       if c["args"][0] == "run")
-    assert run_args == sorted(("run", *argv) for argv in PLATFORM.values())
+    assert run_args == sorted(("run", *argv) for argv in platform().values())
 
 
 def test_projection_runs_once_and_is_never_overlapped(render: Render) -> None:

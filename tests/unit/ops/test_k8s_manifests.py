@@ -112,6 +112,7 @@ def test_the_image_refuses_the_public_dev_secrets(monkeypatch: pytest.MonkeyPatc
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """The image binds 0.0.0.0: started without real secrets it must stop, naming them."""
     from kernel.settings import load_settings
+    from propstream.settings import PlatformSettings
 
     env = _image_environment()
     assert env["PROPSTREAM_HOST"] == "0.0.0.0"
@@ -120,10 +121,10 @@ def test_the_image_refuses_the_public_dev_secrets(monkeypatch: pytest.MonkeyPatc
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit):
-        load_settings()
+        load_settings(PlatformSettings)
     assert "PROPSTREAM_SECRET_KEY" in capsys.readouterr().err
     monkeypatch.setenv("PROPSTREAM_SECRET_KEY", "from-a-secret-store")
     monkeypatch.setenv("PROPSTREAM_STRIPE_API_KEY", "sk_live_from_a_secret_store")
     monkeypatch.setenv("PROPSTREAM_STRIPE_WEBHOOK_SECRET", "whsec_from_a_secret_store")
     monkeypatch.setenv("PROPSTREAM_DATA_KEY_SECRET", "kek_from_a_secret_store")
-    assert load_settings().host == "0.0.0.0"
+    assert load_settings(PlatformSettings).host == "0.0.0.0"

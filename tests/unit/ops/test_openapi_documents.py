@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 
 from core.entrypoints.http.app import create_app as create_core_app
-from kernel.settings import Settings
 from market_data.entrypoints.http.app import create_app as create_market_app
+from propstream.settings import PlatformSettings as Settings
 from tests.support.openapi import resolve
 
 METHODS = {"get", "post", "put", "patch", "delete"}

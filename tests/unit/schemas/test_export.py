@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import schemas
-from schemas import FAMILY_MODULES, default_registry, instrument
+from schemas import FAMILIES, default_registry, instrument
 from schemas.envelope import EventPayload
 from schemas.export import export_all, render, stale_files
 from schemas.registry import build_registry
@@ -47,10 +47,10 @@ def test_committed_export_is_not_stale() -> None:
 
 def test_stale_files_when_a_model_changed_without_export_reports_its_files() -> None:
     groups = []
-    for module in FAMILY_MODULES:
+    for family in FAMILIES:
         events = tuple(InstrumentHaltedWithUntil if m is instrument.InstrumentHalted else m
-                       for m in module.EVENTS)
-        groups += [module.COMMANDS, events]
+                       for m in family.events)
+        groups += [family.commands, events]
     changed = build_registry(groups)
 
     stale = stale_files(COMMITTED, registry=changed)

@@ -1,0 +1,10 @@
+"""The whole platform's settings, for commands that span services (`up`, `seed`, tests)."""
+
+from __future__ import annotations
+
+from core.config import CoreSettings
+from market_data.config import MarketSettings
+
+
+class PlatformSettings(CoreSettings, MarketSettings):
+    """Every service's settings at once: what `propstream up` and `seed` read."""
