@@ -137,12 +137,12 @@ class PlatformProcess:
 
 
 async def wait_until(check: Callable[[], Awaitable[bool]], *, timeout: float,
-                     what: str) -> None:
+                     what: str, every: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await check():
             return
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
@@ -177,6 +177,29 @@ async def end_offsets(settings: Settings, name: str) -> dict[int, int]:
         return {tp.partition: o for tp, o in ends.items()}
     finally:
         await consumer.stop()
+
+
+class EndOffsetWatcher:
+    """End offsets of one topic from a consumer kept open: a few milliseconds a look instead
+    of a client start-up each time, for tests that must act while a worker is mid-stream."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self.settings = settings
+        self.topic = settings.topic(name)
+        self.consumer = make_consumer(settings, client_id="test-offsets-watch")
+        self.parts: list[Any] = []
+
+    async def __aenter__(self) -> EndOffsetWatcher:
+        await self.consumer.start()
+        self.parts = await partitions_of(self.consumer, self.topic)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def ends(self) -> dict[int, int]:
+        ends = await self.consumer.end_offsets(self.parts)
+        return {tp.partition: o for tp, o in ends.items()}
 
 
 async def produce(settings: Settings, name: str, records: list[tuple[bytes | None, bytes]],

@@ -14,6 +14,7 @@ from kernel.pg import connect
 from kernel.settings import Settings
 from tests.conftest import process_env
 from tests.integration.helpers import (
+    EndOffsetWatcher,
     by_causation,
     command_record,
     end_offsets,
@@ -127,7 +128,13 @@ async def test_decider_killed_with_commands_in_flight_decides_each_command_once(
     settings: Settings, spawn: type
 ) -> None:
     tape = command_tape(symbols=600)  # 3,000 commands, 600 of them redelivered duplicates
-    await produce(settings, "instrument.commands", [command_record(c) for c in tape.commands])
+    # Two thirds before the first decider, the rest after its kill: the decider can decide a
+    # few thousand commands in well under a second, so a kill timed by polling alone could
+    # land after the last one (CI saw that); the held-back third keeps the kill mid-stream
+    # whatever the timing, and the fast watcher still aims it into the deciding.
+    records = [command_record(c) for c in tape.commands]
+    held_back = len(records) // 3
+    await produce(settings, "instrument.commands", records[:-held_back])
     expected_events = sum(tape.accepted_events.values())
 
     async def events_on_log() -> int:
@@ -137,16 +144,18 @@ async def test_decider_killed_with_commands_in_flight_decides_each_command_once(
     snapshotting = settings.model_copy(update={"decider_snapshot_every": 100})
     first = spawn("decider", "instrument")
     first.settings = snapshotting
-    first.start()
+    async with EndOffsetWatcher(settings, "instrument.events") as watcher:
+        first.start()
 
-    async def partly() -> bool:
-        return 0 < await events_on_log() < expected_events
+        async def some() -> bool:
+            return sum((await watcher.ends()).values()) > 0
 
-    await wait_until(partly, timeout=60, what="some commands decided")
-    first.kill9()
+        await wait_until(some, timeout=90, what="some commands decided", every=0.01)
+        first.kill9()
     at_kill = await end_offsets(settings, "instrument.events")
     killed_at = sum(at_kill.values())
-    assert killed_at < expected_events, "the kill must land mid-stream"
+    assert 0 < killed_at < expected_events, "the kill must land mid-stream"
+    await produce(settings, "instrument.commands", records[-held_back:])
 
     second = spawn("decider", "instrument")
     second.settings = snapshotting
