@@ -150,7 +150,9 @@ async def test_bar_processor_killed_mid_stream_gives_the_bars_of_a_clean_run(
 ) -> None:
     instruments = ("AAA", "BBB", "CCC")
     records = tick_tape(90, instruments)  # 16,200 ticks in 1,620 batches
-    await produce(settings, "market.ticks", records)
+    # A third held back until after the kill keeps it mid-stream however fast the first run.
+    held_back = len(records) // 3
+    await produce(settings, "market.ticks", records[:-held_back])
     small = settings.model_copy(update={"projection_batch": 20})
 
     async def saved_offsets() -> int:
@@ -170,10 +172,12 @@ async def test_bar_processor_killed_mid_stream_gives_the_bars_of_a_clean_run(
     first.start()
 
     async def partly() -> bool:
-        return 0 < await saved_offsets() < len(records)
+        return await saved_offsets() > 0
 
-    await wait_until(partly, timeout=60, what="part of the tape folded")
+    await wait_until(partly, timeout=60, what="part of the tape folded", every=0.02)
     first.kill9()
+    assert 0 < await saved_offsets() < len(records), "the kill must land mid-stream"
+    await produce(settings, "market.ticks", records[-held_back:])
     second = spawn("market", "bars")
     second.settings = small
     second.start()
