@@ -45,7 +45,7 @@ test: install ## Lint, type-check and run the whole suite against real Kafka, Po
 	@$(PS) infra up
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy schemas kernel market_data core propstream
-	@$(VENV)/bin/pytest -q -rs $(PYTEST_ARGS)
+	@$(VENV)/bin/pytest -q -rs --durations=25 --durations-min=5 $(PYTEST_ARGS)
 
 unit: install ## Run the unit tests only (no infrastructure)
 	@$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
