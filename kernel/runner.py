@@ -275,6 +275,7 @@ class StreamRunner:
                         partition=tp.partition)
             self._lost.add(tp)
             self.txn.pop(tp, None)
+            await _quietly(producer.stop())
             await self.stage.revoked([tp])
             return 0
         except Exception:

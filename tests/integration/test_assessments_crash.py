@@ -131,7 +131,8 @@ async def test_every_event_redelivered_after_lost_offsets_has_no_second_effect(
 ) -> None:
     """The widest crash window: commands acknowledged, offsets never committed. A second
     policy in a fresh consumer group re-reads the whole stream and re-emits every command."""
-    from core.bootstrap import assessment_policy
+    from core.processors.assessment_policy import AssessmentPolicy
+    from schemas import default_registry
 
     users = [uuid.uuid4() for _ in range(5)]
     records = [payment_record(uuid.uuid4(), completed(users[i % 5])) for i in range(50)]
@@ -140,8 +141,7 @@ async def test_every_event_redelivered_after_lost_offsets_has_no_second_effect(
     spawn("decider", "account").start()
 
     async def run_policy(group: str) -> None:
-        policy = assessment_policy(settings)
-        policy.group_id = settings.topic(group)
+        policy = AssessmentPolicy(settings, default_registry(), group=group)
         await policy.start()
         try:
             async def all_opened() -> bool:
