@@ -14,7 +14,7 @@ from kernel.pg import connect
 from kernel.settings import Settings
 from schemas.assessment import assessment_id_for
 from tests.conftest import process_env
-from tests.integration.helpers import end_offsets, produce, read_topic, wait_until
+from tests.integration.helpers import produce, read_topic, record_counts, wait_until
 from tests.support.purchases import completed, payment_record, refunded
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash,
@@ -31,7 +31,7 @@ CHECKSUMS = {
 
 
 async def commands_sent(settings: Settings) -> int:
-    return sum((await end_offsets(settings, "assessment.commands")).values())
+    return sum((await record_counts(settings, "assessment.commands")).values())
 
 
 async def checksums(settings: Settings) -> dict[str, tuple[int, str]]:
