@@ -9,6 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from kernel.kafka import make_consumer, make_producer, partitions_of
+from kernel.log import OutRecord
 from kernel.observability import DEAD_LETTERS, get_logger
 from kernel.settings import Settings
 from schemas.errors import DecodeError, PropstreamError
@@ -39,6 +40,45 @@ def reason_of(exc: BaseException) -> str:
     return exc.reason if isinstance(exc, DecodeError) else type(exc).__name__
 
 
+def dead_letter_topic(settings: Settings, physical_topic: str) -> str:
+    """The physical dead-letter topic of a physical topic, from the catalogue."""
+    logical = physical_topic
+    if settings.namespace and physical_topic.startswith(settings.namespace + "."):
+        logical = physical_topic[len(settings.namespace) + 1:]
+    spec = catalogue_topic(logical)
+    if spec.dead_letter is None:
+        raise LookupError(f"topic {logical!r} has no dead-letter topic in the catalogue")
+    return settings.topic(spec.dead_letter)
+
+
+def dead_letter(msg: Any, exc: BaseException, *, consumer: str) -> OutRecord:
+    """The dead letter of `msg` (a `LogRecord` or an aiokafka record): its key and value as
+    they were, with the error and its origin in headers."""
+    reason = reason_of(exc)
+    headers = [
+        ("x-error-reason", reason.encode()),
+        ("x-error", str(exc)[:MAX_ERROR_CHARS].encode(errors="replace")),
+        ("x-origin-topic", msg.topic.encode()),
+        ("x-origin-partition", str(msg.partition).encode()),
+        ("x-origin-offset", str(msg.offset).encode()),
+        ("x-consumer", consumer.encode()),
+        ("x-failed-at-ms", str(int(time.time() * 1000)).encode()),
+    ]
+    value = msg.value
+    if value is not None and len(value) > 900 * 1024:
+        value = value[: 900 * 1024]
+        headers.append(("x-truncated", b"true"))
+    return OutRecord(key=msg.key, value=value, headers=tuple(headers))
+
+
+def counted(msg: Any, exc: BaseException, *, consumer: str) -> None:
+    """Count and log a dead letter once it is on its way."""
+    reason = reason_of(exc)
+    DEAD_LETTERS.labels(consumer, msg.topic, reason).inc()
+    log.warning("dead-lettered", topic=msg.topic, partition=msg.partition,
+                offset=msg.offset, reason=reason, error=str(exc)[:300])
+
+
 class DeadLetterSink:
     """Sends failed messages to their topic's dead-letter topic, from the catalogue."""
 
@@ -48,35 +88,14 @@ class DeadLetterSink:
         self.consumer = consumer
 
     def dlq_for(self, physical_topic: str) -> str:
-        logical = physical_topic
-        if self.settings.namespace and physical_topic.startswith(self.settings.namespace + "."):
-            logical = physical_topic[len(self.settings.namespace) + 1:]
-        spec = catalogue_topic(logical)
-        if spec.dead_letter is None:
-            raise LookupError(f"topic {logical!r} has no dead-letter topic in the catalogue")
-        return self.settings.topic(spec.dead_letter)
+        return dead_letter_topic(self.settings, physical_topic)
 
     async def send(self, msg: Any, exc: BaseException) -> None:
         """Park `msg` (an aiokafka ConsumerRecord) and wait until the broker has it."""
-        reason = reason_of(exc)
-        headers = [
-            ("x-error-reason", reason.encode()),
-            ("x-error", str(exc)[:MAX_ERROR_CHARS].encode(errors="replace")),
-            ("x-origin-topic", msg.topic.encode()),
-            ("x-origin-partition", str(msg.partition).encode()),
-            ("x-origin-offset", str(msg.offset).encode()),
-            ("x-consumer", self.consumer.encode()),
-            ("x-failed-at-ms", str(int(time.time() * 1000)).encode()),
-        ]
-        value = msg.value
-        if value is not None and len(value) > 900 * 1024:
-            value = value[: 900 * 1024]
-            headers.append(("x-truncated", b"true"))
-        await self.producer.send_and_wait(self.dlq_for(msg.topic), value=value, key=msg.key,
-                                          headers=headers)
-        DEAD_LETTERS.labels(self.consumer, msg.topic, reason).inc()
-        log.warning("dead-lettered", topic=msg.topic, partition=msg.partition,
-                    offset=msg.offset, reason=reason, error=str(exc)[:300])
+        letter = dead_letter(msg, exc, consumer=self.consumer)
+        await self.producer.send_and_wait(self.dlq_for(msg.topic), value=letter.value,
+                                          key=letter.key, headers=list(letter.headers))
+        counted(msg, exc, consumer=self.consumer)
 
 
 def _header(headers: Any, name: str) -> str:

@@ -14,6 +14,7 @@ from aiokafka.admin.new_partitions import NewPartitions
 from aiokafka.partitioner import murmur2
 
 from kernel.exceptions import TopicChangeRefused
+from kernel.log import Sent
 from kernel.settings import Settings
 from schemas.topics import TopicSpec
 
@@ -49,14 +50,6 @@ def make_consumer(settings: Settings, *, client_id: str, group_id: str | None = 
 
 
 Record = tuple[bytes | None, bytes]
-
-
-@dataclass(frozen=True)
-class Sent:
-    """Where a record landed."""
-
-    partition: int
-    offset: int
 
 
 async def send_many(producer: AIOKafkaProducer, topic: str, records: Sequence[Record], *,

@@ -72,6 +72,10 @@ class KernelSettings(BaseSettings):
     rate_limit_burst: int = Field(default=40, ge=1, le=1_000_000,
                                   description="capacity of the default bucket")
     decider_snapshot_every: int = Field(default=10_000, ge=1, le=10_000_000)
+    stream_session_timeout_ms: int = Field(
+        default=10_000, ge=1000, le=300_000,
+        description="consumer-group session timeout of deciders, policies and processors: how "
+                    "long a silent member keeps its partitions")
     projection_batch: int = Field(default=5000, ge=1, le=100_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"

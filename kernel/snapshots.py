@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
-from kernel.kafka import make_consumer, partitions_of
+from kernel.kafkalog import KafkaLog
+from kernel.log import Log, LogProducer, OutRecord
 from kernel.observability import get_logger
 from kernel.settings import Settings
 
@@ -45,42 +45,45 @@ def chunk(items: list[list[Any]], limit: int = CHUNK_BYTES) -> list[list[bytes]]
 
 
 class SnapshotStore:
-    def __init__(self, settings: Settings, family: str) -> None:
+    def __init__(self, settings: Settings, family: str, log_: Log | None = None) -> None:
         self.settings = settings
         self.topic = settings.topic(f"{family}.snapshots")
+        self.log: Log = log_ if log_ is not None else KafkaLog(settings)
 
-    async def save(self, producer: AIOKafkaProducer, partition: int, items: list[list[Any]],
+    async def save(self, producer: LogProducer, partition: int, items: list[list[Any]],
                    *, events_offset: int) -> int:
-        """Write one partition's snapshot; return the number of bytes written."""
+        """Write one partition's snapshot (chunks, then the manifest); return its bytes."""
         snapshot_id = str(uuid.uuid4())
         groups = chunk(items)
-        written = 0
+        records = []
         for index, group in enumerate(groups):
             value = (b'{"snapshot_id":"' + snapshot_id.encode() + b'","index":'
                      + str(index).encode() + b',"items":[' + b",".join(group) + b"]}")
-            await producer.send_and_wait(self.topic, value=value,
-                                         key=f"{partition}:{index}".encode())
-            written += len(value)
+            records.append(OutRecord(f"{partition}:{index}".encode(), value))
+        if records:
+            await producer.send_many(self.topic, records)
         manifest = orjson.dumps({
             "snapshot_id": snapshot_id, "partition": partition, "events_offset": events_offset,
             "chunks": len(groups), "taken_at": datetime.now(UTC).isoformat(),
         })
-        await producer.send_and_wait(self.topic, value=manifest,
-                                     key=f"{partition}:manifest".encode())
-        return written + len(manifest)
+        # After the chunks are acknowledged: a manifest never names chunks not yet written.
+        await producer.send_many(self.topic, [OutRecord(f"{partition}:manifest".encode(),
+                                                        manifest)])
+        return sum(len(r.value or b"") for r in records) + len(manifest)
 
     async def load(self, partitions: list[int]) -> dict[int, StoredSnapshot | None]:
         """The newest complete snapshot of each partition (None where there is none)."""
-        consumer = make_consumer(self.settings, client_id="snapshot-loader")
+        consumer = self.log.consumer(client_id="snapshot-loader")
         await consumer.start()
         latest: dict[bytes, bytes] = {}
         try:
-            parts = await partitions_of(consumer, self.topic)
+            parts = await consumer.partitions_for(self.topic)
             consumer.assign(parts)
             ends = await consumer.end_offsets(parts)
-            await consumer.seek_to_beginning(*parts)
+            for tp in parts:
+                consumer.seek(tp, 0)  # compacted: an offset before the first is reset to it
             while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
-                batch = await consumer.getmany(timeout_ms=1000, max_records=1000)
+                batch = await consumer.poll(max_records=1000, timeout=1.0)
                 for messages in batch.values():
                     for msg in messages:
                         if msg.key is not None and msg.value is not None:

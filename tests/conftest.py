@@ -76,6 +76,7 @@ def process_env(settings: Settings) -> dict[str, str]:
         "PROPSTREAM_LOG_LEVEL": "INFO",
         "PROPSTREAM_PROJECTION_BATCH": str(settings.projection_batch),
         "PROPSTREAM_DECIDER_SNAPSHOT_EVERY": str(settings.decider_snapshot_every),
+        "PROPSTREAM_STREAM_SESSION_TIMEOUT_MS": str(settings.stream_session_timeout_ms),
         "PROPSTREAM_COMMAND_TIMEOUT_MS": str(settings.command_timeout_ms),
         "PROPSTREAM_API_PORT": str(settings.api_port),
         "PROPSTREAM_MARKET_API_PORT": str(settings.market_api_port),

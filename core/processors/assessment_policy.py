@@ -10,26 +10,29 @@ the assessment or account decider, which decide it against their own state:
 
 A command's id is derived from the event and the command type, and its `issued_at` is the
 event's time, so a redelivered event emits the very same command and the decider recognises
-it: no second effect. Offsets are committed only after the broker acknowledged every command
-of the batch; a crash before that re-reads the batch and re-emits duplicates, which is safe.
-The causing event id travels in the `x-causation-id` header (the command envelope has no
-field for it). An event that decodes but cannot become a valid command is dead-lettered.
+it: no second effect — the second line. The first: the policy runs on
+`kernel.runner.StreamRunner` in transactional mode, so a batch's commands and its input
+offsets commit in one Kafka transaction per input partition, and a paused instance that lost
+its partition is fenced instead of emitting again. The causing event id travels in the
+`x-causation-id` header (the command envelope has no field for it). An event that decodes
+but cannot become a valid command is dead-lettered.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
-
-from aiokafka import TopicPartition
 
 from core.config import CoreSettings as Settings
+from kernel import runner
+from kernel.dlq import dead_letter_topic
+from kernel.kafkalog import KafkaLog
+from kernel.log import Log, LogRecord
 from kernel.observability import MESSAGES
 from kernel.projection import Applied
-from kernel.stream import StreamProcessor
+from kernel.runner import StageBase, StreamRunner
 from schemas.account import CloseAccount, OpenAccount, account_id_for
 from schemas.assessment import (
     AssessmentCancelled,
@@ -40,7 +43,6 @@ from schemas.assessment import (
 )
 from schemas.codec import decode_event, encode
 from schemas.envelope import CommandEnvelope, CommandPayload, EventEnvelope, make_command
-from schemas.errors import DecodeError
 from schemas.payment import PurchaseCompleted, PurchaseDisputed, PurchaseGranted, PurchaseRefunded
 from schemas.registry import TypeRegistry
 
@@ -102,39 +104,42 @@ def _emit(topic: str, aggregate_id: str, payload: CommandPayload, cause: EventEn
     return Emit(topic, command, cause.event_id)
 
 
-class AssessmentPolicy(StreamProcessor):
+class AssessmentPolicy(StageBase):
     """Runs `commands_for` over payment.events and assessment.events, effectively once."""
 
     def __init__(self, settings: Settings, registry: TypeRegistry, *,
-                 max_batch: int = 500) -> None:
-        super().__init__(settings, name="assessment-policy",
-                         topics=("payment.events", "assessment.events"), registry=registry,
-                         max_batch=max_batch)
+                 max_batch: int = 500, log: Log | None = None,
+                 group: str = "propstream.assessment-policy") -> None:
+        self.settings = settings
+        self.registry = registry
+        self.name = "assessment-policy"
+        self.group_id = settings.topic(group)
+        self.runner = StreamRunner(
+            log if log is not None else KafkaLog(settings), self, name=self.name,
+            group_id=self.group_id,
+            topics=[settings.topic(t) for t in ("payment.events", "assessment.events")],
+            mode="transactional",
+            dead_letter_topic=lambda topic: dead_letter_topic(settings, topic),
+            max_batch=max_batch, session_timeout_ms=settings.stream_session_timeout_ms)
 
-    async def handle_batch(self, batch: dict[TopicPartition, list[Any]]) -> int:
-        assert self.producer is not None
-        acks: list[asyncio.Future[Any]] = []
-        for messages in batch.values():
-            for msg in messages:
-                emits = await self._translate(msg)
-                for emit in emits:
-                    # Queued in log order: one aggregate's commands keep their order.
-                    acks.append(await self.producer.send(
-                        self.settings.topic(emit.topic), value=encode(emit.command),
-                        key=emit.command.aggregate_id.encode(),
-                        headers=[(CAUSATION_HEADER, str(emit.causation_id).encode())]))
-                MESSAGES.labels(self.name, msg.topic, "applied" if emits else "ignored").inc()
-        await asyncio.gather(*acks)
-        return await self.commit(batch)
+    async def start(self) -> None:
+        await self.runner.start()
 
-    async def _translate(self, msg: Any) -> list[Emit]:
-        """The commands of one record; an unreadable or untranslatable one is dead-lettered."""
-        assert self.dlq is not None
-        try:
-            env = decode_event(msg.value)
-            return commands_for(Applied(env, self.registry.event_payload(env)))
-        # ValueError: an aggregate id that is no UUID, or a command pydantic refuses.
-        except (DecodeError, ValueError) as exc:
-            MESSAGES.labels(self.name, msg.topic, "dead-lettered").inc()
-            await self.dlq.send(msg, exc)
-            return []
+    async def stop(self) -> None:
+        await self.runner.stop()
+
+    async def run(self, *, count: int | None = None, timeout: float | None = None,
+                  until_idle: bool = False) -> int:
+        return await self.runner.run(count=count, timeout=timeout, until_idle=until_idle)
+
+    def step(self, record: LogRecord) -> Sequence[runner.Emit]:
+        """The commands of one record; raising dead-letters it (an unreadable event, or one
+        that cannot become a valid command: ValueError from an id or from pydantic)."""
+        env = decode_event(record.value or b"")
+        emits = commands_for(Applied(env, self.registry.event_payload(env)))
+        MESSAGES.labels(self.name, record.topic, "applied" if emits else "ignored").inc()
+        # In log order: one aggregate's commands keep their order.
+        return [runner.Emit(self.settings.topic(e.topic), e.command.aggregate_id.encode(),
+                            encode(e.command),
+                            ((CAUSATION_HEADER, str(e.causation_id).encode()),))
+                for e in emits]

@@ -168,6 +168,15 @@ async def read_topic(settings: Settings, name: str, *, raw: bool = False) -> lis
         await consumer.stop()
 
 
+async def record_counts(settings: Settings, name: str) -> dict[int, int]:
+    """Records per partition of a catalogue topic. Not its end offsets: written in Kafka
+    transactions, each commit marker takes an offset too."""
+    counts: dict[int, int] = {}
+    for m in await read_topic(settings, name, raw=True):
+        counts[m.partition] = counts.get(m.partition, 0) + 1
+    return counts
+
+
 async def end_offsets(settings: Settings, name: str) -> dict[int, int]:
     consumer = make_consumer(settings, client_id="test-offsets")
     await consumer.start()

@@ -14,7 +14,7 @@ from kernel.pg import connect
 from kernel.settings import Settings
 from schemas.assessment import assessment_id_for
 from tests.conftest import process_env
-from tests.integration.helpers import end_offsets, produce, read_topic, wait_until
+from tests.integration.helpers import produce, read_topic, record_counts, wait_until
 from tests.support.purchases import completed, payment_record, refunded
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash,
@@ -31,7 +31,7 @@ CHECKSUMS = {
 
 
 async def commands_sent(settings: Settings) -> int:
-    return sum((await end_offsets(settings, "assessment.commands")).values())
+    return sum((await record_counts(settings, "assessment.commands")).values())
 
 
 async def checksums(settings: Settings) -> dict[str, tuple[int, str]]:
@@ -131,7 +131,8 @@ async def test_every_event_redelivered_after_lost_offsets_has_no_second_effect(
 ) -> None:
     """The widest crash window: commands acknowledged, offsets never committed. A second
     policy in a fresh consumer group re-reads the whole stream and re-emits every command."""
-    from core.bootstrap import assessment_policy
+    from core.processors.assessment_policy import AssessmentPolicy
+    from schemas import default_registry
 
     users = [uuid.uuid4() for _ in range(5)]
     records = [payment_record(uuid.uuid4(), completed(users[i % 5])) for i in range(50)]
@@ -140,8 +141,7 @@ async def test_every_event_redelivered_after_lost_offsets_has_no_second_effect(
     spawn("decider", "account").start()
 
     async def run_policy(group: str) -> None:
-        policy = assessment_policy(settings)
-        policy.group_id = settings.topic(group)
+        policy = AssessmentPolicy(settings, default_registry(), group=group)
         await policy.start()
         try:
             async def all_opened() -> bool:

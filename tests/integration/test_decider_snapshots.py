@@ -8,9 +8,9 @@ from kernel.settings import Settings
 from tests.integration.helpers import (
     by_causation,
     command_record,
-    end_offsets,
     produce,
     read_topic,
+    record_counts,
     wait_until,
 )
 from tests.integration.tapes import command_tape
@@ -30,7 +30,7 @@ async def test_restart_from_snapshot_dedupes_old_commands_and_continues_sequence
     first.start()
 
     async def events() -> int:
-        return sum((await end_offsets(settings, "instrument.events")).values())
+        return sum((await record_counts(settings, "instrument.events")).values())
 
     expected = len(first_half.accepted_events)
 

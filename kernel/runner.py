@@ -1,0 +1,344 @@
+"""One stream runner for every stage: poll a batch, step each record, commit outputs + offsets.
+
+A *stage* is the per-purpose logic (a decider, a policy, a projection, a processor): a pure
+`step(record) -> outputs` per record, plus hooks for assignment, revocation, its own writes
+(`flush`) and what to do once a batch is committed. The runner owns the loop, the commit
+protocol, dead letters and metrics, and talks to the log only through `kernel.log`, so the
+same runner runs on Kafka (`kernel.kafkalog`) and in memory (`kernel.memlog`).
+
+Commit modes:
+
+* ``transactional`` — per owned input partition, one transactional producer with id
+  ``<group>.<topic>.<partition>``; a batch's outputs, dead letters and the partition's next
+  offset are committed in one Kafka transaction. A new owner of the partition starts a
+  producer with the same id, which fences the old owner: a zombie can neither add records
+  nor move offsets. A failed transaction drops the stage's state for that partition
+  (`revoked`), and the partition is reloaded from the log before it is used again.
+* ``at-least-once`` — outputs are sent and acknowledged, then offsets committed; a crash in
+  between redelivers the batch, so the stage must be idempotent (or dedupe downstream).
+* ``external`` — the stage stores its effects and its offsets together in its own store
+  (`flush(offsets)`, e.g. one PostgreSQL transaction) and says where to resume from in
+  `assigned`; the runner seeks there and commits nothing to Kafka.
+
+A record whose `step` raises is parked on its dead-letter topic with its origin (inside the
+transaction in transactional mode) and the partition moves on: a poison record never stalls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from kernel.dlq import counted, dead_letter
+from kernel.log import (
+    Batch,
+    CommitFailed,
+    Log,
+    LogConsumer,
+    LogProducer,
+    LogRecord,
+    OutRecord,
+    ProducerFenced,
+    Sent,
+    TopicPartition,
+    TransactionalProducer,
+)
+from kernel.observability import BATCH_SECONDS, CONSUMER_LAG, MESSAGES, get_logger
+from schemas.errors import DecodeError
+
+log = get_logger(__name__)
+
+CommitMode = Literal["transactional", "at-least-once", "external"]
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """An output record for `topic`; with no partition, the key's partition."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int | None = None
+
+
+class Stage(Protocol):
+    """What a runner drives. `step` is pure apart from the stage's own in-memory state."""
+
+    async def assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int]:
+        """Prepare newly owned partitions (load state); return offsets to resume from
+        (external mode), or {} to resume at the group's committed offsets."""
+        ...
+
+    async def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Forget partitions: revoked, or their uncommitted state was lost (fenced, aborted)."""
+        ...
+
+    def step(self, record: LogRecord) -> Sequence[Emit]:
+        """Handle one record; raise to dead-letter it (its effects must then not be kept)."""
+        ...
+
+    async def flush(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Write the batch's effects outside the log (external mode: with the offsets)."""
+        ...
+
+    async def committed(self, tp: TopicPartition, sent: Mapping[str, list[Sent]]) -> None:
+        """The batch of `tp` is committed (its outputs landed at `sent`, by topic); `tp` was
+        still owned. Snapshots belong here."""
+        ...
+
+
+class StageBase:
+    """Do-nothing hooks, to override the ones a stage needs."""
+
+    async def assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int]:
+        return {}
+
+    async def revoked(self, partitions: list[TopicPartition]) -> None:
+        return None
+
+    async def flush(self, offsets: Mapping[TopicPartition, int]) -> None:
+        return None
+
+    async def committed(self, tp: TopicPartition, sent: Mapping[str, list[Sent]]) -> None:
+        return None
+
+
+class StreamRunner:
+    """Drives one stage over a consumer group of `log`."""
+
+    def __init__(self, log_: Log, stage: Stage, *, name: str, group_id: str,
+                 topics: Sequence[str], mode: CommitMode,
+                 dead_letter_topic: Callable[[str], str], max_batch: int = 500,
+                 session_timeout_ms: int = 10_000, poll_timeout: float = 0.1) -> None:
+        self.log = log_
+        self.stage = stage
+        self.name = name
+        self.group_id = group_id
+        self.topics = list(topics)
+        self.mode: CommitMode = mode
+        self.dead_letter_topic = dead_letter_topic
+        self.max_batch = max_batch
+        self.session_timeout_ms = session_timeout_ms
+        self.poll_timeout = poll_timeout
+        self.consumer: LogConsumer | None = None
+        self.producer: LogProducer | None = None
+        self.txn: dict[TopicPartition, TransactionalProducer] = {}
+        self.ready = asyncio.Event()
+        self._pending: set[TopicPartition] = set()   # assigned, stage not yet prepared
+        self._lost: set[TopicPartition] = set()      # fenced: skip until reassigned
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.mode != "transactional":
+            self.producer = self.log.producer(client_id=self.name)
+            await self.producer.start()
+        self.consumer = self.log.consumer(client_id=self.name, group_id=self.group_id,
+                                          session_timeout_ms=self.session_timeout_ms)
+        await self.consumer.start()
+        self.consumer.subscribe(self.topics, listener=_Listener(self))
+
+    async def stop(self) -> None:
+        """Leave the group. Nothing is committed or snapshotted here: what was committed is
+        on the log, and anything else is redelivered to the next owner."""
+        if self.consumer is not None:
+            await self.consumer.stop()
+        for producer in list(self.txn.values()):
+            await _quietly(producer.stop())
+        self.txn.clear()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def _assigned(self, partitions: list[TopicPartition]) -> None:
+        self._pending |= set(partitions)
+        self._lost -= set(partitions)
+        self.ready.set()
+        log.info("partitions assigned", runner=self.name,
+                 partitions=[f"{tp.topic}:{tp.partition}" for tp in partitions])
+
+    async def _revoked(self, partitions: list[TopicPartition]) -> None:
+        self.ready.clear()
+        prepared = [tp for tp in partitions if tp not in self._pending]
+        self._pending -= set(partitions)
+        for tp in partitions:
+            producer = self.txn.pop(tp, None)
+            if producer is not None:
+                await _quietly(producer.stop())
+        if prepared:
+            await self.stage.revoked(prepared)
+
+    async def _prepare(self) -> None:
+        """Prepare partitions assigned since the last poll and seek each to where it resumes
+        (records fetched before are dropped by the seek)."""
+        assert self.consumer is not None
+        owned = self.consumer.assignment()
+        todo = sorted(self._pending & owned)
+        self._pending -= set(todo)
+        if not todo:
+            return
+        if self.mode == "transactional":
+            for tp in todo:
+                producer = self.log.transactional_producer(
+                    client_id=self.name, transactional_id=f"{self.group_id}.{tp.topic}."
+                                                          f"{tp.partition}")
+                # Starting it fences any older owner and aborts what it left open.
+                await producer.start()
+                self.txn[tp] = producer
+        resume = await self.stage.assigned(todo)
+        for tp in todo:
+            if tp in resume:
+                self.consumer.seek(tp, resume[tp])
+            else:
+                # Read the group's offset only now: the old owner's last transaction may
+                # have committed (or been aborted by the fencing above) since assignment.
+                committed = await self.consumer.committed(tp)
+                self.consumer.seek(tp, 0 if committed is None else committed)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self, *, count: int | None = None, timeout: float | None = None,
+                  until_idle: bool = False) -> int:
+        """Handle records until `count` were handled, `timeout` seconds passed, a poll came
+        back empty (`until_idle`, for tests), or forever."""
+        assert self.consumer is not None
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        handled = 0
+        while count is None or handled < count:
+            if deadline is not None and loop.time() >= deadline:
+                break
+            await self._prepare()
+            batch = await self.consumer.poll(max_records=self.max_batch,
+                                             timeout=self.poll_timeout)
+            if self._pending & self.consumer.assignment():
+                continue  # a rebalance during the poll: prepare and seek, then fetch again
+            batch = {tp: recs for tp, recs in batch.items()
+                     if tp not in self._lost and tp in self.consumer.assignment()}
+            if not batch:
+                if until_idle:
+                    break
+                continue
+            with BATCH_SECONDS.labels(self.name).time():
+                handled += await self.handle_batch(batch)
+        return handled
+
+    async def handle_batch(self, batch: Batch) -> int:
+        if self.mode == "transactional":
+            done = await asyncio.gather(*(self._transaction(tp, records)
+                                          for tp, records in batch.items()))
+            return sum(done)
+        return await self._plain(batch)
+
+    def _step_all(self, records: list[LogRecord], out: dict[str, list[OutRecord]]) -> None:
+        for record in records:
+            try:
+                emits = self.stage.step(record)
+            except Exception as exc:  # a poison record: park it, never stall the partition
+                if not isinstance(exc, DecodeError):  # unreadable input is no surprise
+                    log.exception("step failed", runner=self.name, topic=record.topic,
+                                  partition=record.partition, offset=record.offset)
+                MESSAGES.labels(self.name, record.topic, "dead-lettered").inc()
+                out.setdefault(self.dead_letter_topic(record.topic), []).append(
+                    dead_letter(record, exc, consumer=self.name))
+                counted(record, exc, consumer=self.name)
+                continue
+            for e in emits:
+                out.setdefault(e.topic, []).append(
+                    OutRecord(e.key, e.value, e.headers, e.partition))
+
+    async def _send(self, producer: LogProducer,
+                    out: dict[str, list[OutRecord]]) -> dict[str, list[Sent]]:
+        placed = await asyncio.gather(*(producer.send_many(topic, records)
+                                        for topic, records in out.items()))
+        return dict(zip(out, placed, strict=True))
+
+    async def _transaction(self, tp: TopicPartition, records: list[LogRecord]) -> int:
+        producer = self.txn.get(tp)
+        if producer is None:
+            return 0
+        out: dict[str, list[OutRecord]] = {}
+        offsets = {tp: records[-1].offset + 1}
+        try:
+            await producer.begin()
+            self._step_all(records, out)
+            sent = await self._send(producer, out)
+            await self.stage.flush(offsets)
+            await producer.send_offsets(offsets, self.group_id)
+            await producer.commit()
+        except ProducerFenced:
+            # Another instance owns the partition now: what this one decided is not on the
+            # log and must not be kept (nor snapshotted).
+            log.warning("fenced: partition lost", runner=self.name, topic=tp.topic,
+                        partition=tp.partition)
+            self._lost.add(tp)
+            self.txn.pop(tp, None)
+            await _quietly(producer.stop())
+            await self.stage.revoked([tp])
+            return 0
+        except Exception:
+            log.exception("transaction failed: partition reloads", runner=self.name,
+                          topic=tp.topic, partition=tp.partition)
+            await _quietly(producer.abort())
+            await self.stage.revoked([tp])
+            # Reload from the log and resume from the committed offset on the next batch.
+            self.txn.pop(tp, None)
+            await _quietly(producer.stop())
+            self._pending.add(tp)
+            return 0
+        self._count(tp, records, offsets[tp])
+        await self.stage.committed(tp, sent)
+        return len(records)
+
+    async def _plain(self, batch: Batch) -> int:
+        assert self.producer is not None and self.consumer is not None
+        out: dict[str, list[OutRecord]] = {}
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+        for records in batch.values():
+            self._step_all(records, out)
+        if self.mode == "external":
+            # Dead letters and outputs first: once the offsets are stored they are past.
+            sent = await self._send(self.producer, out)
+            await self.stage.flush(offsets)
+        else:
+            await self.stage.flush(offsets)
+            sent = await self._send(self.producer, out)
+            try:
+                await self.consumer.commit(offsets)
+            except CommitFailed as exc:
+                # Rebalanced meanwhile: the new owner redelivers from the last commit.
+                log.warning("commit failed after a rebalance", runner=self.name,
+                            error=str(exc))
+                return 0
+        for tp, records in batch.items():
+            self._count(tp, records, offsets[tp])
+            await self.stage.committed(tp, sent)
+        return sum(len(r) for r in batch.values())
+
+    def _count(self, tp: TopicPartition, records: list[LogRecord], next_offset: int) -> None:
+        assert self.consumer is not None
+        MESSAGES.labels(self.name, tp.topic, "handled").inc(len(records))
+        high = self.consumer.highwater(tp)
+        if high is not None:
+            CONSUMER_LAG.labels(self.group_id, tp.topic, tp.partition).set(
+                max(0, high - next_offset))
+
+
+async def _quietly(aw: object) -> None:
+    try:
+        await aw  # type: ignore[misc]
+    except Exception as exc:  # cleanup of something already broken
+        log.debug("cleanup failed", error=str(exc))
+
+
+class _Listener:
+    def __init__(self, runner: StreamRunner) -> None:
+        self.runner = runner
+
+    async def on_revoked(self, partitions: list[TopicPartition]) -> None:
+        await self.runner._revoked(partitions)
+
+    async def on_assigned(self, partitions: list[TopicPartition]) -> None:
+        await self.runner._assigned(partitions)

@@ -1,0 +1,229 @@
+"""The stream runner on the in-memory log: commit modes, dead letters, crashes, rebalances,
+fencing. Each test runs in milliseconds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+
+from kernel.log import OutRecord, TopicPartition
+from kernel.memlog import MemoryLog
+from kernel.runner import StreamRunner
+from tests.unit.kernel.toy_stage import DLQ, IN, OUT, Crash, EchoStage, runner
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+PARTS = 3
+
+
+def _log() -> MemoryLog:
+    return MemoryLog({IN: PARTS, OUT: PARTS, DLQ: 1})
+
+
+async def _produce(log: MemoryLog, ids: range, *, keys: int = 5) -> None:
+    await log.producer(client_id="feed").send_many(
+        IN, [OutRecord(f"k{i % keys}".encode(), f"id:{i}".encode()) for i in ids])
+
+
+def _outs(log: MemoryLog) -> list[bytes | None]:
+    return [r.value for r in log.records(OUT)]
+
+
+def _exactly_once(log: MemoryLog, ids: range) -> None:
+    outs = _outs(log)
+    assert sorted(outs) == sorted(f"id:{i}".encode() for i in ids)  # none lost, none doubled
+    for p in range(log.partition_count(IN)):  # and in input order on every partition
+        inputs = [r.value for r in log.records(IN, p)]
+        assert [r.value for r in log.records(OUT, p)] == inputs
+
+
+async def _started(log: MemoryLog, stage: EchoStage, **kw: object) -> StreamRunner:
+    r = runner(log, stage, **kw)  # type: ignore[arg-type]
+    await r.start()
+    return r
+
+
+async def test_transactional_outputs_and_offsets_commit_together() -> None:
+    log = _log()
+    await _produce(log, range(40))
+    r = await _started(log, EchoStage(log))
+    assert await r.run(until_idle=True) == 40
+    _exactly_once(log, range(40))
+    assert log.committed("g") == {TopicPartition(IN, p): len(log.records(IN, p)) for p in
+                                  range(PARTS)}
+    # One transactional id per input partition, named after group, topic and partition.
+    assert sorted(p.transactional_id for p in r.txn.values()) == [f"g.in.{p}" for p in
+                                                                 range(PARTS)]
+    await r.stop()
+
+
+async def test_a_poison_record_is_dead_lettered_with_its_origin_and_the_partition_moves_on(
+) -> None:
+    log = _log()
+    await log.producer(client_id="feed").send_many(IN, [
+        OutRecord(b"k", b"id:1", partition=0), OutRecord(b"k", b"garbage", partition=0),
+        OutRecord(b"k", b"id:2", partition=0)])
+    r = await _started(log, EchoStage(log))
+    await r.run(until_idle=True)
+    assert _outs(log) == [b"id:1", b"id:2"]
+    [letter] = log.records(DLQ)
+    headers = dict(letter.headers)
+    assert letter.value == b"garbage"
+    assert (headers["x-origin-topic"], headers["x-origin-partition"],
+            headers["x-origin-offset"]) == (b"in", b"0", b"1")
+    assert headers["x-error-reason"] == b"not-an-id" and headers["x-consumer"] == b"echo"
+    await r.stop()
+
+
+@pytest.mark.parametrize("mode", ["transactional", "at-least-once"])
+async def test_a_crash_mid_batch_redelivers_and_each_input_is_decided_once(mode: str) -> None:
+    log = _log()
+    await _produce(log, range(30))
+    doomed_stage = EchoStage(log)
+    doomed = await _started(log, doomed_stage, mode=mode, max_batch=7)
+    await doomed.run(count=7)
+    doomed_stage.crash_in_flush = True
+    with pytest.raises(Crash):
+        await doomed.run(count=7)
+    log.crash(*([doomed.consumer] if doomed.consumer else []),  # type: ignore[list-item]
+              *doomed.txn.values())  # type: ignore[arg-type]
+    heir = await _started(log, EchoStage(log), mode=mode, name="heir")
+    await heir.run(until_idle=True)
+    _exactly_once(log, range(30))
+    assert log.open_transactions() == []
+    await heir.stop()
+
+
+async def test_at_least_once_without_dedupe_doubles_after_a_crash_after_the_send() -> None:
+    # What the transactional mode protects from: outputs acked, offsets not committed.
+    log = _log()
+    await _produce(log, range(6), keys=1)
+    stage = EchoStage(log, dedupe=False)
+    doomed = await _started(log, stage, mode="at-least-once")
+
+    async def crash_on_commit(offsets: Mapping[TopicPartition, int]) -> None:
+        raise Crash
+
+    assert doomed.consumer is not None
+    doomed.consumer.commit = crash_on_commit  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        await doomed.run(until_idle=True)
+    log.crash(doomed.consumer)  # type: ignore[arg-type]
+    heir = await _started(log, EchoStage(log, dedupe=False), mode="at-least-once")
+    await heir.run(until_idle=True)
+    assert len(_outs(log)) == 12
+    await heir.stop()
+
+
+async def test_a_member_joining_takes_partitions_and_nothing_is_decided_twice() -> None:
+    log = _log()
+    await _produce(log, range(60))
+    first_stage = EchoStage(log)
+    first = await _started(log, first_stage, max_batch=10)
+    await first.run(count=10)
+    second_stage = EchoStage(log)
+    second = await _started(log, second_stage, max_batch=10, name="second")
+    await second.run(until_idle=True)
+    await first.run(until_idle=True)
+    await second.run(until_idle=True)
+    _exactly_once(log, range(60))
+    assert first.consumer is not None and second.consumer is not None
+    assert first.consumer.assignment().isdisjoint(second.consumer.assignment())
+    assert len(first_stage.loaded) == 2  # its state was reloaded after the rebalance
+    await first.stop()
+    await second.stop()
+
+
+async def test_a_zombie_is_fenced_and_drops_what_it_decided() -> None:
+    log = MemoryLog({IN: 1, OUT: 1, DLQ: 1})
+    await _produce(log, range(10), keys=1)
+    zombie_stage = EchoStage(log)
+    zombie = await _started(log, zombie_stage)
+    await zombie.run(count=1, until_idle=True)
+    assert zombie.consumer is not None
+    await _produce(log, range(10, 20), keys=1)
+    # The zombie fetched a batch, then paused past its session timeout ...
+    batch = await zombie.consumer.poll(max_records=100, timeout=0)
+    log.crash(zombie.consumer)  # the group dropped it (it does not know yet)
+    heir = await _started(log, EchoStage(log), name="heir")
+    await heir.run(until_idle=True)
+    # ... and resumes: its transaction is fenced, its state dropped, nothing written.
+    assert await zombie.handle_batch(batch) == 0
+    assert zombie_stage.seen == {}
+    _exactly_once(log, range(20))
+    await heir.stop()
+
+
+async def test_a_failed_transaction_aborts_and_the_partition_reloads() -> None:
+    log = MemoryLog({IN: 1, OUT: 1, DLQ: 1})
+    await _produce(log, range(5), keys=1)
+    stage = EchoStage(log)
+    r = await _started(log, stage)
+    calls = 0
+    real_flush = stage.flush
+
+    async def flaky(offsets: Mapping[TopicPartition, int]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("broker hiccup")
+        await real_flush(offsets)
+
+    stage.flush = flaky  # type: ignore[method-assign]
+    await r.run(count=5)
+    _exactly_once(log, range(5))
+    assert len(stage.loaded) == 2
+    await r.stop()
+
+
+class _FakeStore:
+    """A projection's own store: rows and offsets in one (fake) transaction."""
+
+    def __init__(self) -> None:
+        self.rows: list[bytes] = []
+        self.offsets: dict[TopicPartition, int] = {}
+
+
+class _ProjectingStage(EchoStage):
+    def __init__(self, log: MemoryLog, store: _FakeStore) -> None:
+        super().__init__(log, dedupe=False)
+        self.store = store
+        self.pending: list[bytes] = []
+
+    async def assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int]:
+        for tp in partitions:
+            self.seen[tp.partition] = set()
+        return {tp: self.store.offsets.get(tp, 0) for tp in partitions}
+
+    def step(self, record):  # type: ignore[no-untyped-def]
+        for emit in super().step(record):
+            assert emit.value is not None
+            self.pending.append(emit.value)
+        return []
+
+    async def flush(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if self.crash_in_flush:
+            self.pending.clear()
+            raise Crash
+        self.store.rows += self.pending
+        self.store.offsets.update(offsets)
+        self.pending.clear()
+
+
+async def test_external_offsets_resume_where_the_store_says_and_kafka_holds_none() -> None:
+    log = _log()
+    await _produce(log, range(25))
+    store = _FakeStore()
+    stage = _ProjectingStage(log, store)
+    doomed = await _started(log, stage, mode="external", max_batch=5)
+    await doomed.run(count=5)
+    stage.crash_in_flush = True
+    with pytest.raises(Crash):
+        await doomed.run(count=5)
+    log.crash(doomed.consumer)  # type: ignore[arg-type]
+    heir = await _started(log, _ProjectingStage(log, store), mode="external")
+    await heir.run(until_idle=True)
+    assert sorted(store.rows) == sorted(f"id:{i}".encode() for i in range(25))
+    assert log.committed("g") == {}
+    await heir.stop()
