@@ -401,7 +401,7 @@ def up(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if ours and not keep_infra:
-            infra.down(settings, _say, only=ours, grace=5.0)
+            infra.down(settings, _say, only=ours, grace=4.0)
         shutil.rmtree(run_dir, ignore_errors=True)
     raise typer.Exit(code)
 

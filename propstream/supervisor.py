@@ -43,6 +43,7 @@ class Child:
     next_start: float = 0.0
     started_at: float = 0.0
     ready: bool = False
+    reader: threading.Thread | None = None
     tail: collections.deque[str] = field(default_factory=lambda: collections.deque(
         maxlen=TAIL_LINES))
 
@@ -102,7 +103,7 @@ def http_ok(url: str) -> bool:
 
 class Supervisor:
     def __init__(self, say: Callable[[str], None], children: list[Child], *,
-                 env: Mapping[str, str] | None = None, grace: float = 6.0,
+                 env: Mapping[str, str] | None = None, grace: float = 5.0,
                  probe: Callable[[str], bool] = http_ok) -> None:
         self.say = say
         self.env = dict(env if env is not None else os.environ)
@@ -125,8 +126,9 @@ class Supervisor:
         child.proc = subprocess.Popen(child.argv, env=env, stdin=subprocess.DEVNULL,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         child.started_at = time.monotonic()
-        threading.Thread(target=self._forward, args=(child, child.proc.stdout),
-                         name=f"out-{child.name}", daemon=True).start()
+        child.reader = threading.Thread(target=self._forward, args=(child, child.proc.stdout),
+                                        name=f"out-{child.name}", daemon=True)
+        child.reader.start()
         self.say(f"started {child.name} (pid {child.proc.pid})")
 
     def _forward(self, child: Child, stream: IO[bytes] | None) -> None:
@@ -186,11 +188,13 @@ class Supervisor:
                     child.ready = True
                     self.say(f"{child.name} ready after {now - child.started_at:.1f} s")
                 continue
+            if child.reader is not None:
+                child.reader.join(timeout=1.0)  # its last lines, up to the end of its output
             delay = child.backoff.next_delay(now - child.started_at)
             phase = "running" if child.ready else "start-up"
             tail = "\n".join(f"    | {line}" for line in list(child.tail)[-TAIL_LINES:])
             self.say(f"{child.name} exited with {code} during {phase}; restarting in "
-                     f"{delay:.0f} s. Its last lines:\n{tail or '    | (no output)'}")
+                     f"{delay:g} s. Its last lines:\n{tail or '    | (no output)'}")
             child.proc = None
             child.ready = False
             child.next_start = now + delay
@@ -214,7 +218,9 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 child.proc.kill()
                 child.proc.wait()
-                self.say(f"{child.name} stopped (killed after {self.grace:g} s)")
+                tail = "\n".join(f"    | {line}" for line in list(child.tail)[-5:])
+                self.say(f"{child.name} stopped (killed after {self.grace:g} s)"
+                         + (f"; its last lines:\n{tail}" if tail else ""))
         for child in self.children:
             if child.status_file is not None:
                 child.status_file.unlink(missing_ok=True)

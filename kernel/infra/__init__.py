@@ -54,7 +54,7 @@ def up(settings: Settings, say: Callable[[str], None]) -> tuple[float, list[str]
         if stop:
             why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "start-up failed"
             say(f"{why}; stopping what it started: {', '.join(stop)}")
-            down(settings, say, only=stop, grace=5.0)
+            down(settings, say, only=stop, grace=4.0)
         raise
     return time.monotonic() - began, started
 
