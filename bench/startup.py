@@ -78,7 +78,7 @@ def _children(pid: int) -> dict[int, str]:
             try:
                 stat = (entry / "stat").read_text()
                 if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    cmd = (entry / "cmdline").read_bytes().split(b"\0")
+                    cmd = (entry / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
                     found[int(entry.name)] = b" ".join(cmd[-2:]).decode(errors="replace")
             except (OSError, ValueError, IndexError):
                 continue
@@ -91,7 +91,8 @@ def cpu_tree(pid: int) -> dict[str, float]:
     out = {"up": own + reaped}
     for child, name in _children(pid).items():
         with_children = _cpu(child)
-        out[name.removeprefix("run ").removeprefix("group ")] = sum(with_children)
+        name = {"run api": "api", "market api": "market-api"}.get(name, name)
+        out[name.removeprefix("group ")] = sum(with_children)
     return out
 
 

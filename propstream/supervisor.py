@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from propstream.groups import STATUS_FILE_ENV, Backoff, read_status
 
@@ -92,24 +92,40 @@ def is_ready(child: Child, probe: Callable[[str], bool]) -> bool:
     return bool(workers) and all(state == "running" for state in workers.values())
 
 
-def http_ok(url: str) -> bool:
-    import httpx
+class HttpProbe:
+    """GET a readiness URL; 200 is ready. One client for every probe (a client per request
+    builds an SSL context each time: most of the supervisor's CPU while it waits), and at
+    most one probe per URL every `every` seconds."""
 
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
+    def __init__(self, every: float = 0.5) -> None:
+        self.every = every
+        self.last: dict[str, float] = {}
+        self.client: Any = None
+
+    def __call__(self, url: str) -> bool:
+        import httpx
+
+        now = time.monotonic()
+        if now - self.last.get(url, -self.every) < self.every:
+            return False
+        self.last[url] = now
+        if self.client is None:
+            self.client = httpx.Client(timeout=1.0)
+        try:
+            return bool(self.client.get(url).status_code == 200)
+        except httpx.HTTPError:
+            return False
 
 
 class Supervisor:
     def __init__(self, say: Callable[[str], None], children: list[Child], *,
                  env: Mapping[str, str] | None = None, grace: float = 5.0,
-                 probe: Callable[[str], bool] = http_ok) -> None:
+                 probe: Callable[[str], bool] | None = None) -> None:
         self.say = say
         self.env = dict(env if env is not None else os.environ)
         self.children = children
         self.grace = grace
-        self.probe = probe
+        self.probe = probe if probe is not None else HttpProbe()
         self.stopping = False
         self.all_ready = False
         self._lock = threading.Lock()
