@@ -37,8 +37,18 @@ def up(settings: Settings, say: Callable[[str], None]) -> tuple[float, list[str]
     began = time.monotonic()
     started: list[str] = []
     starting: str | None = None
+    launched: list[str] = []
+    parts = components(settings)
     try:
-        for component in components(settings):
+        # A component that can be launched without waiting (Kafka: a JVM that boots for
+        # seconds) is launched first, and the others start while it boots.
+        for component in parts:
+            launch = getattr(component, "launch_early", None)
+            if launch is not None and not component.status().startswith("running"):
+                say(f"{component.name:<9} launching …")
+                launched.append(component.name)  # an interruption from here on stops it
+                launch()
+        for component in parts:
             t0 = time.monotonic()
             say(f"{component.name:<9} starting …")
             if not component.status().startswith("running"):
@@ -50,7 +60,8 @@ def up(settings: Settings, say: Callable[[str], None]) -> tuple[float, list[str]
             say(f"{component.name:<9} {result} [{time.monotonic() - t0:.1f} s]")
     except BaseException as exc:
         # A failed start-up leaves nothing behind: what this call started, it stops.
-        stop = started + ([starting] if starting and starting not in started else [])
+        stop = started + [name for name in (starting, *launched)
+                          if name is not None and name not in started]
         if stop:
             why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "start-up failed"
             say(f"{why}; stopping what it started: {', '.join(stop)}")

@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -95,6 +96,7 @@ class KafkaServer(PidfileServer):
         self.data = self.root / "data"
         self.logs = self.root / "logs"
         self.pidfile = settings.cache_dir / "run" / "kafka.pid"
+        self.launched: tuple[int, int, float] | None = None  # pid, jars, when: by launch_early
 
     @property
     def port(self) -> int:
@@ -145,9 +147,25 @@ class KafkaServer(PidfileServer):
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     def up(self) -> str:
-        pid = running(self.pidfile)
-        if pid is not None:
-            return f"already running (pid {pid})"
+        if self.launched is None:
+            pid = running(self.pidfile)
+            if pid is not None:
+                return f"already running (pid {pid})"
+            self.launch_early()
+        assert self.launched is not None
+        pid, count, began = self.launched
+        wait_for(lambda: port_open(self.settings.host, self.port), timeout=90,
+                 what="Kafka", log=self.logs / "server.log", pid=pid)
+        wait_for(self._answers_metadata, timeout=60, what="Kafka metadata",
+                 log=self.logs / "server.log", pid=pid)
+        return f"started Kafka {KAFKA_VERSION} (pid {pid}, port {self.port}, {count} jars) " \
+               f"in {time.monotonic() - began:.1f} s"
+
+    def launch_early(self) -> None:
+        """Fetch, format and spawn the broker without waiting for it (`up` waits): `infra up`
+        starts PostgreSQL, Redis and stripe-mock while the JVM boots."""
+        if self.launched is not None or running(self.pidfile) is not None:
+            return
         java = self.java()
         count = fetch_jars(POM, self.libs, what=f"Kafka {KAFKA_VERSION}")
         for port, var in ((self.port, "PROPSTREAM_KAFKA_PORT"),
@@ -166,14 +184,10 @@ class KafkaServer(PidfileServer):
         argv = [java, f"-Xms{min(256, self.settings.kafka_heap_mb)}m", heap, "-XX:+UseG1GC",
                 "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true", *jvm_log,
                 "-cp", self.classpath(), "kafka.Kafka", str(config)]
+        began = time.monotonic()
         pid = spawn(argv, log=self.logs / "stdout.log", pidfile=self.pidfile,
                     env={**os.environ, "KAFKA_HEAP_OPTS": heap})
-        waited = wait_for(lambda: port_open(self.settings.host, self.port), timeout=90,
-                          what="Kafka", log=self.logs / "server.log", pid=pid)
-        waited += wait_for(self._answers_metadata, timeout=60, what="Kafka metadata",
-                           log=self.logs / "server.log", pid=pid)
-        return f"started Kafka {KAFKA_VERSION} (pid {pid}, port {self.port}, {count} jars) " \
-               f"in {waited:.1f} s"
+        self.launched = (pid, count, began)
 
     def _format(self, java: str, jvm_log: list[str]) -> None:
         """Format the storage in a folder of its own, renamed into place once complete: an

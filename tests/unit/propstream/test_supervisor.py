@@ -155,3 +155,20 @@ def test_ctrl_c_during_infra_up_stops_what_it_started_and_the_one_starting(
         infra.up(object(), said.append)  # type: ignore[arg-type]
     assert sorted(log) == ["down kafka 4.0", "down postgres 4.0"]  # redis ran before: kept
     assert "interrupted; stopping what it started: postgres, kafka" in said
+
+
+class LaunchedEarly(FakeComponent):
+    def launch_early(self) -> None:
+        self.log.append(f"launch {self.name}")
+
+
+def test_a_component_launched_early_is_stopped_when_a_later_one_is_interrupted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    log: list[str] = []
+    parts = [FakeComponent("postgres", log, interrupt=True), LaunchedEarly("kafka", log)]
+    monkeypatch.setattr(infra, "components", lambda settings: parts)
+    with pytest.raises(KeyboardInterrupt):
+        infra.up(object(), lambda line: None)  # type: ignore[arg-type]
+    # Kafka was launched first and boots while PostgreSQL starts; both are stopped.
+    assert log[0] == "launch kafka"
+    assert sorted(log[1:]) == ["down kafka 4.0", "down postgres 4.0"]
