@@ -446,6 +446,8 @@ def _supervise(settings: PlatformSettings, run_dir: Path, *, started: float, see
             except Exception as exc:  # the platform runs on; say why nothing was seeded
                 console.print(f"[bold red]seeding failed:[/] {type(exc).__name__}: {exc}; "
                               "`propstream seed` retries it")
+        if supervisor.stopping:  # Ctrl-C during seeding: no banner after "stopping"
+            return
         base = f"http://{settings.host}:{settings.api_port}"
         console.print(f"\n[bold green]propstream is up[/] in {time.monotonic() - started:.1f} s")
         console.print(f"  API          {base}  (docs {base}/docs)")
@@ -464,7 +466,8 @@ def _supervise(settings: PlatformSettings, run_dir: Path, *, started: float, see
         else:
             console.print("  Ctrl-C stops the services; `propstream infra down` stops the rest.\n")
 
-    return Supervisor(_say, children).run(on_ready=ready)
+    supervisor = Supervisor(_say, children)
+    return supervisor.run(on_ready=ready)
 
 
 def _seed_quietly(settings: PlatformSettings) -> None:
