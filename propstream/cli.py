@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.table import Table
 from kernel.exceptions import InfraError
 from kernel.settings import ROOT, load_settings
 from propstream.settings import PlatformSettings
+
+if TYPE_CHECKING:
+    from propstream.supervisor import Supervisor
 
 console = Console(stderr=False, highlight=False)
 app = typer.Typer(help="propstream: an event-sourced trading-assessment platform on Kafka.",
@@ -386,45 +389,43 @@ def up(
     started = time.monotonic()
     ours: list[str] = []
     run_dir = Path(tempfile.mkdtemp(prefix="propstream-up-"))
+    supervisor: Supervisor | None = None
     code = 0
     try:
+        supervisor, ports = _platform(settings, run_dir)
+        # The children import their code while the infrastructure starts, then wait at the
+        # start gate (propstream.gate) until the topics are there.
+        supervisor.prestart()
         try:
             _, ours = infra.up(settings, _say)
         except InfraError as exc:
             _fail(str(exc))
-        code = _supervise(settings, run_dir, started=started, seed_data=seed_data,
-                          stops_infra=ours if not keep_infra else [])
+        code = _supervise(settings, supervisor, ports, run_dir / "gate", started=started,
+                          seed_data=seed_data, stops_infra=ours if not keep_infra else [])
     except KeyboardInterrupt:
         console.print("interrupted during start-up; stopping what was started")
     finally:
         # A second Ctrl-C must not cut the clean-up short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if supervisor is not None:
+            supervisor.shutdown()  # at once if `run` already stopped them
         if ours and not keep_infra:
             infra.down(settings, _say, only=ours, grace=4.0)
         shutil.rmtree(run_dir, ignore_errors=True)
     raise typer.Exit(code)
 
 
-def _supervise(settings: PlatformSettings, run_dir: Path, *, started: float, seed_data: bool,
-               stops_infra: list[str]) -> int:
-    """Apply the topics, then run the platform's processes until Ctrl-C."""
+def _platform(settings: PlatformSettings, run_dir: Path) -> tuple[Supervisor, dict[str, int]]:
+    """The supervisor of `up`'s children (each API, each service's group of workers) and the
+    groups' metrics ports."""
+    import os
     import sys
 
-    from kernel.exceptions import TopicChangeRefused
-    from kernel.kafka import apply_topics
+    from propstream.gate import GATE_ENV
     from propstream.groups import laptop_processes
     from propstream.manifests import SERVICES
     from propstream.supervisor import Child, Supervisor
-    from schemas.topics import CATALOGUE
-
-    try:
-        changes = asyncio.run(apply_topics(settings, CATALOGUE))
-    except TopicChangeRefused as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        return 1
-    for change in changes:
-        console.print(f"topic {change.topic}: {change.action}")
 
     apis = {s.api.process: f"http://{settings.host}:{s.api.port(settings)}/readyz"
             for s in SERVICES if s.api is not None}
@@ -438,6 +439,26 @@ def _supervise(settings: PlatformSettings, run_dir: Path, *, started: float, see
             child.status_file = run_dir / f"{name}.status.json"
             child.env = {"PROPSTREAM_METRICS_PORT": str(ports[name])}
         children.append(child)
+    env = dict(os.environ) | {GATE_ENV: str(run_dir / "gate")}
+    return Supervisor(_say, children, env=env), ports
+
+
+def _supervise(settings: PlatformSettings, supervisor: Supervisor, ports: dict[str, int],
+               gate: Path, *, started: float, seed_data: bool, stops_infra: list[str]) -> int:
+    """Apply the topics, open the start gate, then run the platform's processes until
+    Ctrl-C."""
+    from kernel.exceptions import TopicChangeRefused
+    from kernel.kafka import apply_topics
+    from schemas.topics import CATALOGUE
+
+    try:
+        changes = asyncio.run(apply_topics(settings, CATALOGUE))
+    except TopicChangeRefused as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        return 1
+    for change in changes:
+        console.print(f"topic {change.topic}: {change.action}")
+    gate.touch()
 
     def ready() -> None:
         if seed_data:
@@ -466,7 +487,6 @@ def _supervise(settings: PlatformSettings, run_dir: Path, *, started: float, see
         else:
             console.print("  Ctrl-C stops the services; `propstream infra down` stops the rest.\n")
 
-    supervisor = Supervisor(_say, children)
     return supervisor.run(on_ready=ready)
 
 

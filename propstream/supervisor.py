@@ -128,6 +128,7 @@ class Supervisor:
         self.probe = probe if probe is not None else HttpProbe()
         self.stopping = False
         self.all_ready = False
+        self.shut_down = False
         self._lock = threading.Lock()
 
     def request_stop(self, signum: int = signal.SIGTERM, _frame: object = None) -> None:
@@ -158,6 +159,13 @@ class Supervisor:
                 sys.stdout.write(line + "\n")
                 sys.stdout.flush()
 
+    def prestart(self) -> None:
+        """Start every child before `run` (as `up` does while the infrastructure boots: the
+        children import their code, then wait at the start gate, `propstream.gate`)."""
+        for child in self.children:
+            if child.proc is None:
+                self.start(child)
+
     def run(self, *, on_ready: Callable[[], None] | None = None) -> int:
         """Start every child and keep them running until a stop request; `on_ready` runs in
         a thread once every child is ready (seeding, the banner)."""
@@ -169,7 +177,8 @@ class Supervisor:
             for child in self.children:
                 if self.stopping:
                     break
-                self.start(child)
+                if child.proc is None:  # not already started by `prestart`
+                    self.start(child)
             while not self.stopping:
                 self.tick()
                 now = time.monotonic()
@@ -218,7 +227,12 @@ class Supervisor:
                 child.status_file.unlink(missing_ok=True)
 
     def shutdown(self) -> None:
-        """SIGTERM to every child, SIGKILL to those still there after the grace period."""
+        """SIGTERM to every child, SIGKILL to those still there after the grace period;
+        once (a second call returns at once)."""
+        if self.shut_down:
+            return
+        self.shut_down = True
+        self.stopping = True
         running = [c for c in self.children if c.proc is not None]
         for child in running:
             assert child.proc is not None
