@@ -103,8 +103,10 @@ def one_run(env: dict[str, str], log: Path) -> tuple[float, float, dict[str, flo
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "propstream", "up"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
-    wanted = {"infra": "stripe-mock ", "processes started": "started market-workers",
-              "ready": "every process is ready", "up": "propstream is up"}
+    wanted = {"processes started": ("started market-workers",),
+              "infra": ("stripe-mock already running", "stripe-mock started",
+                        "stripe-mock unavailable"),
+              "ready": ("every process is ready",), "up": ("propstream is up",)}
     cpu: dict[str, float] = {}
     try:
         while "up" not in marks:
@@ -113,7 +115,7 @@ def one_run(env: dict[str, str], log: Path) -> tuple[float, float, dict[str, flo
                                  + log.read_text()[-3000:])
             text = log.read_text(errors="replace")
             for name, needle in wanted.items():
-                if name not in marks and needle in text:
+                if name not in marks and any(n in text for n in needle):
                     marks[name] = time.monotonic() - began
                     if name == "up":
                         cpu = cpu_tree(proc.pid)

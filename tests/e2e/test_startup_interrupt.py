@@ -34,10 +34,27 @@ STOP_WITHIN = 10.0
 MARK = "PROPSTREAM_STARTUP_TEST_MARK"
 
 
+_TAKEN: set[int] = set()
+
+
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port below the ephemeral range: a port the kernel hands out may be taken
+    again by any client's outgoing connection (a busy machine has thousands) before `up`
+    binds it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low - 200)
+        if port in _TAKEN or _listening(port):
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _TAKEN.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _listening(port: int) -> bool:
@@ -49,7 +66,8 @@ def _free_port_block() -> int:
     """A base port whose +100 and +101 (the groups' metrics ports) are free as well."""
     for _ in range(50):
         base = _free_port()
-        if base + 101 < 65000 and not any(_listening(p) for p in (base + 100, base + 101)):
+        if not any(p in _TAKEN or _listening(p) for p in (base + 100, base + 101)):
+            _TAKEN.update((base + 100, base + 101))
             return base
     raise RuntimeError("no free block of ports")
 
@@ -118,13 +136,20 @@ def test_ctrl_c_at_random_points_of_start_up_leaves_nothing_behind(tmp_path: Pat
     ports = [*infra_ports.values(), api, market, api + 100, api + 101]
     pg_root = _data_root(cache)
     paths = [str(cache), str(pg_root)]
-    # Three interruptions at random moments of start-up (infra, children, seeding), then a
-    # run left to come up completely on what the interrupted ones left: it must work.
-    delays: list[float | None] = [rng.uniform(0.5, 4.0), rng.uniform(4.0, 12.0),
-                                  rng.uniform(12.0, 28.0), None]
+    # Four interruptions at random moments of each phase of start-up (a random delay after
+    # the line that opens the phase, so the phases are hit however loaded the machine is):
+    # the children importing and Kafka being formatted and launched; PostgreSQL up and the
+    # rest of the infrastructure starting; the workers starting; seeding. Then a run left
+    # to come up completely on what the interrupted ones left: it must work.
+    points: list[tuple[str, float] | None] = [
+        ("", rng.uniform(0.3, 2.5)),
+        ("postgres  ", rng.uniform(0.0, 2.0)),
+        ("waiting ", rng.uniform(0.0, 3.0)),
+        ("every process is ready", rng.uniform(0.0, 1.5)),
+        None]
     try:
-        for delay in delays:
-            _interrupt_once(env, delay, mark=mark, paths=paths, ports=ports, cache=cache,
+        for point in points:
+            _interrupt_once(env, point, mark=mark, paths=paths, ports=ports, cache=cache,
                             pg_root=pg_root, scratch=scratch)
     finally:
         for line in _ours(mark, paths):  # never leave a stray behind, even on failure
@@ -133,27 +158,33 @@ def test_ctrl_c_at_random_points_of_start_up_leaves_nothing_behind(tmp_path: Pat
         shutil.rmtree(pg_root, ignore_errors=True)
 
 
-def _interrupt_once(env: dict[str, str], delay: float | None, *, mark: str, paths: list[str],
-                    ports: list[int], cache: Path, pg_root: Path, scratch: Path) -> None:
+def _interrupt_once(env: dict[str, str], point: tuple[str, float] | None, *, mark: str,
+                    paths: list[str], ports: list[int], cache: Path, pg_root: Path,
+                    scratch: Path) -> None:
     log = scratch.parent / "up.log"
     with open(log, "w") as out:
         # The last run is not interrupted: it comes up (seeding is left to the interrupted
         # ones and to test_platform_up, to keep this file within a minute).
-        seed = ["--seed"] if delay is not None else ["--no-seed"]
+        seed = ["--seed"] if point is not None else ["--no-seed"]
         proc = subprocess.Popen([sys.executable, "-m", "propstream", "up", *seed], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     began = time.monotonic()
-    limit = delay if delay is not None else 150.0
-    while time.monotonic() - began < limit and proc.poll() is None:
-        if "propstream is up" in log.read_text(errors="replace"):
+    marker, delay = point if point is not None else ("propstream is up", 0.0)
+    seen: float | None = None
+    while time.monotonic() - began < 150 and proc.poll() is None:
+        text = log.read_text(errors="replace")
+        if seen is None and (marker in text or "propstream is up" in text):
+            seen = time.monotonic()
+        if seen is not None and time.monotonic() - seen >= delay:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     text = log.read_text(errors="replace")
-    if delay is None:
+    if point is None:
         assert "propstream is up" in text, text[-3000:]
     last = [line for line in text.splitlines() if line and not line.startswith("{")][-1:]
     at = time.monotonic() - began
-    print(f"SIGINT at {at:.1f} s, after: {last[0][:120] if last else '(nothing yet)'}")
+    print(f"SIGINT at {at:.1f} s ({marker or 'start'!r} + {delay:.1f} s), after: "
+          f"{last[0][:100] if last else '(nothing yet)'}")
     assert proc.poll() is None, f"`up` ended before it was interrupted:\n{text[-3000:]}"
     proc.send_signal(signal.SIGINT)
     asked = time.monotonic()
