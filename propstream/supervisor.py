@@ -68,7 +68,9 @@ def describe(children: list[Child], waited: float) -> str:
             if not workers:
                 waiting.append(f"{child.name} (importing)")
                 continue
-            pending = [f"{w} {s.split(':')[0]}" for w, s in workers.items() if s != "running"]
+            # A crashed worker with its reason and when it restarts; others by their state.
+            pending = [f"{w} {s[:120] if s.startswith('crashed') else s.split(':')[0]}"
+                       for w, s in workers.items() if s != "running"]
             running = len(workers) - len(pending)
             shown = ", ".join(pending[:4]) + (f" and {len(pending) - 4} more"
                                               if len(pending) > 4 else "")

@@ -44,7 +44,8 @@ def test_progress_names_what_is_ready_and_what_each_group_still_waits_for(
     gone = Child("gone", [])
     line = describe([api, market, core, market_workers, gone], 12.4)
     assert line == ("waiting 12 s: market-api (not answering yet), core-workers "
-                    "(instrument-decider starting, assessment-policy crashed; 1/3 running), "
+                    "(instrument-decider starting, assessment-policy crashed: ValueError: x; "
+                    "restart in 2 s; 1/3 running), "
                     "market-workers (importing), gone (restarting); ready: api")
 
 
