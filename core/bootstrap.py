@@ -27,7 +27,6 @@ from core.domain.users import (
     password_problems,
     user_id,
 )
-from core.entrypoints.http.app import create_app
 from core.identity import Identity
 from core.processors.assessment_policy import AssessmentPolicy
 from core.seeds import DEFAULT_INSTRUMENTS, DEFAULT_TIERS
@@ -49,6 +48,10 @@ SEED_NAMESPACE = uuid.UUID("9d3c1b2a-4e5f-4a6b-8c7d-1e2f3a4b5c6d")
 
 
 def api(settings: Settings) -> FastAPI:
+    # Imported here: the workers' process (`propstream run group core-workers`) and the
+    # seed never serve HTTP and start seconds sooner without the routers.
+    from core.entrypoints.http.app import create_app
+
     return create_app(settings)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.table import Table
 from kernel.exceptions import InfraError
 from kernel.settings import ROOT, load_settings
 from propstream.settings import PlatformSettings
+
+if TYPE_CHECKING:
+    from propstream.supervisor import Supervisor
 
 console = Console(stderr=False, highlight=False)
 app = typer.Typer(help="propstream: an event-sourced trading-assessment platform on Kafka.",
@@ -44,7 +47,7 @@ def _settings() -> PlatformSettings:
 
 
 def _say(line: str) -> None:
-    console.print(line)
+    console.print(line, soft_wrap=True)
 
 
 def _fail(message: str) -> None:
@@ -205,6 +208,15 @@ def run_market(part: str) -> None:
     run(_settings(), part)
 
 
+@run_app.command("group")
+def run_group(name: str) -> None:
+    """All platform workers of one service in one process (`core-workers`,
+    `market-workers`): the laptop layout `propstream up` starts."""
+    from propstream.groups import run_group as run
+
+    run(_settings(), name)
+
+
 @app.command("seed")
 def seed() -> None:
     """Register the default instruments, tiers, a dev admin and a demo trader (idempotent)."""
@@ -358,52 +370,105 @@ def up(
     keep_infra: Annotated[bool, typer.Option(
         help="leave Kafka, PostgreSQL and Redis running after Ctrl-C")] = False,
 ) -> None:
-    """Start infrastructure and every service under one supervisor; Ctrl-C stops it all.
+    """Start infrastructure, each service's API and one process per service for its workers,
+    seed once all are ready; Ctrl-C stops it all at any moment, also during start-up.
 
     Infrastructure that was already running before is left running."""
-    from core.bootstrap import seed_demo_grant, seed_instruments, seed_tiers, seed_users
-    from kernel import infra
-    from kernel.exceptions import TopicChangeRefused
-    from kernel.kafka import apply_topics
-    from propstream.processes import PLATFORM
-    from propstream.supervisor import Supervisor
-    from schemas.topics import CATALOGUE
+    import shutil
+    import signal
+    import tempfile
 
+    from kernel import infra
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Until the supervisor takes over, SIGTERM stops start-up as Ctrl-C does.
+    signal.signal(signal.SIGTERM, interrupt)
     settings = _settings()
     started = time.monotonic()
+    ours: list[str] = []
+    run_dir = Path(tempfile.mkdtemp(prefix="propstream-up-"))
+    supervisor: Supervisor | None = None
+    code = 0
     try:
-        _, ours = infra.up(settings, _say)
-    except InfraError as exc:
-        _fail(str(exc))
+        supervisor, ports = _platform(settings, run_dir)
+        # The children import their code while the infrastructure starts, then wait at the
+        # start gate (propstream.gate) until the topics are there.
+        supervisor.prestart()
+        try:
+            _, ours = infra.up(settings, _say)
+        except InfraError as exc:
+            _fail(str(exc))
+        code = _supervise(settings, supervisor, ports, run_dir / "gate", started=started,
+                          seed_data=seed_data, stops_infra=ours if not keep_infra else [])
+    except KeyboardInterrupt:
+        console.print("interrupted during start-up; stopping what was started")
+    finally:
+        # A second Ctrl-C must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if supervisor is not None:
+            supervisor.shutdown()  # at once if `run` already stopped them
+        if ours and not keep_infra:
+            infra.down(settings, _say, only=ours, grace=4.0)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    raise typer.Exit(code)
+
+
+def _platform(settings: PlatformSettings, run_dir: Path) -> tuple[Supervisor, dict[str, int]]:
+    """The supervisor of `up`'s children (each API, each service's group of workers) and the
+    groups' metrics ports."""
+    import os
+    import sys
+
+    from propstream.gate import GATE_ENV
+    from propstream.groups import laptop_processes
+    from propstream.manifests import SERVICES
+    from propstream.supervisor import Child, Supervisor
+
+    apis = {s.api.process: f"http://{settings.host}:{s.api.port(settings)}/readyz"
+            for s in SERVICES if s.api is not None}
+    children: list[Child] = []
+    ports: dict[str, int] = {}
+    for name, argv in laptop_processes(SERVICES).items():
+        child = Child(name, [sys.executable, "-m", "propstream", "run", *argv],
+                      ready_url=apis.get(name))
+        if name not in apis:
+            ports[name] = settings.api_port + 100 + len(ports)
+            child.status_file = run_dir / f"{name}.status.json"
+            child.env = {"PROPSTREAM_METRICS_PORT": str(ports[name])}
+        children.append(child)
+    env = dict(os.environ) | {GATE_ENV: str(run_dir / "gate")}
+    return Supervisor(_say, children, env=env), ports
+
+
+def _supervise(settings: PlatformSettings, supervisor: Supervisor, ports: dict[str, int],
+               gate: Path, *, started: float, seed_data: bool, stops_infra: list[str]) -> int:
+    """Apply the topics, open the start gate, then run the platform's processes until
+    Ctrl-C."""
+    from kernel.exceptions import TopicChangeRefused
+    from kernel.kafka import apply_topics
+    from schemas.topics import CATALOGUE
+
     try:
         changes = asyncio.run(apply_topics(settings, CATALOGUE))
     except TopicChangeRefused as exc:
-        if ours and not keep_infra:
-            infra.down(settings, _say, only=ours)
-        _fail(str(exc))
+        console.print(f"[bold red]error:[/] {exc}")
+        return 1
     for change in changes:
         console.print(f"topic {change.topic}: {change.action}")
+    gate.touch()
 
     def ready() -> None:
-        if not _wait_ready(f"http://{settings.host}:{settings.api_port}/readyz", 90):
-            console.print("[yellow]the API did not report ready within 90 s; its log is above")
         if seed_data:
-            results = asyncio.run(seed_instruments(settings))
-            seeded = sum(1 for v in results.values() if v == "accepted")
-            console.print(f"seeded {seeded} new instrument(s), {len(results)} in the default set")
-            for symbol, outcome in results.items():
-                if outcome not in ("accepted", "already seeded"):
-                    console.print(f"  {symbol}: {outcome}")
-            tiers = asyncio.run(seed_tiers(settings))
-            console.print(f"seeded {sum(1 for v in tiers.values() if v == 'accepted')} new "
-                          f"tier(s), {len(tiers)} in the default set")
-            for tier_id, outcome in tiers.items():
-                if outcome not in ("accepted", "already seeded"):
-                    console.print(f"  {tier_id}: {outcome}")
-            for email, outcome in asyncio.run(seed_users(settings, _say)).items():
-                console.print(f"  {email}: {outcome}")
-            grant = asyncio.run(seed_demo_grant(settings))
-            console.print(f"  demo grant (trader@propstream.dev, starter-10k, no card): {grant}")
+            try:
+                _seed_quietly(settings)
+            except Exception as exc:  # the platform runs on; say why nothing was seeded
+                console.print(f"[bold red]seeding failed:[/] {type(exc).__name__}: {exc}; "
+                              "`propstream seed` retries it")
+        if supervisor.stopping:  # Ctrl-C during seeding: no banner after "stopping"
+            return
         base = f"http://{settings.host}:{settings.api_port}"
         console.print(f"\n[bold green]propstream is up[/] in {time.monotonic() - started:.1f} s")
         console.print(f"  API          {base}  (docs {base}/docs)")
@@ -417,31 +482,38 @@ def up(
         console.print(f"  health       {base}/readyz   metrics {base}/metrics")
         for name, port in ports.items():
             console.print(f"  {name:<24} metrics http://{settings.host}:{port}/metrics")
-        if ours and not keep_infra:
-            console.print(f"  Ctrl-C stops the services and {', '.join(ours)}.\n")
+        if stops_infra:
+            console.print(f"  Ctrl-C stops the services and {', '.join(stops_infra)}.\n")
         else:
             console.print("  Ctrl-C stops the services; `propstream infra down` stops the rest.\n")
 
-    ports = {name: settings.api_port + 100 + i
-             for i, name in enumerate(n for n in PLATFORM if n not in ("api", "market-api"))}
-    code = Supervisor(_say, metrics_ports=ports).run(on_ready=ready)
-    if ours and not keep_infra:
-        infra.down(settings, _say, only=ours)
-    raise typer.Exit(code)
+    return supervisor.run(on_ready=ready)
 
 
-def _wait_ready(url: str, timeout: float) -> bool:
-    import httpx
+def _seed_quietly(settings: PlatformSettings) -> None:
+    """Seed the defaults once every process is ready: instruments, tiers and users at once
+    (independent commands to different deciders), then the demo grant."""
+    from core.bootstrap import seed_demo_grant, seed_instruments, seed_tiers, seed_users
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    return False
+    async def seed_all() -> tuple[dict[str, str], dict[str, str], dict[str, str], str]:
+        results, tiers, users = await asyncio.gather(
+            seed_instruments(settings), seed_tiers(settings), seed_users(settings, _say))
+        return results, tiers, users, await seed_demo_grant(settings)
+
+    results, tiers, users, grant = asyncio.run(seed_all())
+    seeded = sum(1 for v in results.values() if v == "accepted")
+    console.print(f"seeded {seeded} new instrument(s), {len(results)} in the default set")
+    for symbol, outcome in results.items():
+        if outcome not in ("accepted", "already seeded"):
+            console.print(f"  {symbol}: {outcome}")
+    console.print(f"seeded {sum(1 for v in tiers.values() if v == 'accepted')} new "
+                  f"tier(s), {len(tiers)} in the default set")
+    for tier_id, outcome in tiers.items():
+        if outcome not in ("accepted", "already seeded"):
+            console.print(f"  {tier_id}: {outcome}")
+    for email, outcome in users.items():
+        console.print(f"  {email}: {outcome}")
+    console.print(f"  demo grant (trader@propstream.dev, starter-10k, no card): {grant}")
 
 
 if __name__ == "__main__":

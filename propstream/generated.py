@@ -42,7 +42,10 @@ def topics_table(catalogue: Sequence[TopicSpec]) -> str:
 
 
 def process_table(services: Sequence[ServiceManifest]) -> str:
-    """Every process of every service: `propstream run` arguments, whether `up` starts it."""
+    """Every process of every service: `propstream run` arguments, whether `up` starts it
+    (a worker as a task of its service's group process, `propstream.groups`)."""
+    from propstream.groups import group_name
+
     lines = [_md_row(("process", "service", "`propstream run …`", "in `up` and Helm", "does")),
              _md_row(("---",) * 5)]
     for service in services:
@@ -54,7 +57,8 @@ def process_table(services: Sequence[ServiceManifest]) -> str:
         for worker in service.workers():
             lines.append(_md_row((f"`{worker.process}`", service.name,
                                   f"`{' '.join(worker.argv)}`",
-                                  "yes" if worker.platform else "no", worker.description)))
+                                  f"yes (`up`: in `{group_name(service)}`)" if worker.platform
+                                  else "no", worker.description)))
     return "\n".join(lines)
 
 

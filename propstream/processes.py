@@ -140,7 +140,11 @@ def _run_api(settings: Settings, service_name: str) -> None:
     settings = _service_settings(settings, manifest)
     configure_logging(settings, process=api.process)
     serve_metrics(settings)
-    _serve(api.factory(settings), settings.host, api.port(settings))
+    app = api.factory(settings)
+    from propstream.gate import wait_at_gate
+
+    wait_at_gate()  # under `propstream up`: until the infrastructure is up
+    _serve(app, settings.host, api.port(settings))
 
 
 def _serve(app: Any, host: str, port: int) -> None:

@@ -19,7 +19,7 @@ class Component(Protocol):
 
     def up(self) -> str: ...
 
-    def down(self) -> str: ...
+    def down(self, grace: float | None = None) -> str: ...
 
     def status(self) -> str: ...
 
@@ -30,32 +30,59 @@ def components(settings: Settings) -> list[Component]:
 
 
 def up(settings: Settings, say: Callable[[str], None]) -> tuple[float, list[str]]:
-    """Start whatever is not running; return the seconds it took and what this call started."""
+    """Start whatever is not running; return the seconds it took and what this call started.
+
+    A failure or an interruption (Ctrl-C) at any point stops what this call started, the
+    component it was starting included, and leaves what ran before running."""
     began = time.monotonic()
     started: list[str] = []
+    starting: str | None = None
+    launched: list[str] = []
+    parts = components(settings)
     try:
-        for component in components(settings):
+        # A component that can be launched without waiting (Kafka: a JVM that boots for
+        # seconds) is launched first, and the others start while it boots.
+        for component in parts:
+            launch = getattr(component, "launch_early", None)
+            if launch is not None and not component.status().startswith("running"):
+                say(f"{component.name:<9} launching …")
+                launched.append(component.name)  # an interruption from here on stops it
+                launch()
+        for component in parts:
             t0 = time.monotonic()
             say(f"{component.name:<9} starting …")
+            if not component.status().startswith("running"):
+                starting = component.name
             result = component.up()
             if not result.startswith(("already running", UNAVAILABLE)):
                 started.append(component.name)
+            starting = None
             say(f"{component.name:<9} {result} [{time.monotonic() - t0:.1f} s]")
-    except BaseException:
+    except BaseException as exc:
         # A failed start-up leaves nothing behind: what this call started, it stops.
-        if started:
-            say(f"start-up failed; stopping what it started: {', '.join(started)}")
-            down(settings, say, only=started)
+        stop = started + [name for name in (starting, *launched)
+                          if name is not None and name not in started]
+        if stop:
+            why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "start-up failed"
+            say(f"{why}; stopping what it started: {', '.join(stop)}")
+            down(settings, say, only=stop, grace=4.0)
         raise
     return time.monotonic() - began, started
 
 
 def down(settings: Settings, say: Callable[[str], None], *,
-         only: list[str] | None = None) -> None:
-    """Stop the components (all, or `only` these) by their pid files."""
-    for component in reversed(components(settings)):
-        if only is None or component.name in only:
-            say(f"{component.name:<9} {component.down()}")
+         only: list[str] | None = None, grace: float | None = None) -> None:
+    """Stop the components (all, or `only` these) by their pid files, all at once: SIGTERM,
+    then SIGKILL after `grace` seconds (each component's own grace when None)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chosen = [c for c in reversed(components(settings)) if only is None or c.name in only]
+    if not chosen:
+        return
+    with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+        results = list(pool.map(lambda c: c.down(grace), chosen))
+    for component, result in zip(chosen, results, strict=True):
+        say(f"{component.name:<9} {result}")
 
 
 def status(settings: Settings) -> dict[str, str]:

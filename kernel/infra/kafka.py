@@ -6,12 +6,20 @@ import asyncio
 import os
 import re
 import shutil
-import subprocess
+import time
 import uuid
 from pathlib import Path
 
 from kernel.exceptions import InfraError
-from kernel.infra.procs import PidfileServer, ensure_port_free, port_open, running, spawn, wait_for
+from kernel.infra.procs import (
+    PidfileServer,
+    ensure_port_free,
+    port_open,
+    run_tool,
+    running,
+    spawn,
+    wait_for,
+)
 from kernel.settings import ROOT, Settings
 
 KAFKA_VERSION = "4.1.2"
@@ -48,13 +56,18 @@ def fetch_jars(pom: Path, dest: Path, *, what: str) -> int:
     if shutil.which("mvn") is None:
         raise InfraError(f"Maven (mvn) is not on PATH, so the {what} jars cannot be fetched: "
                          "install it with `apt-get install -y maven`")
-    dest.mkdir(parents=True, exist_ok=True)
+    # Resolve into a folder of its own and rename it into place only when complete: an
+    # interrupted download (Ctrl-C) leaves no folder that looks finished, and the next run
+    # starts it over.
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
     argv = [
         "mvn", "-q", "-B", "-U", "-Dstyle.color=never", "-f", str(pom),
         "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
-        f"-DoutputDirectory={dest}", "-DincludeScope=runtime",
+        f"-DoutputDirectory={partial}", "-DincludeScope=runtime",
     ]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    result = run_tool(argv)
     if result.returncode != 0:
         plain = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
         errors = [line.removeprefix("[ERROR] ") for line in plain.splitlines()
@@ -63,7 +76,12 @@ def fetch_jars(pom: Path, dest: Path, *, what: str) -> int:
             f"fetching the {what} jars from Maven Central failed ({' | '.join(errors)[:300]}); "
             "check that Maven Central is reachable (mvn settings, proxy) and retry"
         )
-    marker.write_text(pom.read_text())
+    (partial / ".complete").write_text(pom.read_text())
+    if dest.is_symlink() or dest.is_file():
+        dest.unlink()
+    else:
+        shutil.rmtree(dest, ignore_errors=True)
+    partial.rename(dest)
     return len(list(dest.glob("*.jar")))
 
 
@@ -78,6 +96,7 @@ class KafkaServer(PidfileServer):
         self.data = self.root / "data"
         self.logs = self.root / "logs"
         self.pidfile = settings.cache_dir / "run" / "kafka.pid"
+        self.launched: tuple[int, int, float] | None = None  # pid, jars, when: by launch_early
 
     @property
     def port(self) -> int:
@@ -88,7 +107,7 @@ class KafkaServer(PidfileServer):
         if found is None:
             raise InfraError("Java is not on PATH; Kafka needs Java 17 or newer: "
                              "`apt-get install -y openjdk-17-jre-headless`")
-        out = subprocess.run([found, "-version"], capture_output=True, text=True, check=False)
+        out = run_tool([found, "-version"])
         first = (out.stderr or out.stdout).splitlines()[:1]
         version = first[0].split('"')[1] if first and '"' in first[0] else ""
         major = version.split(".")[0]
@@ -128,9 +147,25 @@ class KafkaServer(PidfileServer):
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     def up(self) -> str:
-        pid = running(self.pidfile)
-        if pid is not None:
-            return f"already running (pid {pid})"
+        if self.launched is None:
+            pid = running(self.pidfile)
+            if pid is not None:
+                return f"already running (pid {pid})"
+            self.launch_early()
+        assert self.launched is not None
+        pid, count, began = self.launched
+        wait_for(lambda: port_open(self.settings.host, self.port), timeout=90,
+                 what="Kafka", log=self.logs / "server.log", pid=pid)
+        wait_for(self._answers_metadata, timeout=60, what="Kafka metadata",
+                 log=self.logs / "server.log", pid=pid)
+        return f"started Kafka {KAFKA_VERSION} (pid {pid}, port {self.port}, {count} jars) " \
+               f"in {time.monotonic() - began:.1f} s"
+
+    def launch_early(self) -> None:
+        """Fetch, format and spawn the broker without waiting for it (`up` waits): `infra up`
+        starts PostgreSQL, Redis and stripe-mock while the JVM boots."""
+        if self.launched is not None or running(self.pidfile) is not None:
+            return
         java = self.java()
         count = fetch_jars(POM, self.libs, what=f"Kafka {KAFKA_VERSION}")
         for port, var in ((self.port, "PROPSTREAM_KAFKA_PORT"),
@@ -144,28 +179,34 @@ class KafkaServer(PidfileServer):
         log4j.write_text(LOG4J.format(log=self.logs / "server.log"))
         jvm_log = [f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.logs}"]
         if not (self.data / "meta.properties").exists():
-            cluster_id = _cluster_id()
-            result = subprocess.run(
-                [java, *jvm_log, "-cp", self.classpath(), "kafka.tools.StorageTool", "format",
-                 "--standalone", f"--cluster-id={cluster_id}", "-c", str(config),
-                 "--ignore-formatted"],
-                capture_output=True, text=True, check=False,
-            )
-            if result.returncode != 0:
-                raise InfraError(f"formatting Kafka storage in {self.data} failed: "
-                                 f"{(result.stderr or result.stdout).strip()[-300:]}")
+            self._format(java, jvm_log)
         heap = f"-Xmx{self.settings.kafka_heap_mb}m"
         argv = [java, f"-Xms{min(256, self.settings.kafka_heap_mb)}m", heap, "-XX:+UseG1GC",
                 "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true", *jvm_log,
                 "-cp", self.classpath(), "kafka.Kafka", str(config)]
+        began = time.monotonic()
         pid = spawn(argv, log=self.logs / "stdout.log", pidfile=self.pidfile,
                     env={**os.environ, "KAFKA_HEAP_OPTS": heap})
-        waited = wait_for(lambda: port_open(self.settings.host, self.port), timeout=90,
-                          what="Kafka", log=self.logs / "server.log", pid=pid)
-        waited += wait_for(self._answers_metadata, timeout=60, what="Kafka metadata",
-                           log=self.logs / "server.log", pid=pid)
-        return f"started Kafka {KAFKA_VERSION} (pid {pid}, port {self.port}, {count} jars) " \
-               f"in {waited:.1f} s"
+        self.launched = (pid, count, began)
+
+    def _format(self, java: str, jvm_log: list[str]) -> None:
+        """Format the storage in a folder of its own, renamed into place once complete: an
+        interrupted format leaves nothing the next start would take for a formatted log."""
+        partial = self.data.with_name(self.data.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(self.data, ignore_errors=True)  # no meta.properties: never formatted
+        config = self.root / "format.properties"
+        config.write_text(self.properties().replace(f"log.dirs={self.data}\n",
+                                                    f"log.dirs={partial}\n"))
+        result = run_tool(
+            [java, *jvm_log, "-cp", self.classpath(), "kafka.tools.StorageTool", "format",
+             "--standalone", f"--cluster-id={_cluster_id()}", "-c", str(config),
+             "--ignore-formatted"])
+        if result.returncode != 0:
+            raise InfraError(f"formatting Kafka storage in {self.data} failed: "
+                             f"{(result.stderr or result.stdout).strip()[-300:]}")
+        partial.rename(self.data)
+        config.unlink(missing_ok=True)
 
     def _answers_metadata(self) -> bool:
         return asyncio.run(_metadata_ok(self.settings.bootstrap_servers))

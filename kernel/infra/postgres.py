@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from kernel.exceptions import InfraError
-from kernel.infra.procs import apt_install, ensure_port_free, port_open, wait_for
+from kernel.infra.procs import apt_install, ensure_port_free, port_open, run_tool, wait_for
 from kernel.settings import Settings
 
 # Durability against a process crash is what the tests prove; an OS crash is out of scope
@@ -79,7 +79,7 @@ class PostgresServer:
         return ["runuser", "-u", "postgres", "--", *argv]
 
     def _run(self, argv: list[str], what: str) -> None:
-        result = subprocess.run(self._as_owner(argv), capture_output=True, text=True, check=False)
+        result = run_tool(self._as_owner(argv))
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-2:]
             raise InfraError(f"{what} failed: {' | '.join(tail)} (log: {self.log})")
@@ -110,11 +110,17 @@ class PostgresServer:
             shutil.chown(self.root, user="postgres")
         fresh = not (self.data / "PG_VERSION").exists()
         if fresh:
+            # initdb into a folder of its own, renamed into place once complete: an
+            # interrupted initdb leaves nothing the next start would take for a cluster.
+            partial = self.data.with_name(self.data.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(self.data, ignore_errors=True)  # no PG_VERSION: never initialised
             self._run(
-                [str(bindir / "initdb"), "-D", str(self.data), "-U", "propstream",
+                [str(bindir / "initdb"), "-D", str(partial), "-U", "propstream",
                  "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"],
                 "initdb",
             )
+            partial.rename(self.data)
         opts = " ".join(f"-c {k}={v}" for k, v in SERVER_OPTIONS.items())
         self._run(
             [str(bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
@@ -138,10 +144,18 @@ class PostgresServer:
             if not exists:
                 conn.execute("CREATE DATABASE propstream")
 
-    def down(self) -> str:
+    def down(self, grace: float | None = None) -> str:
         if not self._alive():
             return "not running"
         pid = self._pid()
-        self._run([str(self.bindir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
-                   "stop"], "pg_ctl stop")
+        wait = str(max(1, round(grace))) if grace is not None else "60"
+        try:
+            self._run([str(self.bindir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+                       "-t", wait, "stop"], "pg_ctl stop")
+        except InfraError:
+            if not self._alive():
+                raise
+            self._run([str(self.bindir() / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+                       "-w", "stop"], "pg_ctl stop -m immediate")
+            return f"stopped (pid {pid}, immediate after {wait} s)"
         return f"stopped (pid {pid})"

@@ -80,6 +80,38 @@ def spawn(argv: Sequence[str], *, log: Path, pidfile: Path, env: dict[str, str] 
     return proc.pid
 
 
+def run_tool(argv: Sequence[str], *, env: dict[str, str] | None = None,
+             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a tool (mvn, go, initdb, pg_ctl …) to completion, capturing its output.
+
+    It runs in its own process group, so an interruption (Ctrl-C, SIGTERM raised as
+    KeyboardInterrupt) stops the tool and every process it started, not just the first."""
+    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        _stop_group(proc)
+        raise
+    return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
+
+
+def _stop_group(proc: subprocess.Popen[str], grace: float = 2.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGTERM:
+            # The leader is gone; its group may live on: make sure nothing of it does.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        return
+
+
 def _raise_open_files() -> None:
     """A broker holds files per partition segment: give it the hard limit, not the soft one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -138,7 +170,7 @@ def apt_install(*packages: str, why: str) -> None:
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages]):
-        result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        result = run_tool(argv, env=env)
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
             raise InfraError(f"`{' '.join(argv)}` failed ({tail[0]}); {why}")
@@ -166,10 +198,12 @@ class PidfileServer:
                           log=self.log, pid=pid)
         return f"started (pid {pid}, port {self.port}) in {waited:.1f} s"
 
-    def down(self) -> str:
+    def down(self, grace: float | None = None) -> str:
         pid = running(self.pidfile)
         if pid is None:
+            self.pidfile.unlink(missing_ok=True)
             return "not running"
-        killed = stop_pid(pid, grace=self.grace)
+        grace = self.grace if grace is None else min(grace, self.grace)
+        killed = stop_pid(pid, grace=grace)
         self.pidfile.unlink(missing_ok=True)
-        return f"{f'killed after {self.grace:g} s' if killed else 'stopped'} (pid {pid})"
+        return f"{f'killed after {grace:g} s' if killed else 'stopped'} (pid {pid})"

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from kernel.exceptions import InfraError
-from kernel.infra.procs import PidfileServer, ensure_port_free, running
+from kernel.infra.procs import PidfileServer, ensure_port_free, run_tool, running
 from kernel.settings import ROOT, Settings
 
 INSTALL_SCRIPT = ROOT / "scripts" / "install-stripe-mock.sh"
@@ -39,8 +38,7 @@ class StripeMockServer(PidfileServer):
         if shutil.which("go") is None:
             return built if built.exists() else None
         env = {**os.environ, "PROPSTREAM_CACHE_DIR": str(self.settings.cache_dir)}
-        result = subprocess.run(["bash", str(INSTALL_SCRIPT)], env=env, capture_output=True,
-                                text=True, check=False)
+        result = run_tool(["bash", str(INSTALL_SCRIPT)], env=env)
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
             raise InfraError(f"building stripe-mock failed: {tail[0]}")

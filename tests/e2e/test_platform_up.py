@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from kernel.settings import Settings
-from propstream.processes import PLATFORM
+from propstream.groups import laptop_processes
+from propstream.manifests import SERVICES
 from tests.conftest import process_env
 
 pytestmark = pytest.mark.integration
@@ -138,7 +139,8 @@ def test_up_serves_seeded_instruments_and_stops_cleanly(base_settings: Settings)
         output.append(rest or "")
     assert proc.returncode == 0, "".join(output)[-3000:]
     text = "".join(output)
-    for name in PLATFORM:
+    # The laptop layout: each API, and one process per service for its workers.
+    for name in laptop_processes(SERVICES):
         assert f"{name} stopped" in text
 
 

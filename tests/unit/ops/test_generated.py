@@ -65,8 +65,8 @@ def test_a_toy_family_in_a_toy_manifest_reaches_every_derived_view(tmp_path: Pat
     assert sorted(generate(services, catalogue(families), root=tmp_path)) == sorted(
         b.path for b in blocks(services, CATALOGUE))
     processes_doc = (tmp_path / "docs/operations.md").read_text()
-    assert "| `widget-decider` | toy | `decider widget` | yes | decides widget.commands |" in (
-        processes_doc)
+    assert ("| `widget-decider` | toy | `decider widget` | yes (`up`: in `toy-workers`) | "
+            "decides widget.commands |") in processes_doc
     assert "`projection-widgets`" in processes_doc
     topics_doc = (tmp_path / "docs/architecture.md").read_text()
     assert "| `widget.events` | events | 2 | widget id | forever | `widget.opened` |" in topics_doc
