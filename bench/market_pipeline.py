@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+import orjson
 import redis.asyncio as redis
 
 from bench.common import (
@@ -27,6 +30,7 @@ from bench.common import (
     fresh_namespace,
     percentile,
     spec_of,
+    table,
 )
 from kernel.kafka import make_producer, send_many
 from kernel.projection import Applied
@@ -75,27 +79,109 @@ async def bars(ticks: int, instruments: int) -> float:
     return rate
 
 
-async def tick_to_redis(rate: int, seconds: float) -> dict[str, float]:
+class Stages:
+    """Per batch, by event id: when it was sealed (its envelope's occurred_at), acknowledged
+    by the broker (the publisher's send_many returned), handed to the processor's handler
+    (decoded), and written to Redis. Decoding alone is timed around kernel.stream's decode."""
+
+    def __init__(self) -> None:
+        self.acked: dict[str, int] = {}
+        self.decode_s = 0.0
+        self.decoded = 0
+        self.rows: list[tuple[float, float, float, float, float]] = []
+        self.commits: list[float] = []
+
+    def patch(self) -> Callable[[], None]:
+        import kernel.stream as ks
+        import market_data.adapters.publisher as mp
+
+        saved_send, saved_decode = mp.send_many, ks.decode_event
+
+        async def send_many_timed(producer: Any, topic: str, records: Any, **k: Any) -> Any:
+            out = await saved_send(producer, topic, records, **k)
+            now = time.time_ns()
+            for _, value in records:
+                self.acked[orjson.loads(value)["event_id"]] = now
+            return out
+
+        def decode_timed(data: bytes | None, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return saved_decode(data, **k)
+            finally:
+                self.decode_s += time.perf_counter() - t
+                self.decoded += 1
+
+        mp.send_many = send_many_timed  # type: ignore[assignment]
+        ks.decode_event = decode_timed  # type: ignore[assignment]
+
+        def undo() -> None:
+            mp.send_many, ks.decode_event = saved_send, saved_decode  # type: ignore[assignment]
+        return undo
+
+    def record(self, events: Sequence[Applied], handled_ns: int, done_ns: int) -> None:
+        for a in events:
+            if not isinstance(a.payload, MarketTicksPublished):
+                continue
+            received = a.payload.ticks[-1].received_ts_ns
+            sealed = int(a.envelope.occurred_at.timestamp() * 1e9)
+            acked = self.acked.get(str(a.envelope.event_id), handled_ns)
+            self.rows.append(((sealed - received) / 1e6, (acked - sealed) / 1e6,
+                              (handled_ns - acked) / 1e6, (done_ns - handled_ns) / 1e6,
+                              (done_ns - received) / 1e6))
+
+
+async def tick_to_redis(rate: int, seconds: float, *, max_wait_ms: float | None = None,
+                        linger_ms: int | None = None,
+                        fetch_max_wait_ms: int | None = None,
+                        commit_every_ms: float = 0) -> dict[str, float]:
+    """`max_wait_ms`/`linger_ms`/`fetch_max_wait_ms` None: the production defaults
+    (TickPublisher, make_producer, make_consumer)."""
+    import kernel.stream as ks
+
+    saved_consumer = ks.make_consumer
+    if fetch_max_wait_ms is not None:
+        ks.make_consumer = functools.partial(  # type: ignore[assignment]
+            saved_consumer, fetch_max_wait_ms=fetch_max_wait_ms)
     settings = fresh_namespace(base_settings(), "mr")
     await create_topics(settings, [spec_of("market.ticks"), spec_of("market.ticks.dlq")])
     client = redis.Redis.from_url(settings.cache_url)
     store = PriceStore(client, namespace=settings.namespace)
-    latencies: list[float] = []
+    stages = Stages()
+    undo = stages.patch()
 
     async def handle(events: Sequence[Applied]) -> None:
+        handled = time.time_ns()
         batches = [a.payload for a in events if isinstance(a.payload, MarketTicksPublished)]
         await store.apply(batches)
-        now = time.time_ns()
-        latencies.extend((now - b.ticks[-1].received_ts_ns) / 1e6 for b in batches)
+        stages.record(events, handled, time.time_ns())
 
     processor = StreamProcessor(settings, name="bench-prices", topics=("market.ticks",),
                                 registry=default_registry(), handle=handle)
+    commit = processor.commit
+    last_commit = [0.0]
+
+    async def timed_commit(batch: Any) -> int:
+        # Prototype for the runner's owner (kernel/stream.py is not ours to change): with
+        # --commit-every-ms, commit the offsets only that often (prices are idempotent, so a
+        # crash replays at most that much), and poll again at once otherwise.
+        if commit_every_ms and time.perf_counter() - last_commit[0] < commit_every_ms / 1000:
+            return sum(len(m) for m in batch.values())
+        t = last_commit[0] = time.perf_counter()
+        try:
+            return await commit(batch)
+        finally:
+            stages.commits.append((time.perf_counter() - t) * 1000)
+
+    processor.commit = timed_commit  # type: ignore[method-assign]
     await processor.start()
     runner = asyncio.create_task(processor.run())
-    producer = make_producer(settings, client_id="bench-feed")
+    producer = (make_producer(settings, client_id="bench-feed") if linger_ms is None else
+                make_producer(settings, client_id="bench-feed", linger_ms=linger_ms))
     await producer.start()
+    options: dict[str, Any] = {} if max_wait_ms is None else {"max_wait_s": max_wait_ms / 1000}
     publisher = TickPublisher(producer, settings.topic("market.ticks"), deduplicate=False,
-                              max_ticks=10, max_wait_s=0.005)
+                              **options)
     stop = asyncio.Event()
     flusher = asyncio.create_task(publisher.run(stop))
     try:
@@ -117,18 +203,45 @@ async def tick_to_redis(rate: int, seconds: float) -> dict[str, float]:
         await processor.stop()
         await client.aclose()
         await delete_namespace(settings)
-    ordered = sorted(latencies[len(latencies) // 10:])  # the first tenth is warm-up
+        undo()
+        ks.make_consumer = saved_consumer  # type: ignore[assignment]
+    rows = stages.rows[len(stages.rows) // 10:]  # the first tenth is warm-up
+    names = ("wait to seal", "produce+ack", "fetch+decode", "redis", "total")
+    cols = {name: sorted(r[i] for r in rows) for i, name in enumerate(names)}
+    ordered = cols["total"]
     result = {"p50": percentile(ordered, 50), "p99": percentile(ordered, 99),
               "max": ordered[-1] if ordered else float("nan"), "batches": float(len(ordered))}
-    print(f"tick -> Redis at {rate} batches/s of 10 ticks for {seconds:.0f} s: "
-          f"p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, max {result['max']:.1f} ms "
+    wait = publisher.max_wait_s * 1000
+    print(f"tick -> Redis at {rate} batches/s of 10 ticks ({rate * 10:,} ticks/s, 20 "
+          f"instruments) for {seconds:.0f} s, publisher max_wait {wait:g} ms, producer linger "
+          f"{'default' if linger_ms is None else linger_ms}, consumer fetch_max_wait "
+          f"{'default' if fetch_max_wait_ms is None else fetch_max_wait_ms}, offsets "
+          f"{f'committed every {commit_every_ms:g} ms' if commit_every_ms else 'per poll'}"
+          f": p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, max {result['max']:.1f} ms "
           f"over {len(ordered):,} batches", flush=True)
+    print(table(["stage (ms)", "p50", "p99", "max"],
+                [[n, f"{percentile(cols[n], 50):.2f}", f"{percentile(cols[n], 99):.2f}",
+                  f"{cols[n][-1]:.2f}" if cols[n] else "nan"] for n in names]))
+    if stages.decoded:
+        print(f"decode (inside fetch+decode): {stages.decode_s / stages.decoded * 1e6:.0f} µs "
+              f"per batch of 10 ticks", flush=True)
+    if stages.commits:
+        commits = sorted(stages.commits)
+        print(f"the processor's offset commit after each poll (it polls again only after): "
+              f"{len(commits):,} commits, p50 {percentile(commits, 50):.2f} ms, p99 "
+              f"{percentile(commits, 99):.2f} ms", flush=True)
     return result
 
 
-async def run(ticks: int, instruments: int, rate: int, seconds: float) -> None:
-    await bars(ticks, instruments)
-    await tick_to_redis(rate, seconds)
+async def run(ticks: int, instruments: int, rate: int, seconds: float, *,
+              max_wait_ms: list[float] | None, linger_ms: int | None, skip_bars: bool,
+              fetch_max_wait_ms: int | None = None, commit_every_ms: float = 0) -> None:
+    if not skip_bars:
+        await bars(ticks, instruments)
+    for wait in max_wait_ms or [None]:  # type: ignore[list-item]
+        await tick_to_redis(rate, seconds, max_wait_ms=wait, linger_ms=linger_ms,
+                            fetch_max_wait_ms=fetch_max_wait_ms,
+                            commit_every_ms=commit_every_ms)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,8 +250,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--instruments", type=int, default=20)
     parser.add_argument("--rate", type=int, default=500, help="batches of 10 ticks per second")
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--max-wait-ms", type=float, nargs="+",
+                        help="publisher flush interval(s) to compare (default: production's)")
+    parser.add_argument("--linger-ms", type=int, help="producer linger (default: production's)")
+    parser.add_argument("--skip-bars", action="store_true", help="only tick -> Redis")
+    parser.add_argument("--fetch-max-wait-ms", type=int,
+                        help="the prices consumer's fetch_max_wait_ms (default: production's)")
+    parser.add_argument("--commit-every-ms", type=float, default=0,
+                        help="prototype: commit the prices consumer's offsets only this often")
     args = parser.parse_args(argv)
-    asyncio.run(run(args.ticks, args.instruments, args.rate, args.seconds))
+    asyncio.run(run(args.ticks, args.instruments, args.rate, args.seconds,
+                    max_wait_ms=args.max_wait_ms, linger_ms=args.linger_ms,
+                    skip_bars=args.skip_bars, fetch_max_wait_ms=args.fetch_max_wait_ms,
+                    commit_every_ms=args.commit_every_ms))
 
 
 if __name__ == "__main__":

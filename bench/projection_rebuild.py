@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
+import dataclasses
 import io
 import pstats
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from psycopg import sql
@@ -36,13 +38,14 @@ from bench.common import (
     table,
 )
 from core.adapters import instruments_projection as ip
+from kernel import pg as kpg
 from kernel import projection as kp
 from kernel.kafka import make_producer, send_many
 from kernel.pg import connect
 from kernel.projection import ProjectionRunner
 from kernel.runtime import settle_heap
 from kernel.settings import Settings
-from schemas import default_registry
+from schemas import default_registry, fastcodec
 from tests.integration.tapes import event_tape
 
 SECTIONS = ("poll", "decode", "select", "fold", "copy+rows", "upsert", "offsets", "commit",
@@ -170,6 +173,113 @@ async def check(settings: Settings, tape: Any) -> None:
         assert got == want, (symbol, got, want)
 
 
+async def copy_bound(settings: Settings, n: int) -> tuple[float, float]:
+    """The bound: PostgreSQL COPY of as many rows as there are events, of the read model's own
+    shape (the rebuilt rows, renamed to stay distinct), into a fresh table with its primary
+    key, in one transaction; text and binary COPY. Returns rows/s of each."""
+    conn = await connect(settings)
+    try:
+        cur = await conn.execute(sql.SQL("SELECT {} FROM instruments").format(
+            sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c))
+                               if c in ip.TABLE.as_text else sql.Identifier(c)
+                               for c in ip.COLUMNS)))
+        base = await cur.fetchall()
+        rows = [(f"{r[0]}.{i}", *r[1:]) for i in range(-(-n // len(base))) for r in base][:n]
+        await conn.commit()
+        rates = []
+        for binary in (False, True):
+            await conn.execute("DROP TABLE IF EXISTS instruments_copy_bound")
+            await conn.execute("CREATE TABLE instruments_copy_bound (LIKE instruments "
+                               "INCLUDING ALL)")
+            await conn.commit()
+            types = await kpg.column_types(conn, "instruments", ip.COLUMNS)
+            cols = sql.SQL(", ").join(sql.Identifier(c) for c in ip.COLUMNS)
+            fmt = sql.SQL(" (FORMAT BINARY)") if binary else sql.SQL("")
+            t = time.perf_counter()
+            async with conn.cursor() as c, c.copy(sql.SQL(
+                    "COPY instruments_copy_bound ({}) FROM STDIN{}").format(cols, fmt)) as copy:
+                if binary:
+                    c.adapters.register_dumper(None, kpg.JsonTextBinaryDumper)
+                    copy.set_types(types)
+                for row in rows:
+                    await copy.write_row(row)
+            await conn.commit()
+            rates.append(len(rows) / (time.perf_counter() - t))
+        await conn.execute("DROP TABLE instruments_copy_bound")
+        await conn.commit()
+        return rates[0], rates[1]
+    finally:
+        await conn.close()
+
+
+class OverlappedRunner(ProjectionRunner):
+    """A prototype for the lead, not the runner: while batch N's SQL (one transaction: select,
+    fold, COPY, upsert, offsets) is in flight, batch N+1 is polled and decoded, yielding to
+    the event loop every 500 records so N's round trips go on. Transactions stay one at a
+    time and in log order on the one connection. No dead letters here (the tape is valid);
+    the real loop would keep handle_batch's decode errors and one-by-one fallback."""
+
+    async def run(self, *, count: int | None = None, timeout: float | None = None,
+                  until_caught_up: bool = False, progress: Any = None) -> int:
+        assert self.consumer is not None
+        targets = await self.end_offsets()
+        pending: asyncio.Task[None] | None = None
+        done = 0
+        while True:
+            positions = {tp: await self.consumer.position(tp) for tp in self.partitions}
+            if all(positions[tp] >= targets[tp] for tp in self.partitions):
+                break
+            batch = await self.consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+            if not batch:
+                continue
+            good: list[tuple[Any, kp.Applied]] = []
+            for messages in batch.values():
+                for msg in messages:
+                    env = kp.decode_event(msg.value)
+                    good.append((msg, kp.Applied(env, self.registry.event_payload(env))))
+                    if len(good) % 500 == 0:
+                        await asyncio.sleep(0)  # let the previous batch's SQL advance
+            offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items() if msgs}
+            if pending is not None:
+                await pending
+            pending = asyncio.create_task(self._commit(good, offsets))
+            done += len(good)
+        if pending is not None:
+            await pending
+        return done
+
+
+async def overlapped(settings: Settings, max_batch: int) -> tuple[int, float]:
+    runner = OverlappedRunner(settings, ip.InstrumentsProjection(), default_registry(),
+                              max_batch=max_batch)
+    await runner.drop()
+    await runner.start()
+    settle_heap()
+    try:
+        started = time.perf_counter()
+        count = await runner.run(until_caught_up=True)
+        return count, time.perf_counter() - started
+    finally:
+        await runner.stop()
+
+
+@contextlib.contextmanager
+def levers_off() -> Iterator[None]:
+    """The rebuild as it was before issue 10's hot path: pydantic decoding only (no
+    schemas.fastcodec) and a text COPY of the changed rows."""
+    saved = fastcodec.decode, fastcodec.convert, ip.TABLE
+
+    def off(*_: Any) -> Any:
+        raise fastcodec.Fallback
+
+    fastcodec.decode, fastcodec.convert = off, off  # type: ignore[assignment]
+    ip.TABLE = dataclasses.replace(ip.TABLE, binary=False)
+    try:
+        yield
+    finally:
+        fastcodec.decode, fastcodec.convert, ip.TABLE = saved
+
+
 async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False
                   ) -> tuple[int, float, dict[str, float], str]:
     runner = ProjectionRunner(settings, ip.InstrumentsProjection(), default_registry(),
@@ -200,9 +310,12 @@ async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False
 
 
 async def run(events: int, symbols: int, batches: list[int], runs: int, *,
-              cprofile: bool = False) -> dict[str, Any]:
+              cprofile: bool = False, baseline: bool = False,
+              overlap: bool = False) -> dict[str, Any]:
     settings = fresh_namespace(base_settings(), "br")
     results: dict[int, list[float]] = {b: [] for b in batches}
+    before: dict[int, list[float]] = {b: [] for b in batches}
+    ahead: dict[int, list[float]] = {b: [] for b in batches}
     splits: dict[int, list[dict[str, float]]] = {b: [] for b in batches}
     try:
         n, tape = await produce_tape(settings, events, symbols)
@@ -220,6 +333,28 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
                 splits[b].append(sec)
                 print(f"run {r + 1}/{runs} max_batch {b:>6}: {count:,} events in {took:.2f} s "
                       f"= {count / took:,.0f} events/s (table checked)", flush=True)
+                if baseline:  # right after, in the same conditions
+                    with levers_off():
+                        count, took, _, _ = await rebuild(settings, b)
+                    await check(settings, tape)
+                    before[b].append(count / took)
+                    print(f"run {r + 1}/{runs} max_batch {b:>6}, levers off: {count:,} events "
+                          f"in {took:.2f} s = {count / took:,.0f} events/s (table checked)",
+                          flush=True)
+                if overlap:
+                    count, took = await overlapped(settings, b)
+                    assert count == n, (count, n)
+                    await check(settings, tape)
+                    ahead[b].append(count / took)
+                    print(f"run {r + 1}/{runs} max_batch {b:>6}, overlapped prototype: "
+                          f"{count:,} events in {took:.2f} s = {count / took:,.0f} events/s "
+                          "(table checked)", flush=True)
+        bound_text: list[float] = []
+        bound_binary: list[float] = []
+        for _ in range(runs):
+            text_rate, binary_rate = await copy_bound(settings, n)
+            bound_text.append(text_rate)
+            bound_binary.append(binary_rate)
         profile_report = ""
         if cprofile:
             _, _, _, profile_report = await rebuild(settings, batches[0], profile=True)
@@ -235,6 +370,20 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
         rows.append([str(b), f"{median(results[b]):,.0f}", f"{min(results[b]):,.0f}",
                      f"{max(results[b]):,.0f}", f"{per_batch:,.0f}"])
     print(table(["max_batch", "events/s", "min", "max", "events/batch"], rows))
+    if baseline:
+        print("levers off (pydantic decoding, text COPY), alternating with the runs above: " +
+              ", ".join(f"max_batch {b}: {median(before[b]):,.0f} events/s "
+                        f"(now x{median(results[b]) / median(before[b]):.2f})" for b in batches))
+    if overlap:
+        print("overlapped prototype (decode N+1 during N's SQL), alternating with the runs "
+              "above: " + ", ".join(
+                  f"max_batch {b}: {median(ahead[b]):,.0f} events/s "
+                  f"(x{median(ahead[b]) / median(results[b]):.2f} the runner)" for b in batches))
+    bound = median(bound_binary)
+    best_rate = max(median(v) for v in results.values())
+    print(f"bound, same run: PostgreSQL COPY of {n:,} rows of the read model's shape into a "
+          f"table with its key: text {median(bound_text):,.0f} rows/s, binary {bound:,.0f} "
+          f"rows/s; rebuild / binary bound = {best_rate / bound:.2f}")
     print()
     print("where the wall time goes (median per section, % of the run; µs per event)")
     srows = []
@@ -249,7 +398,10 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
         print(profile_report)
     best = max(batches, key=lambda b: median(results[b]))
     return {"events": n, "symbols": symbols, "decode_us": env_us + payload_us,
+            "copy_bound": {"text": median(bound_text), "binary": bound},
             "rates": {b: median(v) for b, v in results.items()},
+            "before": {b: median(v) for b, v in before.items() if v},
+            "overlapped": {b: median(v) for b, v in ahead.items() if v},
             "best": best, "splits": {b: {k: median([s[k] for s in splits[b]]) for k in SECTIONS}
                                      for b in batches}}
 
@@ -262,9 +414,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-batch", type=int, nargs="+", default=[2000, 5000, 20000])
     parser.add_argument("--runs", type=int, default=3, help="repetitions (median reported)")
     parser.add_argument("--cprofile", action="store_true", help="one extra run under cProfile")
+    parser.add_argument("--baseline", action="store_true",
+                        help="after each run, one with the issue-10 levers off (before/after)")
+    parser.add_argument("--overlap", action="store_true",
+                        help="after each run, one with the overlapped prototype runner")
     args = parser.parse_args(argv)
     asyncio.run(run(args.events, args.symbols, args.max_batch, args.runs,
-                    cprofile=args.cprofile))
+                    cprofile=args.cprofile, baseline=args.baseline, overlap=args.overlap))
 
 
 if __name__ == "__main__":

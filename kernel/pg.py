@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, LiteralString
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
+from psycopg.adapt import Dumper
+from psycopg.postgres import types as pg_types
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -57,19 +60,65 @@ def make_pool(settings: Settings, *, min_size: int = 1, max_size: int = 10) -> A
                                configure=configure, open=False)
 
 
+# The column types of a table, by connection (a connection's search path fixes the schema).
+_COLUMN_TYPES: weakref.WeakKeyDictionary[psycopg.AsyncConnection, dict[str, dict[str, int]]] = (
+    weakref.WeakKeyDictionary())
+
+
+async def column_types(conn: psycopg.AsyncConnection, table: str,
+                       columns: Sequence[str]) -> list[int]:
+    """The type OIDs of `columns` of `table` (found on the search path), looked up once per
+    connection: what a binary COPY needs to send each value in its column's own format."""
+    known = _COLUMN_TYPES.setdefault(conn, {})
+    types = known.get(table)
+    if types is None:
+        cur = await conn.execute(
+            "SELECT attname, atttypid::int FROM pg_attribute "
+            "WHERE attrelid = to_regclass(quote_ident(%s)) AND attnum > 0 AND NOT attisdropped",
+            (table,))
+        types = known[table] = {name: oid for name, oid in await cur.fetchall()}
+    try:
+        return [types[c] for c in columns]
+    except KeyError as exc:
+        raise LookupError(f"table {table!r} has no column {exc.args[0]!r}") from None
+
+
+class JsonTextBinaryDumper(Dumper):
+    """jsonb in binary COPY from JSON *text* (a read model keeps its jsonb columns as the text
+    PostgreSQL stored, `RowTable.as_text`): the version byte and the text, not re-encoded.
+    psycopg's own jsonb dumper would `json.dumps` the text into a JSON string."""
+
+    format = pq.Format.BINARY
+    oid = pg_types["jsonb"].oid
+
+    def dump(self, obj: str) -> bytes:
+        return b"\x01" + obj.encode()
+
+
 async def copy_upsert(conn: psycopg.AsyncConnection, *, table: str, columns: Sequence[str],
-                      key: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+                      key: Sequence[str], rows: Iterable[Sequence[object]],
+                      binary: bool = False) -> None:
     """Upsert rows COPY-fast: COPY into a per-transaction stage table, then one
-    INSERT … ON CONFLICT (key) DO UPDATE of every other column."""
+    INSERT … ON CONFLICT (key) DO UPDATE of every other column.
+
+    `binary` sends the rows in PostgreSQL's binary COPY format (each value dumped for its
+    column's type, looked up once): the server parses no text. The rows' Python values must
+    then match the column types exactly (a `str` for a `uuid` column is refused), and a
+    jsonb value is its JSON text."""
     stage = sql.Identifier(f"{table}_stage")
     target = sql.Identifier(table)
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     await conn.execute(sql.SQL(
         "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     ).format(stage, target))
+    types = await column_types(conn, table, columns) if binary else None
+    fmt = sql.SQL(" (FORMAT BINARY)") if binary else sql.SQL("")
     async with conn.cursor() as cur, cur.copy(
-        sql.SQL("COPY {} ({}) FROM STDIN").format(stage, cols)
+        sql.SQL("COPY {} ({}) FROM STDIN{}").format(stage, cols, fmt)
     ) as copy:
+        if types is not None:
+            cur.adapters.register_dumper(None, JsonTextBinaryDumper)  # this cursor only
+            copy.set_types(types)
         for row in rows:
             await copy.write_row(row)
     updates = sql.SQL(", ").join(

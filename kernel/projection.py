@@ -141,6 +141,7 @@ class RowTable(Generic[R]):
     row: Callable[..., R]
     key_type: str = "text"  # the key column's SQL type
     as_text: frozenset[str] = frozenset()  # jsonb columns, read back as the text stored
+    binary: bool = False  # save with a binary COPY (see kernel.pg.copy_upsert)
 
     async def load(self, conn: psycopg.AsyncConnection, ids: Collection[str]) -> dict[str, R]:
         select = sql.SQL(", ").join(
@@ -154,7 +155,7 @@ class RowTable(Generic[R]):
 
     async def save(self, conn: psycopg.AsyncConnection, rows: Iterable[R]) -> None:
         await copy_upsert(conn, table=self.table, columns=self.columns,
-                          key=(self.columns[0],), rows=rows)
+                          key=(self.columns[0],), rows=rows, binary=self.binary)
 
     async def fold(self, conn: psycopg.AsyncConnection, events: Sequence[Applied],
                    step: Callable[[R | None, Applied], R | None]) -> dict[str, R]:

@@ -1,7 +1,7 @@
 """Market data on the log: tick batches, simulator regime and news events, closed bars.
 
 Ticks travel in batches: one event per instrument per flush of the publisher (at most 100
-ticks or 50 ms), so a tick costs a row in a list, not an envelope of its own. A batch's
+ticks or 5 ms), so a tick costs a row in a list, not an envelope of its own. A batch's
 `sequence` is monotonic per instrument but not contiguous: the publisher uses
 max(previous + 1, the batch's last venue time in microseconds), which survives a restart
 without reading its own output back. Prices are floats here, as in every numeric path;

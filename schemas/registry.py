@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from schemas import fastcodec
 from schemas.envelope import CommandEnvelope, CommandPayload, EventEnvelope, EventPayload, Payload
 from schemas.errors import DecodeError, UnknownTypeError
 from schemas.sensitive import redact
@@ -76,6 +77,12 @@ class TypeRegistry:
 
     def parse(self, type_: str, version: int, payload: dict[str, Any]) -> Payload:
         """Return the typed payload at the current version, upcasting old ones."""
+        model = self._current.get(type_)
+        if model is not None and version == model.VERSION and fastcodec.has_payload(model):
+            try:  # the compiled path: the same model, or it steps aside (schemas/fastcodec.py)
+                return fastcodec.convert(payload, model)
+            except fastcodec.Fallback:
+                pass
         data = self.upcast(type_, version, payload)
         model = self._current[type_]
         try:

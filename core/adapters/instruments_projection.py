@@ -100,7 +100,9 @@ def fold(row: Row | None, applied: Applied) -> Row | None:
 
 # trading_hours comes back as the text PostgreSQL stores (jsonb's canonical form): parsing
 # and re-encoding it per row cost more than the rest of the fold.
-TABLE = RowTable("instruments", COLUMNS, Row, as_text=frozenset({"trading_hours"}))
+# Saved with a binary COPY: measured in bench/RESULTS.md (issue 10, hot path).
+TABLE = RowTable("instruments", COLUMNS, Row, as_text=frozenset({"trading_hours"}),
+                 binary=True)
 
 
 class InstrumentsProjection:

@@ -1,4 +1,4 @@
-"""Ticks into Kafka: deduplicated, batched per instrument (100 ticks or 50 ms), one event each.
+"""Ticks into Kafka: deduplicated, batched per instrument (100 ticks or 5 ms), one event each.
 
 The envelope is written with orjson from plain dicts rather than through pydantic: at 100k
 ticks/s the model layer would cost more than the whole send. What consumers read back is
@@ -90,10 +90,16 @@ class _Pending:
 
 class TickPublisher:
     """Collects ticks and flushes them as batches: on 100 pending for an instrument, or every
-    50 ms. `publish` never blocks on the broker; `flush` waits for the acknowledgements."""
+    5 ms. `publish` never blocks on the broker; `flush` waits for the acknowledgements.
+
+    5 ms, not the 50 ms it was: a tick waits up to the flush interval before it is even sent,
+    so tick -> Redis p99 cannot be under 10 ms with a 50 ms interval (the wait alone had a
+    p99 of 43 ms, bench/market_pipeline.py). Busy instruments still fill 100-tick batches;
+    a quiet one sends smaller batches, more of them (up to 10 times as many envelopes for an
+    instrument with a tick every few ms; bench/RESULTS.md, issue 10)."""
 
     def __init__(self, producer: AIOKafkaProducer, topic: str, *, max_ticks: int = 100,
-                 max_wait_s: float = 0.05, dedupe: Deduper | None = None,
+                 max_wait_s: float = 0.005, dedupe: Deduper | None = None,
                  deduplicate: bool = True) -> None:
         self.producer = producer
         self.topic = topic
