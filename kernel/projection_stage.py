@@ -85,10 +85,13 @@ class ProjectionStage(StageBase, Generic[A]):
         self.producer: LogProducer | None = None
         self.pending: list[tuple[LogRecord, A]] = []
         self.applied = 0
+        self.positions: dict[TopicPartition, int] = {}  # next offset stored, per partition
 
     async def assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int]:
         stored = await self.store.offsets()
-        return {tp: stored.get(tp, 0) for tp in partitions}
+        resume = {tp: stored.get(tp, 0) for tp in partitions}
+        self.positions.update(resume)
+        return resume
 
     async def revoked(self, partitions: list[TopicPartition]) -> None:
         gone = set(partitions)
@@ -107,6 +110,7 @@ class ProjectionStage(StageBase, Generic[A]):
                         error=str(exc)[:300])
             await self._one_by_one(batch, offsets)
         self.applied += len(batch)
+        self.positions.update(offsets)
 
     async def _one_by_one(self, batch: Sequence[tuple[LogRecord, A]],
                           offsets: Mapping[TopicPartition, int]) -> None:
