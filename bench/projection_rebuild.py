@@ -80,16 +80,20 @@ class Timers:
 
 def instrument(runner: ProjectionRunner, timers: Timers) -> Callable[[], None]:
     """Wrap the runner's steps with timers; return a function that undoes the module patches."""
-    assert runner.consumer is not None and runner.conn is not None
+    assert runner.stream is not None and runner.stream.consumer is not None
+    assert runner.conn is not None
     saved_decode, saved_fold = kp.decode_event, ip.fold
     kp.decode_event = timers.sync("decode", saved_decode)
     ip.fold = timers.sync("fold", saved_fold)
     runner.registry.event_payload = timers.sync(  # type: ignore[method-assign]
         "decode", runner.registry.event_payload)
-    runner.consumer.getmany = timers.coro("poll", runner.consumer.getmany)  # type: ignore[method-assign]
-    runner.handle_batch = timers.coro("batch", runner.handle_batch)  # type: ignore[method-assign]
-    runner._commit = timers.coro("txn", runner._commit)  # type: ignore[method-assign]
-    runner._store_offsets = timers.coro("offsets", runner._store_offsets)  # type: ignore[method-assign]
+    consumer = runner.stream.consumer
+    consumer.poll = timers.coro("poll", consumer.poll)  # type: ignore[method-assign]
+    runner.stream.handle_batch = timers.coro(  # type: ignore[method-assign]
+        "batch", runner.stream.handle_batch)
+    runner.store.write = timers.coro("txn", runner.store.write)  # type: ignore[method-assign]
+    runner.store._store_offsets = timers.coro(  # type: ignore[method-assign]
+        "offsets", runner.store._store_offsets)
     runner.projection.apply = timers.coro("apply", runner.projection.apply)  # type: ignore[method-assign]
     conn = runner.conn
     execute = conn.execute

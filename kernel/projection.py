@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import psycopg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from psycopg import sql
 
-from kernel.dlq import DeadLetterSink
-from kernel.kafka import make_consumer, make_producer, partitions_of
-from kernel.observability import BATCH_SECONDS, CONSUMER_LAG, MESSAGES, get_logger
+from kernel.dlq import dead_letter_topic
+from kernel.log import Log, LogConsumer, LogRecord, TopicPartition
+from kernel.observability import get_logger
 from kernel.pg import apply_ddl, connect, copy_upsert
+from kernel.projection_stage import BatchRejected, ProjectionStage
+from kernel.runner import StreamRunner
 from kernel.settings import Settings
 from schemas.codec import decode_event
 from schemas.envelope import EventEnvelope, EventPayload
-from schemas.errors import DecodeError, PropstreamError
+from schemas.errors import PropstreamError
 from schemas.registry import TypeRegistry
 
 log = get_logger(__name__)
@@ -178,22 +179,86 @@ class RowTable(Generic[R]):
         return changed
 
 
+class PgProjectionStore:
+    """The production `ProjectionStore`: a projection's tables and its rows of
+    `projection_offsets`, written in one PostgreSQL transaction on one connection."""
+
+    def __init__(self, projection: Projection) -> None:
+        self.projection = projection
+        self.conn: psycopg.AsyncConnection | None = None
+
+    async def offsets(self) -> dict[TopicPartition, int]:
+        assert self.conn is not None
+        cur = await self.conn.execute(
+            "SELECT topic, partition, next_offset FROM projection_offsets WHERE projection = %s",
+            (self.projection.name,))
+        rows = await cur.fetchall()
+        await self.conn.commit()
+        return {TopicPartition(t, p): o for t, p, o in rows}
+
+    async def write(self, events: Sequence[Applied],
+                    offsets: Mapping[TopicPartition, int]) -> None:
+        assert self.conn is not None
+        try:
+            async with self.conn.transaction():
+                if events:
+                    await self.projection.apply(self.conn, events)
+                await self._store_offsets(offsets)
+        except psycopg.OperationalError:
+            raise  # the database is gone: let the supervisor restart us
+        except psycopg.Error as exc:
+            raise BatchRejected(str(exc)[:1000]) from exc
+
+    async def _store_offsets(self, offsets: Mapping[TopicPartition, int]) -> None:
+        assert self.conn is not None
+        if not offsets:
+            return
+        async with self.conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO projection_offsets (projection, topic, partition, next_offset) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (projection, topic, partition) "
+                "DO UPDATE SET next_offset = EXCLUDED.next_offset",
+                [(self.projection.name, tp.topic, tp.partition, o) for tp, o in offsets.items()],
+            )
+
+
 class ProjectionRunner:
+    """A projection on the `StreamRunner`, external offsets: each batch's rows and next
+    offsets in one PostgreSQL transaction (`PgProjectionStore`), every partition assigned to
+    the lease holder and sought to its stored offset."""
+
     def __init__(self, settings: Settings, projection: Projection, registry: TypeRegistry, *,
-                 max_batch: int = 5000) -> None:
+                 max_batch: int = 5000, log_: Log | None = None) -> None:
         self.settings = settings
         self.projection = projection
         self.registry = registry
         self.max_batch = max_batch
         self.name = f"projection-{projection.name}"
         self.topics = [settings.topic(t) for t in projection.topics]
+        self.log = log_
         self.conn: psycopg.AsyncConnection | None = None
-        self.consumer: AIOKafkaConsumer | None = None
-        self.producer: AIOKafkaProducer | None = None
-        self.dlq: DeadLetterSink | None = None
-        self.partitions: list[TopicPartition] = []
-        self.applied = 0
+        self.store = PgProjectionStore(projection)
+        self.stage: ProjectionStage[Applied] = ProjectionStage(
+            self.store, self.decode, name=self.name,
+            dead_letter_topic=lambda topic: dead_letter_topic(settings, topic))
+        self.stream: StreamRunner | None = None
         self.lease = ProjectionLease(settings, projection.name)
+
+    def decode(self, record: LogRecord) -> Applied:
+        env = decode_event(record.value)
+        return Applied(env, self.registry.event_payload(env))
+
+    @property
+    def applied(self) -> int:
+        return self.stage.applied
+
+    @property
+    def consumer(self) -> LogConsumer | None:
+        return None if self.stream is None else self.stream.consumer
+
+    @property
+    def partitions(self) -> list[TopicPartition]:
+        return sorted(self.consumer.assignment()) if self.consumer is not None else []
 
     async def take_lease(self) -> None:
         """Take the projection's lease now, or raise `ProjectionLeaseHeld` (for `replay`)."""
@@ -210,29 +275,22 @@ class ProjectionRunner:
         await self.lease.acquire()
         self.conn = await connect(self.settings)
         await self.ensure_tables(self.conn)
-        self.producer = make_producer(self.settings, client_id=self.name)
-        await self.producer.start()
-        self.dlq = DeadLetterSink(self.settings, self.producer, consumer=self.name)
-        self.consumer = make_consumer(self.settings, client_id=self.name)
-        await self.consumer.start()
-        for topic in self.topics:
-            self.partitions += await partitions_of(self.consumer, topic)
-        self.consumer.assign(self.partitions)
-        stored = await self.stored_offsets(self.conn)
-        for tp in self.partitions:
-            if tp in stored:
-                self.consumer.seek(tp, stored[tp])
-            else:
-                await self.consumer.seek_to_beginning(tp)
+        self.store.conn = self.conn
+        if self.log is None:
+            from kernel.kafkalog import KafkaLog
+            self.log = KafkaLog(self.settings)
+        self.stream = StreamRunner(
+            self.log, self.stage, name=self.name, group_id=self.name, topics=self.topics,
+            mode="external", dead_letter_topic=self.stage.dead_letter_topic,
+            max_batch=self.max_batch, poll_timeout=0.2, assign_all=True)
+        await self.stream.start()
+        self.stage.producer = self.stream.producer
         log.info("projection started", projection=self.projection.name,
-                 resume={f"{tp.topic}/{tp.partition}": stored.get(tp, 0)
-                         for tp in self.partitions})
+                 partitions=len(self.partitions))
 
     async def stop(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
-        if self.producer is not None:
-            await self.producer.stop()
+        if self.stream is not None:
+            await self.stream.stop()
         if self.conn is not None:
             await self.conn.close()
         await self.lease.release()
@@ -241,12 +299,9 @@ class ProjectionRunner:
         await apply_ddl(conn, [OFFSETS_DDL, *self.projection.ddl()])
 
     async def stored_offsets(self, conn: psycopg.AsyncConnection) -> dict[TopicPartition, int]:
-        cur = await conn.execute(
-            "SELECT topic, partition, next_offset FROM projection_offsets WHERE projection = %s",
-            (self.projection.name,))
-        rows = await cur.fetchall()
-        await conn.commit()
-        return {TopicPartition(t, p): o for t, p, o in rows}
+        store = PgProjectionStore(self.projection)
+        store.conn = conn
+        return await store.offsets()
 
     async def drop(self) -> None:
         """Drop the read model and forget its offsets (the log is untouched). Takes the
@@ -266,104 +321,39 @@ class ProjectionRunner:
 
     async def end_offsets(self) -> dict[TopicPartition, int]:
         assert self.consumer is not None
-        ends: dict[TopicPartition, int] = await self.consumer.end_offsets(self.partitions)
-        return ends
+        return await self.consumer.end_offsets(self.partitions)
+
+    async def _positions(self) -> dict[TopicPartition, int]:
+        """Where each partition stands: the next offset stored (the stage's view), which is
+        what a restart resumes from."""
+        assert self.stream is not None
+        await self.stream._prepare()  # seeks (and learns stored offsets) if not done yet
+        return {tp: self.stage.positions.get(tp, 0) for tp in self.partitions}
 
     async def lag(self) -> int:
-        assert self.consumer is not None
         ends = await self.end_offsets()
-        total = 0
-        for tp in self.partitions:
-            total += max(0, ends[tp] - await self.consumer.position(tp))
-        return total
+        positions = await self._positions()
+        return sum(max(0, ends[tp] - positions[tp]) for tp in ends)
 
     async def run(self, *, count: int | None = None, timeout: float | None = None,
                   until_caught_up: bool = False, progress: ProgressFn | None = None) -> int:
         """Apply events until `count`, `timeout`, the end offsets seen at start, or forever."""
-        assert self.consumer is not None
+        assert self.stream is not None
+        if not until_caught_up:
+            return await self.stream.run(count=count, timeout=timeout)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        targets = await self.end_offsets() if until_caught_up else None
-        total_target = sum(targets.values()) if targets else 0
+        targets = await self.end_offsets()
+        total_target = sum(targets.values())
         done = 0
         while count is None or done < count:
             if deadline is not None and loop.time() >= deadline:
                 break
-            if targets is not None:
-                positions = {tp: await self.consumer.position(tp) for tp in self.partitions}
-                if all(positions[tp] >= targets[tp] for tp in self.partitions):
-                    break
-                if progress is not None:
-                    progress(sum(positions.values()), total_target)
-            batch = await self.consumer.getmany(timeout_ms=200, max_records=self.max_batch)
-            if not batch:
-                continue
-            with BATCH_SECONDS.labels(self.name).time():
-                done += await self.handle_batch(batch)
+            positions = await self._positions()
+            if all(positions[tp] >= targets[tp] for tp in targets):
+                break
+            if progress is not None:
+                progress(sum(positions.values()), total_target)
+            left = None if count is None else count - done
+            done += await self.stream.run(count=left, until_idle=True)
         return done
-
-    async def handle_batch(self, batch: dict[TopicPartition, list[Any]]) -> int:
-        assert self.conn is not None and self.dlq is not None and self.consumer is not None
-        good: list[tuple[Any, Applied]] = []
-        for _tp, messages in batch.items():
-            for msg in messages:
-                try:
-                    env = decode_event(msg.value)
-                    good.append((msg, Applied(env, self.registry.event_payload(env))))
-                except DecodeError as exc:
-                    MESSAGES.labels(self.name, msg.topic, "dead-lettered").inc()
-                    await self.dlq.send(msg, exc)
-        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items() if msgs}
-        try:
-            await self._commit(good, offsets)
-        except psycopg.errors.OperationalError:
-            raise  # the database is gone: let the supervisor restart us
-        except psycopg.Error as exc:
-            log.warning("batch failed, applying one by one", error=str(exc)[:300])
-            await self.conn.rollback()
-            await self._one_by_one(good, offsets)
-        count = sum(len(m) for m in batch.values())
-        self.applied += count
-        for tp, offset in offsets.items():
-            MESSAGES.labels(self.name, tp.topic, "applied").inc(len(batch[tp]))
-            high = self.consumer.highwater(tp)
-            if high is not None:
-                CONSUMER_LAG.labels(self.name, tp.topic, tp.partition).set(max(0, high - offset))
-        return count
-
-    async def _commit(self, good: Sequence[tuple[Any, Applied]],
-                      offsets: dict[TopicPartition, int]) -> None:
-        assert self.conn is not None
-        async with self.conn.transaction():
-            if good:
-                await self.projection.apply(self.conn, [a for _, a in good])
-            await self._store_offsets(offsets)
-
-    async def _one_by_one(self, good: Sequence[tuple[Any, Applied]],
-                          offsets: dict[TopicPartition, int]) -> None:
-        assert self.conn is not None and self.dlq is not None
-        for msg, applied in good:
-            try:
-                async with self.conn.transaction():
-                    await self.projection.apply(self.conn, [applied])
-                    await self._store_offsets({TopicPartition(msg.topic, msg.partition):
-                                               msg.offset + 1})
-            except psycopg.OperationalError:
-                raise
-            except psycopg.Error as exc:
-                MESSAGES.labels(self.name, msg.topic, "dead-lettered").inc()
-                await self.dlq.send(msg, exc)
-        async with self.conn.transaction():
-            await self._store_offsets(offsets)
-
-    async def _store_offsets(self, offsets: dict[TopicPartition, int]) -> None:
-        assert self.conn is not None
-        if not offsets:
-            return
-        async with self.conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO projection_offsets (projection, topic, partition, next_offset) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (projection, topic, partition) "
-                "DO UPDATE SET next_offset = EXCLUDED.next_offset",
-                [(self.projection.name, tp.topic, tp.partition, o) for tp, o in offsets.items()],
-            )

@@ -112,8 +112,12 @@ class StreamRunner:
     def __init__(self, log_: Log, stage: Stage, *, name: str, group_id: str,
                  topics: Sequence[str], mode: CommitMode,
                  dead_letter_topic: Callable[[str], str], max_batch: int = 500,
-                 session_timeout_ms: int = 10_000, poll_timeout: float = 0.1) -> None:
+                 session_timeout_ms: int = 10_000, poll_timeout: float = 0.1,
+                 assign_all: bool = False) -> None:
+        if assign_all and mode != "external":
+            raise ValueError("assign_all needs external offsets (nothing is committed to a group)")
         self.log = log_
+        self.assign_all = assign_all
         self.stage = stage
         self.name = name
         self.group_id = group_id
@@ -136,6 +140,16 @@ class StreamRunner:
         if self.mode != "transactional":
             self.producer = self.log.producer(client_id=self.name)
             await self.producer.start()
+        if self.assign_all:
+            # One reader of every partition, no group (a lease outside the log keeps it the
+            # only one, e.g. a projection's): no join to wait for, no dead member to outlive.
+            self.consumer = self.log.consumer(client_id=self.name)
+            await self.consumer.start()
+            parts = [tp for topic in self.topics
+                     for tp in await self.consumer.partitions_for(topic)]
+            self.consumer.assign(parts)
+            await self._assigned(parts)
+            return
         self.consumer = self.log.consumer(client_id=self.name, group_id=self.group_id,
                                           session_timeout_ms=self.session_timeout_ms)
         await self.consumer.start()

@@ -14,20 +14,20 @@ replay closes exactly the bars the live run closed.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import psycopg
 import redis.asyncio as redis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter
 
-from kernel.dlq import DeadLetterSink
-from kernel.kafka import make_consumer, make_producer, partitions_of, send_many
-from kernel.observability import MESSAGES, get_logger
+from kernel.dlq import dead_letter_topic
+from kernel.log import Log, LogRecord, TopicPartition
+from kernel.observability import get_logger
 from kernel.pg import apply_ddl, connect
-from kernel.stream import consume
+from kernel.runner import Emit, StageBase, StreamRunner
 from market_data.adapters.redis_levels import LevelsStore
 from market_data.config import MarketSettings as Settings
 from market_data.domain.bars import BarBuilder, ClosedBar, LateTick
@@ -37,7 +37,6 @@ from market_data.domain.validation import InvalidTick
 from schemas import default_registry
 from schemas.codec import decode_event, encode
 from schemas.envelope import make_event
-from schemas.errors import DecodeError
 from schemas.market import MarketBarClosed, MarketTicksPublished
 
 log = get_logger(__name__)
@@ -130,105 +129,166 @@ def levels_view(levels: Levels) -> dict[str, Any]:
             "fibonacci": [{"pct": f.pct, "price": f.price} for f in levels.fibonacci()]}
 
 
-class BarService:
-    name = "market-bars"
+class BarStateStore(Protocol):
+    """Where the builders' state and the next offsets of each partition live, together."""
 
-    def __init__(self, settings: Settings, *, max_batch: int = 2000) -> None:
-        self.settings = settings
-        self.max_batch = max_batch
-        self.registry = default_registry()
-        self.topic = settings.topic("market.ticks")
-        self.bars_topic = settings.topic("market.bars")
-        self.partitions: dict[int, PartitionBars] = {}
+    async def load(self, topic: str) -> dict[int, tuple[int, int, dict[str, Any]]]:
+        """partition → (next offset, watermark ns, snapshot) as last saved."""
+        ...
+
+    async def save(self, topic: str, rows: Sequence[tuple[int, int, int, dict[str, Any]]]
+                   ) -> None:
+        """(partition, next offset, watermark ns, snapshot) rows, in one transaction."""
+        ...
+
+
+class PgBarStateStore:
+    """The production `BarStateStore`: the `market_bar_state` table."""
+
+    def __init__(self) -> None:
         self.conn: psycopg.AsyncConnection | None = None
-        self.consumer: AIOKafkaConsumer | None = None
-        self.producer: AIOKafkaProducer | None = None
-        self.dlq: DeadLetterSink | None = None
-        self.cache: redis.Redis | None = None
-        self.levels_store: LevelsStore | None = None
-        self.bars_closed = 0
 
-    async def start(self) -> None:
-        self.conn = await connect(self.settings)
-        await apply_ddl(self.conn, [STATE_DDL])
-        self.cache = redis.Redis.from_url(self.settings.cache_url)
-        self.levels_store = LevelsStore(self.cache, namespace=self.settings.namespace)
-        self.producer = make_producer(self.settings, client_id=self.name)
-        await self.producer.start()
-        self.dlq = DeadLetterSink(self.settings, self.producer, consumer=self.name)
-        self.consumer = make_consumer(self.settings, client_id=self.name)
-        await self.consumer.start()
-        parts = await partitions_of(self.consumer, self.topic)
-        self.consumer.assign(parts)
+    async def load(self, topic: str) -> dict[int, tuple[int, int, dict[str, Any]]]:
+        assert self.conn is not None
         cur = await self.conn.execute(
             "SELECT partition, next_offset, watermark_ns, state FROM market_bar_state "
-            "WHERE topic = %s", (self.topic,))
-        saved = {p: (o, w, s) for p, o, w, s in await cur.fetchall()}
+            "WHERE topic = %s", (topic,))
+        saved = {p: (o, w, st) for p, o, w, st in await cur.fetchall()}
         await self.conn.commit()
-        for tp in parts:
-            if tp.partition in saved:
-                offset, watermark, state = saved[tp.partition]
-                self.partitions[tp.partition] = PartitionBars.restore(state, watermark)
-                self.consumer.seek(tp, offset)
-            else:
-                self.partitions[tp.partition] = PartitionBars()
-                await self.consumer.seek_to_beginning(tp)
-        log.info("bar processor started", resumed={p: s[0] for p, s in saved.items()})
+        return saved
 
-    async def stop(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
-        if self.producer is not None:
-            await self.producer.stop()
-        if self.cache is not None:
-            await self.cache.aclose()
-        if self.conn is not None:
-            await self.conn.close()
-
-    async def run(self, *, count: int | None = None, timeout: float | None = None) -> int:
-        assert self.consumer is not None
-        return await consume(self.consumer, self.handle_batch, name=self.name,
-                             max_batch=self.max_batch, count=count, timeout=timeout,
-                             poll_ms=200)
-
-    async def handle_batch(self, batch: dict[TopicPartition, list[Any]]) -> int:
-        assert self.producer is not None and self.dlq is not None
-        assert self.conn is not None and self.levels_store is not None
-        closed: list[ClosedBar] = []
-        touched: set[tuple[int, str]] = set()
-        for tp, messages in batch.items():
-            state = self.partitions[tp.partition]
-            for msg in messages:
-                try:
-                    payload = self.registry.event_payload(decode_event(msg.value))
-                except DecodeError as exc:
-                    MESSAGES.labels(self.name, msg.topic, "dead-lettered").inc()
-                    await self.dlq.send(msg, exc)
-                    continue
-                if not isinstance(payload, MarketTicksPublished):
-                    continue
-                bars, refused = state.fold(payload)
-                closed += bars
-                touched.add((tp.partition, payload.instrument))
-                for reason in refused:
-                    REFUSED.labels(reason).inc()
-            closed += state.close_by_watermark()
-        if closed:
-            await send_many(self.producer, self.bars_topic, [bar_event(b) for b in closed])
-            self.bars_closed += len(closed)
+    async def save(self, topic: str, rows: Sequence[tuple[int, int, int, dict[str, Any]]]
+                   ) -> None:
+        assert self.conn is not None
         async with self.conn.transaction(), self.conn.cursor() as cur:
             await cur.executemany(
                 "INSERT INTO market_bar_state (topic, partition, next_offset, watermark_ns, "
                 "state) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (topic, partition) DO "
                 "UPDATE SET next_offset = EXCLUDED.next_offset, "
                 "watermark_ns = EXCLUDED.watermark_ns, state = EXCLUDED.state",
-                [(self.topic, tp.partition, msgs[-1].offset + 1,
-                  self.partitions[tp.partition].watermark_ns,
-                  orjson.dumps(self.partitions[tp.partition].snapshot()).decode())
-                 for tp, msgs in batch.items() if msgs])
-        await self.levels_store.put_many({
-            instrument: levels_view(self.partitions[p].levels[instrument])
-            for p, instrument in touched})
-        for tp, msgs in batch.items():
-            MESSAGES.labels(self.name, tp.topic, "applied").inc(len(msgs))
-        return sum(len(m) for m in batch.values())
+                [(topic, p, o, w, orjson.dumps(st).decode()) for p, o, w, st in rows])
+
+
+LevelsSink = Callable[[dict[str, dict[str, Any]]], Awaitable[None]]
+
+
+class BarStage(StageBase):
+    """The bar processor as a `StreamRunner` stage in external-offset mode: `step` folds a
+    tick batch and emits the bars it closes (bars close on the watermark after every record,
+    so the bars do not depend on where batches were cut); once they are acknowledged, `flush`
+    saves each partition's state with its next offset and publishes the touched levels."""
+
+    def __init__(self, store: BarStateStore, levels: LevelsSink, *, topic: str,
+                 bars_topic: str) -> None:
+        self.store = store
+        self.levels = levels
+        self.topic = topic
+        self.bars_topic = bars_topic
+        self.registry = default_registry()
+        self.partitions: dict[int, PartitionBars] = {}
+        self.touched: set[tuple[int, str]] = set()
+        self.bars_closed = 0
+
+    async def assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int]:
+        saved = await self.store.load(self.topic)
+        resume: dict[TopicPartition, int] = {}
+        for tp in partitions:
+            if tp.partition in saved:
+                offset, watermark, state = saved[tp.partition]
+                self.partitions[tp.partition] = PartitionBars.restore(state, watermark)
+                resume[tp] = offset
+            else:
+                self.partitions[tp.partition] = PartitionBars()
+                resume[tp] = 0
+        log.info("bar partitions restored", resumed={tp.partition: o for tp, o in resume.items()})
+        return resume
+
+    async def revoked(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.partitions.pop(tp.partition, None)
+        self.touched = {(p, i) for p, i in self.touched if p in self.partitions}
+
+    def step(self, record: LogRecord) -> Sequence[Emit]:
+        payload = self.registry.event_payload(decode_event(record.value))
+        if not isinstance(payload, MarketTicksPublished):
+            return ()
+        state = self.partitions[record.partition]
+        closed, refused = state.fold(payload)
+        closed += state.close_by_watermark()
+        self.touched.add((record.partition, payload.instrument))
+        for reason in refused:
+            REFUSED.labels(reason).inc()
+        self.bars_closed += len(closed)
+        return [Emit(self.bars_topic, *bar_event(bar)) for bar in closed]
+
+    async def flush(self, offsets: Mapping[TopicPartition, int]) -> None:
+        await self.store.save(self.topic, [
+            (tp.partition, offset, self.partitions[tp.partition].watermark_ns,
+             self.partitions[tp.partition].snapshot())
+            for tp, offset in offsets.items()])
+        touched, self.touched = self.touched, set()
+        if touched:
+            await self.levels({instrument: levels_view(self.partitions[p].levels[instrument])
+                               for p, instrument in touched})
+
+
+class BarService:
+    """The bar processor process: a `BarStage` on the `StreamRunner` over Kafka, its state in
+    PostgreSQL and its levels in Redis. Every partition of `market.ticks` is assigned to it."""
+
+    name = "market-bars"
+
+    def __init__(self, settings: Settings, *, max_batch: int = 2000,
+                 log_: Log | None = None) -> None:
+        self.settings = settings
+        self.max_batch = max_batch
+        self.topic = settings.topic("market.ticks")
+        self.bars_topic = settings.topic("market.bars")
+        self.log = log_
+        self.store = PgBarStateStore()
+        self.stage = BarStage(self.store, self._put_levels, topic=self.topic,
+                              bars_topic=self.bars_topic)
+        self.stream: StreamRunner | None = None
+        self.conn: psycopg.AsyncConnection | None = None
+        self.cache: redis.Redis | None = None
+        self.levels_store: LevelsStore | None = None
+
+    @property
+    def bars_closed(self) -> int:
+        return self.stage.bars_closed
+
+    @property
+    def partitions(self) -> dict[int, PartitionBars]:
+        return self.stage.partitions
+
+    async def _put_levels(self, views: dict[str, dict[str, Any]]) -> None:
+        assert self.levels_store is not None
+        await self.levels_store.put_many(views)
+
+    async def start(self) -> None:
+        self.conn = await connect(self.settings)
+        await apply_ddl(self.conn, [STATE_DDL])
+        self.store.conn = self.conn
+        self.cache = redis.Redis.from_url(self.settings.cache_url)
+        self.levels_store = LevelsStore(self.cache, namespace=self.settings.namespace)
+        if self.log is None:
+            from kernel.kafkalog import KafkaLog
+            self.log = KafkaLog(self.settings)
+        self.stream = StreamRunner(
+            self.log, self.stage, name=self.name, group_id=self.name, topics=[self.topic],
+            mode="external", dead_letter_topic=lambda t: dead_letter_topic(self.settings, t),
+            max_batch=self.max_batch, poll_timeout=0.2, assign_all=True)
+        await self.stream.start()
+        log.info("bar processor started", topic=self.topic)
+
+    async def stop(self) -> None:
+        if self.stream is not None:
+            await self.stream.stop()
+        if self.cache is not None:
+            await self.cache.aclose()
+        if self.conn is not None:
+            await self.conn.close()
+
+    async def run(self, *, count: int | None = None, timeout: float | None = None) -> int:
+        assert self.stream is not None
+        return await self.stream.run(count=count, timeout=timeout)
