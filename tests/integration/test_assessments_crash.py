@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -140,23 +141,34 @@ async def test_every_event_redelivered_after_lost_offsets_has_no_second_effect(
     spawn("decider", "assessment").start()
     spawn("decider", "account").start()
 
-    async def run_policy(group: str) -> None:
+    async def run_policy(group: str, done: Callable[[], Awaitable[bool]], what: str) -> None:
         policy = AssessmentPolicy(settings, default_registry(), group=group)
         await policy.start()
         try:
-            async def all_opened() -> bool:
+            async def step() -> bool:
                 await policy.run(timeout=0.5)
-                opened = [e for e in await read_topic(settings, "account.events")
-                          if e.type == "account.opened"]
-                return len(opened) >= len(records)
+                return await done()
 
-            await wait_until(all_opened, timeout=120, what="every account opened")
+            await wait_until(step, timeout=120, what=what)
         finally:
             await policy.stop()
 
-    await run_policy("propstream.assessment-policy")
+    async def all_opened() -> bool:
+        opened = [e for e in await read_topic(settings, "account.events")
+                  if e.type == "account.opened"]
+        return len(opened) >= len(records)
+
+    await run_policy("propstream.assessment-policy", all_opened, "every account opened")
     first_pass = await commands_sent(settings)
-    await run_policy("propstream.assessment-policy-lost-offsets")
+
+    # The accounts are already open, so the second pass runs until its commands are out (it
+    # used to stop at "every account opened", true before it had re-sent anything).
+    async def all_resent() -> bool:
+        return await commands_sent(settings) >= 2 * first_pass
+
+    await run_policy("propstream.assessment-policy-lost-offsets", all_resent,
+                     "every command sent again")
+    await asyncio.sleep(1)  # a command sent a third time would be on the log by now
     assert await commands_sent(settings) == 2 * first_pass  # every command sent again
 
     async def duplicates_decided() -> bool:
