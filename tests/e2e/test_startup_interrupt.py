@@ -166,7 +166,10 @@ def _interrupt_once(env: dict[str, str], point: tuple[str, float] | None, *, mar
         # The last run is not interrupted: it comes up (seeding is left to the interrupted
         # ones and to test_platform_up, to keep this file within a minute).
         seed = ["--seed"] if point is not None else ["--no-seed"]
-        proc = subprocess.Popen([sys.executable, "-m", "propstream", "up", *seed], env=env,
+        # Unbuffered, so a slow stop shows the last step `up` reached (a file is
+        # block-buffered: one 30 s stop left no line after the banner to say where it was).
+        proc = subprocess.Popen([sys.executable, "-m", "propstream", "up", *seed],
+                                env={**env, "PYTHONUNBUFFERED": "1"},
                                 stdout=out, stderr=subprocess.STDOUT)
     began = time.monotonic()
     marker, delay = point if point is not None else ("propstream is up", 0.0)
