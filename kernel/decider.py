@@ -45,7 +45,7 @@ from kernel.dlq import dead_letter_topic
 from kernel.kafkalog import KafkaLog
 from kernel.log import Log, LogProducer, LogRecord, Sent, TopicPartition
 from kernel.observability import MESSAGES, get_logger
-from kernel.runner import CommitMode, Emit, StageBase, StreamRunner
+from kernel.runner import CommitMode, Emit, OwnsRunner, StageBase, StreamRunner
 from kernel.settings import Settings
 from kernel.snapshots import SnapshotStore
 from schemas.codec import decode_command, decode_event, encode
@@ -59,7 +59,7 @@ S = TypeVar("S")
 log = get_logger(__name__)
 
 
-class DeciderRunner(StageBase, Generic[S]):
+class DeciderRunner(OwnsRunner, StageBase, Generic[S]):
     """Runs one aggregate family's decider on a log (Kafka unless another `log` is given)."""
 
     def __init__(
@@ -112,11 +112,6 @@ class DeciderRunner(StageBase, Generic[S]):
         await self.runner.stop()
         if self.snapshot_producer is not None:
             await self.snapshot_producer.stop()
-
-    async def run(self, *, count: int | None = None, timeout: float | None = None,
-                  until_idle: bool = False) -> int:
-        """Decide commands until `count` were handled or `timeout` seconds passed (or forever)."""
-        return await self.runner.run(count=count, timeout=timeout, until_idle=until_idle)
 
     # -- stage hooks ---------------------------------------------------------------------------
 

@@ -106,6 +106,25 @@ class StageBase:
         return None
 
 
+class OwnsRunner:
+    """A worker that is a stage of its own runner (`self.runner`): starting, stopping and
+    running it are the runner's."""
+
+    runner: StreamRunner
+
+    async def start(self) -> None:
+        await self.runner.start()
+
+    async def stop(self) -> None:
+        await self.runner.stop()
+
+    async def run(self, *, count: int | None = None, timeout: float | None = None,
+                  until_idle: bool = False) -> int:
+        """Handle records until `count` were handled or `timeout` seconds passed (or forever,
+        or until a poll finds nothing new with `until_idle`)."""
+        return await self.runner.run(count=count, timeout=timeout, until_idle=until_idle)
+
+
 class StreamRunner:
     """Drives one stage over a consumer group of `log`."""
 

@@ -19,7 +19,7 @@ from kernel.kafkalog import KafkaLog
 from kernel.log import Log, LogRecord, TopicPartition
 from kernel.observability import BATCH_SECONDS
 from kernel.projection import Applied
-from kernel.runner import Emit, StageBase, StreamRunner
+from kernel.runner import Emit, OwnsRunner, StageBase, StreamRunner
 from kernel.settings import Settings
 from schemas.codec import decode_event
 from schemas.registry import TypeRegistry
@@ -46,7 +46,7 @@ async def consume(consumer: AIOKafkaConsumer, handle_batch: BatchHandler, *, nam
     return done
 
 
-class StreamProcessor(StageBase):
+class StreamProcessor(OwnsRunner, StageBase):
     """A consumer-group member on `kernel.runner.StreamRunner`, at-least-once: decodes each
     batch, dead-letters what does not decode, hands the good events to `handle`, then sends
     nothing of its own and commits."""
@@ -67,16 +67,6 @@ class StreamProcessor(StageBase):
             group_id=self.group_id, topics=self.topics, mode="at-least-once",
             dead_letter_topic=lambda topic: dead_letter_topic(settings, topic),
             max_batch=max_batch, session_timeout_ms=settings.stream_session_timeout_ms)
-
-    async def start(self) -> None:
-        await self.runner.start()
-
-    async def stop(self) -> None:
-        await self.runner.stop()
-
-    async def run(self, *, count: int | None = None, timeout: float | None = None,
-                  until_idle: bool = False) -> int:
-        return await self.runner.run(count=count, timeout=timeout, until_idle=until_idle)
 
     def step(self, record: LogRecord) -> Sequence[Emit]:
         env = decode_event(record.value or b"")

@@ -32,7 +32,7 @@ from kernel.kafkalog import KafkaLog
 from kernel.log import Log, LogRecord
 from kernel.observability import MESSAGES
 from kernel.projection import Applied
-from kernel.runner import StageBase, StreamRunner
+from kernel.runner import OwnsRunner, StageBase, StreamRunner
 from schemas.account import CloseAccount, OpenAccount, account_id_for
 from schemas.assessment import (
     AssessmentCancelled,
@@ -104,7 +104,7 @@ def _emit(topic: str, aggregate_id: str, payload: CommandPayload, cause: EventEn
     return Emit(topic, command, cause.event_id)
 
 
-class AssessmentPolicy(StageBase):
+class AssessmentPolicy(OwnsRunner, StageBase):
     """Runs `commands_for` over payment.events and assessment.events, effectively once."""
 
     def __init__(self, settings: Settings, registry: TypeRegistry, *,
@@ -121,16 +121,6 @@ class AssessmentPolicy(StageBase):
             mode="transactional",
             dead_letter_topic=lambda topic: dead_letter_topic(settings, topic),
             max_batch=max_batch, session_timeout_ms=settings.stream_session_timeout_ms)
-
-    async def start(self) -> None:
-        await self.runner.start()
-
-    async def stop(self) -> None:
-        await self.runner.stop()
-
-    async def run(self, *, count: int | None = None, timeout: float | None = None,
-                  until_idle: bool = False) -> int:
-        return await self.runner.run(count=count, timeout=timeout, until_idle=until_idle)
 
     def step(self, record: LogRecord) -> Sequence[runner.Emit]:
         """The commands of one record; raising dead-letters it (an unreadable event, or one
