@@ -7,17 +7,11 @@ projection runtime, for sinks that cannot share a transaction with the offsets.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
-
-from aiokafka import AIOKafkaConsumer
-from aiokafka import TopicPartition as KafkaTP
 
 from kernel.dlq import dead_letter_topic
 from kernel.kafkalog import KafkaLog
 from kernel.log import Log, LogRecord, TopicPartition
-from kernel.observability import BATCH_SECONDS
 from kernel.projection import Applied
 from kernel.runner import Emit, OwnsRunner, StageBase, StreamRunner
 from kernel.settings import Settings
@@ -25,25 +19,6 @@ from schemas.codec import decode_event
 from schemas.registry import TypeRegistry
 
 Handler = Callable[[Sequence[Applied]], Awaitable[None]]
-BatchHandler = Callable[[dict[KafkaTP, list[Any]]], Awaitable[int]]
-
-
-# `consume` drives the loops not yet on the runner (bars); it goes when they move over.
-async def consume(consumer: AIOKafkaConsumer, handle_batch: BatchHandler, *, name: str,
-                  max_batch: int, count: int | None = None, timeout: float | None = None,
-                  poll_ms: int = 100) -> int:
-    """Poll and hand each batch over until `count` records, `timeout` seconds, or forever."""
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
-    done = 0
-    while count is None or done < count:
-        if deadline is not None and loop.time() >= deadline:
-            break
-        batch = await consumer.getmany(timeout_ms=poll_ms, max_records=max_batch)
-        if batch:
-            with BATCH_SECONDS.labels(name).time():
-                done += await handle_batch(batch)
-    return done
 
 
 class StreamProcessor(OwnsRunner, StageBase):
