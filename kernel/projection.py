@@ -330,10 +330,20 @@ class ProjectionRunner:
         await self.stream._prepare()  # seeks (and learns stored offsets) if not done yet
         return {tp: self.stage.positions.get(tp, 0) for tp in self.partitions}
 
+    async def _reached(self) -> dict[TopicPartition, int]:
+        """How far each partition has been read: the stored offset, or the consumer's
+        position where it is further. Transactional producers (the deciders) leave commit
+        markers that take an offset but are never delivered, so the stored offset of a fully
+        applied partition can stay below its end offset; the consumer's position moves past
+        a marker once a poll has gone over it."""
+        assert self.consumer is not None
+        stored = await self._positions()
+        return {tp: max(stored[tp], await self.consumer.position(tp)) for tp in stored}
+
     async def lag(self) -> int:
         ends = await self.end_offsets()
-        positions = await self._positions()
-        return sum(max(0, ends[tp] - positions[tp]) for tp in ends)
+        reached = await self._reached()
+        return sum(max(0, ends[tp] - reached[tp]) for tp in ends)
 
     async def run(self, *, count: int | None = None, timeout: float | None = None,
                   until_caught_up: bool = False, progress: ProgressFn | None = None) -> int:
@@ -349,7 +359,7 @@ class ProjectionRunner:
         while count is None or done < count:
             if deadline is not None and loop.time() >= deadline:
                 break
-            positions = await self._positions()
+            positions = await self._reached()
             if all(positions[tp] >= targets[tp] for tp in targets):
                 break
             if progress is not None:
