@@ -9,6 +9,9 @@ UV := $(BOOT)/bin/uv
 VENV := .venv
 PS := $(VENV)/bin/propstream
 PYTEST_ARGS ?=
+# Two pytest-xdist workers: most of the real-broker tests wait on Kafka and child processes,
+# so two overlap well on two cores (docs/operations.md, "Test suite time"). 0 = in-process.
+TEST_WORKERS ?= 2
 
 .PHONY: help install run up infra-up infra-down infra-status test unit integration lint typecheck bench schemas clean
 
@@ -45,14 +48,14 @@ test: install ## Lint, type-check and run the whole suite against real Kafka, Po
 	@$(PS) infra up
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy schemas kernel market_data core propstream
-	@$(VENV)/bin/pytest -q -rs --durations=25 --durations-min=5 $(PYTEST_ARGS)
+	@$(VENV)/bin/pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup --durations=25 --durations-min=5 $(PYTEST_ARGS)
 
 unit: install ## Run the unit tests only (no infrastructure)
 	@$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
 
 integration: install ## Run the integration tests only
 	@$(PS) infra up
-	@$(VENV)/bin/pytest -q -rs tests/integration $(PYTEST_ARGS)
+	@$(VENV)/bin/pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup tests/integration $(PYTEST_ARGS)
 
 lint: install ## ruff and mypy
 	@$(VENV)/bin/ruff check .

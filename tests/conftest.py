@@ -84,3 +84,13 @@ def process_env(settings: Settings) -> dict[str, str]:
         "PROPSTREAM_RATE_LIMIT_BURST": str(settings.rate_limit_burst),
     })
     return env
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` runs on two pytest-xdist workers with `--dist loadgroup`: a file's tests
+    stay on one worker (module fixtures are built once), and the whole security package
+    shares one, since its package fixture is a dozen platform processes."""
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        group = "security-platform" if path.startswith("tests/security/") else path
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -148,10 +148,18 @@ async def wait_until(check: Callable[[], Awaitable[bool]], *, timeout: float,
 
 async def read_topic(settings: Settings, name: str, *, raw: bool = False) -> list[Any]:
     """Every record of a catalogue topic, in partition then offset order."""
+    return (await read_topics(settings, [name], raw=raw))[name]
+
+
+async def read_topics(settings: Settings, names: list[str], *,
+                      raw: bool = False) -> dict[str, list[Any]]:
+    """Every record of each catalogue topic in `names`, in partition then offset order, read
+    by one consumer (starting one per topic costs ~0.5 s each: 41 topics took 23 s)."""
     consumer = make_consumer(settings, client_id="test-reader")
     await consumer.start()
     try:
-        parts = await partitions_of(consumer, settings.topic(name))
+        parts = [tp for name in names
+                 for tp in await partitions_of(consumer, settings.topic(name))]
         consumer.assign(parts)
         ends = await consumer.end_offsets(parts)
         await consumer.seek_to_beginning(*parts)
@@ -160,10 +168,11 @@ async def read_topic(settings: Settings, name: str, *, raw: bool = False) -> lis
             batch = await consumer.getmany(timeout_ms=1000, max_records=10000)
             for tp, msgs in batch.items():
                 records[tp].extend(msgs)
-        out: list[Any] = []
-        for tp in parts:
-            out.extend(records[tp])
-        return out if raw else [decode_event(m.value) for m in out]
+        out: dict[str, list[Any]] = {}
+        for name in names:
+            got = [m for tp in parts if tp.topic == settings.topic(name) for m in records[tp]]
+            out[name] = got if raw else [decode_event(m.value) for m in got]
+        return out
     finally:
         await consumer.stop()
 

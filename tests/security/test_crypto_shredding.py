@@ -16,17 +16,19 @@ from psycopg import sql
 
 from schemas.topics import CATALOGUE
 from tests.conftest import process_env
-from tests.integration.helpers import read_topic
+from tests.integration.helpers import read_topic, read_topics
 from tests.security.conftest import PASSWORD, Platform, Who
 
 
 def _every_record(platform: Platform) -> list[tuple[str, bytes]]:
     async def read() -> list[tuple[str, bytes]]:
         out: list[tuple[str, bytes]] = []
-        for spec in CATALOGUE:
-            for m in await read_topic(platform.settings, spec.name, raw=True):
+        topics = await read_topics(platform.settings, [spec.name for spec in CATALOGUE],
+                                   raw=True)
+        for name, messages in topics.items():
+            for m in messages:
                 headers = b"".join(k.encode() + (v or b"") for k, v in (m.headers or ()))
-                out.append((spec.name, (m.key or b"") + b"\0" + (m.value or b"") + headers))
+                out.append((name, (m.key or b"") + b"\0" + (m.value or b"") + headers))
         return out
 
     return asyncio.run(read())
@@ -54,8 +56,12 @@ def _query(platform: Platform, query: str, *params: Any) -> list[tuple[Any, ...]
         return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
 
 
-def _assert_nowhere(platform: Platform, *secrets: str, hashes: bool) -> None:
-    for topic, record in _every_record(platform):
+def _assert_nowhere(platform: Platform, *secrets: str, hashes: bool, seen: str) -> None:
+    """No secret in any record of any topic or any row of any table. `seen` (the user's id)
+    must be in some record: proof that the records the secrets were looked for were read."""
+    records = _every_record(platform)
+    assert any(seen.encode() in record for _, record in records), f"no record of {seen}"
+    for topic, record in records:
         for secret in secrets:
             assert secret.encode() not in record, f"{secret!r} in plaintext on {topic}"
         assert b"$argon2id$" not in record, f"a password hash on {topic}"
@@ -116,7 +122,7 @@ def test_forgotten_user_is_unreadable_everywhere_and_balances_survive_a_full_rep
     assert (shown["email"], shown["display_name"]) == (email, name)
 
     # Sealed on the log and in the read model; hashes only in the credential store.
-    _assert_nowhere(platform, email, name, hashes=True)
+    _assert_nowhere(platform, email, name, hashes=True, seen=uid)
 
     with platform.client(admin) as c:
         forgot = c.post(f"/users/{uid}/forget")
@@ -146,7 +152,7 @@ def test_forgotten_user_is_unreadable_everywhere_and_balances_survive_a_full_rep
             c.get(f"/users/{uid}")), "the replayed user row")
     assert (shown["email"], shown["display_name"]) == (None, None)
     assert shown["forgotten_at"] is not None
-    _assert_nowhere(platform, email, name, hashes=True)
+    _assert_nowhere(platform, email, name, hashes=True, seen=uid)
 
 
 def test_forget_is_refused_to_non_admins_and_unknown_ids_with_nothing_on_the_log(
@@ -208,4 +214,5 @@ def test_an_api_key_name_is_shown_to_its_owner_and_sealed_everywhere_else(
         assert created.status_code == 201, created.text
         listed = c.get("/me/api-keys").json()["items"]
     assert [k["name"] for k in listed] == [label]
-    _assert_nowhere(platform, label, hashes=True)
+    assert owner.user_id is not None
+    _assert_nowhere(platform, label, hashes=True, seen=owner.user_id)
