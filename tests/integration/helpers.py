@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import orjson
 import redis.asyncio as redis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from fastapi import FastAPI
 
 from kernel.kafka import make_consumer, make_producer, partitions_of
@@ -186,14 +186,8 @@ async def record_counts(settings: Settings, name: str) -> dict[int, int]:
     return counts
 
 
-async def end_offsets(settings: Settings, name: str, *,
-                      committed: bool = True) -> dict[int, int]:
-    """End offsets per partition: the last stable offset (what a read-committed reader may
-    read up to: it stops at the first record of a transaction still open), or with
-    `committed=False` the high watermark. The two differ while a transaction is open."""
-    consumer = make_consumer(settings, client_id="test-offsets") if committed else \
-        AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                         client_id="test-offsets", isolation_level="read_uncommitted")
+async def end_offsets(settings: Settings, name: str) -> dict[int, int]:
+    consumer = make_consumer(settings, client_id="test-offsets")
     await consumer.start()
     try:
         parts = await partitions_of(consumer, settings.topic(name))
