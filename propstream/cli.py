@@ -209,12 +209,17 @@ def run_market(part: str) -> None:
 
 
 @run_app.command("group")
-def run_group(name: str) -> None:
+def run_group(
+    name: str,
+    without: Annotated[list[str] | None, typer.Option(
+        help="a worker to leave out, e.g. to run it in a process of its own "
+             "(repeat for more)")] = None,
+) -> None:
     """All platform workers of one service in one process (`core-workers`,
     `market-workers`): the laptop layout `propstream up` starts."""
     from propstream.groups import run_group as run
 
-    run(_settings(), name)
+    run(_settings(), name, without=tuple(without or ()))
 
 
 @app.command("seed")

@@ -206,8 +206,19 @@ def preload(workers: Iterable[Worker]) -> None:
             factory.resolve()
 
 
-def run_group(settings: Any, name: str) -> None:
-    """`propstream run group <name>`: the service's workers in this process until signalled."""
+def members(group: Group, without: Iterable[str] = ()) -> tuple[Worker, ...]:
+    """The group's workers but those named in `without` (each must be one of them)."""
+    left_out = set(without)
+    unknown = left_out - {w.process for w in group.workers}
+    if unknown:
+        raise SystemExit(f"{group.name} has no worker {', '.join(sorted(unknown))}; its "
+                         f"workers: {', '.join(w.process for w in group.workers)}")
+    return tuple(w for w in group.workers if w.process not in left_out)
+
+
+def run_group(settings: Any, name: str, *, without: Iterable[str] = ()) -> None:
+    """`propstream run group <name>`: the service's workers in this process until signalled,
+    but those named in `without` (run elsewhere, e.g. one a test restarts on its own)."""
     import signal
 
     from kernel.exceptions import PropstreamError
@@ -221,6 +232,7 @@ def run_group(settings: Any, name: str) -> None:
     if name not in known:
         raise SystemExit(f"unknown group {name!r}; known: {', '.join(known)}")
     group = known[name]
+    workers = members(group, without)
     settings = _service_settings(settings, group.service)
     configure_logging(settings, process=name)
     serve_metrics(settings)
@@ -235,9 +247,9 @@ def run_group(settings: Any, name: str) -> None:
             return runner
         return build
 
-    runner = GroupRunner(name, {w.process: builder(w) for w in group.workers},
+    runner = GroupRunner(name, {w.process: builder(w) for w in workers},
                          status_file=Path(status_file) if status_file else None)
-    preload(group.workers)
+    preload(workers)
     wait_at_gate()  # under `propstream up`: until the infrastructure is up
 
     async def main() -> None:
@@ -246,7 +258,7 @@ def run_group(settings: Any, name: str) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
         settle_heap()
-        log.info("group started", name=name, workers=len(group.workers))
+        log.info("group started", name=name, workers=len(workers))
         await runner.run(stopping)
         log.info("group stopped", name=name)
 

@@ -21,6 +21,8 @@ import httpx
 import pytest
 
 from kernel.settings import Settings
+from propstream.groups import groups, members
+from propstream.manifests import SERVICES
 from propstream.processes import PLATFORM
 from schemas.identity import Role
 from tests.conftest import _namespaces
@@ -29,8 +31,10 @@ from tests.integration.helpers import PlatformProcess
 pytestmark = pytest.mark.integration
 
 PASSWORD = "a long enough Passw0rd"
-# Market-data workers are not needed to probe authorization; everything else runs.
-SKIPPED = {"market-simulator", "market-prices", "market-bars", "projection-bars"}
+# Core's workers run in one group process, as under `propstream up`, but those a test stops
+# and starts on its own; of market data, the API and its instruments projection.
+ALONE = ("user-decider", "projection-users", "projection-accounts")
+MARKET = ("market-api", "projection-market-instruments")
 
 
 def free_port() -> int:
@@ -151,24 +155,33 @@ def platform(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory,
     processes: dict[str, PlatformProcess] = {}
     env = {"PROPSTREAM_LOGIN_RATE_PER_S": "1000", "PROPSTREAM_LOGIN_BURST": "1000",
            "PROPSTREAM_REGISTER_RATE_PER_S": "1000", "PROPSTREAM_REGISTER_BURST": "1000"}
+    group = groups(SERVICES)["core-workers"]
+    grouped = [w.process for w in members(group, ALONE)]
     try:
-        for name, argv in PLATFORM.items():
-            if name in SKIPPED:
-                continue
-            processes[name] = PlatformProcess(settings, *argv, log_dir=log_dir,
+        processes["core-workers"] = PlatformProcess(
+            settings, *group.argv, *(a for name in ALONE for a in ("--without", name)),
+            log_dir=log_dir, extra_env=env).start()
+        for name in ("api", *ALONE, *MARKET):
+            processes[name] = PlatformProcess(settings, *PLATFORM[name], log_dir=log_dir,
                                               extra_env=env).start()
         core = f"http://{settings.host}:{settings.api_port}"
         market = f"http://{settings.host}:{settings.market_api_port}"
         for name, proc in processes.items():
-            want = "partitions assigned" if "decider" in proc.argv else "process started"
             if name in ("api", "market-api"):
                 continue
+            workers = grouped if name == "core-workers" else [None]
+            for worker in workers:
+                want = "partitions assigned" if "decider" in (worker or name) else \
+                    ("worker started" if worker else "process started")
 
-            def started(p: PlatformProcess = proc, w: str = want) -> bool:
-                assert p.proc is not None and p.proc.poll() is None, p.output()[-2000:]
-                return w in p.output()
+                def started(p: PlatformProcess = proc, w: str = want,
+                            who: str | None = worker) -> bool:
+                    assert p.proc is not None and p.proc.poll() is None, p.output()[-2000:]
+                    if who is None:
+                        return w in p.output()
+                    return any(line.get("process") == who for line in p.logged(w))
 
-            _wait(started, timeout=120, what=f"{name}: {want!r}")
+                _wait(started, timeout=120, what=f"{worker or name}: {want!r}")
         _wait(lambda: _ready(core), timeout=120, what="core /readyz")
         _wait(lambda: _ready(market), timeout=120, what="market /readyz")
         plat = Platform(settings=settings, core=core, market=market, processes=processes,

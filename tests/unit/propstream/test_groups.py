@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from kernel.manifest import Lazy, ServiceManifest, Worker
-from propstream.groups import Backoff, GroupRunner, groups, laptop_processes, read_status
+from propstream.groups import (
+    Backoff,
+    GroupRunner,
+    groups,
+    laptop_processes,
+    members,
+    read_status,
+)
 from propstream.manifests import SERVICES
 from propstream.processes import PLATFORM
 
@@ -41,6 +48,17 @@ def test_a_new_worker_in_a_manifest_joins_its_group_without_another_edit() -> No
         Worker(kind="market", name="live", factory=Lazy("x", "y"), platform=False)))
     assert [w.process for w in groups([toy])["toy-workers"].workers] == ["market-widgets"]
     assert laptop_processes([toy]) == {"toy-workers": ("group", "toy-workers")}
+
+
+def test_a_group_can_leave_out_named_workers_and_refuses_a_name_it_does_not_have() -> None:
+    core = groups(SERVICES)["core-workers"]
+    kept = members(core, ["user-decider", "projection-users"])
+    assert [w.process for w in kept] == [w.process for w in core.workers
+                                         if w.process not in ("user-decider", "projection-users")]
+    assert members(core) == core.workers
+    with pytest.raises(SystemExit, match="core-workers has no worker market-prices; its workers: "
+                                         "instrument-decider"):
+        members(core, ["market-prices"])
 
 
 def test_backoff_doubles_to_its_cap_and_starts_over_after_a_long_run() -> None:
