@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
-import dataclasses
 import io
 import pstats
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from psycopg import sql
@@ -45,11 +43,10 @@ from kernel.pg import connect
 from kernel.projection import ProjectionRunner
 from kernel.runtime import settle_heap
 from kernel.settings import Settings
-from schemas import default_registry, fastcodec
+from schemas import default_registry
 from tests.integration.tapes import event_tape
 
-SECTIONS = ("poll", "decode", "select", "fold", "copy+rows", "upsert", "offsets", "commit",
-            "other")
+SECTIONS = ("poll", "decode", "select", "fold", "copy", "upsert", "offsets", "commit", "other")
 
 
 class Timers:
@@ -79,18 +76,20 @@ class Timers:
 
 
 def instrument(runner: ProjectionRunner, timers: Timers) -> Callable[[], None]:
-    """Wrap the runner's steps with timers; return a function that undoes the module patches."""
+    """Wrap the runner's steps with timers, per batch (nothing per event, so the timing costs
+    nothing measurable); return a function that undoes the module patches."""
     assert runner.stream is not None and runner.stream.consumer is not None
     assert runner.conn is not None
-    saved_decode, saved_fold = kp.decode_event, ip.fold
-    kp.decode_event = timers.sync("decode", saved_decode)
-    ip.fold = timers.sync("fold", saved_fold)
-    runner.registry.event_payload = timers.sync(  # type: ignore[method-assign]
-        "decode", runner.registry.event_payload)
-    consumer = runner.stream.consumer
+    saved = ip.fold_batch, ip.fold, kp.copy_into, kp.copy_upsert
+    ip.fold_batch = timers.sync("fold", saved[0])
+    ip.fold = timers.sync("fold", saved[1])  # the "before" projection folds per event
+    kp.copy_into = timers.coro("copy", saved[2])
+    kp.copy_upsert = timers.coro("copy", saved[3])
+    stream = runner.stream
+    stream._step_all = timers.sync("decode", stream._step_all)  # type: ignore[method-assign]
+    consumer = stream.consumer
+    assert consumer is not None
     consumer.poll = timers.coro("poll", consumer.poll)  # type: ignore[method-assign]
-    runner.stream.handle_batch = timers.coro(  # type: ignore[method-assign]
-        "batch", runner.stream.handle_batch)
     runner.store.write = timers.coro("txn", runner.store.write)  # type: ignore[method-assign]
     runner.store._store_offsets = timers.coro(  # type: ignore[method-assign]
         "offsets", runner.store._store_offsets)
@@ -112,24 +111,24 @@ def instrument(runner: ProjectionRunner, timers: Timers) -> Callable[[], None]:
     conn.execute = timed_execute  # type: ignore[method-assign]
 
     def undo() -> None:
-        kp.decode_event, ip.fold = saved_decode, saved_fold
+        ip.fold_batch, ip.fold, kp.copy_into, kp.copy_upsert = saved
     return undo
 
 
 def split(timers: Timers, total: float) -> dict[str, float]:
     s = timers.s
-    apply_rest = s["apply"] - s["select"] - s["fold"] - s["upsert"] - s["temp"]
     commit = s["txn"] - s["apply"] - s["offsets"]
     out = {"poll": s["poll"], "decode": s["decode"], "select": s["select"], "fold": s["fold"],
-           "copy+rows": apply_rest + s["temp"], "upsert": s["upsert"], "offsets": s["offsets"],
+           "copy": s["copy"] - s["upsert"], "upsert": s["upsert"], "offsets": s["offsets"],
            "commit": commit}
     out["other"] = total - sum(out.values())
     out["batches"] = s["apply#"]
     return out
 
 
-def decode_floor(records: list[tuple[bytes, bytes]]) -> tuple[float, float]:
-    """CPU µs per event of decode_event and of event_payload alone, no IO."""
+def decode_floor(records: list[tuple[bytes, bytes]]) -> tuple[float, float, float]:
+    """CPU µs per event of decode_event and of event_payload alone (the pydantic path), and
+    of the projection's fast decoder (envelope + payload Structs), no IO."""
     registry = default_registry()
     t = time.perf_counter()
     envs = [kp.decode_event(v) for _, v in records]
@@ -137,8 +136,11 @@ def decode_floor(records: list[tuple[bytes, bytes]]) -> tuple[float, float]:
     for env in envs:
         registry.event_payload(env)
     t2 = time.perf_counter()
+    for _, v in records:
+        ip.FAST.decode(v)
+    t3 = time.perf_counter()
     n = len(records)
-    return (t1 - t) / n * 1e6, (t2 - t1) / n * 1e6
+    return (t1 - t) / n * 1e6, (t2 - t1) / n * 1e6, (t3 - t2) / n * 1e6
 
 
 async def produce_tape(settings: Settings, events: int, symbols: int) -> tuple[int, Any]:
@@ -267,26 +269,37 @@ async def overlapped(settings: Settings, max_batch: int) -> tuple[int, float]:
         await runner.stop()
 
 
-@contextlib.contextmanager
-def levers_off() -> Iterator[None]:
-    """The rebuild as it was before issue 10's hot path: pydantic decoding only (no
-    schemas.fastcodec) and a text COPY of the changed rows."""
-    saved = fastcodec.decode, fastcodec.convert, ip.TABLE
+class BeforeProjection(ip.InstrumentsProjection):
+    """The instruments projection as it was before this pass (session 6): pydantic envelope
+    and payload models for every event (with schemas.fastcodec's envelope Struct), a fold per
+    event, a select of every key of every batch, every changed row through the COPY-upsert."""
 
-    def off(*_: Any) -> Any:
-        raise fastcodec.Fallback
+    fast = None
 
-    fastcodec.decode, fastcodec.convert = off, off  # type: ignore[assignment]
-    ip.TABLE = dataclasses.replace(ip.TABLE, binary=False)
-    try:
-        yield
-    finally:
-        fastcodec.decode, fastcodec.convert, ip.TABLE = saved
+    def __init__(self) -> None:
+        super().__init__()
+        self.cache = None  # type: ignore[assignment]
+
+    async def apply(self, conn: Any, events: Any) -> None:
+        await ip.TABLE.fold(conn, events, ip.fold)
 
 
-async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False
-                  ) -> tuple[int, float, dict[str, float], str]:
-    runner = ProjectionRunner(settings, ip.InstrumentsProjection(), default_registry(),
+def projection(variant: str) -> ip.InstrumentsProjection:
+    """`now`: as shipped; `before`: see BeforeProjection; `no-fast`: pydantic decoding into
+    the batch fold; `no-cache`: every key selected per batch."""
+    if variant == "before":
+        return BeforeProjection()
+    p = ip.InstrumentsProjection()
+    if variant == "no-fast":
+        p.fast = None  # type: ignore[assignment]
+    elif variant == "no-cache":
+        p.cache = None  # type: ignore[assignment]
+    return p
+
+
+async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False,
+                  variant: str = "now") -> tuple[int, float, dict[str, float], str]:
+    runner = ProjectionRunner(settings, projection(variant), default_registry(),
                               max_batch=max_batch)
     await runner.drop()
     await runner.start()
@@ -315,19 +328,21 @@ async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False
 
 async def run(events: int, symbols: int, batches: list[int], runs: int, *,
               cprofile: bool = False, baseline: bool = False,
-              overlap: bool = False) -> dict[str, Any]:
+              overlap: bool = False, levers: Sequence[str] = ()) -> dict[str, Any]:
     settings = fresh_namespace(base_settings(), "br")
     results: dict[int, list[float]] = {b: [] for b in batches}
     before: dict[int, list[float]] = {b: [] for b in batches}
     ahead: dict[int, list[float]] = {b: [] for b in batches}
     splits: dict[int, list[dict[str, float]]] = {b: [] for b in batches}
+    lever: dict[str, dict[int, list[float]]] = {v: {b: [] for b in batches} for v in levers}
     try:
         n, tape = await produce_tape(settings, events, symbols)
         settle_heap()
-        env_us, payload_us = decode_floor(tape.records)
-        print(f"decode alone (CPU, no IO): decode_event {env_us:.1f} µs + event_payload "
-              f"{payload_us:.1f} µs per event = at most {1e6 / (env_us + payload_us):,.0f} "
-              "events/s from decoding alone", flush=True)
+        env_us, payload_us, fast_us = decode_floor(tape.records)
+        print(f"decode alone (CPU, no IO): pydantic path decode_event {env_us:.1f} µs + "
+              f"event_payload {payload_us:.1f} µs per event; fast path (FastEvents) "
+              f"{fast_us:.1f} µs = at most {1e6 / fast_us:,.0f} events/s from decoding alone",
+              flush=True)
         for r in range(runs):
             for b in batches:
                 count, took, sec, _ = await rebuild(settings, b)
@@ -338,12 +353,18 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
                 print(f"run {r + 1}/{runs} max_batch {b:>6}: {count:,} events in {took:.2f} s "
                       f"= {count / took:,.0f} events/s (table checked)", flush=True)
                 if baseline:  # right after, in the same conditions
-                    with levers_off():
-                        count, took, _, _ = await rebuild(settings, b)
+                    count, took, _, _ = await rebuild(settings, b, variant="before")
                     await check(settings, tape)
                     before[b].append(count / took)
-                    print(f"run {r + 1}/{runs} max_batch {b:>6}, levers off: {count:,} events "
-                          f"in {took:.2f} s = {count / took:,.0f} events/s (table checked)",
+                    print(f"run {r + 1}/{runs} max_batch {b:>6}, before (session 6): {count:,} "
+                          f"events in {took:.2f} s = {count / took:,.0f} events/s "
+                          "(table checked)", flush=True)
+                for v in levers:  # one lever off at a time, alternating with the runs above
+                    count, took, _, _ = await rebuild(settings, b, variant=v)
+                    await check(settings, tape)
+                    lever[v][b].append(count / took)
+                    print(f"run {r + 1}/{runs} max_batch {b:>6}, {v}: {count:,} events in "
+                          f"{took:.2f} s = {count / took:,.0f} events/s (table checked)",
                           flush=True)
                 if overlap:
                     count, took = await overlapped(settings, b)
@@ -375,9 +396,14 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
                      f"{max(results[b]):,.0f}", f"{per_batch:,.0f}"])
     print(table(["max_batch", "events/s", "min", "max", "events/batch"], rows))
     if baseline:
-        print("levers off (pydantic decoding, text COPY), alternating with the runs above: " +
+        print("before (session 6: pydantic models, per-event fold, select per batch, "
+              "everything upserted), alternating with the runs above: " +
               ", ".join(f"max_batch {b}: {median(before[b]):,.0f} events/s "
                         f"(now x{median(results[b]) / median(before[b]):.2f})" for b in batches))
+    for v in levers:
+        print(f"lever off: {v}, alternating with the runs above: " + ", ".join(
+            f"max_batch {b}: {median(lever[v][b]):,.0f} events/s "
+            f"(now x{median(results[b]) / median(lever[v][b]):.2f})" for b in batches))
     if overlap:
         print("overlapped prototype (decode N+1 during N's SQL), alternating with the runs "
               "above: " + ", ".join(
@@ -402,10 +428,12 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
         print(profile_report)
     best = max(batches, key=lambda b: median(results[b]))
     return {"events": n, "symbols": symbols, "decode_us": env_us + payload_us,
+            "fast_decode_us": fast_us,
             "copy_bound": {"text": median(bound_text), "binary": bound},
             "rates": {b: median(v) for b, v in results.items()},
             "before": {b: median(v) for b, v in before.items() if v},
             "overlapped": {b: median(v) for b, v in ahead.items() if v},
+            "levers": {v: {b: median(r) for b, r in lever[v].items()} for v in levers},
             "best": best, "splits": {b: {k: median([s[k] for s in splits[b]]) for k in SECTIONS}
                                      for b in batches}}
 
@@ -419,12 +447,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3, help="repetitions (median reported)")
     parser.add_argument("--cprofile", action="store_true", help="one extra run under cProfile")
     parser.add_argument("--baseline", action="store_true",
-                        help="after each run, one with the issue-10 levers off (before/after)")
+                        help="after each run, one of the projection as before this pass")
+    parser.add_argument("--levers", nargs="*", default=[], choices=["no-fast", "no-cache"],
+                        help="after each run, one with this lever off (each, alternating)")
     parser.add_argument("--overlap", action="store_true",
                         help="after each run, one with the overlapped prototype runner")
     args = parser.parse_args(argv)
     asyncio.run(run(args.events, args.symbols, args.max_batch, args.runs,
-                    cprofile=args.cprofile, baseline=args.baseline, overlap=args.overlap))
+                    cprofile=args.cprofile, baseline=args.baseline, overlap=args.overlap,
+                    levers=args.levers))
 
 
 if __name__ == "__main__":
