@@ -352,6 +352,7 @@ class ProjectionRunner:
             dead_letter_topic=lambda topic: dead_letter_topic(settings, topic))
         self.stream: StreamRunner | None = None
         self.lease = ProjectionLease(settings, projection.name)
+        self.overlap = True  # catching up: decode a batch while the previous one is written
 
     def decode(self, record: LogRecord) -> Event:
         """The projection's fast decoder first (its `FastEvent`), else pydantic's envelope
@@ -408,11 +409,14 @@ class ProjectionRunner:
                  partitions=len(self.partitions))
 
     async def stop(self) -> None:
-        if self.stream is not None:
-            await self.stream.stop()
-        if self.conn is not None:
-            await self.conn.close()
-        await self.lease.release()
+        try:
+            await self.stage.drain()
+        finally:
+            if self.stream is not None:
+                await self.stream.stop()
+            if self.conn is not None:
+                await self.conn.close()
+            await self.lease.release()
 
     async def ensure_tables(self, conn: psycopg.AsyncConnection) -> None:
         await apply_ddl(conn, [OFFSETS_DDL, *self.projection.ddl()])
@@ -477,14 +481,21 @@ class ProjectionRunner:
         targets = await self.end_offsets()
         total_target = sum(targets.values())
         done = 0
-        while count is None or done < count:
-            if deadline is not None and loop.time() >= deadline:
-                break
-            positions = await self._reached()
-            if all(positions[tp] >= targets[tp] for tp in targets):
-                break
-            if progress is not None:
-                progress(sum(positions.values()), total_target)
-            left = None if count is None else count - done
-            done += await self.stream.run(count=left, until_idle=True)
+        # Catching up (a rebuild): each batch is decoded while the previous one's transaction
+        # runs (kernel.projection_stage, "Overlap"); everything is committed before returning.
+        self.stage.overlap = self.overlap
+        try:
+            while count is None or done < count:
+                if deadline is not None and loop.time() >= deadline:
+                    break
+                positions = await self._reached()
+                if all(positions[tp] >= targets[tp] for tp in targets):
+                    break
+                if progress is not None:
+                    progress(sum(positions.values()), total_target)
+                left = None if count is None else count - done
+                done += await self.stream.run(count=left, until_idle=True)
+        finally:
+            self.stage.overlap = False
+            await self.stage.drain()
         return done
