@@ -455,7 +455,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cprofile", action="store_true", help="one extra run under cProfile")
     parser.add_argument("--baseline", action="store_true",
                         help="after each run, one of the projection as before this pass")
-    parser.add_argument("--levers", nargs="*", default=[], choices=["no-fast", "no-cache", "no-overlap"],
+    parser.add_argument("--levers", nargs="*", default=[],
+                        choices=["no-fast", "no-cache", "no-overlap"],
                         help="after each run, one with this lever off (each, alternating)")
     parser.add_argument("--overlap", action="store_true",
                         help="after each run, one with the overlapped prototype runner")

@@ -330,6 +330,19 @@ class PgProjectionStore:
             )
 
 
+def decode_for(value: bytes | None, registry: TypeRegistry, fast: FastEvents | None) -> Event:
+    """A record's event for a projection: its fast decoder's `FastEvent` when it takes the
+    record, else pydantic's envelope and payload, which accept or refuse exactly as they
+    always did (the same `DecodeError`, reason and message)."""
+    if fast is not None and value is not None and len(value) <= MAX_MESSAGE_BYTES:
+        try:
+            return fast.decode(value)
+        except Fallback:
+            pass
+    env = decode_event(value)
+    return Applied(env, registry.event_payload(env))
+
+
 class ProjectionRunner:
     """A projection on the `StreamRunner`, external offsets: each batch's rows and next
     offsets in one PostgreSQL transaction (`PgProjectionStore`), every partition assigned to
@@ -355,16 +368,7 @@ class ProjectionRunner:
         self.overlap = True  # catching up: decode a batch while the previous one is written
 
     def decode(self, record: LogRecord) -> Event:
-        """The projection's fast decoder first (its `FastEvent`), else pydantic's envelope
-        and payload, which refuses what it always refused (the same `DecodeError`)."""
-        value = record.value
-        if self.fast is not None and value is not None and len(value) <= MAX_MESSAGE_BYTES:
-            try:
-                return self.fast.decode(value)
-            except Fallback:
-                pass
-        env = decode_event(value)
-        return Applied(env, self.registry.event_payload(env))
+        return decode_for(record.value, self.registry, self.fast)
 
     @property
     def applied(self) -> int:
