@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import cProfile
 import io
+import os
 import pstats
 import time
 from collections import defaultdict
@@ -47,6 +48,10 @@ from schemas import default_registry
 from tests.integration.tapes import event_tape
 
 SECTIONS = ("poll", "decode", "select", "fold", "copy", "upsert", "offsets", "commit", "other")
+
+
+def load() -> str:
+    return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 class Timers:
@@ -223,57 +228,6 @@ async def copy_bound(settings: Settings, n: int) -> tuple[float, float]:
         await conn.close()
 
 
-class OverlappedRunner(ProjectionRunner):
-    """A prototype for the lead, not the runner: while batch N's SQL (one transaction: select,
-    fold, COPY, upsert, offsets) is in flight, batch N+1 is polled and decoded, yielding to
-    the event loop every 500 records so N's round trips go on. Transactions stay one at a
-    time and in log order on the one connection. No dead letters here (the tape is valid);
-    the real loop would keep handle_batch's decode errors and one-by-one fallback."""
-
-    async def run(self, *, count: int | None = None, timeout: float | None = None,
-                  until_caught_up: bool = False, progress: Any = None) -> int:
-        assert self.consumer is not None
-        targets = await self.end_offsets()
-        pending: asyncio.Task[None] | None = None
-        done = 0
-        while True:
-            positions = {tp: await self.consumer.position(tp) for tp in self.partitions}
-            if all(positions[tp] >= targets[tp] for tp in self.partitions):
-                break
-            batch = await self.consumer.getmany(timeout_ms=200, max_records=self.max_batch)
-            if not batch:
-                continue
-            good: list[tuple[Any, kp.Applied]] = []
-            for messages in batch.values():
-                for msg in messages:
-                    env = kp.decode_event(msg.value)
-                    good.append((msg, kp.Applied(env, self.registry.event_payload(env))))
-                    if len(good) % 500 == 0:
-                        await asyncio.sleep(0)  # let the previous batch's SQL advance
-            offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items() if msgs}
-            if pending is not None:
-                await pending
-            pending = asyncio.create_task(self._commit(good, offsets))
-            done += len(good)
-        if pending is not None:
-            await pending
-        return done
-
-
-async def overlapped(settings: Settings, max_batch: int) -> tuple[int, float]:
-    runner = OverlappedRunner(settings, ip.InstrumentsProjection(), default_registry(),
-                              max_batch=max_batch)
-    await runner.drop()
-    await runner.start()
-    settle_heap()
-    try:
-        started = time.perf_counter()
-        count = await runner.run(until_caught_up=True)
-        return count, time.perf_counter() - started
-    finally:
-        await runner.stop()
-
-
 class BeforeProjection(ip.InstrumentsProjection):
     """The instruments projection as it was before this pass (session 6): pydantic envelope
     and payload models for every event (with schemas.fastcodec's envelope Struct), a fold per
@@ -291,7 +245,8 @@ class BeforeProjection(ip.InstrumentsProjection):
 
 def projection(variant: str) -> ip.InstrumentsProjection:
     """`now`: as shipped; `before`: see BeforeProjection; `no-fast`: pydantic decoding into
-    the batch fold; `no-cache`: every key selected per batch (`no-overlap`: see rebuild)."""
+    the batch fold; `no-cache`: every key selected per batch (`no-overlap`, `no-async-commit`:
+    the runner's levers, see rebuild)."""
     if variant == "before":
         return BeforeProjection()
     p = ip.InstrumentsProjection()
@@ -307,6 +262,7 @@ async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False,
     runner = ProjectionRunner(settings, projection(variant), default_registry(),
                               max_batch=max_batch)
     runner.overlap = variant not in ("before", "no-overlap")
+    runner.async_commit = variant not in ("before", "no-async-commit")
     await runner.drop()
     await runner.start()
     timers = Timers()
@@ -316,9 +272,10 @@ async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False,
     try:
         if prof is not None:
             prof.enable()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         count = await runner.run(until_caught_up=True)
         took = time.perf_counter() - started
+        cpu = time.process_time() - cpu
         if prof is not None:
             prof.disable()
     finally:
@@ -329,18 +286,20 @@ async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False,
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(25)
         report = buf.getvalue()
-    return count, took, split(timers, took), report
+    sections = split(timers, took)
+    sections["cpu"] = cpu
+    return count, took, sections, report
 
 
 async def run(events: int, symbols: int, batches: list[int], runs: int, *,
               cprofile: bool = False, baseline: bool = False,
-              overlap: bool = False, levers: Sequence[str] = ()) -> dict[str, Any]:
+              levers: Sequence[str] = ()) -> dict[str, Any]:
     settings = fresh_namespace(base_settings(), "br")
     results: dict[int, list[float]] = {b: [] for b in batches}
     before: dict[int, list[float]] = {b: [] for b in batches}
-    ahead: dict[int, list[float]] = {b: [] for b in batches}
     splits: dict[int, list[dict[str, float]]] = {b: [] for b in batches}
     lever: dict[str, dict[int, list[float]]] = {v: {b: [] for b in batches} for v in levers}
+    cpu: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     try:
         n, tape = await produce_tape(settings, events, symbols)
         settle_heap()
@@ -356,30 +315,28 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
                 await check(settings, tape)
                 results[b].append(count / took)
                 splits[b].append(sec)
+                cpu["now"][b].append(sec["cpu"] / count * 1e6)
                 print(f"run {r + 1}/{runs} max_batch {b:>6}: {count:,} events in {took:.2f} s "
-                      f"= {count / took:,.0f} events/s (table checked)", flush=True)
+                      f"= {count / took:,.0f} events/s, {sec['cpu'] / count * 1e6:.1f} µs CPU "
+                      f"per event in this process (table checked; {load()})", flush=True)
                 if baseline:  # right after, in the same conditions
-                    count, took, _, _ = await rebuild(settings, b, variant="before")
+                    count, took, sec, _ = await rebuild(settings, b, variant="before")
                     await check(settings, tape)
                     before[b].append(count / took)
+                    cpu["before"][b].append(sec["cpu"] / count * 1e6)
                     print(f"run {r + 1}/{runs} max_batch {b:>6}, before (session 6): {count:,} "
-                          f"events in {took:.2f} s = {count / took:,.0f} events/s "
-                          "(table checked)", flush=True)
+                          f"events in {took:.2f} s = {count / took:,.0f} events/s, "
+                          f"{sec['cpu'] / count * 1e6:.1f} µs CPU per event (table checked; "
+                          f"{load()})", flush=True)
                 for v in levers:  # one lever off at a time, alternating with the runs above
-                    count, took, _, _ = await rebuild(settings, b, variant=v)
+                    count, took, sec, _ = await rebuild(settings, b, variant=v)
                     await check(settings, tape)
                     lever[v][b].append(count / took)
+                    cpu[v][b].append(sec["cpu"] / count * 1e6)
                     print(f"run {r + 1}/{runs} max_batch {b:>6}, {v}: {count:,} events in "
-                          f"{took:.2f} s = {count / took:,.0f} events/s (table checked)",
-                          flush=True)
-                if overlap:
-                    count, took = await overlapped(settings, b)
-                    assert count == n, (count, n)
-                    await check(settings, tape)
-                    ahead[b].append(count / took)
-                    print(f"run {r + 1}/{runs} max_batch {b:>6}, overlapped prototype: "
-                          f"{count:,} events in {took:.2f} s = {count / took:,.0f} events/s "
-                          "(table checked)", flush=True)
+                          f"{took:.2f} s = {count / took:,.0f} events/s, "
+                          f"{sec['cpu'] / count * 1e6:.1f} µs CPU per event (table checked; "
+                          f"{load()})", flush=True)
         bound_text: list[float] = []
         bound_binary: list[float] = []
         for _ in range(runs):
@@ -401,6 +358,10 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
         rows.append([str(b), f"{median(results[b]):,.0f}", f"{min(results[b]):,.0f}",
                      f"{max(results[b]):,.0f}", f"{per_batch:,.0f}"])
     print(table(["max_batch", "events/s", "min", "max", "events/batch"], rows))
+    print("CPU of this process per event (µs, median; PostgreSQL's and Kafka's own CPU not "
+          "included): " + "; ".join(
+              f"{v} " + ", ".join(f"max_batch {b}: {median(c):.1f}" for b, c in per.items())
+              for v, per in cpu.items()))
     if baseline:
         print("before (session 6: pydantic models, per-event fold, select per batch, "
               "everything upserted), alternating with the runs above: " +
@@ -410,11 +371,6 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
         print(f"lever off: {v}, alternating with the runs above: " + ", ".join(
             f"max_batch {b}: {median(lever[v][b]):,.0f} events/s "
             f"(now x{median(results[b]) / median(lever[v][b]):.2f})" for b in batches))
-    if overlap:
-        print("overlapped prototype (decode N+1 during N's SQL), alternating with the runs "
-              "above: " + ", ".join(
-                  f"max_batch {b}: {median(ahead[b]):,.0f} events/s "
-                  f"(x{median(ahead[b]) / median(results[b]):.2f} the runner)" for b in batches))
     bound = median(bound_binary)
     best_rate = max(median(v) for v in results.values())
     print(f"bound, same run: PostgreSQL COPY of {n:,} rows of the read model's shape into a "
@@ -439,8 +395,8 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
             "copy_bound": {"text": median(bound_text), "binary": bound},
             "rates": {b: median(v) for b, v in results.items()},
             "before": {b: median(v) for b, v in before.items() if v},
-            "overlapped": {b: median(v) for b, v in ahead.items() if v},
             "levers": {v: {b: median(r) for b, r in lever[v].items()} for v in levers},
+            "cpu_us": {v: {b: median(c) for b, c in per.items()} for v, per in cpu.items()},
             "best": best, "splits": {b: {k: median([s[k] for s in splits[b]]) for k in SECTIONS}
                                      for b in batches}}
 
@@ -456,14 +412,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", action="store_true",
                         help="after each run, one of the projection as before this pass")
     parser.add_argument("--levers", nargs="*", default=[],
-                        choices=["no-fast", "no-cache", "no-overlap"],
+                        choices=["no-fast", "no-cache", "no-overlap", "no-async-commit"],
                         help="after each run, one with this lever off (each, alternating)")
-    parser.add_argument("--overlap", action="store_true",
-                        help="after each run, one with the overlapped prototype runner")
     args = parser.parse_args(argv)
     asyncio.run(run(args.events, args.symbols, args.max_batch, args.runs,
-                    cprofile=args.cprofile, baseline=args.baseline, overlap=args.overlap,
-                    levers=args.levers))
+                    cprofile=args.cprofile, baseline=args.baseline, levers=args.levers))
 
 
 if __name__ == "__main__":

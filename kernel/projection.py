@@ -366,6 +366,7 @@ class ProjectionRunner:
         self.stream: StreamRunner | None = None
         self.lease = ProjectionLease(settings, projection.name)
         self.overlap = True  # catching up: decode a batch while the previous one is written
+        self.async_commit = True  # catching up: commits do not wait for the WAL flush
 
     def decode(self, record: LogRecord) -> Event:
         return decode_for(record.value, self.registry, self.fast)
@@ -488,6 +489,7 @@ class ProjectionRunner:
         # Catching up (a rebuild): each batch is decoded while the previous one's transaction
         # runs (kernel.projection_stage, "Overlap"); everything is committed before returning.
         self.stage.overlap = self.overlap
+        await self._commit_mode(asynchronous=self.async_commit)
         try:
             while count is None or done < count:
                 if deadline is not None and loop.time() >= deadline:
@@ -501,5 +503,19 @@ class ProjectionRunner:
                 done += await self.stream.run(count=left, until_idle=True)
         finally:
             self.stage.overlap = False
-            await self.stage.drain()
+            try:
+                await self.stage.drain()
+            finally:
+                await self._commit_mode(asynchronous=False)
         return done
+
+    async def _commit_mode(self, *, asynchronous: bool) -> None:
+        """Catching up, a commit need not wait for its WAL flush (`synchronous_commit`
+        off, this session only): a crash of PostgreSQL may then lose the last few
+        transactions, but each holds its rows *and* its offsets, so what is lost is replayed
+        from the log, never torn. The live loop keeps the server's setting."""
+        if self.conn is None or self.conn.closed:
+            return
+        await self.conn.execute("SET synchronous_commit TO off" if asynchronous
+                                else "RESET synchronous_commit")
+        await self.conn.commit()
