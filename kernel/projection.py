@@ -330,17 +330,31 @@ class PgProjectionStore:
             )
 
 
-def decode_for(value: bytes | None, registry: TypeRegistry, fast: FastEvents | None) -> Event:
-    """A record's event for a projection: its fast decoder's `FastEvent` when it takes the
+def record_decoder(registry: TypeRegistry,
+                   fast: FastEvents | None) -> Callable[[LogRecord], Event]:
+    """How a projection reads a record: its fast decoder's `FastEvent` when that takes the
     record, else pydantic's envelope and payload, which accept or refuse exactly as they
     always did (the same `DecodeError`, reason and message)."""
-    if fast is not None and value is not None and len(value) <= MAX_MESSAGE_BYTES:
-        try:
-            return fast.decode(value)
-        except Fallback:
-            pass
-    env = decode_event(value)
-    return Applied(env, registry.event_payload(env))
+    event_payload = registry.event_payload
+
+    def slow(value: bytes | None) -> Applied:
+        env = decode_event(value)
+        return Applied(env, event_payload(env))
+
+    if fast is None:
+        return lambda record: slow(record.value)
+    fast_decode = fast.decode
+
+    def decode(record: LogRecord) -> Event:
+        value = record.value
+        if value is not None and len(value) <= MAX_MESSAGE_BYTES:
+            try:
+                return fast_decode(value)
+            except Fallback:
+                pass
+        return slow(value)
+
+    return decode
 
 
 class ProjectionRunner:
@@ -360,8 +374,9 @@ class ProjectionRunner:
         self.conn: psycopg.AsyncConnection | None = None
         self.store = PgProjectionStore(projection)
         self.fast: FastEvents | None = getattr(projection, "fast", None)
+        self._decode = record_decoder(registry, self.fast)
         self.stage: ProjectionStage[Event] = ProjectionStage(
-            self.store, self.decode, name=self.name,
+            self.store, self._decode, name=self.name,
             dead_letter_topic=lambda topic: dead_letter_topic(settings, topic))
         self.stream: StreamRunner | None = None
         self.lease = ProjectionLease(settings, projection.name)
@@ -369,7 +384,7 @@ class ProjectionRunner:
         self.async_commit = True  # catching up: commits do not wait for the WAL flush
 
     def decode(self, record: LogRecord) -> Event:
-        return decode_for(record.value, self.registry, self.fast)
+        return self._decode(record)
 
     @property
     def applied(self) -> int:

@@ -468,6 +468,11 @@ class FastEvent(_Strict, tag_field="type", kw_only=True):
         return _timestamp(self.occurred_at)
 
 
+def utc_timestamp(text: str) -> datetime:
+    """A `FastEvent.occurred_at` (checked at decoding) as the envelope's UTC datetime."""
+    return _timestamp(text)
+
+
 class FastEvents:
     """The fast decoder of a read model's events: `decode(bytes)` returns a `FastEvent`
     subclass instance (`kinds[Model]`) holding the payload's mirror Struct, or raises
@@ -496,4 +501,4 @@ class FastEvents:
 
 
 __all__ = ["FOLD_MIRRORS", "MIRRORS", "Fallback", "FastEvent", "FastEvents", "convert",
-           "decode", "has_payload"]
+           "decode", "has_payload", "utc_timestamp"]

@@ -12,7 +12,7 @@ import psycopg
 from msgspec import UNSET
 
 from kernel.projection import Applied, Event, RowCache, RowTable
-from schemas.fastcodec import FastEvent, FastEvents, TradingHoursS
+from schemas.fastcodec import FastEvents, TradingHoursS, utc_timestamp
 from schemas.instrument import (
     EVENTS,
     InstrumentCommandRejected,
@@ -114,7 +114,7 @@ _REJECTED = FAST.kinds[InstrumentCommandRejected]
 _DEFAULT_HOURS = _hours(TradingHours())
 # Column positions in a row under construction (a list).
 _VENUE, _TICK, _LOT, _CURRENCY, _HOURS, _DESCRIPTION = 1, 3, 4, 5, 6, 7
-_STATUS, _HALT_REASON, _VERSION, _UPDATED_AT = 8, 9, 10, 12
+_STATUS, _HALT_REASON, _VERSION, _REGISTERED_AT, _UPDATED_AT = 8, 9, 10, 11, 12
 
 
 def _fast_hours(hours: TradingHoursS) -> str:
@@ -131,7 +131,8 @@ def _key(event: Event) -> str:
 
 def fold_batch(rows: Mapping[str, Row | None], events: Sequence[Event]) -> dict[str, Row]:
     """The rows a batch changes, each in its state after the batch. Each key's state is a
-    list while the batch folds; one row is built per key at the end."""
+    list while the batch folds, its timestamps the events' checked text; one row is built
+    per key at the end (timestamps parsed once per row, not once per event)."""
     state: dict[str, list[Any]] = {}
     for event in events:
         kind = type(event)
@@ -143,22 +144,22 @@ def fold_batch(rows: Mapping[str, Row | None], events: Sequence[Event]) -> dict[
             if after is not None and after is not before:
                 state[key] = list(after)
             continue
-        assert isinstance(event, FastEvent)
-        key, seq = event.aggregate_id, event.sequence
+        fast: Any = event
+        key, seq = fast.aggregate_id, fast.sequence
         cur = state.get(key)
         if cur is None:
             row = rows.get(key)
             if row is not None:
-                if seq <= row.version:
+                if seq <= row[_VERSION]:
                     continue
                 cur = list(row)
         elif seq <= cur[_VERSION]:
             continue
-        payload = event.payload
+        payload = fast.payload
         if kind is _REGISTERED:
             if cur is None:
                 spec = payload.spec
-                at = event.at()
+                at = fast.occurred_at
                 hours = spec.trading_hours
                 state[key] = [
                     spec.symbol, spec.venue, spec.asset_class, Decimal(spec.tick_size),
@@ -168,6 +169,12 @@ def fold_batch(rows: Mapping[str, Row | None], events: Sequence[Event]) -> dict[
                 continue
         elif cur is None:
             continue  # nothing to change before registration (a rejection included)
+        elif kind is _HALTED:
+            cur[_STATUS], cur[_HALT_REASON] = "halted", payload.reason
+            cur[_UPDATED_AT] = fast.occurred_at
+        elif kind is _RESUMED:
+            cur[_STATUS], cur[_HALT_REASON] = "active", None
+            cur[_UPDATED_AT] = fast.occurred_at
         elif kind is _UPDATED:
             c = payload.changes
             if c.venue is not UNSET and c.venue is not None:
@@ -182,16 +189,19 @@ def fold_batch(rows: Mapping[str, Row | None], events: Sequence[Event]) -> dict[
                 cur[_HOURS] = _fast_hours(c.trading_hours)
             if c.description is not UNSET and c.description is not None:
                 cur[_DESCRIPTION] = c.description
-            cur[_UPDATED_AT] = event.at()
-        elif kind is _HALTED:
-            cur[_STATUS], cur[_HALT_REASON] = "halted", payload.reason
-            cur[_UPDATED_AT] = event.at()
-        elif kind is _RESUMED:
-            cur[_STATUS], cur[_HALT_REASON] = "active", None
-            cur[_UPDATED_AT] = event.at()
+            cur[_UPDATED_AT] = fast.occurred_at
         cur[_VERSION] = seq  # a registration of a known key or a rejection: version only
         state[key] = cur
-    return {key: Row._make(values) for key, values in state.items()}
+    out: dict[str, Row] = {}
+    for key, values in state.items():
+        registered, updated = values[_REGISTERED_AT], values[_UPDATED_AT]
+        if type(updated) is str:
+            values[_UPDATED_AT] = utc_timestamp(updated)
+        if type(registered) is str:
+            values[_REGISTERED_AT] = (values[_UPDATED_AT] if registered is updated
+                                      else utc_timestamp(registered))
+        out[key] = Row._make(values)
+    return out
 
 
 # trading_hours comes back as the text PostgreSQL stores (jsonb's canonical form): parsing

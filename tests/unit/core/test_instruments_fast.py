@@ -3,7 +3,7 @@
 The fast path (`core.adapters.instruments_projection.FAST`, msgspec Structs folded by
 `fold_batch` without a pydantic model) must be an exact stand-in: every record it takes is
 one pydantic takes, folding to the very same rows (values, types, decimal scale, JSON text);
-every record pydantic refuses, it refuses too, so the runner's decode (`decode_for`) refuses
+every record pydantic refuses, it refuses too, so the runner's decode (`record_decoder`) refuses
 it with today's `DecodeError`, reason and message; and a batch folds alike whatever mix of
 fast and pydantic events it holds and wherever the batches are cut.
 """
@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.adapters.instruments_projection import FAST, Row, fold, fold_batch
-from kernel.projection import Applied, Event, decode_for
+from kernel.log import LogRecord
+from kernel.projection import Applied, Event, record_decoder
 from schemas import default_registry
 from schemas.codec import decode_event, encode
 from schemas.envelope import EventPayload, make_event
@@ -42,6 +43,11 @@ from schemas.instrument import (
 from tests.integration.tapes import event_tape
 
 REGISTRY = default_registry()
+DECODE = record_decoder(REGISTRY, FAST)  # what the runner decodes a record with
+
+
+def decode_for(data: bytes) -> Event:
+    return DECODE(LogRecord("instrument.events", 0, 0, None, data, (), 0))
 T0 = datetime(2026, 12, 5, 6, 30, tzinfo=UTC)
 HOURS = '{"sessions":[],"timezone":"UTC"}'
 BASE = Row("BTC-USD", "simulator", "crypto", Decimal("0.01"), Decimal("1"), "USD", HOURS, "",
@@ -87,10 +93,10 @@ def check_same(data: bytes) -> str:
     if kind == "refused":
         assert fast is None, "the fast path took a record pydantic refuses"
         with pytest.raises(DecodeError) as caught:
-            decode_for(data, REGISTRY, FAST)
+            decode_for(data)
         assert (caught.value.reason, str(caught.value)) == result
         return "refused"
-    assert isinstance(decode_for(data, REGISTRY, FAST), Applied if fast is None else FastEvent)
+    assert isinstance(decode_for(data), Applied if fast is None else FastEvent)
     if fast is None:
         return "fallback"
     key = result.envelope.aggregate_id
