@@ -186,7 +186,9 @@ class RowTable(Generic[R]):
 
     Rows are named tuples in column order. A batch loads the rows its events touch in one
     query, folds every event in memory in log order, and writes back only the rows that
-    changed with one COPY-upsert: three round trips per batch, whatever its size.
+    changed with one COPY-upsert: three round trips per batch, whatever its size. With a
+    `RowCache` and `fold_batch`, keys already held are not selected again and rows of keys
+    known to have none are COPYed straight into the table.
     """
 
     table: str
