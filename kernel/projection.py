@@ -531,8 +531,8 @@ class ProjectionRunner:
         off, this session only): a crash of PostgreSQL may then lose the last few
         transactions, but each holds its rows *and* its offsets, so what is lost is replayed
         from the log, never torn. The live loop keeps the server's setting."""
-        if self.conn is None or self.conn.closed:
-            return
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            return  # a lost connection takes its session settings with it
         await self.conn.execute("SET synchronous_commit TO off" if asynchronous
                                 else "RESET synchronous_commit")
         await self.conn.commit()
