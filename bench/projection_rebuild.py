@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
-import dataclasses
 import io
+import os
 import pstats
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from psycopg import sql
@@ -45,11 +44,14 @@ from kernel.pg import connect
 from kernel.projection import ProjectionRunner
 from kernel.runtime import settle_heap
 from kernel.settings import Settings
-from schemas import default_registry, fastcodec
+from schemas import default_registry
 from tests.integration.tapes import event_tape
 
-SECTIONS = ("poll", "decode", "select", "fold", "copy+rows", "upsert", "offsets", "commit",
-            "other")
+SECTIONS = ("poll", "decode", "select", "fold", "copy", "upsert", "offsets", "commit", "other")
+
+
+def load() -> str:
+    return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 class Timers:
@@ -79,18 +81,25 @@ class Timers:
 
 
 def instrument(runner: ProjectionRunner, timers: Timers) -> Callable[[], None]:
-    """Wrap the runner's steps with timers; return a function that undoes the module patches."""
+    """Wrap the runner's steps with timers, per batch (nothing per event, so the timing costs
+    nothing measurable); return a function that undoes the module patches."""
     assert runner.stream is not None and runner.stream.consumer is not None
     assert runner.conn is not None
-    saved_decode, saved_fold = kp.decode_event, ip.fold
-    kp.decode_event = timers.sync("decode", saved_decode)
-    ip.fold = timers.sync("fold", saved_fold)
-    runner.registry.event_payload = timers.sync(  # type: ignore[method-assign]
-        "decode", runner.registry.event_payload)
-    consumer = runner.stream.consumer
+    saved = ip.fold_batch, ip.fold, kp.copy_into, kp.copy_upsert
+    ip.fold_batch = timers.sync("fold", saved[0])
+    ip.fold = timers.sync("fold", saved[1])  # the "before" projection folds per event
+    kp.copy_into = timers.coro("copy", saved[2])
+    kp.copy_upsert = timers.coro("copy", saved[3])
+    stream = runner.stream
+    stream._step_all = timers.sync("decode", stream._step_all)  # type: ignore[method-assign]
+    # With overlap the stage decodes in flush, and waits there for the previous batch's
+    # transaction: sections overlap then, and "other" can come out negative.
+    stage = runner.stage
+    stage._flush_overlapped = timers.coro(  # type: ignore[method-assign]
+        "decode", stage._flush_overlapped)
+    consumer = stream.consumer
+    assert consumer is not None
     consumer.poll = timers.coro("poll", consumer.poll)  # type: ignore[method-assign]
-    runner.stream.handle_batch = timers.coro(  # type: ignore[method-assign]
-        "batch", runner.stream.handle_batch)
     runner.store.write = timers.coro("txn", runner.store.write)  # type: ignore[method-assign]
     runner.store._store_offsets = timers.coro(  # type: ignore[method-assign]
         "offsets", runner.store._store_offsets)
@@ -112,24 +121,24 @@ def instrument(runner: ProjectionRunner, timers: Timers) -> Callable[[], None]:
     conn.execute = timed_execute  # type: ignore[method-assign]
 
     def undo() -> None:
-        kp.decode_event, ip.fold = saved_decode, saved_fold
+        ip.fold_batch, ip.fold, kp.copy_into, kp.copy_upsert = saved
     return undo
 
 
 def split(timers: Timers, total: float) -> dict[str, float]:
     s = timers.s
-    apply_rest = s["apply"] - s["select"] - s["fold"] - s["upsert"] - s["temp"]
     commit = s["txn"] - s["apply"] - s["offsets"]
     out = {"poll": s["poll"], "decode": s["decode"], "select": s["select"], "fold": s["fold"],
-           "copy+rows": apply_rest + s["temp"], "upsert": s["upsert"], "offsets": s["offsets"],
+           "copy": s["copy"] - s["upsert"], "upsert": s["upsert"], "offsets": s["offsets"],
            "commit": commit}
     out["other"] = total - sum(out.values())
     out["batches"] = s["apply#"]
     return out
 
 
-def decode_floor(records: list[tuple[bytes, bytes]]) -> tuple[float, float]:
-    """CPU µs per event of decode_event and of event_payload alone, no IO."""
+def decode_floor(records: list[tuple[bytes, bytes]]) -> tuple[float, float, float]:
+    """CPU µs per event of decode_event and of event_payload alone (the pydantic path), and
+    of the projection's fast decoder (envelope + payload Structs), no IO."""
     registry = default_registry()
     t = time.perf_counter()
     envs = [kp.decode_event(v) for _, v in records]
@@ -137,8 +146,11 @@ def decode_floor(records: list[tuple[bytes, bytes]]) -> tuple[float, float]:
     for env in envs:
         registry.event_payload(env)
     t2 = time.perf_counter()
+    for _, v in records:
+        ip.FAST.decode(v)
+    t3 = time.perf_counter()
     n = len(records)
-    return (t1 - t) / n * 1e6, (t2 - t1) / n * 1e6
+    return (t1 - t) / n * 1e6, (t2 - t1) / n * 1e6, (t3 - t2) / n * 1e6
 
 
 async def produce_tape(settings: Settings, events: int, symbols: int) -> tuple[int, Any]:
@@ -216,78 +228,41 @@ async def copy_bound(settings: Settings, n: int) -> tuple[float, float]:
         await conn.close()
 
 
-class OverlappedRunner(ProjectionRunner):
-    """A prototype for the lead, not the runner: while batch N's SQL (one transaction: select,
-    fold, COPY, upsert, offsets) is in flight, batch N+1 is polled and decoded, yielding to
-    the event loop every 500 records so N's round trips go on. Transactions stay one at a
-    time and in log order on the one connection. No dead letters here (the tape is valid);
-    the real loop would keep handle_batch's decode errors and one-by-one fallback."""
+class BeforeProjection(ip.InstrumentsProjection):
+    """The instruments projection as it was before this pass (session 6): pydantic envelope
+    and payload models for every event (with schemas.fastcodec's envelope Struct), a fold per
+    event, a select of every key of every batch, every changed row through the COPY-upsert."""
 
-    async def run(self, *, count: int | None = None, timeout: float | None = None,
-                  until_caught_up: bool = False, progress: Any = None) -> int:
-        assert self.consumer is not None
-        targets = await self.end_offsets()
-        pending: asyncio.Task[None] | None = None
-        done = 0
-        while True:
-            positions = {tp: await self.consumer.position(tp) for tp in self.partitions}
-            if all(positions[tp] >= targets[tp] for tp in self.partitions):
-                break
-            batch = await self.consumer.getmany(timeout_ms=200, max_records=self.max_batch)
-            if not batch:
-                continue
-            good: list[tuple[Any, kp.Applied]] = []
-            for messages in batch.values():
-                for msg in messages:
-                    env = kp.decode_event(msg.value)
-                    good.append((msg, kp.Applied(env, self.registry.event_payload(env))))
-                    if len(good) % 500 == 0:
-                        await asyncio.sleep(0)  # let the previous batch's SQL advance
-            offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items() if msgs}
-            if pending is not None:
-                await pending
-            pending = asyncio.create_task(self._commit(good, offsets))
-            done += len(good)
-        if pending is not None:
-            await pending
-        return done
+    fast = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cache = None  # type: ignore[assignment]
+
+    async def apply(self, conn: Any, events: Any) -> None:
+        await ip.TABLE.fold(conn, events, ip.fold)
 
 
-async def overlapped(settings: Settings, max_batch: int) -> tuple[int, float]:
-    runner = OverlappedRunner(settings, ip.InstrumentsProjection(), default_registry(),
+def projection(variant: str) -> ip.InstrumentsProjection:
+    """`now`: as shipped; `before`: see BeforeProjection; `no-fast`: pydantic decoding into
+    the batch fold; `no-cache`: every key selected per batch (`no-overlap`, `no-async-commit`:
+    the runner's levers, see rebuild)."""
+    if variant == "before":
+        return BeforeProjection()
+    p = ip.InstrumentsProjection()
+    if variant == "no-fast":
+        p.fast = None  # type: ignore[assignment]
+    elif variant == "no-cache":
+        p.cache = None  # type: ignore[assignment]
+    return p
+
+
+async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False,
+                  variant: str = "now") -> tuple[int, float, dict[str, float], str]:
+    runner = ProjectionRunner(settings, projection(variant), default_registry(),
                               max_batch=max_batch)
-    await runner.drop()
-    await runner.start()
-    settle_heap()
-    try:
-        started = time.perf_counter()
-        count = await runner.run(until_caught_up=True)
-        return count, time.perf_counter() - started
-    finally:
-        await runner.stop()
-
-
-@contextlib.contextmanager
-def levers_off() -> Iterator[None]:
-    """The rebuild as it was before issue 10's hot path: pydantic decoding only (no
-    schemas.fastcodec) and a text COPY of the changed rows."""
-    saved = fastcodec.decode, fastcodec.convert, ip.TABLE
-
-    def off(*_: Any) -> Any:
-        raise fastcodec.Fallback
-
-    fastcodec.decode, fastcodec.convert = off, off  # type: ignore[assignment]
-    ip.TABLE = dataclasses.replace(ip.TABLE, binary=False)
-    try:
-        yield
-    finally:
-        fastcodec.decode, fastcodec.convert, ip.TABLE = saved
-
-
-async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False
-                  ) -> tuple[int, float, dict[str, float], str]:
-    runner = ProjectionRunner(settings, ip.InstrumentsProjection(), default_registry(),
-                              max_batch=max_batch)
+    runner.overlap = variant not in ("before", "no-overlap")
+    runner.async_commit = variant not in ("before", "no-async-commit")
     await runner.drop()
     await runner.start()
     timers = Timers()
@@ -297,9 +272,10 @@ async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False
     try:
         if prof is not None:
             prof.enable()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         count = await runner.run(until_caught_up=True)
         took = time.perf_counter() - started
+        cpu = time.process_time() - cpu
         if prof is not None:
             prof.disable()
     finally:
@@ -310,24 +286,28 @@ async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(25)
         report = buf.getvalue()
-    return count, took, split(timers, took), report
+    sections = split(timers, took)
+    sections["cpu"] = cpu
+    return count, took, sections, report
 
 
 async def run(events: int, symbols: int, batches: list[int], runs: int, *,
               cprofile: bool = False, baseline: bool = False,
-              overlap: bool = False) -> dict[str, Any]:
+              levers: Sequence[str] = ()) -> dict[str, Any]:
     settings = fresh_namespace(base_settings(), "br")
     results: dict[int, list[float]] = {b: [] for b in batches}
     before: dict[int, list[float]] = {b: [] for b in batches}
-    ahead: dict[int, list[float]] = {b: [] for b in batches}
     splits: dict[int, list[dict[str, float]]] = {b: [] for b in batches}
+    lever: dict[str, dict[int, list[float]]] = {v: {b: [] for b in batches} for v in levers}
+    cpu: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     try:
         n, tape = await produce_tape(settings, events, symbols)
         settle_heap()
-        env_us, payload_us = decode_floor(tape.records)
-        print(f"decode alone (CPU, no IO): decode_event {env_us:.1f} µs + event_payload "
-              f"{payload_us:.1f} µs per event = at most {1e6 / (env_us + payload_us):,.0f} "
-              "events/s from decoding alone", flush=True)
+        env_us, payload_us, fast_us = decode_floor(tape.records)
+        print(f"decode alone (CPU, no IO): pydantic path decode_event {env_us:.1f} µs + "
+              f"event_payload {payload_us:.1f} µs per event; fast path (FastEvents) "
+              f"{fast_us:.1f} µs = at most {1e6 / fast_us:,.0f} events/s from decoding alone",
+              flush=True)
         for r in range(runs):
             for b in batches:
                 count, took, sec, _ = await rebuild(settings, b)
@@ -335,24 +315,28 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
                 await check(settings, tape)
                 results[b].append(count / took)
                 splits[b].append(sec)
+                cpu["now"][b].append(sec["cpu"] / count * 1e6)
                 print(f"run {r + 1}/{runs} max_batch {b:>6}: {count:,} events in {took:.2f} s "
-                      f"= {count / took:,.0f} events/s (table checked)", flush=True)
+                      f"= {count / took:,.0f} events/s, {sec['cpu'] / count * 1e6:.1f} µs CPU "
+                      f"per event in this process (table checked; {load()})", flush=True)
                 if baseline:  # right after, in the same conditions
-                    with levers_off():
-                        count, took, _, _ = await rebuild(settings, b)
+                    count, took, sec, _ = await rebuild(settings, b, variant="before")
                     await check(settings, tape)
                     before[b].append(count / took)
-                    print(f"run {r + 1}/{runs} max_batch {b:>6}, levers off: {count:,} events "
-                          f"in {took:.2f} s = {count / took:,.0f} events/s (table checked)",
-                          flush=True)
-                if overlap:
-                    count, took = await overlapped(settings, b)
-                    assert count == n, (count, n)
+                    cpu["before"][b].append(sec["cpu"] / count * 1e6)
+                    print(f"run {r + 1}/{runs} max_batch {b:>6}, before (session 6): {count:,} "
+                          f"events in {took:.2f} s = {count / took:,.0f} events/s, "
+                          f"{sec['cpu'] / count * 1e6:.1f} µs CPU per event (table checked; "
+                          f"{load()})", flush=True)
+                for v in levers:  # one lever off at a time, alternating with the runs above
+                    count, took, sec, _ = await rebuild(settings, b, variant=v)
                     await check(settings, tape)
-                    ahead[b].append(count / took)
-                    print(f"run {r + 1}/{runs} max_batch {b:>6}, overlapped prototype: "
-                          f"{count:,} events in {took:.2f} s = {count / took:,.0f} events/s "
-                          "(table checked)", flush=True)
+                    lever[v][b].append(count / took)
+                    cpu[v][b].append(sec["cpu"] / count * 1e6)
+                    print(f"run {r + 1}/{runs} max_batch {b:>6}, {v}: {count:,} events in "
+                          f"{took:.2f} s = {count / took:,.0f} events/s, "
+                          f"{sec['cpu'] / count * 1e6:.1f} µs CPU per event (table checked; "
+                          f"{load()})", flush=True)
         bound_text: list[float] = []
         bound_binary: list[float] = []
         for _ in range(runs):
@@ -374,22 +358,27 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
         rows.append([str(b), f"{median(results[b]):,.0f}", f"{min(results[b]):,.0f}",
                      f"{max(results[b]):,.0f}", f"{per_batch:,.0f}"])
     print(table(["max_batch", "events/s", "min", "max", "events/batch"], rows))
+    print("CPU of this process per event (µs, median; PostgreSQL's and Kafka's own CPU not "
+          "included): " + "; ".join(
+              f"{v} " + ", ".join(f"max_batch {b}: {median(c):.1f}" for b, c in per.items())
+              for v, per in cpu.items()))
     if baseline:
-        print("levers off (pydantic decoding, text COPY), alternating with the runs above: " +
+        print("before (session 6: pydantic models, per-event fold, select per batch, "
+              "everything upserted), alternating with the runs above: " +
               ", ".join(f"max_batch {b}: {median(before[b]):,.0f} events/s "
                         f"(now x{median(results[b]) / median(before[b]):.2f})" for b in batches))
-    if overlap:
-        print("overlapped prototype (decode N+1 during N's SQL), alternating with the runs "
-              "above: " + ", ".join(
-                  f"max_batch {b}: {median(ahead[b]):,.0f} events/s "
-                  f"(x{median(ahead[b]) / median(results[b]):.2f} the runner)" for b in batches))
+    for v in levers:
+        print(f"lever off: {v}, alternating with the runs above: " + ", ".join(
+            f"max_batch {b}: {median(lever[v][b]):,.0f} events/s "
+            f"(now x{median(results[b]) / median(lever[v][b]):.2f})" for b in batches))
     bound = median(bound_binary)
     best_rate = max(median(v) for v in results.values())
     print(f"bound, same run: PostgreSQL COPY of {n:,} rows of the read model's shape into a "
           f"table with its key: text {median(bound_text):,.0f} rows/s, binary {bound:,.0f} "
           f"rows/s; rebuild / binary bound = {best_rate / bound:.2f}")
     print()
-    print("where the wall time goes (median per section, % of the run; µs per event)")
+    print("where the wall time goes (median per section, % of the run; µs per event; with the "
+          "overlap, decode includes the wait for the previous batch and sections overlap)")
     srows = []
     for b in batches:
         med = {k: median([s[k] for s in splits[b]]) for k in SECTIONS}
@@ -402,10 +391,12 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
         print(profile_report)
     best = max(batches, key=lambda b: median(results[b]))
     return {"events": n, "symbols": symbols, "decode_us": env_us + payload_us,
+            "fast_decode_us": fast_us,
             "copy_bound": {"text": median(bound_text), "binary": bound},
             "rates": {b: median(v) for b, v in results.items()},
             "before": {b: median(v) for b, v in before.items() if v},
-            "overlapped": {b: median(v) for b, v in ahead.items() if v},
+            "levers": {v: {b: median(r) for b, r in lever[v].items()} for v in levers},
+            "cpu_us": {v: {b: median(c) for b, c in per.items()} for v, per in cpu.items()},
             "best": best, "splits": {b: {k: median([s[k] for s in splits[b]]) for k in SECTIONS}
                                      for b in batches}}
 
@@ -419,12 +410,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3, help="repetitions (median reported)")
     parser.add_argument("--cprofile", action="store_true", help="one extra run under cProfile")
     parser.add_argument("--baseline", action="store_true",
-                        help="after each run, one with the issue-10 levers off (before/after)")
-    parser.add_argument("--overlap", action="store_true",
-                        help="after each run, one with the overlapped prototype runner")
+                        help="after each run, one of the projection as before this pass")
+    parser.add_argument("--levers", nargs="*", default=[],
+                        choices=["no-fast", "no-cache", "no-overlap", "no-async-commit"],
+                        help="after each run, one with this lever off (each, alternating)")
     args = parser.parse_args(argv)
     asyncio.run(run(args.events, args.symbols, args.max_batch, args.runs,
-                    cprofile=args.cprofile, baseline=args.baseline, overlap=args.overlap))
+                    cprofile=args.cprofile, baseline=args.baseline, levers=args.levers))
 
 
 if __name__ == "__main__":

@@ -111,16 +111,7 @@ async def copy_upsert(conn: psycopg.AsyncConnection, *, table: str, columns: Seq
     await conn.execute(sql.SQL(
         "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     ).format(stage, target))
-    types = await column_types(conn, table, columns) if binary else None
-    fmt = sql.SQL(" (FORMAT BINARY)") if binary else sql.SQL("")
-    async with conn.cursor() as cur, cur.copy(
-        sql.SQL("COPY {} ({}) FROM STDIN{}").format(stage, cols, fmt)
-    ) as copy:
-        if types is not None:
-            cur.adapters.register_dumper(None, JsonTextBinaryDumper)  # this cursor only
-            copy.set_types(types)
-        for row in rows:
-            await copy.write_row(row)
+    await _copy(conn, stage, table, columns, rows, binary=binary)
     updates = sql.SQL(", ").join(
         sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
         for c in columns if c not in key)
@@ -128,6 +119,30 @@ async def copy_upsert(conn: psycopg.AsyncConnection, *, table: str, columns: Seq
         "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) DO UPDATE SET {}"
     ).format(target, cols, cols, stage,
              sql.SQL(", ").join(sql.Identifier(c) for c in key), updates))
+
+
+async def copy_into(conn: psycopg.AsyncConnection, *, table: str, columns: Sequence[str],
+                    rows: Iterable[Sequence[object]], binary: bool = False) -> None:
+    """COPY rows straight into `table` (new rows only: a key already there fails the COPY
+    and, with it, the transaction). `binary` as for `copy_upsert`."""
+    await _copy(conn, sql.Identifier(table), table, columns, rows, binary=binary)
+
+
+async def _copy(conn: psycopg.AsyncConnection, into: sql.Identifier, table: str,
+                columns: Sequence[str], rows: Iterable[Sequence[object]], *,
+                binary: bool) -> None:
+    """COPY `rows` into `into`, whose columns are those of `table` (the types, for binary)."""
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    types = await column_types(conn, table, columns) if binary else None
+    fmt = sql.SQL(" (FORMAT BINARY)") if binary else sql.SQL("")
+    async with conn.cursor() as cur, cur.copy(
+        sql.SQL("COPY {} ({}) FROM STDIN{}").format(into, cols, fmt)
+    ) as copy:
+        if types is not None:
+            cur.adapters.register_dumper(None, JsonTextBinaryDumper)  # this cursor only
+            copy.set_types(types)
+        for row in rows:
+            await copy.write_row(row)
 
 
 async def page_by_key(conn: psycopg.AsyncConnection, *, table: str, columns: LiteralString,

@@ -19,13 +19,14 @@ from psycopg import sql
 from kernel.dlq import dead_letter_topic
 from kernel.log import Log, LogConsumer, LogRecord, TopicPartition
 from kernel.observability import get_logger
-from kernel.pg import apply_ddl, connect, copy_upsert
+from kernel.pg import apply_ddl, connect, copy_into, copy_upsert
 from kernel.projection_stage import BatchRejected, ProjectionStage
 from kernel.runner import StreamRunner
 from kernel.settings import Settings
-from schemas.codec import decode_event
+from schemas.codec import MAX_MESSAGE_BYTES, decode_event
 from schemas.envelope import EventEnvelope, EventPayload
 from schemas.errors import PropstreamError
+from schemas.fastcodec import Fallback, FastEvent, FastEvents
 from schemas.registry import TypeRegistry
 
 log = get_logger(__name__)
@@ -110,8 +111,19 @@ class Applied:
     payload: EventPayload
 
 
+# What a projection folds: the pydantic envelope and payload, or — for a projection with a
+# fast path (`fast`) — the fast decoder's `FastEvent` (envelope and payload Structs, no model).
+Event = Applied | FastEvent
+
+
 class Projection(Protocol):
-    """A read model: its tables, and how a batch of events changes them."""
+    """A read model: its tables, and how a batch of events changes them.
+
+    Two optional attributes make it faster (both read with `getattr`): `fast`, a
+    `schemas.fastcodec.FastEvents` whose `FastEvent`s `apply` then receives among the
+    `Applied` (anything it does not take is decoded by pydantic as before, so refusals are
+    unchanged); and `cache`, a `RowCache` of its rows that the store keeps to what is
+    committed."""
 
     name: str
     topics: tuple[str, ...]  # catalogue names
@@ -119,13 +131,53 @@ class Projection(Protocol):
 
     def ddl(self) -> Sequence[str]: ...
 
-    async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Applied]) -> None:
+    async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Event]) -> None:
         """Apply events in log order; must skip events already reflected (by sequence)."""
 
 
 ProgressFn = Callable[[int, int], None]
 
 R = TypeVar("R", bound=tuple[Any, ...])
+E = TypeVar("E")
+
+
+class RowCache(Generic[R]):
+    """A read model's rows as committed, kept by its only writer (the projection's lease
+    holder) so that a batch selects only the keys it has not seen yet; `None` records a key
+    known to have no row. `complete` means every row of the table is here (the table was empty
+    when the runner started, as after `replay`'s drop): then nothing is selected at all.
+
+    A batch's changed rows wait in `pending` and join `rows` only once its transaction has
+    committed (`commit`); any failed write forgets everything (`reset`), and the next batches
+    select again. Past `limit` keys the cache is emptied (and is no longer complete)."""
+
+    def __init__(self, table: RowTable[R], *, limit: int = 100_000) -> None:
+        self.table = table
+        self.limit = limit
+        self.rows: dict[str, R | None] = {}
+        self.pending: dict[str, R] = {}
+        self.complete = False
+
+    async def start(self, conn: psycopg.AsyncConnection) -> None:
+        """Forget everything; complete if the table is empty now."""
+        self.reset()
+        cur = await conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(
+            sql.Identifier(self.table.table)))
+        row = await cur.fetchone()
+        await conn.commit()
+        self.complete = bool(row and row[0])
+
+    def reset(self) -> None:
+        self.rows.clear()
+        self.pending.clear()
+        self.complete = False
+
+    def commit(self) -> None:
+        self.rows.update(self.pending)
+        self.pending.clear()
+        if len(self.rows) > self.limit:
+            self.rows.clear()
+            self.complete = False
 
 
 @dataclass(frozen=True)
@@ -134,7 +186,9 @@ class RowTable(Generic[R]):
 
     Rows are named tuples in column order. A batch loads the rows its events touch in one
     query, folds every event in memory in log order, and writes back only the rows that
-    changed with one COPY-upsert: three round trips per batch, whatever its size.
+    changed with one COPY-upsert: three round trips per batch, whatever its size. With a
+    `RowCache` and `fold_batch`, keys already held are not selected again and rows of keys
+    known to have none are COPYed straight into the table.
     """
 
     table: str
@@ -157,6 +211,50 @@ class RowTable(Generic[R]):
     async def save(self, conn: psycopg.AsyncConnection, rows: Iterable[R]) -> None:
         await copy_upsert(conn, table=self.table, columns=self.columns,
                           key=(self.columns[0],), rows=rows, binary=self.binary)
+
+    async def fold_batch(self, conn: psycopg.AsyncConnection, events: Sequence[E], *,
+                         key: Callable[[E], str],
+                         fold: Callable[[Mapping[str, R | None], Sequence[E]], dict[str, R]],
+                         cache: RowCache[R] | None = None) -> dict[str, R]:
+        """Load the rows of the batch's keys (from `cache` where it holds them), let `fold`
+        turn the whole batch into the changed rows (one per key: its state after the batch),
+        save them; returns them.
+
+        `fold(rows, events)` reads `rows` (every key of the batch: its row, or None/absent
+        for none) without changing it, and must skip events at or below a row's version, so
+        a replayed batch changes nothing. Rows of keys known to have none are COPYed straight
+        into the table; the others go through the COPY-upsert."""
+        keys = {key(e) for e in events}
+        if cache is None:
+            rows: Mapping[str, R | None] = await self.load(conn, keys)
+        else:
+            held = cache.rows
+            if not cache.complete:
+                missing = keys - held.keys()
+                if missing:
+                    loaded = await self.load(conn, missing)
+                    for k in missing:  # committed state: this writer wrote nothing yet
+                        held[k] = loaded.get(k)
+            rows = held
+        changed = fold(rows, events)
+        if changed:
+            new = [r for k, r in changed.items() if rows.get(k) is None]
+            if len(new) == len(changed):
+                await self.insert(conn, new)
+            elif new:
+                await self.insert(conn, new)
+                await self.save(conn, [r for k, r in changed.items() if rows.get(k) is not None])
+            else:
+                await self.save(conn, changed.values())
+            if cache is not None:
+                cache.pending.update(changed)
+        return changed
+
+    async def insert(self, conn: psycopg.AsyncConnection, rows: Iterable[R]) -> None:
+        """COPY rows of keys that have none yet straight into the table (no stage, no
+        conflict clause): a key that has one after all fails the batch, which is retried."""
+        await copy_into(conn, table=self.table, columns=self.columns, rows=rows,
+                        binary=self.binary)
 
     async def fold(self, conn: psycopg.AsyncConnection, events: Sequence[Applied],
                    step: Callable[[R | None, Applied], R | None]) -> dict[str, R]:
@@ -186,6 +284,7 @@ class PgProjectionStore:
     def __init__(self, projection: Projection) -> None:
         self.projection = projection
         self.conn: psycopg.AsyncConnection | None = None
+        self.cache: RowCache[Any] | None = getattr(projection, "cache", None)
 
     async def offsets(self) -> dict[TopicPartition, int]:
         assert self.conn is not None
@@ -196,18 +295,29 @@ class PgProjectionStore:
         await self.conn.commit()
         return {TopicPartition(t, p): o for t, p, o in rows}
 
-    async def write(self, events: Sequence[Applied],
+    async def write(self, events: Sequence[Event],
                     offsets: Mapping[TopicPartition, int]) -> None:
         assert self.conn is not None
+        cache = self.cache
         try:
             async with self.conn.transaction():
                 if events:
                     await self.projection.apply(self.conn, events)
                 await self._store_offsets(offsets)
         except psycopg.OperationalError:
+            if cache is not None:
+                cache.reset()
             raise  # the database is gone: let the supervisor restart us
         except psycopg.Error as exc:
+            if cache is not None:
+                cache.reset()
             raise BatchRejected(str(exc)[:1000]) from exc
+        except BaseException:
+            if cache is not None:
+                cache.reset()
+            raise
+        if cache is not None:
+            cache.commit()
 
     async def _store_offsets(self, offsets: Mapping[TopicPartition, int]) -> None:
         assert self.conn is not None
@@ -220,6 +330,33 @@ class PgProjectionStore:
                 "DO UPDATE SET next_offset = EXCLUDED.next_offset",
                 [(self.projection.name, tp.topic, tp.partition, o) for tp, o in offsets.items()],
             )
+
+
+def record_decoder(registry: TypeRegistry,
+                   fast: FastEvents | None) -> Callable[[LogRecord], Event]:
+    """How a projection reads a record: its fast decoder's `FastEvent` when that takes the
+    record, else pydantic's envelope and payload, which accept or refuse exactly as they
+    always did (the same `DecodeError`, reason and message)."""
+    event_payload = registry.event_payload
+
+    def slow(value: bytes | None) -> Applied:
+        env = decode_event(value)
+        return Applied(env, event_payload(env))
+
+    if fast is None:
+        return lambda record: slow(record.value)
+    fast_decode = fast.decode
+
+    def decode(record: LogRecord) -> Event:
+        value = record.value
+        if value is not None and len(value) <= MAX_MESSAGE_BYTES:
+            try:
+                return fast_decode(value)
+            except Fallback:
+                pass
+        return slow(value)
+
+    return decode
 
 
 class ProjectionRunner:
@@ -238,15 +375,18 @@ class ProjectionRunner:
         self.log = log_
         self.conn: psycopg.AsyncConnection | None = None
         self.store = PgProjectionStore(projection)
-        self.stage: ProjectionStage[Applied] = ProjectionStage(
-            self.store, self.decode, name=self.name,
+        self.fast: FastEvents | None = getattr(projection, "fast", None)
+        self._decode = record_decoder(registry, self.fast)
+        self.stage: ProjectionStage[Event] = ProjectionStage(
+            self.store, self._decode, name=self.name,
             dead_letter_topic=lambda topic: dead_letter_topic(settings, topic))
         self.stream: StreamRunner | None = None
         self.lease = ProjectionLease(settings, projection.name)
+        self.overlap = True  # catching up: decode a batch while the previous one is written
+        self.async_commit = True  # catching up: commits do not wait for the WAL flush
 
-    def decode(self, record: LogRecord) -> Applied:
-        env = decode_event(record.value)
-        return Applied(env, self.registry.event_payload(env))
+    def decode(self, record: LogRecord) -> Event:
+        return self._decode(record)
 
     @property
     def applied(self) -> int:
@@ -275,6 +415,8 @@ class ProjectionRunner:
         await self.lease.acquire()
         self.conn = await connect(self.settings)
         await self.ensure_tables(self.conn)
+        if self.store.cache is not None:
+            await self.store.cache.start(self.conn)
         self.store.conn = self.conn
         if self.log is None:
             from kernel.kafkalog import KafkaLog
@@ -289,11 +431,14 @@ class ProjectionRunner:
                  partitions=len(self.partitions))
 
     async def stop(self) -> None:
-        if self.stream is not None:
-            await self.stream.stop()
-        if self.conn is not None:
-            await self.conn.close()
-        await self.lease.release()
+        try:
+            await self.stage.drain()
+        finally:
+            if self.stream is not None:
+                await self.stream.stop()
+            if self.conn is not None:
+                await self.conn.close()
+            await self.lease.release()
 
     async def ensure_tables(self, conn: psycopg.AsyncConnection) -> None:
         await apply_ddl(conn, [OFFSETS_DDL, *self.projection.ddl()])
@@ -308,6 +453,8 @@ class ProjectionRunner:
         projection's lease first, and keeps it for the rebuild that follows (`start`); raises
         `ProjectionLeaseHeld` while a live runner holds it."""
         await self.take_lease()
+        if self.store.cache is not None:
+            self.store.cache.reset()
         conn = await connect(self.settings)
         try:
             async with conn.transaction():
@@ -356,14 +503,36 @@ class ProjectionRunner:
         targets = await self.end_offsets()
         total_target = sum(targets.values())
         done = 0
-        while count is None or done < count:
-            if deadline is not None and loop.time() >= deadline:
-                break
-            positions = await self._reached()
-            if all(positions[tp] >= targets[tp] for tp in targets):
-                break
-            if progress is not None:
-                progress(sum(positions.values()), total_target)
-            left = None if count is None else count - done
-            done += await self.stream.run(count=left, until_idle=True)
+        # Catching up (a rebuild): each batch is decoded while the previous one's transaction
+        # runs (kernel.projection_stage, "Overlap"); everything is committed before returning.
+        self.stage.overlap = self.overlap
+        await self._commit_mode(asynchronous=self.async_commit)
+        try:
+            while count is None or done < count:
+                if deadline is not None and loop.time() >= deadline:
+                    break
+                positions = await self._reached()
+                if all(positions[tp] >= targets[tp] for tp in targets):
+                    break
+                if progress is not None:
+                    progress(sum(positions.values()), total_target)
+                left = None if count is None else count - done
+                done += await self.stream.run(count=left, until_idle=True)
+        finally:
+            self.stage.overlap = False
+            try:
+                await self.stage.drain()
+            finally:
+                await self._commit_mode(asynchronous=False)
         return done
+
+    async def _commit_mode(self, *, asynchronous: bool) -> None:
+        """Catching up, a commit need not wait for its WAL flush (`synchronous_commit`
+        off, this session only): a crash of PostgreSQL may then lose the last few
+        transactions, but each holds its rows *and* its offsets, so what is lost is replayed
+        from the log, never torn. The live loop keeps the server's setting."""
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            return  # a lost connection takes its session settings with it
+        await self.conn.execute("SET synchronous_commit TO off" if asynchronous
+                                else "RESET synchronous_commit")
+        await self.conn.commit()

@@ -8,12 +8,22 @@ own offsets and each one the store rejects is dead-lettered; the batch's offsets
 last, so the partition goes on. On assignment the runner seeks to the store's offsets (the
 beginning where it has none): Kafka's group offsets are not used.
 
+Overlap (`overlap = True`, what a rebuild uses): `step` only keeps the record, and `flush`
+decodes the batch itself, yielding to the event loop every `chunk` records so that the
+previous batch's transaction, started as a task, goes on in PostgreSQL meanwhile; then it
+waits for that transaction and starts its own. Transactions stay one at a time and in log
+order; undecodable records are dead-lettered by the stage (as the runner would) before the
+batch's offsets can be stored. `flush` thus returns before its batch is committed: `drain`
+waits for the last one (and raises what it raised); `positions` and `applied` move only when
+a batch has committed.
+
 `ProjectionStore` is the port: `PgProjectionStore` (in `kernel.projection`) is the
 production store; `MemoryProjectionStore` drives the stage in unit tests on `kernel.memlog`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
@@ -22,7 +32,7 @@ from kernel.dlq import counted, dead_letter
 from kernel.log import LogProducer, LogRecord, OutRecord, TopicPartition
 from kernel.observability import MESSAGES, get_logger
 from kernel.runner import Emit, StageBase
-from schemas.errors import PropstreamError
+from schemas.errors import DecodeError, PropstreamError
 
 log = get_logger(__name__)
 
@@ -86,6 +96,10 @@ class ProjectionStage(StageBase, Generic[A]):
         self.pending: list[tuple[LogRecord, A]] = []
         self.applied = 0
         self.positions: dict[TopicPartition, int] = {}  # next offset stored, per partition
+        self.overlap = False
+        self.chunk = 500  # records decoded between two yields to the loop (overlap)
+        self.raw: list[LogRecord] = []  # overlap: records of the batch, not yet decoded
+        self.inflight: asyncio.Task[None] | None = None  # overlap: the previous batch's write
 
     async def assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int]:
         stored = await self.store.offsets()
@@ -94,15 +108,54 @@ class ProjectionStage(StageBase, Generic[A]):
         return resume
 
     async def revoked(self, partitions: list[TopicPartition]) -> None:
+        await self.drain()
         gone = set(partitions)
         self.pending = [(r, a) for r, a in self.pending if r.tp not in gone]
+        self.raw = [r for r in self.raw if r.tp not in gone]
 
     def step(self, record: LogRecord) -> Sequence[Emit]:
-        self.pending.append((record, self.decode(record)))
+        if self.overlap:
+            self.raw.append(record)
+        else:
+            self.pending.append((record, self.decode(record)))
         return ()
 
     async def flush(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if self.raw or self.inflight is not None:
+            await self._flush_overlapped(offsets)
+            return
         batch, self.pending = self.pending, []
+        await self._write(batch, offsets)
+
+    async def drain(self) -> None:
+        """Wait for the batch still being written (overlap), raising what it raised."""
+        task, self.inflight = self.inflight, None
+        if task is not None:
+            await task
+
+    async def _flush_overlapped(self, offsets: Mapping[TopicPartition, int]) -> None:
+        records, self.raw = self.raw, []
+        batch: list[tuple[LogRecord, A]] = list(self.pending)
+        self.pending = []
+        decode, chunk = self.decode, self.chunk
+        refused: list[tuple[LogRecord, Exception]] = []
+        for i, record in enumerate(records):
+            if i % chunk == chunk - 1:
+                await asyncio.sleep(0)  # the previous batch's SQL goes on meanwhile
+            try:
+                batch.append((record, decode(record)))
+            except Exception as exc:  # a poison record: park it, never stall the partition
+                if not isinstance(exc, DecodeError):
+                    log.exception("decode failed", projection=self.name, topic=record.topic,
+                                  partition=record.partition, offset=record.offset)
+                refused.append((record, exc))
+        for record, error in refused:  # before this batch's offsets can be stored
+            await self._dead_letter(record, error)
+        await self.drain()
+        self.inflight = asyncio.create_task(self._write(batch, offsets))
+
+    async def _write(self, batch: list[tuple[LogRecord, A]],
+                     offsets: Mapping[TopicPartition, int]) -> None:
         try:
             await self.store.write([a for _, a in batch], offsets)
         except BatchRejected as exc:

@@ -33,18 +33,19 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 from msgspec.structs import asdict
 from pydantic import BaseModel
 
+from schemas import instrument as ins
 from schemas import market as mkt
-from schemas.envelope import CommandEnvelope, EventEnvelope, Payload
-from schemas.instrument import SYMBOL_RE
+from schemas.envelope import CommandEnvelope, EventEnvelope, EventPayload, Payload
+from schemas.instrument import LOCAL_TIME_RE, SYMBOL_RE
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -57,6 +58,12 @@ class Fallback(Exception):
 
 MAX_FLOAT = sys.float_info.max
 
+
+def _until_end(pattern: str) -> str:
+    """A pydantic pattern for Python's `re`: `$` also matches before a final newline there."""
+    return pattern.removesuffix("$") + r"\Z"
+
+
 # One strict RFC 3339 shape: what `encode` writes (pydantic writes `Z` for UTC) and what any
 # sane producer sends. Everything else pydantic accepts goes the slow way.
 TIMESTAMP_RE = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
@@ -67,11 +74,20 @@ Str120 = Annotated[str, Meta(min_length=1, max_length=120)]
 Str200 = Annotated[str, Meta(min_length=1, max_length=200)]
 Actor = Annotated[str, Meta(max_length=200)]
 Version = Annotated[int, Meta(ge=1)]
-Symbol = Annotated[str, Meta(pattern=SYMBOL_RE.pattern.removesuffix("$") + r"\Z")]
+Symbol = Annotated[str, Meta(pattern=_until_end(SYMBOL_RE.pattern))]
 Venue = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}\Z")]
 Nanos = Annotated[int, Meta(ge=946_684_800_000_000_000, le=4_102_444_800_000_000_000)]
 Price = Annotated[float, Meta(gt=0, le=MAX_FLOAT)]
 Size = Annotated[float, Meta(ge=0, le=MAX_FLOAT)]
+
+
+# A positive decimal of at most 16 integer and 12 fractional digits, as a JSON string: what
+# `encode` writes for `PositiveDecimal` (max 28 digits, 12 places), nothing pydantic's lax
+# forms (numbers, exponents, signs, leading zeros, spaces). All zeros are not positive.
+DECIMAL_RE = r"^(?![0.]*\Z)(0|[1-9][0-9]{0,15})(\.[0-9]{1,12})?\Z"
+PositiveDecimalStr = Annotated[str, Meta(pattern=DECIMAL_RE)]
+LocalTimeStr = Annotated[str, Meta(pattern=_until_end(LOCAL_TIME_RE))]
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3,5}\Z")]
 
 
 class _Strict(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -137,6 +153,85 @@ class MarketBarClosedS(_Strict, kw_only=True):
     close: Price
     volume: Size
     trades: Annotated[int, Meta(ge=1)]
+
+
+# Instrument events, for the read model's fast fold (no pydantic model is built from these) ----
+
+
+class TradingSessionS(_Strict, kw_only=True):
+    days: Annotated[tuple[Annotated[int, Meta(ge=0, le=6)], ...], Meta(min_length=1,
+                                                                        max_length=7)]
+    open: LocalTimeStr
+    close: LocalTimeStr
+
+
+class TradingHoursS(_Strict, kw_only=True):
+    timezone: Annotated[str, Meta(max_length=64)] = "UTC"
+    sessions: Annotated[tuple[TradingSessionS, ...], Meta(max_length=14)] = ()
+
+
+class InstrumentSpecS(_Strict, kw_only=True):
+    symbol: Symbol
+    venue: Venue
+    asset_class: ins.AssetClass
+    tick_size: PositiveDecimalStr
+    lot_size: PositiveDecimalStr
+    quote_currency: Currency
+    trading_hours: TradingHoursS | UnsetType = UNSET
+    description: Annotated[str, Meta(max_length=200)] = ""
+
+
+class InstrumentChangesS(_Strict, kw_only=True):
+    venue: Venue | UnsetType | None = UNSET
+    tick_size: PositiveDecimalStr | UnsetType | None = UNSET
+    lot_size: PositiveDecimalStr | UnsetType | None = UNSET
+    quote_currency: Currency | UnsetType | None = UNSET
+    trading_hours: TradingHoursS | UnsetType | None = UNSET
+    description: Annotated[str, Meta(max_length=200)] | UnsetType | None = UNSET
+
+    def __post_init__(self) -> None:
+        # The model's `_not_empty`: at least one attribute given and not null.
+        for name in self.__struct_fields__:
+            if getattr(self, name) not in (UNSET, None):
+                return
+        raise ValueError("an update must change at least one attribute")
+
+
+class InstrumentRegisteredS(_Strict, kw_only=True):
+    spec: InstrumentSpecS
+
+
+class InstrumentUpdatedS(_Strict, kw_only=True):
+    changes: InstrumentChangesS
+
+
+class InstrumentHaltedS(_Strict, kw_only=True):
+    reason: str
+
+
+class InstrumentResumedS(_Strict, kw_only=True):
+    pass
+
+
+class InstrumentCommandRejectedS(_Strict, kw_only=True):
+    command_id: uuid.UUID
+    command_type: str
+    reason: ins.RejectionReason
+    detail: str = ""
+
+
+# Payload mirrors folded directly by a read model (`FastEvents`), never turned into models.
+FOLD_MIRRORS: dict[type[BaseModel], type[Struct]] = {
+    ins.TradingSession: TradingSessionS,
+    ins.TradingHours: TradingHoursS,
+    ins.InstrumentSpec: InstrumentSpecS,
+    ins.InstrumentChanges: InstrumentChangesS,
+    ins.InstrumentRegistered: InstrumentRegisteredS,
+    ins.InstrumentUpdated: InstrumentUpdatedS,
+    ins.InstrumentHalted: InstrumentHaltedS,
+    ins.InstrumentResumed: InstrumentResumedS,
+    ins.InstrumentCommandRejected: InstrumentCommandRejectedS,
+}
 
 
 # Which Struct mirrors which model (envelopes, payloads and the models nested in them).
@@ -348,4 +443,62 @@ def convert(data: dict[str, Any], model: type[M]) -> M:
     return result
 
 
-__all__ = ["MIRRORS", "Fallback", "convert", "decode", "has_payload"]
+# Whole events for a fold: envelope and payload in one Struct, one C decode -------------------
+
+
+class FastEvent(_Strict, tag_field="type", kw_only=True):
+    """An event envelope whose `payload` is a mirror Struct; a subclass per event type, tagged
+    by the envelope's `type`, so one decoder reads any of a read model's events in one pass.
+    `occurred_at` stays the checked RFC 3339 text: `at()` is the instant, as the envelope's."""
+
+    event_id: uuid.UUID
+    version: Version
+    aggregate_id: Str200
+    sequence: Version
+    occurred_at: Timestamp
+    correlation_id: uuid.UUID
+    causation_id: uuid.UUID | UnsetType | None = UNSET
+    actor: Actor | UnsetType | None = UNSET
+    payload: Any  # each subclass's own mirror Struct
+
+    def __post_init__(self) -> None:
+        _timestamp(self.occurred_at)  # a date that does not exist: Fallback (ValueError)
+
+    def at(self) -> datetime:
+        return _timestamp(self.occurred_at)
+
+
+def utc_timestamp(text: str) -> datetime:
+    """A `FastEvent.occurred_at` (checked at decoding) as the envelope's UTC datetime."""
+    return _timestamp(text)
+
+
+class FastEvents:
+    """The fast decoder of a read model's events: `decode(bytes)` returns a `FastEvent`
+    subclass instance (`kinds[Model]`) holding the payload's mirror Struct, or raises
+    `Fallback` for anything else (other types, other versions, anything the Structs do not
+    take), which the caller then decodes with pydantic exactly as before."""
+
+    def __init__(self, payloads: Sequence[type[EventPayload]]) -> None:
+        self.kinds: dict[type[EventPayload], type[FastEvent]] = {}
+        for model in payloads:
+            struct = FOLD_MIRRORS[model]
+            self.kinds[model] = msgspec.defstruct(  # type: ignore[assignment]
+                f"{struct.__name__}Event", [("payload", struct)], bases=(FastEvent,),
+                tag=model.TYPE, kw_only=True, module=__name__)
+        self._version = {kind: model.VERSION for model, kind in self.kinds.items()}
+        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
+            Union[tuple(self.kinds.values())])  # noqa: UP007 (a runtime union of classes)
+
+    def decode(self, data: bytes) -> FastEvent:
+        try:
+            event: FastEvent = self._decoder.decode(data)
+        except (msgspec.DecodeError, OverflowError):  # ValidationError is a DecodeError
+            raise Fallback from None
+        if event.version != self._version[type(event)]:
+            raise Fallback  # an old version: its upcasters run on the pydantic path
+        return event
+
+
+__all__ = ["FOLD_MIRRORS", "MIRRORS", "Fallback", "FastEvent", "FastEvents", "convert",
+           "decode", "has_payload", "utc_timestamp"]

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, time
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 import orjson
 import psycopg
+from msgspec import UNSET
 
-from kernel.projection import Applied, RowTable
+from kernel.projection import Applied, Event, RowCache, RowTable
+from schemas.fastcodec import FastEvents, TradingHoursS, utc_timestamp
 from schemas.instrument import (
+    EVENTS,
     InstrumentCommandRejected,
     InstrumentHalted,
     InstrumentRegistered,
     InstrumentResumed,
     InstrumentUpdated,
+    TradingHours,
 )
 
 COLUMNS = (
@@ -98,6 +102,108 @@ def fold(row: Row | None, applied: Applied) -> Row | None:
     return row
 
 
+# The fast path: events decoded by msgspec straight into Structs (schemas.fastcodec), folded
+# here without a pydantic model per event; anything else arrives as `Applied` and goes
+# through `fold` above. Both must give the same rows: tests/unit/core/test_instruments_fast.py.
+FAST = FastEvents(EVENTS)
+_REGISTERED = FAST.kinds[InstrumentRegistered]
+_UPDATED = FAST.kinds[InstrumentUpdated]
+_HALTED = FAST.kinds[InstrumentHalted]
+_RESUMED = FAST.kinds[InstrumentResumed]
+_REJECTED = FAST.kinds[InstrumentCommandRejected]
+_DEFAULT_HOURS = _hours(TradingHours())
+# Column positions in a row under construction (a list).
+_VENUE, _TICK, _LOT, _CURRENCY, _HOURS, _DESCRIPTION = 1, 3, 4, 5, 6, 7
+_STATUS, _HALT_REASON, _VERSION, _REGISTERED_AT, _UPDATED_AT = 8, 9, 10, 11, 12
+
+
+def _fast_hours(hours: TradingHoursS) -> str:
+    """`_hours` of the model these Structs mirror: times as pydantic dumps them."""
+    return orjson.dumps({"timezone": hours.timezone, "sessions": [
+        {"days": list(s.days), "open": time.fromisoformat(s.open).isoformat(),
+         "close": time.fromisoformat(s.close).isoformat()} for s in hours.sessions]},
+        option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _key(event: Event) -> str:
+    return event.envelope.aggregate_id if type(event) is Applied else event.aggregate_id  # type: ignore[union-attr]
+
+
+def fold_batch(rows: Mapping[str, Row | None], events: Sequence[Event]) -> dict[str, Row]:
+    """The rows a batch changes, each in its state after the batch. Each key's state is a
+    list while the batch folds, its timestamps the events' checked text; one row is built
+    per key at the end (timestamps parsed once per row, not once per event)."""
+    state: dict[str, list[Any]] = {}
+    for event in events:
+        kind = type(event)
+        if kind is Applied:  # the pydantic path: the per-event fold, on the row so far
+            key = event.envelope.aggregate_id  # type: ignore[union-attr]
+            cur = state.get(key)
+            before = Row._make(cur) if cur is not None else rows.get(key)
+            after = fold(before, event)  # type: ignore[arg-type]
+            if after is not None and after is not before:
+                state[key] = list(after)
+            continue
+        fast: Any = event
+        key, seq = fast.aggregate_id, fast.sequence
+        cur = state.get(key)
+        if cur is None:
+            row = rows.get(key)
+            if row is not None:
+                if seq <= row[_VERSION]:
+                    continue
+                cur = list(row)
+        elif seq <= cur[_VERSION]:
+            continue
+        payload = fast.payload
+        if kind is _REGISTERED:
+            if cur is None:
+                spec = payload.spec
+                at = fast.occurred_at
+                hours = spec.trading_hours
+                state[key] = [
+                    spec.symbol, spec.venue, spec.asset_class, Decimal(spec.tick_size),
+                    Decimal(spec.lot_size), spec.quote_currency,
+                    _DEFAULT_HOURS if hours is UNSET else _fast_hours(hours), spec.description,
+                    "active", None, seq, at, at]
+                continue
+        elif cur is None:
+            continue  # nothing to change before registration (a rejection included)
+        elif kind is _HALTED:
+            cur[_STATUS], cur[_HALT_REASON] = "halted", payload.reason
+            cur[_UPDATED_AT] = fast.occurred_at
+        elif kind is _RESUMED:
+            cur[_STATUS], cur[_HALT_REASON] = "active", None
+            cur[_UPDATED_AT] = fast.occurred_at
+        elif kind is _UPDATED:
+            c = payload.changes
+            if c.venue is not UNSET and c.venue is not None:
+                cur[_VENUE] = c.venue
+            if c.tick_size is not UNSET and c.tick_size is not None:
+                cur[_TICK] = Decimal(c.tick_size)
+            if c.lot_size is not UNSET and c.lot_size is not None:
+                cur[_LOT] = Decimal(c.lot_size)
+            if c.quote_currency is not UNSET and c.quote_currency is not None:
+                cur[_CURRENCY] = c.quote_currency
+            if c.trading_hours is not UNSET and c.trading_hours is not None:
+                cur[_HOURS] = _fast_hours(c.trading_hours)
+            if c.description is not UNSET and c.description is not None:
+                cur[_DESCRIPTION] = c.description
+            cur[_UPDATED_AT] = fast.occurred_at
+        cur[_VERSION] = seq  # a registration of a known key or a rejection: version only
+        state[key] = cur
+    out: dict[str, Row] = {}
+    for key, values in state.items():
+        registered, updated = values[_REGISTERED_AT], values[_UPDATED_AT]
+        if type(updated) is str:
+            values[_UPDATED_AT] = utc_timestamp(updated)
+        if type(registered) is str:
+            values[_REGISTERED_AT] = (values[_UPDATED_AT] if registered is updated
+                                      else utc_timestamp(registered))
+        out[key] = Row._make(values)
+    return out
+
+
 # trading_hours comes back as the text PostgreSQL stores (jsonb's canonical form): parsing
 # and re-encoding it per row cost more than the rest of the fold.
 # Saved with a binary COPY: measured in bench/RESULTS.md (issue 10, hot path).
@@ -109,9 +215,13 @@ class InstrumentsProjection:
     name = "instruments"
     topics: tuple[str, ...] = ("instrument.events",)
     tables: tuple[str, ...] = ("instruments",)
+    fast = FAST
+
+    def __init__(self) -> None:
+        self.cache: RowCache[Row] = RowCache(TABLE)
 
     def ddl(self) -> Sequence[str]:
         return (DDL,)
 
-    async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Applied]) -> None:
-        await TABLE.fold(conn, events, fold)
+    async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Event]) -> None:
+        await TABLE.fold_batch(conn, events, key=_key, fold=fold_batch, cache=self.cache)

@@ -4,6 +4,8 @@ one-by-one fallback. Each test runs in milliseconds."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from kernel.log import LogRecord, OutRecord, TopicPartition
@@ -171,3 +173,66 @@ async def test_a_refused_batch_is_applied_one_by_one_and_only_the_refused_event_
     assert await again.run(until_idle=True) == 0
     assert store.rows == {"k1": 6, "k2": 6}
     await again.stop()
+
+
+# Overlap (a rebuild): the stage decodes in flush while the previous batch is written --------
+
+
+class _SlowStore(_Store):
+    """A store whose writes take a few loop turns, as a PostgreSQL transaction does; it
+    records how many writes were in flight at once."""
+
+    inflight = 0
+    most = 0
+
+    async def write(self, events, offsets):  # type: ignore[no-untyped-def]
+        self.inflight += 1
+        self.most = max(self.most, self.inflight)
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            await super().write(events, offsets)
+        finally:
+            self.inflight -= 1
+
+
+async def test_overlapped_batches_are_written_one_at_a_time_in_order_poison_included() -> None:
+    log, store = _log(), _SlowStore(_sum)
+    values = [*VALUES[:20], b"garbage", *VALUES[20:], b"k3:13", b"k3:1"]
+    await _produce(log, values, partition=2)
+    r, stage = await _runner(log, store, max_batch=7)
+    stage.overlap, stage.chunk = True, 3
+    await r.run(until_idle=True)
+    await stage.drain()
+    assert store.most == 1  # never two transactions at once
+    assert store.rows == _expected([v for v in values if v != b"garbage"])
+    assert store.stored[TopicPartition(IN, 2)] == len(values)
+    assert stage.positions[TopicPartition(IN, 2)] == len(values)
+    assert sorted(letter.value for letter in log.records(DLQ)) == [b"garbage", b"k3:13"]
+    [bad] = [letter for letter in log.records(DLQ) if letter.value == b"garbage"]
+    assert dict(bad.headers)["x-error-reason"] == b"not-an-event"
+    await r.stop()
+
+
+async def test_an_overlapped_write_that_fails_is_raised_by_drain_and_nothing_is_stored_past_it(
+) -> None:
+    log, store = _log(), _Store(_sum)
+    await _produce(log, VALUES)
+    r, stage = await _runner(log, store, max_batch=7)
+    stage.overlap = True
+    store.crash_after = 2
+    with pytest.raises(Crash):
+        await r.run(until_idle=True)
+        await stage.drain()
+    stored = dict(store.stored)
+    assert 0 < sum(stored.values()) < len(VALUES)
+    await stage.drain()  # nothing left in flight
+    log.crash(r.consumer)  # type: ignore[arg-type]
+    store.crash_after = None
+    heir, heir_stage = await _runner(log, store, max_batch=7)
+    heir_stage.overlap = True
+    await heir.run(until_idle=True)
+    await heir_stage.drain()
+    assert store.rows == _expected(VALUES)
+    assert store.stored == _ends(log)
+    await heir.stop()

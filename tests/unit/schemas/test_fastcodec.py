@@ -25,7 +25,12 @@ from schemas import default_registry, fastcodec
 from schemas.codec import decode_command, decode_event, encode
 from schemas.envelope import CommandEnvelope, EventEnvelope, make_command, make_event
 from schemas.errors import DecodeError
-from schemas.instrument import HaltInstrument, InstrumentChanges, UpdateInstrument
+from schemas.instrument import (
+    HaltInstrument,
+    InstrumentChanges,
+    InstrumentHalted,
+    UpdateInstrument,
+)
 from schemas.market import MarketBarClosed, MarketTicksPublished, TickRow
 from tests.integration.tapes import event_tape
 
@@ -378,3 +383,69 @@ def test_a_model_changed_without_its_struct_fails_the_check() -> None:
     finally:
         if saved is None:
             del fastcodec.MIRRORS[Changed]
+
+
+# The Structs a read model folds directly (FOLD_MIRRORS) may drop a model's lax forms (a
+# number for a decimal): each of their variants must be one of the model's, as narrow or
+# narrower.
+STRUCT_NAMES.update({struct.__name__: model.__name__
+                     for model, struct in fastcodec.FOLD_MIRRORS.items()})
+
+
+def _narrower(ov: dict[str, Any], tv: dict[str, Any]) -> bool:
+    if not (ov.get("type") == tv.get("type") or (
+            ov.get("type") == "integer" and tv.get("type") == "number")):
+        return False
+    if ov.get("ref") != tv.get("ref"):
+        return False
+    for key in CONSTRAINTS:
+        if key == "format" and tv.get(key) == "date-time":
+            if ov.get("pattern") != fastcodec.TIMESTAMP_RE:
+                return False
+        elif key not in tv:
+            if key in ov and key not in STRICTER:
+                return False
+        elif key == "pattern":
+            if _pattern(ov.get(key, "")) != _pattern(tv[key]) or not ov[key].endswith(r"\Z"):
+                return False
+        elif key == "enum":
+            if sorted(ov.get(key, [])) != sorted(tv[key]):
+                return False
+        elif ov.get(key) != tv[key]:
+            return False
+    if "items" in tv:
+        return bool(ov.get("items")) and all(
+            any(_narrower(o, t) for t in tv["items"]) for o in ov["items"])
+    return True
+
+
+@pytest.mark.parametrize("model", list(fastcodec.FOLD_MIRRORS), ids=lambda m: m.__name__)
+def test_each_fold_struct_is_its_models_json_schema_or_narrower(
+        model: type[BaseModel]) -> None:
+    struct = fastcodec.FOLD_MIRRORS[model]
+    theirs = model.model_json_schema()
+    ours_doc = msgspec.json.schema(struct)
+    ours = ours_doc["$defs"][struct.__name__]
+    assert list(ours.get("properties", {})) == list(theirs["properties"]), "names and order"
+    assert set(ours.get("required", [])) == set(theirs.get("required", [])), "required fields"
+    assert ours["additionalProperties"] is False and theirs["additionalProperties"] is False
+    for name, their_prop in theirs["properties"].items():
+        our_vs = _variants(ours["properties"][name], ours_doc["$defs"])
+        their_vs = _variants(their_prop, theirs.get("$defs", {}))
+        for ov in our_vs:
+            assert any(_narrower(ov, tv) for tv in their_vs), (model.__name__, name, ov,
+                                                               their_vs)
+
+
+def test_a_looser_fold_struct_fails_the_check() -> None:
+    class Loose(msgspec.Struct, forbid_unknown_fields=True):
+        reason: str
+        detail: int = 0  # not in the model
+
+    saved = fastcodec.FOLD_MIRRORS[InstrumentHalted]
+    fastcodec.FOLD_MIRRORS[InstrumentHalted] = Loose
+    try:
+        with pytest.raises(AssertionError):
+            test_each_fold_struct_is_its_models_json_schema_or_narrower(InstrumentHalted)
+    finally:
+        fastcodec.FOLD_MIRRORS[InstrumentHalted] = saved
