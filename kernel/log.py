@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+import msgspec
+
 from schemas.errors import PropstreamError
 
 Header = tuple[str, bytes]
@@ -32,9 +34,10 @@ class TopicPartition(NamedTuple):
     partition: int
 
 
-@dataclass(frozen=True, slots=True)
-class LogRecord:
-    """A record as read from the log."""
+class LogRecord(msgspec.Struct, frozen=True):
+    """A record as read from the log. A frozen msgspec Struct, not a frozen dataclass: one is
+    built per record read, and the dataclass's `__init__` cost 2.0 µs against 0.18 µs
+    (~1 µs per event of a projection rebuild, bench/RESULTS.md)."""
 
     topic: str
     partition: int
