@@ -158,18 +158,27 @@ def _interval(text: str) -> float | None:
 async def tick_to_redis(rate: int, seconds: float, *, max_wait_ms: float | None = None,
                         linger_ms: int | None = None,
                         fetch_max_wait_ms: int | None = None,
-                        commit_interval_ms: float | str | None = "default") -> dict[str, float]:
+                        commit_interval_ms: float | str | None = "default",
+                        open_batches: bool = False) -> dict[str, float]:
     """`max_wait_ms`/`linger_ms`/`fetch_max_wait_ms` None and `commit_interval_ms`
     "default": the production defaults (TickPublisher, make_producer, make_consumer,
     StreamProcessor); `commit_interval_ms` None commits after every poll."""
+    from aiokafka.producer.message_accumulator import BatchBuilder
+
     import kernel.kafkalog as kl
 
-    saved_consumer = kl.make_consumer
+    saved_consumer, saved_close = kl.make_consumer, BatchBuilder.close
+    if open_batches:  # the lever off: send_many's batches linger again, as before
+        BatchBuilder.close = lambda self: None  # type: ignore[method-assign]
     if fetch_max_wait_ms is not None:
         kl.make_consumer = functools.partial(  # type: ignore[assignment]
             saved_consumer, fetch_max_wait_ms=fetch_max_wait_ms)
     settings = fresh_namespace(base_settings(), "mr")
     await create_topics(settings, [spec_of("market.ticks"), spec_of("market.ticks.dlq")])
+    producer = (make_producer(settings, client_id="bench-feed") if linger_ms is None else
+                make_producer(settings, client_id="bench-feed", linger_ms=linger_ms))
+    await producer.start()
+    await producer.partitions_for(settings.topic("market.ticks"))  # metadata before joining
     client = redis.Redis.from_url(settings.cache_url)
     store = PriceStore(client, namespace=settings.namespace)
     stages = Stages()
@@ -188,9 +197,6 @@ async def tick_to_redis(rate: int, seconds: float, *, max_wait_ms: float | None 
     await processor.start()
     stages.time_commits(processor)
     runner = asyncio.create_task(processor.run())
-    producer = (make_producer(settings, client_id="bench-feed") if linger_ms is None else
-                make_producer(settings, client_id="bench-feed", linger_ms=linger_ms))
-    await producer.start()
     options: dict[str, Any] = {} if max_wait_ms is None else {"max_wait_s": max_wait_ms / 1000}
     publisher = TickPublisher(producer, settings.topic("market.ticks"), deduplicate=False,
                               **options)
@@ -218,6 +224,7 @@ async def tick_to_redis(rate: int, seconds: float, *, max_wait_ms: float | None 
         await delete_namespace(settings)
         undo()
         kl.make_consumer = saved_consumer  # type: ignore[assignment]
+        BatchBuilder.close = saved_close  # type: ignore[method-assign]
     rows = stages.rows[len(stages.rows) // 10:]  # the first tenth is warm-up
     names = ("wait to seal", "produce+ack", "fetch+decode", "redis", "total")
     cols = {name: sorted(r[i] for r in rows) for i, name in enumerate(names)}
@@ -231,7 +238,8 @@ async def tick_to_redis(rate: int, seconds: float, *, max_wait_ms: float | None 
     loads = " ".join(f"{x:.2f}" for x in load)
     print(f"tick -> Redis at {rate} batches/s of 10 ticks ({rate * 10:,} ticks/s, 20 "
           f"instruments) for {seconds:.0f} s, publisher max_wait {wait:g} ms, producer linger "
-          f"{'default' if linger_ms is None else linger_ms}, consumer fetch_max_wait "
+          f"{'default' if linger_ms is None else linger_ms}"
+          f"{' (batches left open)' if open_batches else ''}, consumer fetch_max_wait "
           f"{'default' if fetch_max_wait_ms is None else fetch_max_wait_ms}, offsets "
           f"{policy}"
           f": p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, max {result['max']:.1f} ms "
@@ -251,20 +259,25 @@ async def tick_to_redis(rate: int, seconds: float, *, max_wait_ms: float | None 
 
 
 async def run(ticks: int, instruments: int, rate: int, seconds: float, *,
-              max_wait_ms: list[float] | None, linger_ms: int | None, skip_bars: bool,
+              max_wait_ms: list[float] | None, linger_ms: list[int] | None, skip_bars: bool,
               fetch_max_wait_ms: int | None = None,
-              commit_interval_ms: list[str] | None = None, runs: int = 1) -> None:
+              commit_interval_ms: list[str] | None = None, runs: int = 1,
+              open_batches: list[bool] | None = None) -> None:
     if not skip_bars:
         await bars(ticks, instruments)
     summary: list[tuple[str, dict[str, float]]] = []
     for _ in range(runs):  # alternating: each lever's runs interleave with the others'
         for wait in max_wait_ms or [None]:  # type: ignore[list-item]
-            for every in commit_interval_ms or ["default"]:
-                got = await tick_to_redis(
-                    rate, seconds, max_wait_ms=wait, linger_ms=linger_ms,
-                    fetch_max_wait_ms=fetch_max_wait_ms,
-                    commit_interval_ms="default" if every == "default" else _interval(every))
-                summary.append((f"max_wait {wait}, commits {every}", got))
+            for linger in linger_ms or [None]:  # type: ignore[list-item]
+                for every in commit_interval_ms or ["default"]:
+                    for left_open in open_batches or [False]:
+                        got = await tick_to_redis(
+                            rate, seconds, max_wait_ms=wait, linger_ms=linger,
+                            fetch_max_wait_ms=fetch_max_wait_ms,
+                            commit_interval_ms="default" if every == "default" else
+                            _interval(every), open_batches=left_open)
+                        summary.append((f"max_wait {wait}, linger {linger}, commits {every}"
+                                        f"{', batches open' if left_open else ''}", got))
     if len(summary) > 1:
         print(table(["run", "p50", "p99", "max"],
                     [[name, f"{r['p50']:.1f}", f"{r['p99']:.1f}", f"{r['max']:.1f}"]
@@ -279,20 +292,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--max-wait-ms", type=float, nargs="+",
                         help="publisher flush interval(s) to compare (default: production's)")
-    parser.add_argument("--linger-ms", type=int, help="producer linger (default: production's)")
+    parser.add_argument("--linger-ms", type=int, nargs="+",
+                        help="feed producer linger(s) to compare (default: production's)")
     parser.add_argument("--skip-bars", action="store_true", help="only tick -> Redis")
     parser.add_argument("--fetch-max-wait-ms", type=int,
                         help="the prices consumer's fetch_max_wait_ms (default: production's)")
     parser.add_argument("--commit-interval-ms", nargs="+",
                         help=f"the prices processor's commit interval(s) to compare, or "
                              f"{PER_POLL!r} (default: production's)")
+    parser.add_argument("--open-batches", action="store_true",
+                        help="also run with send_many's batches left open (the lever off), "
+                             "alternating")
     parser.add_argument("--runs", type=int, default=1,
                         help="repeat the comparison, alternating the levers run by run")
     args = parser.parse_args(argv)
     asyncio.run(run(args.ticks, args.instruments, args.rate, args.seconds,
                     max_wait_ms=args.max_wait_ms, linger_ms=args.linger_ms,
                     skip_bars=args.skip_bars, fetch_max_wait_ms=args.fetch_max_wait_ms,
-                    commit_interval_ms=args.commit_interval_ms, runs=args.runs))
+                    commit_interval_ms=args.commit_interval_ms, runs=args.runs,
+                    open_batches=[True, False] if args.open_batches else None))
 
 
 if __name__ == "__main__":
