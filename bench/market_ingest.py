@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import shutil
 import tempfile
@@ -112,7 +113,7 @@ async def run(frames: int, runs: int, *, bound: bool = False) -> dict[str, float
                         return await _send(p, t, recs, **k)
                     mp.send_many = keep  # type: ignore[assignment]
                 settle_heap()  # as every `propstream run` process does once started
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 for i, frame in enumerate(data):
                     result = feed.parse(frame, received_ns)
                     if isinstance(result, list):
@@ -121,6 +122,7 @@ async def run(frames: int, runs: int, *, bound: bool = False) -> dict[str, float
                         await publisher.flush()
                 await publisher.flush()
                 took = time.perf_counter() - started
+                cpu = time.process_time() - cpu
                 if bound and r == 0:
                     mp.send_many = sent_send_many  # type: ignore[assignment]
                     batches = sent
@@ -128,7 +130,8 @@ async def run(frames: int, runs: int, *, bound: bool = False) -> dict[str, float
                 published, duplicates = publisher.published, publisher.duplicates
                 print(f"run {r + 1}/{runs} ingest  {frames:,} frames -> {published:,} ticks "
                       f"({duplicates:,} duplicates dropped) in {took:.2f} s: "
-                      f"{ingest[-1]:,.0f} ticks/s", flush=True)
+                      f"{ingest[-1]:,.0f} ticks/s; CPU {cpu / frames * 1e6:.2f} µs per frame "
+                      f"(load average {os.getloadavg()[0]:.2f})", flush=True)
                 records = [(b"BTC-USD", frame) for frame in data]
                 started = time.perf_counter()
                 await send_many(producer, topic, records)

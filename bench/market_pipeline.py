@@ -8,6 +8,8 @@
    (set when it is handed to the publisher) to the end of its Redis write: p50/p99/max.
 
 Run: python -m bench.market_pipeline [--ticks N] [--rate BATCHES_PER_S] [--seconds S]
+     python -m bench.market_pipeline --skip-bars --seconds 15 \
+         --commit-interval-ms per-poll 0 100 --runs 2     # levers alternating run by run
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import os
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -119,6 +122,20 @@ class Stages:
             mp.send_many, ks.decode_event = saved_send, saved_decode  # type: ignore[assignment]
         return undo
 
+    def time_commits(self, processor: StreamProcessor) -> None:
+        consumer = processor.runner.consumer
+        assert consumer is not None
+        real = consumer.commit
+
+        async def commit(offsets: Any) -> None:
+            t = time.perf_counter()
+            try:
+                await real(offsets)
+            finally:
+                self.commits.append((time.perf_counter() - t) * 1000)
+
+        consumer.commit = commit  # type: ignore[method-assign]
+
     def record(self, events: Sequence[Applied], handled_ns: int, done_ns: int) -> None:
         for a in events:
             if not isinstance(a.payload, MarketTicksPublished):
@@ -131,20 +148,37 @@ class Stages:
                               (done_ns - received) / 1e6))
 
 
+PER_POLL = "per-poll"
+
+
+def _interval(text: str) -> float | None:
+    return None if text == PER_POLL else float(text)
+
+
 async def tick_to_redis(rate: int, seconds: float, *, max_wait_ms: float | None = None,
                         linger_ms: int | None = None,
                         fetch_max_wait_ms: int | None = None,
-                        commit_every_ms: float = 0) -> dict[str, float]:
-    """`max_wait_ms`/`linger_ms`/`fetch_max_wait_ms` None: the production defaults
-    (TickPublisher, make_producer, make_consumer)."""
-    import kernel.stream as ks
+                        commit_interval_ms: float | str | None = "default",
+                        open_batches: bool = False) -> dict[str, float]:
+    """`max_wait_ms`/`linger_ms`/`fetch_max_wait_ms` None and `commit_interval_ms`
+    "default": the production defaults (TickPublisher, make_producer, make_consumer,
+    StreamProcessor); `commit_interval_ms` None commits after every poll."""
+    from aiokafka.producer.message_accumulator import BatchBuilder
 
-    saved_consumer = ks.make_consumer
+    import kernel.kafkalog as kl
+
+    saved_consumer, saved_close = kl.make_consumer, BatchBuilder.close
+    if open_batches:  # the lever off: send_many's batches linger again, as before
+        BatchBuilder.close = lambda self: None  # type: ignore[method-assign]
     if fetch_max_wait_ms is not None:
-        ks.make_consumer = functools.partial(  # type: ignore[assignment]
+        kl.make_consumer = functools.partial(  # type: ignore[assignment]
             saved_consumer, fetch_max_wait_ms=fetch_max_wait_ms)
     settings = fresh_namespace(base_settings(), "mr")
     await create_topics(settings, [spec_of("market.ticks"), spec_of("market.ticks.dlq")])
+    producer = (make_producer(settings, client_id="bench-feed") if linger_ms is None else
+                make_producer(settings, client_id="bench-feed", linger_ms=linger_ms))
+    await producer.start()
+    await producer.partitions_for(settings.topic("market.ticks"))  # metadata before joining
     client = redis.Redis.from_url(settings.cache_url)
     store = PriceStore(client, namespace=settings.namespace)
     stages = Stages()
@@ -156,34 +190,19 @@ async def tick_to_redis(rate: int, seconds: float, *, max_wait_ms: float | None 
         await store.apply(batches)
         stages.record(events, handled, time.time_ns())
 
+    interval: dict[str, Any] = ({} if commit_interval_ms == "default" else
+                                {"commit_interval_ms": commit_interval_ms})
     processor = StreamProcessor(settings, name="bench-prices", topics=("market.ticks",),
-                                registry=default_registry(), handle=handle)
-    commit = processor.commit
-    last_commit = [0.0]
-
-    async def timed_commit(batch: Any) -> int:
-        # Prototype for the runner's owner (kernel/stream.py is not ours to change): with
-        # --commit-every-ms, commit the offsets only that often (prices are idempotent, so a
-        # crash replays at most that much), and poll again at once otherwise.
-        if commit_every_ms and time.perf_counter() - last_commit[0] < commit_every_ms / 1000:
-            return sum(len(m) for m in batch.values())
-        t = last_commit[0] = time.perf_counter()
-        try:
-            return await commit(batch)
-        finally:
-            stages.commits.append((time.perf_counter() - t) * 1000)
-
-    processor.commit = timed_commit  # type: ignore[method-assign]
+                                registry=default_registry(), handle=handle, **interval)
     await processor.start()
+    stages.time_commits(processor)
     runner = asyncio.create_task(processor.run())
-    producer = (make_producer(settings, client_id="bench-feed") if linger_ms is None else
-                make_producer(settings, client_id="bench-feed", linger_ms=linger_ms))
-    await producer.start()
     options: dict[str, Any] = {} if max_wait_ms is None else {"max_wait_s": max_wait_ms / 1000}
     publisher = TickPublisher(producer, settings.topic("market.ticks"), deduplicate=False,
                               **options)
     stop = asyncio.Event()
     flusher = asyncio.create_task(publisher.run(stop))
+    load = os.getloadavg()
     try:
         await asyncio.sleep(3)  # the group joins before the measured feed starts
         n = 0
@@ -204,7 +223,8 @@ async def tick_to_redis(rate: int, seconds: float, *, max_wait_ms: float | None 
         await client.aclose()
         await delete_namespace(settings)
         undo()
-        ks.make_consumer = saved_consumer  # type: ignore[assignment]
+        kl.make_consumer = saved_consumer  # type: ignore[assignment]
+        BatchBuilder.close = saved_close  # type: ignore[method-assign]
     rows = stages.rows[len(stages.rows) // 10:]  # the first tenth is warm-up
     names = ("wait to seal", "produce+ack", "fetch+decode", "redis", "total")
     cols = {name: sorted(r[i] for r in rows) for i, name in enumerate(names)}
@@ -212,13 +232,19 @@ async def tick_to_redis(rate: int, seconds: float, *, max_wait_ms: float | None 
     result = {"p50": percentile(ordered, 50), "p99": percentile(ordered, 99),
               "max": ordered[-1] if ordered else float("nan"), "batches": float(len(ordered))}
     wait = publisher.max_wait_s * 1000
+    every = processor.runner.commit_interval_ms
+    policy = ("committed after every poll" if every is None else
+              f"committed in the background, at most every {every:g} ms")
+    loads = " ".join(f"{x:.2f}" for x in load)
     print(f"tick -> Redis at {rate} batches/s of 10 ticks ({rate * 10:,} ticks/s, 20 "
           f"instruments) for {seconds:.0f} s, publisher max_wait {wait:g} ms, producer linger "
-          f"{'default' if linger_ms is None else linger_ms}, consumer fetch_max_wait "
+          f"{'default' if linger_ms is None else linger_ms}"
+          f"{' (batches left open)' if open_batches else ''}, consumer fetch_max_wait "
           f"{'default' if fetch_max_wait_ms is None else fetch_max_wait_ms}, offsets "
-          f"{f'committed every {commit_every_ms:g} ms' if commit_every_ms else 'per poll'}"
+          f"{policy}"
           f": p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, max {result['max']:.1f} ms "
-          f"over {len(ordered):,} batches", flush=True)
+          f"over {len(ordered):,} batches (load average at start {loads})",
+          flush=True)
     print(table(["stage (ms)", "p50", "p99", "max"],
                 [[n, f"{percentile(cols[n], 50):.2f}", f"{percentile(cols[n], 99):.2f}",
                   f"{cols[n][-1]:.2f}" if cols[n] else "nan"] for n in names]))
@@ -227,21 +253,35 @@ async def tick_to_redis(rate: int, seconds: float, *, max_wait_ms: float | None 
               f"per batch of 10 ticks", flush=True)
     if stages.commits:
         commits = sorted(stages.commits)
-        print(f"the processor's offset commit after each poll (it polls again only after): "
-              f"{len(commits):,} commits, p50 {percentile(commits, 50):.2f} ms, p99 "
+        print(f"offset commits: {len(commits):,}, p50 {percentile(commits, 50):.2f} ms, p99 "
               f"{percentile(commits, 99):.2f} ms", flush=True)
     return result
 
 
 async def run(ticks: int, instruments: int, rate: int, seconds: float, *,
-              max_wait_ms: list[float] | None, linger_ms: int | None, skip_bars: bool,
-              fetch_max_wait_ms: int | None = None, commit_every_ms: float = 0) -> None:
+              max_wait_ms: list[float] | None, linger_ms: list[int] | None, skip_bars: bool,
+              fetch_max_wait_ms: int | None = None,
+              commit_interval_ms: list[str] | None = None, runs: int = 1,
+              open_batches: list[bool] | None = None) -> None:
     if not skip_bars:
         await bars(ticks, instruments)
-    for wait in max_wait_ms or [None]:  # type: ignore[list-item]
-        await tick_to_redis(rate, seconds, max_wait_ms=wait, linger_ms=linger_ms,
+    summary: list[tuple[str, dict[str, float]]] = []
+    for _ in range(runs):  # alternating: each lever's runs interleave with the others'
+        for wait in max_wait_ms or [None]:  # type: ignore[list-item]
+            for linger in linger_ms or [None]:  # type: ignore[list-item]
+                for every in commit_interval_ms or ["default"]:
+                    for left_open in open_batches or [False]:
+                        got = await tick_to_redis(
+                            rate, seconds, max_wait_ms=wait, linger_ms=linger,
                             fetch_max_wait_ms=fetch_max_wait_ms,
-                            commit_every_ms=commit_every_ms)
+                            commit_interval_ms="default" if every == "default" else
+                            _interval(every), open_batches=left_open)
+                        summary.append((f"max_wait {wait}, linger {linger}, commits {every}"
+                                        f"{', batches open' if left_open else ''}", got))
+    if len(summary) > 1:
+        print(table(["run", "p50", "p99", "max"],
+                    [[name, f"{r['p50']:.1f}", f"{r['p99']:.1f}", f"{r['max']:.1f}"]
+                     for name, r in summary]))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -252,17 +292,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--max-wait-ms", type=float, nargs="+",
                         help="publisher flush interval(s) to compare (default: production's)")
-    parser.add_argument("--linger-ms", type=int, help="producer linger (default: production's)")
+    parser.add_argument("--linger-ms", type=int, nargs="+",
+                        help="feed producer linger(s) to compare (default: production's)")
     parser.add_argument("--skip-bars", action="store_true", help="only tick -> Redis")
     parser.add_argument("--fetch-max-wait-ms", type=int,
                         help="the prices consumer's fetch_max_wait_ms (default: production's)")
-    parser.add_argument("--commit-every-ms", type=float, default=0,
-                        help="prototype: commit the prices consumer's offsets only this often")
+    parser.add_argument("--commit-interval-ms", nargs="+",
+                        help=f"the prices processor's commit interval(s) to compare, or "
+                             f"{PER_POLL!r} (default: production's)")
+    parser.add_argument("--open-batches", action="store_true",
+                        help="also run with send_many's batches left open (the lever off), "
+                             "alternating")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="repeat the comparison, alternating the levers run by run")
     args = parser.parse_args(argv)
     asyncio.run(run(args.ticks, args.instruments, args.rate, args.seconds,
                     max_wait_ms=args.max_wait_ms, linger_ms=args.linger_ms,
                     skip_bars=args.skip_bars, fetch_max_wait_ms=args.fetch_max_wait_ms,
-                    commit_every_ms=args.commit_every_ms))
+                    commit_interval_ms=args.commit_interval_ms, runs=args.runs,
+                    open_batches=[True, False] if args.open_batches else None))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,17 @@ def make_consumer(settings: Settings, *, client_id: str, group_id: str | None = 
 Record = tuple[bytes | None, bytes]
 
 
+async def send_batch_closed(producer: AIOKafkaProducer, batch: Any, topic: str,
+                       partition: int) -> asyncio.Future[Any]:
+    """Hand a finished batch to the producer, closed: aiokafka lets an open batch linger
+    `linger_ms` for records that will never come (2 ms of every send_many's latency, and a
+    second batch for the same partition waits for the first to drain; bench/RESULTS.md,
+    issue 10 second pass)."""
+    batch.close()
+    future: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
+    return future
+
+
 async def send_many(producer: AIOKafkaProducer, topic: str, records: Sequence[Record], *,
                     partition: int | None = None) -> list[Sent]:
     """Send records as whole batches per partition and wait until the broker has them all.
@@ -86,13 +97,13 @@ async def send_many(producer: AIOKafkaProducer, topic: str, records: Sequence[Re
         for index in indexes:
             key, value = records[index]
             if batch.append(key=key, value=value, timestamp=None) is None:
-                pending.append((p, members, await producer.send_batch(batch, topic, partition=p)))
+                pending.append((p, members, await send_batch_closed(producer, batch, topic, p)))
                 batch, members = producer.create_batch(), []
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise ValueError(f"a record of {len(value)} bytes does not fit in a batch")
             members.append(index)
         if members:
-            pending.append((p, members, await producer.send_batch(batch, topic, partition=p)))
+            pending.append((p, members, await send_batch_closed(producer, batch, topic, p)))
     placed: list[Sent | None] = [None] * len(records)
     results = await asyncio.gather(*(future for _, _, future in pending))
     for (p, members, _), meta in zip(pending, results, strict=True):

@@ -17,7 +17,7 @@ from aiokafka import TopicPartition as KafkaTP
 from aiokafka.errors import CommitFailedError, InvalidProducerEpoch
 from aiokafka.errors import ProducerFenced as KafkaProducerFenced
 
-from kernel.kafka import make_consumer, make_producer, partitions_of
+from kernel.kafka import make_consumer, make_producer, partitions_of, send_batch_closed
 from kernel.log import (
     Batch,
     CommitFailed,
@@ -190,7 +190,7 @@ async def _send_many(producer: AIOKafkaProducer, topic: str,
             headers = list(out.headers)
             if batch.append(key=out.key, value=out.value, timestamp=None,
                             headers=headers) is None:
-                pending.append((members, await producer.send_batch(batch, topic, partition=p)))
+                pending.append((members, await send_batch_closed(producer, batch, topic, p)))
                 batch, members = producer.create_batch(), []
                 if batch.append(key=out.key, value=out.value, timestamp=None,
                                 headers=headers) is None:
@@ -198,7 +198,7 @@ async def _send_many(producer: AIOKafkaProducer, topic: str,
                     raise ValueError(f"a record of {size} bytes does not fit in a batch")
             members.append(index)
         if members:
-            pending.append((members, await producer.send_batch(batch, topic, partition=p)))
+            pending.append((members, await send_batch_closed(producer, batch, topic, p)))
     placed: list[Sent | None] = [None] * len(records)
     results = await asyncio.gather(*(future for _, future in pending))
     for (members, _), meta in zip(pending, results, strict=True):

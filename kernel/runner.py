@@ -16,6 +16,12 @@ Commit modes:
   (`revoked`), and the partition is reloaded from the log before it is used again.
 * ``at-least-once`` — outputs are sent and acknowledged, then offsets committed; a crash in
   between redelivers the batch, so the stage must be idempotent (or dedupe downstream).
+  With ``commit_interval_ms`` the offsets of handled batches are committed off the poll
+  path: one commit in flight at a time, started at most every ``commit_interval_ms``, while
+  the loop polls on (a commit on Kafka is a round trip to the group coordinator, ~6 ms, that
+  a batch arriving meanwhile would otherwise wait for). A crash redelivers what was handled
+  since the last commit (at most about one interval); a revocation or `stop` commits what
+  was handled first; a batch that straddles a revocation is left to the next owner.
 * ``external`` — the stage stores its effects and its offsets together in its own store
   (`flush(offsets)`, e.g. one PostgreSQL transaction) and says where to resume from in
   `assigned`; the runner seeks there and commits nothing to Kafka.
@@ -132,9 +138,12 @@ class StreamRunner:
                  topics: Sequence[str], mode: CommitMode,
                  dead_letter_topic: Callable[[str], str], max_batch: int = 500,
                  session_timeout_ms: int = 10_000, poll_timeout: float = 0.1,
-                 assign_all: bool = False) -> None:
+                 assign_all: bool = False, commit_interval_ms: float | None = None) -> None:
         if assign_all and mode != "external":
             raise ValueError("assign_all needs external offsets (nothing is committed to a group)")
+        if commit_interval_ms is not None and (mode != "at-least-once" or commit_interval_ms < 0):
+            raise ValueError("commit_interval_ms is for the at-least-once mode, and >= 0")
+        self.commit_interval_ms = commit_interval_ms
         self.log = log_
         self.assign_all = assign_all
         self.stage = stage
@@ -152,6 +161,13 @@ class StreamRunner:
         self.ready = asyncio.Event()
         self._pending: set[TopicPartition] = set()   # assigned, stage not yet prepared
         self._lost: set[TopicPartition] = set()      # fenced: skip until reassigned
+        # Deferred commits (commit_interval_ms): offsets handled but not yet committed, the
+        # one commit in flight, when the last one started, and a count of revocations (a
+        # batch handled across one is not committed by this member).
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committing: asyncio.Task[None] | None = None
+        self._last_commit = float("-inf")
+        self._revocations = 0
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -175,9 +191,12 @@ class StreamRunner:
         self.consumer.subscribe(self.topics, listener=_Listener(self))
 
     async def stop(self) -> None:
-        """Leave the group. Nothing is committed or snapshotted here: what was committed is
-        on the log, and anything else is redelivered to the next owner."""
+        """Leave the group. Only offsets of batches already handled (deferred commits) are
+        committed here; nothing is snapshotted: what was committed is on the log, and
+        anything else is redelivered to the next owner."""
         if self.consumer is not None:
+            if self.commit_interval_ms is not None:
+                await self._settle(None)
             await self.consumer.stop()
         for producer in list(self.txn.values()):
             await _quietly(producer.stop())
@@ -194,6 +213,11 @@ class StreamRunner:
 
     async def _revoked(self, partitions: list[TopicPartition]) -> None:
         self.ready.clear()
+        self._revocations += 1
+        if self.commit_interval_ms is not None:
+            # Give the partitions up with what was handled (on Kafka this runs before the
+            # member rejoins, so the group still takes the commit).
+            await self._settle(partitions)
         prepared = [tp for tp in partitions if tp not in self._pending]
         self._pending -= set(partitions)
         for tp in partitions:
@@ -251,6 +275,7 @@ class StreamRunner:
             batch = {tp: recs for tp, recs in batch.items()
                      if tp not in self._lost and tp in self.consumer.assignment()}
             if not batch:
+                self._maybe_commit()  # an idle partition's last batch is committed too
                 if until_idle:
                     break
                 continue
@@ -336,19 +361,74 @@ class StreamRunner:
             sent = await self._send(self.producer, out)
             await self.stage.flush(offsets)
         else:
+            revocations = self._revocations
             await self.stage.flush(offsets)
             sent = await self._send(self.producer, out)
-            try:
-                await self.consumer.commit(offsets)
-            except CommitFailed as exc:
-                # Rebalanced meanwhile: the new owner redelivers from the last commit.
-                log.warning("commit failed after a rebalance", runner=self.name,
-                            error=str(exc))
-                return 0
+            if self.commit_interval_ms is not None:
+                if revocations == self._revocations:
+                    self._uncommitted.update(offsets)
+                    self._maybe_commit()
+                # else: partitions were given up meanwhile; the owner redelivers the batch
+            else:
+                try:
+                    await self.consumer.commit(offsets)
+                except CommitFailed as exc:
+                    # Rebalanced meanwhile: the new owner redelivers from the last commit.
+                    log.warning("commit failed after a rebalance", runner=self.name,
+                                error=str(exc))
+                    return 0
         for tp, records in batch.items():
             self._count(tp, records, offsets[tp])
             await self.stage.committed(tp, sent)
         return sum(len(r) for r in batch.values())
+
+    # -- deferred commits (at-least-once with commit_interval_ms) ------------------------------
+
+    def _maybe_commit(self) -> None:
+        """Start committing the handled offsets in the background if any are waiting, none
+        is in flight and the interval has passed since the last one started."""
+        if self.commit_interval_ms is None or not self._uncommitted:
+            return
+        if self._committing is not None and not self._committing.done():
+            return
+        now = asyncio.get_running_loop().time()
+        if now - self._last_commit < self.commit_interval_ms / 1000:
+            return
+        self._last_commit = now
+        offsets, self._uncommitted = self._uncommitted, {}
+        self._committing = asyncio.create_task(self._commit(offsets))
+
+    async def _commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit `offsets` of still-owned partitions; never raises (a failure is logged:
+        after a rebalance the new owner redelivers, otherwise the next commit retries)."""
+        assert self.consumer is not None
+        owned = self.consumer.assignment()
+        mine = {tp: o for tp, o in offsets.items() if tp in owned}
+        if not mine:
+            return
+        try:
+            await self.consumer.commit(mine)
+        except CommitFailed as exc:
+            log.warning("commit failed after a rebalance", runner=self.name, error=str(exc))
+        except Exception as exc:  # a broker hiccup: keep them for the next commit
+            log.warning("offset commit failed: retried with the next", runner=self.name,
+                        error=str(exc))
+            for tp, o in mine.items():
+                self._uncommitted.setdefault(tp, o)  # a newer offset handled since wins
+
+    async def _settle(self, partitions: list[TopicPartition] | None) -> None:
+        """Wait for the commit in flight, then commit what is handled of `partitions` (all
+        with None) as the one commit in flight, and forget it either way."""
+        while self._committing is not None and not self._committing.done():
+            await asyncio.shield(self._committing)
+        chosen = set(self._uncommitted) if partitions is None else set(partitions)
+        offsets = {tp: o for tp, o in self._uncommitted.items() if tp in chosen}
+        for tp in offsets:
+            del self._uncommitted[tp]
+        if offsets:
+            self._last_commit = asyncio.get_running_loop().time()
+            self._committing = asyncio.create_task(self._commit(offsets))
+            await asyncio.shield(self._committing)
 
     def _count(self, tp: TopicPartition, records: list[LogRecord], next_offset: int) -> None:
         assert self.consumer is not None

@@ -8,13 +8,17 @@ from datetime import UTC, datetime
 
 import pytest
 import redis.asyncio as redis
+from aiokafka import TopicPartition as KafkaTP
 
+from kernel.kafka import make_consumer
 from kernel.pg import connect
 from kernel.settings import Settings
+from kernel.stream import StreamProcessor
 from market_data.adapters.publisher import encode_batch
 from market_data.adapters.redis_prices import PriceStore
 from market_data.domain.ticks import Tick
 from market_data.services.bars import PartitionBars
+from schemas import default_registry
 from schemas.codec import decode_event, encode
 from schemas.envelope import make_command, make_event
 from schemas.instrument import InstrumentHalted, InstrumentRegistered
@@ -212,3 +216,38 @@ async def test_bar_processor_killed_mid_stream_gives_the_bars_of_a_clean_run(
     # still open, so 90 closed 1m bars per instrument.
     assert NS0 % 60_000_000_000 == 40_000_000_000
     assert len(one_minute) == 3 * 90
+
+
+async def test_prices_offsets_committed_in_the_background_are_all_committed_at_stop(
+    settings: Settings,
+) -> None:
+    # On Kafka, aiokafka's stop() calls no rebalance listener: the runner commits what it
+    # handled itself. A crash instead leaves the last interval to be redelivered.
+    records = tick_tape(1, ("ETH-USD", "SOL-USD", "BTC-USD"))
+    half = len(records) // 2
+    await produce(settings, "market.ticks", records[:half])
+    handled: list[object] = []
+
+    async def handle(events: object) -> None:
+        handled.extend(events)  # type: ignore[call-overload]
+
+    processor = StreamProcessor(settings, name="prices-commit-test", topics=("market.ticks",),
+                                registry=default_registry(), handle=handle,
+                                commit_interval_ms=60_000)
+    await processor.start()
+    try:
+        await processor.run(count=half, timeout=60)  # the first commit starts at once
+        await produce(settings, "market.ticks", records[half:])
+        await processor.run(count=len(records) - half, timeout=60)  # waits 60 s to commit
+    finally:
+        await processor.stop()
+    assert len(handled) == len(records)
+    ends = await end_offsets(settings, "market.ticks")
+    reader = make_consumer(settings, client_id="test-committed", group_id=processor.group_id)
+    await reader.start()
+    try:
+        committed = {p: await reader.committed(KafkaTP(settings.topic("market.ticks"), p))
+                     for p, end in ends.items() if end}
+    finally:
+        await reader.stop()
+    assert committed == {p: end for p, end in ends.items() if end}

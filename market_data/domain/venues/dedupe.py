@@ -16,7 +16,9 @@ class Deduper:
 
     def is_duplicate(self, instrument: str, trade_id: str) -> bool:
         """Remember `trade_id` for `instrument`; true if it was already among the recent ids."""
-        recent = self._seen.setdefault(instrument, OrderedDict())
+        recent = self._seen.get(instrument)
+        if recent is None:  # not setdefault: that builds an OrderedDict on every call
+            recent = self._seen[instrument] = OrderedDict()
         if trade_id in recent:
             recent.move_to_end(trade_id)
             return True

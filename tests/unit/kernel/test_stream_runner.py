@@ -3,6 +3,7 @@ fencing. Each test runs in milliseconds."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 import pytest
@@ -227,3 +228,113 @@ async def test_external_offsets_resume_where_the_store_says_and_kafka_holds_none
     assert sorted(store.rows) == sorted(f"id:{i}".encode() for i in range(25))
     assert log.committed("g") == {}
     await heir.stop()
+
+
+# -- at-least-once with offsets committed off the poll path (commit_interval_ms) --------------
+
+
+class _SlowCommits:
+    """Wraps a consumer's commit: each waits until released; records the offsets and how
+    many commits were in flight at once."""
+
+    def __init__(self, r: StreamRunner) -> None:
+        assert r.consumer is not None
+        self.real = r.consumer.commit
+        self.release = asyncio.Event()
+        self.flying = 0
+        self.most = 0
+        self.calls: list[dict[TopicPartition, int]] = []
+        r.consumer.commit = self.commit  # type: ignore[method-assign]
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        self.flying += 1
+        self.most = max(self.most, self.flying)
+        self.calls.append(dict(offsets))
+        try:
+            await self.release.wait()
+            await self.real(offsets)
+        finally:
+            self.flying -= 1
+
+
+async def test_deferred_commits_do_not_hold_the_loop_and_never_overlap() -> None:
+    log = MemoryLog({IN: 1, OUT: 1, DLQ: 1})
+    await _produce(log, range(40), keys=1)
+    r = await _started(log, EchoStage(log), mode="at-least-once", max_batch=5,
+                       commit_interval_ms=0)
+    slow = _SlowCommits(r)
+    # Every batch is handled while the first commit still waits for the broker.
+    assert await r.run(count=40) == 40
+    assert slow.calls == [{TopicPartition(IN, 0): 5}] and log.committed("g") == {}
+    slow.release.set()
+    await r.run(until_idle=True)  # the next commit takes what was handled since, at once
+    await asyncio.sleep(0)
+    assert slow.most == 1
+    assert [c[TopicPartition(IN, 0)] for c in slow.calls] == [5, 40]
+    assert log.committed("g") == {TopicPartition(IN, 0): 40}
+    _exactly_once(log, range(40))
+    await r.stop()
+
+
+async def test_deferred_commits_a_crash_redelivers_what_was_handled_since_the_last() -> None:
+    log = MemoryLog({IN: 1, OUT: 1, DLQ: 1})
+    await _produce(log, range(30), keys=1)
+    doomed = await _started(log, EchoStage(log, dedupe=False), mode="at-least-once",
+                            max_batch=10, commit_interval_ms=60_000)
+    await doomed.run(count=30)
+    await asyncio.sleep(0)
+    # The first batch was committed at once; the next two wait for the interval.
+    assert log.committed("g") == {TopicPartition(IN, 0): 10}
+    log.crash(doomed.consumer)  # type: ignore[arg-type]
+    heir = await _started(log, EchoStage(log, dedupe=False), mode="at-least-once",
+                          name="heir", commit_interval_ms=60_000)
+    await heir.run(until_idle=True)
+    outs = _outs(log)
+    assert set(outs) == {f"id:{i}".encode() for i in range(30)}  # nothing lost
+    assert sorted(outs) == sorted([f"id:{i}".encode() for i in range(30)] +
+                                  [f"id:{i}".encode() for i in range(10, 30)])
+    await heir.stop()
+
+
+async def test_deferred_commits_are_made_before_partitions_are_given_up() -> None:
+    log = MemoryLog({IN: 1, OUT: 1, DLQ: 1})
+    await _produce(log, range(20), keys=1)
+    r = await _started(log, EchoStage(log), mode="at-least-once", max_batch=5,
+                       commit_interval_ms=60_000)
+    await r.run(count=20)
+    await asyncio.sleep(0)
+    assert log.committed("g") == {TopicPartition(IN, 0): 5}
+    # On Kafka the revocation callback runs before the member rejoins: it commits first.
+    await r._revoked([TopicPartition(IN, 0)])
+    assert log.committed("g") == {TopicPartition(IN, 0): 20}
+    await _produce(log, range(20, 30), keys=1)
+    await r.run(count=10)
+    # aiokafka's stop() leaves the group without calling the listener: stop commits itself.
+    assert r.consumer is not None
+    r.consumer._listener = None  # type: ignore[attr-defined]
+    await r.stop()
+    assert log.committed("g") == {TopicPartition(IN, 0): 30}
+
+
+async def test_deferred_commit_refused_after_a_rebalance_is_logged_and_the_heir_redelivers(
+) -> None:
+    log = MemoryLog({IN: 1, OUT: 1, DLQ: 1})
+    await _produce(log, range(10), keys=1)
+    first = await _started(log, EchoStage(log), mode="at-least-once", max_batch=5,
+                           commit_interval_ms=60_000)
+    await first.run(count=10)  # 0..4 committed, 5..9 handled and waiting
+    second = await _started(log, EchoStage(log), mode="at-least-once", name="second",
+                            commit_interval_ms=0)
+    await second.run(until_idle=True)  # takes the partition (the group rebalanced at once)
+    await first.run(until_idle=True)   # learns of it: its commit is refused, not fatal
+    await second.stop()
+    await first.run(until_idle=True)   # the partition comes back: nothing lost or doubled
+    await first.stop()
+    _exactly_once(log, range(10))
+    assert log.committed("g") == {TopicPartition(IN, 0): 10}
+
+
+def test_commit_interval_is_only_for_at_least_once() -> None:
+    log = _log()
+    with pytest.raises(ValueError, match="commit_interval_ms"):
+        runner(log, EchoStage(log), mode="transactional", commit_interval_ms=100)

@@ -64,7 +64,9 @@ class EchoStage(StageBase):
 
 
 def runner(log: Log, stage: EchoStage, *, mode: str = "transactional",
-           max_batch: int = 500, name: str = "echo") -> StreamRunner:
+           max_batch: int = 500, name: str = "echo",
+           commit_interval_ms: float | None = None) -> StreamRunner:
     return StreamRunner(log, stage, name=name, group_id="g", topics=[IN],
                         mode=mode,  # type: ignore[arg-type]
-                        dead_letter_topic=lambda topic: topic + ".dlq", max_batch=max_batch)
+                        dead_letter_topic=lambda topic: topic + ".dlq", max_batch=max_batch,
+                        commit_interval_ms=commit_interval_ms)

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 from market_data.adapters.venues.backoff import Backoff
 from market_data.domain.ticks import Tick
 from market_data.domain.venues.binance import BinanceFeed
-from market_data.domain.venues.common import GapDetected, ParseError, ParseResult, TimeGuard
+from market_data.domain.venues.common import (
+    GapDetected,
+    ParseError,
+    ParseResult,
+    Reject,
+    TimeGuard,
+)
 from market_data.domain.venues.dedupe import Deduper
 from market_data.domain.venues.kalshi import KalshiFeed
 from market_data.domain.venues.polymarket import PolymarketFeed
@@ -339,3 +345,34 @@ def test_backoff_ceiling_doubles_up_to_the_cap_and_the_jitter_scales_it() -> Non
     assert [backoff.ceiling(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     assert backoff.delay(2, lambda: 0.25) == 0.5
     assert backoff.ceiling(10_000) == 4.0
+
+
+_FIELD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2, 2**70), st.floats(),
+                          st.text(max_size=8), st.sampled_from(
+                              ["94210.50", "0", "-1", "nan", "inf", "1e400", "btcusdt",
+                               "ETHUSDT", "trade", "aggTrade"]),
+                          st.lists(st.integers(), max_size=2))
+
+
+@given(changes=st.dictionaries(st.sampled_from(["e", "s", "t", "p", "q", "T", "m", "E"]),
+                               _FIELD_VALUES, max_size=3),
+       dropped=st.sets(st.sampled_from(["e", "s", "t", "p", "q", "T", "m"]), max_size=2),
+       stream=st.sampled_from(["btcusdt@trade", "ethusdt@aggTrade", "btcusdt@bookTicker",
+                               "x@trade", None]))
+def test_the_typed_trade_path_decides_exactly_as_the_careful_parser(
+        changes: dict[str, Any], dropped: set[str], stream: str | None) -> None:
+    # `parse` tries a typed msgspec decode of the usual trade first; whatever it accepts
+    # must be what the dict-based parser (`_parse`, which alone decides refusals) returns.
+    data: dict[str, Any] = {"e": "trade", "E": T_MS + 1, "s": "BTCUSDT", "t": 12345,
+                            "p": "94210.50", "q": "0.01200", "T": T_MS, "m": True, "M": True}
+    data.update(changes)
+    for key in dropped:
+        data.pop(key, None)
+    raw = json.dumps(data if stream is None else {"stream": stream, "data": data})
+    feed = binance()
+    try:
+        careful: ParseResult = feed._parse(raw, NOW_NS)
+    except Reject as rejected:
+        careful = rejected.error
+    assert feed.parse(raw, NOW_NS) == careful
+    assert binance().parse(raw.encode(), NOW_NS) == careful
