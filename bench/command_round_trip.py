@@ -80,11 +80,15 @@ def child_env(settings: Settings) -> dict[str, str]:
 
 
 class Child:
-    def __init__(self, settings: Settings, log_dir: Path, *argv: str) -> None:
+    def __init__(self, settings: Settings, log_dir: Path, *argv: str,
+                 code: str | None = None) -> None:
         self.argv = [sys.executable, "-m", "propstream", "run", *argv]
         self.log = log_dir / f"{settings.namespace}-{'-'.join(argv)}.log"
         out = open(self.log, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(self.argv, env=child_env(settings), stdout=out,
+        env = child_env(settings)
+        if code is not None:  # another tree of our code (an A/B run): it comes first
+            env["PYTHONPATH"] = code
+        self.proc = subprocess.Popen(self.argv, env=env, stdout=out, cwd=code,
                                      stderr=subprocess.STDOUT)
         out.close()
 
@@ -274,8 +278,10 @@ def hop_line(hops: dict[str, list[float]]) -> str:
 
 
 async def http_runs(settings: Settings, rates: list[float], seconds: float, runs: int,
-                    warmup: int, cpu: CpuProbe,
-                    tap: Tap | None) -> dict[float, list[dict[str, Any]]]:
+                    warmup: int, cpu: CpuProbe, tap: Tap | None,
+                    profile: str | None = None, pids: dict[str, int] | None = None,
+                    ) -> dict[float, list[dict[str, Any]]]:
+    pids = pids or {}
     out: dict[float, list[dict[str, Any]]] = {r: [] for r in rates}
     admin = AccessTokens(secret=settings.secret_key).issue(
         subject="00000000-0000-4000-8000-0000000be7c4", role="admin", now=datetime.now(UTC),
@@ -315,7 +321,15 @@ async def http_runs(settings: Settings, rates: list[float], seconds: float, runs
                             load.registered.append(body["symbol"])
                         return kind, resp.status
                     await steady(min(rate, 50), warmup / min(rate, 50), warm_one)
+                spy_bin = str(Path(sys.executable).parent / "py-spy")
+                spies = [subprocess.Popen(  # noqa: ASYNC220 - started, then left to run
+                    [spy_bin, "record", "--format", "raw", "--nonblocking", "-r", "200",
+                     "-d", str(int(seconds)), "-o", f"{profile}/{name}-{int(rate)}.txt",
+                     "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    for name, pid in pids.items()] if profile else []
                 res = await steady(rate, seconds, one, cpu)
+                for spy in spies:
+                    spy.wait()  # it ends with the run
                 res["label"] = label
                 if tap is not None:
                     await asyncio.sleep(0.5)  # the tap's last fetch
@@ -396,14 +410,17 @@ def summarise(label: str, results: dict[float, list[dict[str, Any]]]) -> list[li
 
 
 async def run(rates: list[float], seconds: float, runs: int, bus_seconds: float,
-              warmup: int, *, use_tap: bool = True) -> dict[str, Any]:
+              warmup: int, *, use_tap: bool = True,
+              profile: str | None = None, code: str | None = None) -> dict[str, Any]:
     settings = fresh_namespace(base_settings(), "bc")
     await create_topics(settings, CATALOGUE)
     log_dir = settings.cache_dir / "bench" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    children = [Child(settings, log_dir, "decider", "instrument"),
-                Child(settings, log_dir, "projection", "instruments"),
-                Child(settings, log_dir, "api")]
+    if code is not None:
+        print(f"services run the code in {code}", flush=True)
+    children = [Child(settings, log_dir, "decider", "instrument", code=code),
+                Child(settings, log_dir, "projection", "instruments", code=code),
+                Child(settings, log_dir, "api", code=code)]
     try:
         decider = children[0]
         http: dict[float, list[dict[str, Any]]] = {}
@@ -421,7 +438,8 @@ async def run(rates: list[float], seconds: float, runs: int, bus_seconds: float,
         if tap is not None:
             await tap.start()
         try:
-            http = await http_runs(settings, rates, seconds, runs, warmup, cpu, tap)
+            http = await http_runs(settings, rates, seconds, runs, warmup, cpu, tap, profile,
+                                   {k: c.proc.pid for k, c in named.items()})
         finally:
             if tap is not None:
                 await tap.stop()
@@ -482,12 +500,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="per rate through CommandBus.send (0 = skip)")
     parser.add_argument("--runs", type=int, default=1, help="repetitions (median reported)")
     parser.add_argument("--warmup", type=int, default=200, help="requests before each rate")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="py-spy (raw folded stacks) of each service during each HTTP rate")
+    parser.add_argument("--code", metavar="DIR",
+                        help="run the services from this tree of the code (e.g. `git archive` "
+                             "of the base commit), for before/after runs alternating")
     parser.add_argument("--no-tap", action="store_true",
                         help="no tap consumer (no hop split; the client's CPU alone)")
     args = parser.parse_args(argv)
     print(f"load average at start: {load_average()}", flush=True)
     asyncio.run(run(args.rates, args.seconds, args.runs, args.bus_seconds, args.warmup,
-                    use_tap=not args.no_tap))
+                    use_tap=not args.no_tap, profile=args.profile, code=args.code))
     print(f"load average at end: {load_average()}", flush=True)
 
 

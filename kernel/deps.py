@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from kernel.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

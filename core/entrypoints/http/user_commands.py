@@ -31,7 +31,7 @@ UserIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-
                                              "0b3c8f0e-52d1-5c6a-9f1e-2a7d4b8c9e10"])]
 
 
-def get_pool(request: Request) -> AsyncConnectionPool:
+async def get_pool(request: Request) -> AsyncConnectionPool:
     pool: AsyncConnectionPool = request.app.state.pool
     return pool
 
@@ -41,7 +41,7 @@ def get_pool(request: Request) -> AsyncConnectionPool:
 PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 
 
-def get_identity(request: Request) -> Identity:
+async def get_identity(request: Request) -> Identity:
     identity: Identity = request.app.state.identity
     return identity
 
