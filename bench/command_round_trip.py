@@ -100,6 +100,17 @@ class Child:
             return float("nan")
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def runqueue_wait_seconds(self) -> float:
+        """Seconds the child's threads waited for a CPU while runnable (schedstat): the
+        share of the latency that is this machine's load, not our code."""
+        total = 0
+        for stat in Path(f"/proc/{self.proc.pid}/task").glob("*/schedstat"):
+            try:
+                total += int(stat.read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+        return total / 1e9
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
@@ -150,6 +161,8 @@ CpuProbe = Callable[[], dict[str, float]]
 def cpu_now(children: dict[str, Child]) -> dict[str, float]:
     out = {name: c.cpu_seconds() for name, c in children.items()}
     out["client"] = time.process_time()
+    for name, c in children.items():  # not CPU: waiting for one (printed apart)
+        out[f"{name} runq-wait"] = c.runqueue_wait_seconds()
     return out
 
 
@@ -479,7 +492,8 @@ async def run(rates: list[float], seconds: float, runs: int, bus_seconds: float,
                      "load"], hop_rows))
     print()
     print("CPU ms per completed request, by process (median of runs; client = this process, "
-          "with the tap consumer unless --no-tap)")
+          "with the tap consumer unless --no-tap; '<process> runq-wait': ms its threads waited "
+          "for a CPU while runnable, the machine's load)")
     crow = []
     for label, results in (("HTTP", http), ("bus", bus)):
         for rate, rs in results.items():
