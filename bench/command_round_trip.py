@@ -20,7 +20,15 @@ request (by X-Request-ID). Hops per request:
   out     = answer received - reply visible (API reply consumer, API out, HTTP out)
 CreateTime has millisecond resolution, so each hop is +-1 ms.
 
+Each service's CPU per completed request comes from /proc/<pid>/stat, and its run-queue wait
+(time runnable but waiting for a CPU) from /proc/<pid>/task/*/schedstat: on a shared machine
+the second tells how much of the latency is the machine's load.
+
 Run: python -m bench.command_round_trip [--rates 50 100 200] [--seconds 20] [--runs 1]
+     [--code DIR]   the services of another tree (`git archive REV | tar -x -C DIR`), to
+                    alternate before/after run by run with the same client
+     [--profile DIR] py-spy of each service per rate (py-spy is no project dependency:
+                    `.cache/bootstrap/bin/uv pip install --python .venv/bin/python py-spy`)
 """
 
 from __future__ import annotations
@@ -522,6 +530,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-tap", action="store_true",
                         help="no tap consumer (no hop split; the client's CPU alone)")
     args = parser.parse_args(argv)
+    spy_bin = Path(sys.executable).parent / "py-spy"
+    if args.profile and not spy_bin.exists():
+        raise SystemExit(f"--profile needs py-spy at {spy_bin} (see the docstring)")
     print(f"load average at start: {load_average()}", flush=True)
     asyncio.run(run(args.rates, args.seconds, args.runs, args.bus_seconds, args.warmup,
                     use_tap=not args.no_tap, profile=args.profile, code=args.code))
