@@ -11,10 +11,11 @@ from kernel.ratelimit import settings_limited
 from schemas.registry import TypeRegistry
 
 
-# Dependencies are `async def` even when they only read app.state: FastAPI runs a plain `def`
-# one in its thread pool, a hand-off that cost ~25 % of the API's CPU per command (py-spy of
-# bench.command_round_trip) and a wait behind busy worker threads.
-async def get_bus(request: Request) -> CommandBus:
+# Plain `def`, so FastAPI runs these in its thread pool: `async def` saved 0.1-0.7 ms of the
+# API's CPU per command (the hand-off is ~25 % of its py-spy samples), yet the round trip's
+# latency was worse in most alternating runs on the shared 2-core machine and collapsed
+# at 200/s (bench/RESULTS.md, "second pass"); a quiet machine is to decide.
+def get_bus(request: Request) -> CommandBus:
     bus: CommandBus = request.app.state.bus
     return bus
 
@@ -22,7 +23,7 @@ async def get_bus(request: Request) -> CommandBus:
 BusDep = Annotated[CommandBus, Depends(get_bus)]
 
 
-async def get_registry(request: Request) -> TypeRegistry:
+def get_registry(request: Request) -> TypeRegistry:
     registry: TypeRegistry = request.app.state.registry
     return registry
 
