@@ -26,5 +26,16 @@ async def get_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
         yield conn
 
 
+def get_pool(request: Request) -> AsyncConnectionPool:
+    pool: AsyncConnectionPool = request.app.state.pool
+    return pool
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+# A connection held for the whole request: for routes that only read.
 ConnDep = Annotated[psycopg.AsyncConnection, Depends(get_conn)]
+# For routes that wait (a command's decision, argon2, a read-your-write): they borrow a
+# connection per query. Held through the wait, ten halts waiting on the decider took the
+# pool's ten connections and every later request queued behind them (the round trip's p99
+# went to seconds at 100 commands/s: bench.command_round_trip).
+PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]

@@ -211,7 +211,7 @@ def decode_cursor(cursor: str, *, keys: tuple[str, ...]) -> dict[str, Any]:
     return data
 
 
-def no_store(response: Response) -> None:
+async def no_store(response: Response) -> None:
     """A dependency for answers that carry a secret (tokens, a new API key): no cache keeps
     them (RFC 6749 5.1), and the idempotency store never writes them to Redis."""
     response.headers["Cache-Control"] = "no-store"

@@ -11,6 +11,10 @@ from kernel.ratelimit import settings_limited
 from schemas.registry import TypeRegistry
 
 
+# Plain `def`, so FastAPI runs these in its thread pool: `async def` saved 0.1-0.7 ms of the
+# API's CPU per command (the hand-off is ~25 % of its py-spy samples), yet the round trip's
+# latency was worse in most alternating runs on the shared 2-core machine and collapsed
+# at 200/s (bench/RESULTS.md, "second pass"); a quiet machine is to decide.
 def get_bus(request: Request) -> CommandBus:
     bus: CommandBus = request.app.state.bus
     return bus

@@ -16,7 +16,7 @@ from core.views.instruments import InstrumentPublic, get_instrument, list_instru
 from kernel.application import Command, Decided, Outcome, Rejected
 from kernel.auth import ROLES, Principal, access, public
 from kernel.commands import command_id_for
-from kernel.deps import ConnDep
+from kernel.deps import ConnDep, PoolDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
 from kernel.ratelimit import rate_limited
 from schemas.envelope import CommandPayload
@@ -170,11 +170,15 @@ async def get_one(symbol: SymbolPath, conn: ConnDep) -> InstrumentPublic:
 
 
 async def _change(symbol: str, payload: handlers.Change, bus: BusDep, registry: RegistryDep,
-                  conn: ConnDep, admin: Principal, idempotency_key: str | None,
+                  pool: PoolDep, admin: Principal, idempotency_key: str | None,
                   route: str) -> Any:
+    async def read() -> InstrumentPublic | None:
+        async with pool.connection() as conn:  # per read: none held through the wait
+            return await get_instrument(conn, symbol)
+
     outcome = await handlers.change(bus, registry, _command(
         payload, symbol, admin=admin, idempotency_key=idempotency_key, route=route),
-        read=lambda: get_instrument(conn, symbol))
+        read=read)
     return _answer(outcome, symbol)
 
 
@@ -184,9 +188,9 @@ async def _change(symbol: str, payload: handlers.Change, bus: BusDep, registry: 
               dependencies=COMMAND_LIMIT)
 async def update(symbol: SymbolPath,
                  changes: Annotated[InstrumentChanges, Body(examples=[UPDATE_EXAMPLE])],
-                 admin: AdminDep, bus: BusDep, registry: RegistryDep, conn: ConnDep,
+                 admin: AdminDep, bus: BusDep, registry: RegistryDep, pool: PoolDep,
                  idempotency_key: IdempotencyKey = None) -> Any:
-    return await _change(symbol, UpdateInstrument(changes=changes), bus, registry, conn, admin,
+    return await _change(symbol, UpdateInstrument(changes=changes), bus, registry, pool, admin,
                          idempotency_key, "update")
 
 
@@ -195,9 +199,9 @@ async def update(symbol: SymbolPath,
              responses={202: {"model": CommandAccepted}, **ERRORS},
              dependencies=COMMAND_LIMIT)
 async def halt(symbol: SymbolPath, body: HaltRequest, admin: AdminDep, bus: BusDep,
-               registry: RegistryDep, conn: ConnDep,
+               registry: RegistryDep, pool: PoolDep,
                idempotency_key: IdempotencyKey = None) -> Any:
-    return await _change(symbol, HaltInstrument(reason=body.reason), bus, registry, conn, admin,
+    return await _change(symbol, HaltInstrument(reason=body.reason), bus, registry, pool, admin,
                          idempotency_key, "halt")
 
 
@@ -206,8 +210,8 @@ async def halt(symbol: SymbolPath, body: HaltRequest, admin: AdminDep, bus: BusD
              responses={202: {"model": CommandAccepted}, **ERRORS},
              dependencies=COMMAND_LIMIT)
 async def resume(symbol: SymbolPath, admin: AdminDep, bus: BusDep, registry: RegistryDep,
-                 conn: ConnDep, idempotency_key: IdempotencyKey = None) -> Any:
-    return await _change(symbol, ResumeInstrument(), bus, registry, conn, admin, idempotency_key,
+                 pool: PoolDep, idempotency_key: IdempotencyKey = None) -> Any:
+    return await _change(symbol, ResumeInstrument(), bus, registry, pool, admin, idempotency_key,
                          "resume")
 
 

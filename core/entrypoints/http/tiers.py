@@ -20,7 +20,7 @@ from core.views.tiers import TierView, get_tier, get_tier_revision, list_tiers
 from kernel.application import Command, Decided, Outcome, Rejected
 from kernel.auth import Principal, access, principal_of, public
 from kernel.commands import command_id_for
-from kernel.deps import ConnDep
+from kernel.deps import ConnDep, PoolDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
 from kernel.ratelimit import rate_limited
 from schemas.envelope import CommandPayload
@@ -193,11 +193,15 @@ def _answer(outcome: Outcome[Tier], tier_id: str) -> Any:
 
 
 async def _change(tier_id: str, payload: handlers.Change, *, bus: BusDep,
-                  registry: RegistryDep, conn: ConnDep, admin: Principal,
+                  registry: RegistryDep, pool: PoolDep, admin: Principal,
                   idempotency_key: str | None, route: str) -> Any:
+    async def read() -> TierView | None:
+        async with pool.connection() as conn:  # per read: none held through the wait
+            return await get_tier(conn, tier_id)
+
     outcome = await handlers.change(bus, registry, _command(
         payload, tier_id, admin=admin, idempotency_key=idempotency_key, route=route),
-        read=lambda: get_tier(conn, tier_id))
+        read=read)
     return _answer(outcome, tier_id)
 
 
@@ -225,10 +229,10 @@ async def create(body: Annotated[TierCreate, Body(examples=[EXAMPLE_TIER])], adm
             dependencies=COMMAND_LIMIT)
 async def revise(tier_id: TierIdPath,
                  body: Annotated[TierTermsUpdate, Body(examples=[EXAMPLE_REVISION])],
-                 admin: AdminDep, bus: BusDep, registry: RegistryDep, conn: ConnDep,
+                 admin: AdminDep, bus: BusDep, registry: RegistryDep, pool: PoolDep,
                  idempotency_key: IdempotencyKey = None) -> Any:
     return await _change(tier_id, ReviseTier(terms=body.terms), bus=bus, registry=registry,
-                         conn=conn, admin=admin, idempotency_key=idempotency_key,
+                         pool=pool, admin=admin, idempotency_key=idempotency_key,
                          route="revise")
 
 
@@ -239,10 +243,10 @@ async def revise(tier_id: TierIdPath,
 async def retire(tier_id: TierIdPath,
                  body: Annotated[RetireRequest,
                                  Body(examples=[{"reason": "replaced by standard-50k-v2"}])],
-                 admin: AdminDep, bus: BusDep, registry: RegistryDep, conn: ConnDep,
+                 admin: AdminDep, bus: BusDep, registry: RegistryDep, pool: PoolDep,
                  idempotency_key: IdempotencyKey = None) -> Any:
     return await _change(tier_id, RetireTier(reason=body.reason), bus=bus, registry=registry,
-                         conn=conn, admin=admin, idempotency_key=idempotency_key,
+                         pool=pool, admin=admin, idempotency_key=idempotency_key,
                          route="retire")
 
 
@@ -251,7 +255,7 @@ async def retire(tier_id: TierIdPath,
              responses={200: TIER_ANSWER, 202: {"model": CommandAccepted}, **ERRORS},
              dependencies=COMMAND_LIMIT)
 async def reactivate(tier_id: TierIdPath, admin: AdminDep, bus: BusDep,
-                     registry: RegistryDep, conn: ConnDep,
+                     registry: RegistryDep, pool: PoolDep,
                      idempotency_key: IdempotencyKey = None) -> Any:
-    return await _change(tier_id, ReactivateTier(), bus=bus, registry=registry, conn=conn,
+    return await _change(tier_id, ReactivateTier(), bus=bus, registry=registry, pool=pool,
                          admin=admin, idempotency_key=idempotency_key, route="reactivate")

@@ -6,11 +6,13 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.responses import JSONResponse
-from psycopg_pool import AsyncConnectionPool
 
 from core.entrypoints.http.commands import refused, undecided
 from core.identity import Identity
 from kernel.application import Pending, Rejected
+from kernel.deps import PoolDep
+
+__all__ = ["REASONS", "IdentityDep", "PoolDep", "UserIdPath", "not_decided"]
 
 # Refusal reasons -> (HTTP status, problem type).
 REASONS: dict[str, tuple[int, str]] = {
@@ -31,17 +33,9 @@ UserIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-
                                              "0b3c8f0e-52d1-5c6a-9f1e-2a7d4b8c9e10"])]
 
 
-def get_pool(request: Request) -> AsyncConnectionPool:
-    pool: AsyncConnectionPool = request.app.state.pool
-    return pool
 
 
-# For routes that hash or wait: they borrow a connection per query instead of holding one
-# (ConnDep) through 100 ms of argon2 or a read-your-write wait, which starves the pool.
-PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
-
-
-def get_identity(request: Request) -> Identity:
+async def get_identity(request: Request) -> Identity:
     identity: Identity = request.app.state.identity
     return identity
 
