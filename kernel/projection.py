@@ -300,20 +300,17 @@ class PgProjectionStore:
         assert self.conn is not None
         cache = self.cache
         try:
-            async with self.conn.transaction():
-                if events:
-                    await self.projection.apply(self.conn, events)
-                await self._store_offsets(offsets)
-        except psycopg.OperationalError:
-            if cache is not None:
-                cache.reset()
-            raise  # the database is gone: let the supervisor restart us
-        except psycopg.Error as exc:
-            if cache is not None:
-                cache.reset()
-            raise BatchRejected(str(exc)[:1000]) from exc
+            try:
+                async with self.conn.transaction():
+                    if events:
+                        await self.projection.apply(self.conn, events)
+                    await self._store_offsets(offsets)
+            except psycopg.OperationalError:
+                raise  # the database is gone: let the supervisor restart us
+            except psycopg.Error as exc:
+                raise BatchRejected(str(exc)[:1000]) from exc
         except BaseException:
-            if cache is not None:
+            if cache is not None:  # nothing of the batch is committed: forget what it held
                 cache.reset()
             raise
         if cache is not None:
