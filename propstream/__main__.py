@@ -1,3 +1,3 @@
-from propstream.cli import app
+from propstream.entry import main
 
-app()
+main()
