@@ -166,9 +166,60 @@ class Load:
 CpuProbe = Callable[[], dict[str, float]]
 
 
-def cpu_now(children: dict[str, Child]) -> dict[str, float]:
+def _proc_cpu(pid: int, *, reaped: bool = False) -> float:
+    """User + system CPU seconds of `pid` (with its reaped children's when `reaped`)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _pid_file(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def infra_cpu(settings: Settings) -> dict[str, float]:
+    """CPU seconds so far of the infrastructure the command touches: the Kafka broker, Redis,
+    and PostgreSQL (the postmaster with the backends it reaped, plus the live backends). The
+    platform's own processes are not all there is: this is the rest of the machine's bill."""
+    run = settings.cache_dir / "run"
+    out = {name: _proc_cpu(pid) if (pid := _pid_file(run / f"{name}.pid")) else float("nan")
+           for name in ("kafka", "redis")}
+    postmaster = _pid_file(settings.cache_dir / "postgres" / "data" / "postmaster.pid")
+    pg = float("nan")
+    if postmaster is not None:
+        pg = _proc_cpu(postmaster, reaped=True)
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == postmaster:
+                pg += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    out["postgres"] = pg
+    return out
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs so far (/proc/stat): busy is everything but idle
+    and iowait."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    total = sum(fields[:8])
+    return total - fields[3] - fields[4], total
+
+
+def cpu_now(children: dict[str, Child], settings: Settings | None = None) -> dict[str, float]:
     out = {name: c.cpu_seconds() for name, c in children.items()}
     out["client"] = time.process_time()
+    if settings is not None:
+        out.update(infra_cpu(settings))
     for name, c in children.items():  # not CPU: waiting for one (printed apart)
         out[f"{name} runq-wait"] = c.runqueue_wait_seconds()
     return out
@@ -183,6 +234,7 @@ async def steady(rate: float, seconds: float,
     """Issue `one(note)` at `rate` per second (open loop) for `seconds`; collect latencies.
     `one` may append (kind, symbol) to `note` to have the sample kept for the hop split."""
     cpu_before = cpu() if cpu is not None else {}
+    busy_before = machine_busy()
     latencies: list[float] = []
     samples: list[Sample] = []
     statuses: collections.Counter[str] = collections.Counter()
@@ -220,8 +272,11 @@ async def steady(rate: float, seconds: float,
     if cpu is not None:  # CPU milliseconds per completed request, per process
         after = cpu()
         cpu_ms = {k: (after[k] - cpu_before[k]) * 1000 / max(1, len(latencies)) for k in after}
+    busy_after = machine_busy()
+    busy = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
     latencies.sort()
-    return {"rate": rate, "sent": total, "ok": len(latencies), "achieved": len(latencies) / took,
+    return {"rate": rate, "busy": busy, "sent": total, "ok": len(latencies),
+            "achieved": len(latencies) / took,
             "p50": percentile(latencies, 50), "p90": percentile(latencies, 90),
             "p95": percentile(latencies, 95),
             "p99": percentile(latencies, 99), "max": latencies[-1] if latencies else float("nan"),
@@ -361,6 +416,7 @@ async def http_runs(settings: Settings, rates: list[float], seconds: float, runs
                       f"p99 {res['p99']:6.1f} max {res['max']:7.1f} ms; "
                       f"client lag max {res['lag_ms']:.0f} ms; {res['statuses']}; CPU ms/req "
                       f"{ {k: round(v, 2) for k, v in res['cpu_ms'].items()} }; "
+                      f"machine busy {100 * res['busy']:.0f} % of {os.cpu_count()} CPUs; "
                       f"load {res['load']}; connections opened so far {client.opened}", flush=True)
                 if "hops" in res:
                     print("    hops: " + hop_line(res["hops"]), flush=True)
@@ -454,7 +510,7 @@ async def run(rates: list[float], seconds: float, runs: int, bus_seconds: float,
         named = {"api": children[2], "decider": children[0], "projection": children[1]}
 
         def cpu() -> dict[str, float]:
-            return cpu_now(named)
+            return cpu_now(named, settings)
         tap = Tap(settings) if use_tap else None
         if tap is not None:
             await tap.start()
@@ -505,11 +561,19 @@ async def run(rates: list[float], seconds: float, runs: int, bus_seconds: float,
     crow = []
     for label, results in (("HTTP", http), ("bus", bus)):
         for rate, rs in results.items():
-            keys = list(rs[0]["cpu_ms"])
+            keys = [k for k in rs[0]["cpu_ms"] if "runq" not in k]
+            waits = [k for k in rs[0]["cpu_ms"] if "runq" in k]
             crow.append([label, f"{rate:.0f}"] + [f"{median([r['cpu_ms'][k] for r in rs]):.2f}"
-                                                  for k in keys])
+                                                  for k in keys]
+                        + [f"{median([sum(r['cpu_ms'][k] for k in keys) for r in rs]):.2f}",
+                           f"{100 * median([r['busy'] for r in rs]):.0f}"]
+                        + [f"{median([r['cpu_ms'][k] for r in rs]):.2f}" for k in waits])
     if crow:
-        print(table(["path", "rate/s", *list(next(iter(http.values()))[0]["cpu_ms"])], crow))
+        first = next(iter(http.values()))[0]["cpu_ms"]
+        print("'all' = every process above, the bench client included; 'busy %' = the whole "
+              f"machine's CPUs ({os.cpu_count()}) over the run, anything else running included")
+        print(table(["path", "rate/s", *[k for k in first if "runq" not in k], "all", "busy %",
+                     *[k for k in first if "runq" in k]], crow))
     return {"http": http, "bus": bus}
 
 
