@@ -11,23 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from core.entrypoints.http import (
-    assessments,
-    auth,
-    instruments,
-    purchases,
-    stripe_webhooks,
-    tiers,
-    users,
-)
+from core.entrypoints.http.app import create_app
 from core.entrypoints.http.deps import get_bus
 from kernel.deps import get_conn
-
-ROUTER_MODULES = (assessments, auth, instruments, purchases, stripe_webhooks, tiers, users)
+from propstream.settings import PlatformSettings as Settings
 
 
 def _calls(dependant: Dependant) -> set[Callable[..., Any]]:
@@ -37,15 +27,19 @@ def _calls(dependant: Dependant) -> set[Callable[..., Any]]:
     return found
 
 
-def _routes() -> list[APIRoute]:
-    """Every route of the core routers (as `create_app` includes them)."""
-    routers = [router for module in ROUTER_MODULES for router in vars(module).values()
-               if isinstance(router, APIRouter)]
-    return [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
+def _routes(routes: list[Any]) -> list[APIRoute]:
+    """The app's routes, those of included routers too (FastAPI keeps each as its own)."""
+    found: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif hasattr(route, "original_router"):
+            found += _routes(route.original_router.routes)
+    return found
 
 
 def test_no_route_that_sends_a_command_holds_a_connection_for_the_request() -> None:
-    senders = [r for r in _routes() if get_bus in _calls(r.dependant)]
+    senders = [r for r in _routes(create_app(Settings()).routes) if get_bus in _calls(r.dependant)]
     assert len(senders) >= 10  # the guard sees the command routes at all
     holding = sorted(f"{sorted(r.methods)[0]} {r.path}" for r in senders
                      if get_conn in _calls(r.dependant))
