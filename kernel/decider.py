@@ -104,7 +104,11 @@ class DeciderRunner(OwnsRunner, StageBase, Generic[S]):
     async def start(self) -> None:
         self.snapshot_producer = self.log.producer(client_id=f"{self.name}-snapshots")
         await self.snapshot_producer.start()
-        await self.runner.start()
+        try:
+            await self.runner.start()  # refuses without the dead-letter topic
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         # No snapshot here: every committed batch already snapshotted when due, and a state

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from schemas.errors import PropstreamError
 
-__all__ = ["InfraError", "ProcessingError", "PropstreamError", "TopicChangeRefused"]
+__all__ = ["DeadLetterTopicMissing", "InfraError", "ProcessingError", "PropstreamError",
+           "TopicChangeRefused"]
 
 
 class InfraError(PropstreamError):
@@ -18,3 +19,9 @@ class ProcessingError(PropstreamError):
 class TopicChangeRefused(PropstreamError):
     """`apply_topics` would corrupt data (e.g. re-partition keyed topics); nothing was changed.
     The message says what to do instead."""
+
+
+class DeadLetterTopicMissing(InfraError):
+    """A stream runner's input topic has no dead-letter topic (in the catalogue, or on the
+    log): the runner refuses to start, since its first poison record would stall its
+    partition. The message names the topics and the fix."""

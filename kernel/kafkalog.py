@@ -38,6 +38,9 @@ TXN_RETRY_BACKOFF_MS = 5
 
 _FENCED = (KafkaProducerFenced, InvalidProducerEpoch)
 
+# How long a topic may be missing from the metadata before `missing_topics` reports it.
+METADATA_SETTLE_S = 2.0
+
 
 class KafkaLog:
     """Consumers and producers of the Kafka cluster the settings name (implements `Log`)."""
@@ -150,6 +153,19 @@ class KafkaConsumer:
 
     async def partitions_for(self, topic: str) -> list[TopicPartition]:
         return [_ours(tp) for tp in await partitions_of(self.consumer, topic)]
+
+    async def missing_topics(self, topics: Sequence[str], *,
+                             settle_s: float = METADATA_SETTLE_S) -> list[str]:
+        """From the cluster's metadata. A topic created a moment ago can be missing from
+        the answering broker's metadata for a short while, so what looks missing is asked
+        again for up to `settle_s` seconds before it is reported."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settle_s
+        while True:
+            missing = sorted(set(topics) - set(await self.consumer.topics()))
+            if not missing or loop.time() >= deadline:
+                return missing
+            await asyncio.sleep(0.2)
 
     async def commit(self, offsets: Offsets) -> None:
         try:

@@ -126,6 +126,10 @@ class LogConsumer(Protocol):
 
     async def partitions_for(self, topic: str) -> list[TopicPartition]: ...
 
+    async def missing_topics(self, topics: Sequence[str]) -> list[str]:
+        """Those of `topics` the log does not have, sorted (works before `subscribe`)."""
+        ...
+
     async def commit(self, offsets: Offsets) -> None:
         """Commit the group's next offsets; `CommitFailed` if the group moved on."""
         ...

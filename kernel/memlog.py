@@ -301,6 +301,10 @@ class MemoryConsumer:
     async def partitions_for(self, topic: str) -> list[TopicPartition]:
         return [TopicPartition(topic, p) for p in range(len(self.log._partitions(topic)))]
 
+    async def missing_topics(self, topics: Sequence[str]) -> list[str]:
+        self._check()
+        return sorted(set(topics) - set(self.log._topics))
+
     async def commit(self, offsets: Offsets) -> None:
         self._check()
         if self.group_id is None:

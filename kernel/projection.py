@@ -422,7 +422,11 @@ class ProjectionRunner:
             self.log, self.stage, name=self.name, group_id=self.name, topics=self.topics,
             mode="external", dead_letter_topic=self.stage.dead_letter_topic,
             max_batch=self.max_batch, poll_timeout=0.2, assign_all=True)
-        await self.stream.start()
+        try:
+            await self.stream.start()  # refuses without the dead-letter topics
+        except BaseException:
+            await self.stop()  # the lease and the connection are not kept for nothing
+            raise
         self.stage.producer = self.stream.producer
         log.info("projection started", projection=self.projection.name,
                  partitions=len(self.partitions))

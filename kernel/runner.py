@@ -28,6 +28,8 @@ Commit modes:
 
 A record whose `step` raises is parked on its dead-letter topic with its origin (inside the
 transaction in transactional mode) and the partition moves on: a poison record never stalls.
+That needs the dead-letter topic of every input topic to exist, so `start` checks them first
+and refuses (`DeadLetterTopicMissing`, naming them) before it takes any partition.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from kernel.dlq import counted, dead_letter
+from kernel.exceptions import DeadLetterTopicMissing
 from kernel.log import (
     Batch,
     CommitFailed,
@@ -172,23 +175,57 @@ class StreamRunner:
     # -- life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Check the dead-letter topics, then join the group (or take every partition).
+        Raise `DeadLetterTopicMissing`, having taken nothing, if an input topic has none."""
+        if self.assign_all:
+            # One reader of every partition, no group (a lease outside the log keeps it the
+            # only one, e.g. a projection's): no join to wait for, no dead member to outlive.
+            consumer = self.log.consumer(client_id=self.name)
+        else:
+            consumer = self.log.consumer(client_id=self.name, group_id=self.group_id,
+                                         session_timeout_ms=self.session_timeout_ms)
+        await consumer.start()
+        try:
+            await self._check_dead_letter_topics(consumer)
+        except BaseException:
+            await _quietly(consumer.stop())
+            raise
+        self.consumer = consumer
         if self.mode != "transactional":
             self.producer = self.log.producer(client_id=self.name)
             await self.producer.start()
         if self.assign_all:
-            # One reader of every partition, no group (a lease outside the log keeps it the
-            # only one, e.g. a projection's): no join to wait for, no dead member to outlive.
-            self.consumer = self.log.consumer(client_id=self.name)
-            await self.consumer.start()
             parts = [tp for topic in self.topics
                      for tp in await self.consumer.partitions_for(topic)]
             self.consumer.assign(parts)
             await self._assigned(parts)
             return
-        self.consumer = self.log.consumer(client_id=self.name, group_id=self.group_id,
-                                          session_timeout_ms=self.session_timeout_ms)
-        await self.consumer.start()
         self.consumer.subscribe(self.topics, listener=_Listener(self))
+
+    async def _check_dead_letter_topics(self, consumer: LogConsumer) -> None:
+        """Every input topic needs a dead-letter topic that exists: a poison record with
+        nowhere to go would abort its transaction for ever (transactional) or crash the
+        process at every restart (the other modes), stalling its partition either way."""
+        letters: dict[str, list[str]] = {}
+        unnamed: list[str] = []
+        for topic in self.topics:
+            try:
+                letters.setdefault(self.dead_letter_topic(topic), []).append(topic)
+            except LookupError:
+                unnamed.append(topic)
+        missing = await consumer.missing_topics(sorted(letters)) if letters else []
+        if not unnamed and not missing:
+            return
+        problems = [f"{t!r} has no dead-letter topic (give its TopicSpec in schemas/ a "
+                    f"`dead_letter`)" for t in unnamed]
+        if missing:
+            listed = ", ".join(f"{dlq!r} (for {', '.join(map(repr, letters[dlq]))})"
+                               for dlq in missing)
+            problems.append(f"dead-letter topic(s) missing on the log: {listed}; create "
+                            f"them (`propstream topics apply` creates every catalogue topic)")
+        raise DeadLetterTopicMissing(
+            f"stream runner {self.name!r} refuses to start, a poison record would stall its "
+            f"partition: {'; '.join(problems)}; then start it again")
 
     async def stop(self) -> None:
         """Leave the group. Only offsets of batches already handled (deferred commits) are

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -14,10 +15,12 @@ import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
+from kernel.exceptions import DeadLetterTopicMissing
 from kernel.kafka import delete_namespace_topics
 from kernel.kafkalog import KafkaLog
 from kernel.log import Log, LogConsumer, LogRecord, OutRecord, ProducerFenced, TopicPartition
 from kernel.memlog import MemoryLog
+from kernel.runner import Emit, StageBase, StreamRunner
 from propstream.settings import PlatformSettings as Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -28,6 +31,19 @@ class Harness:
     log: Log
     topic: str
     out: str
+    settings: Settings | None = None  # Kafka's; None in memory
+
+    async def create_topic(self, name: str, partitions: int) -> None:
+        if isinstance(self.log, MemoryLog):
+            self.log.create_topic(name, partitions)
+            return
+        assert self.settings is not None
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, partitions, 1)])
+        finally:
+            await admin.close()
 
 
 @pytest_asyncio.fixture(loop_scope="session", params=["memlog", "kafkalog"])
@@ -45,7 +61,7 @@ async def harness(request: pytest.FixtureRequest,
     finally:
         await admin.close()
     try:
-        yield Harness(KafkaLog(settings, max_poll_interval_ms=30_000), topic, out)
+        yield Harness(KafkaLog(settings, max_poll_interval_ms=30_000), topic, out, settings)
     finally:
         await delete_namespace_topics(settings)
 
@@ -139,3 +155,56 @@ async def test_a_newer_transactional_producer_fences_the_older_one(harness: Harn
     await new.stop()
     with contextlib.suppress(Exception):  # a fenced aiokafka producer may complain on exit
         await old.stop()
+
+
+class _Picky(StageBase):
+    """Refuses (dead-letters) every record whose value is b"poison"."""
+
+    def step(self, record: LogRecord) -> Sequence[Emit]:
+        if record.value == b"poison":
+            raise ValueError("poison")
+        return ()
+
+
+async def test_a_runner_refuses_to_start_until_its_dead_letter_topic_exists(
+        harness: Harness) -> None:
+    producer = harness.log.producer(client_id="feed")
+    await producer.start()
+    await producer.send_many(harness.topic, [OutRecord(b"k", b"poison", partition=0),
+                                             OutRecord(b"k", b"fine", partition=0)])
+    await producer.stop()
+    dlq = harness.topic + ".dlq"
+    group = f"contract-dlq-{uuid.uuid4().hex[:8]}"
+
+    def runner() -> StreamRunner:
+        return StreamRunner(harness.log, _Picky(), name="picky", group_id=group,
+                            topics=[harness.topic], mode="transactional",
+                            dead_letter_topic=lambda topic: topic + ".dlq",
+                            session_timeout_ms=6000)
+
+    refused = runner()
+    with pytest.raises(DeadLetterTopicMissing, match=re.escape(repr(dlq))):
+        await refused.start()
+    assert refused.consumer is None and refused.txn == {}
+    await refused.stop()
+    await harness.create_topic(dlq, 1)
+    started = runner()
+    await started.start()
+    loop = asyncio.get_running_loop()
+    deadline, handled = loop.time() + 30, 0
+    while handled < 2 and loop.time() < deadline:
+        handled += await started.run(count=2 - handled, timeout=1)
+    assert handled == 2  # the poison record did not stall its partition
+    await started.stop()
+    reader = await _reader(harness, dlq)
+    [letter] = await _drain(reader, 1)
+    await reader.stop()
+    headers = dict(letter.headers)
+    assert letter.value == b"poison"
+    assert (headers["x-origin-topic"], headers["x-origin-partition"],
+            headers["x-origin-offset"]) == (harness.topic.encode(), b"0", b"0")
+    member = harness.log.consumer(client_id="check", group_id=group)
+    await member.start()
+    member.assign([TopicPartition(harness.topic, 0)])
+    assert await member.committed(TopicPartition(harness.topic, 0)) == 2
+    await member.stop()

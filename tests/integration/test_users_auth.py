@@ -419,6 +419,7 @@ async def test_concurrent_refreshes_with_one_token_one_wins_and_the_family_dies(
 async def test_rebuilt_users_projection_equals_the_live_one(
         settings: Settings, client: httpx.AsyncClient) -> None:
     from core.adapters.users_projection import UsersProjection
+    from kernel.dlq import dead_letter_topic
     from kernel.projection import ProjectionRunner
     from schemas import default_registry
 
@@ -440,6 +441,8 @@ async def test_rebuilt_users_projection_equals_the_live_one(
     # Rebuild from the same topics into a second schema, then compare row for row.
     runner = ProjectionRunner(rebuilt_settings, UsersProjection(), default_registry())
     runner.topics = [settings.topic(t) for t in runner.projection.topics]
+    # Their dead letters go where the live ones do (the runner refuses to start without).
+    runner.stage.dead_letter_topic = lambda topic: dead_letter_topic(settings, topic)
     await runner.start()
     try:
         await runner.run(until_caught_up=True)

@@ -19,10 +19,10 @@ from redis.exceptions import RedisError
 from core.adapters.refresh_tokens import Unknown
 from core.domain.users import email_problem, normalise_email, password_problems, user_id
 from core.entrypoints.http.deps import BusDep, IdempotencyKey
-from core.entrypoints.http.user_commands import IdentityDep, PoolDep, not_decided
+from core.entrypoints.http.user_commands import IdentityDep, PoolDep, not_decided, read_user
 from core.handlers import users as handlers
 from core.identity import Identity, RoleChangePending, RoleLookup, TokenPair, UserGone
-from core.views.users import UserPublic, get_user, login_record, user_exists
+from core.views.users import UserPublic, login_record, user_exists
 from kernel.auth import ROLES, CurrentPrincipal, access, public
 from kernel.callers import Caller, caller_of
 from kernel.commands import CommandBus, command_id_for
@@ -189,7 +189,7 @@ async def register(
 
     outcome = await handlers.register(
         bus, identity, user_id=uid, email=email, display_name=body.display_name,
-        password=body.password, exists=exists, read=lambda: _user(pool, identity, uid),
+        password=body.password, exists=exists, read=lambda: read_user(pool, uid, identity.wrapper),
         command_id=command_id_for(
             idempotency_key, caller="anonymous", scope=f"register:{uid}",
             # Not the password: the id is on the log, and must be no offline oracle for
@@ -237,7 +237,7 @@ def _role_of(pool: AsyncConnectionPool, identity: Identity, uid: str) -> RoleLoo
     a forgotten user has none."""
 
     async def lookup() -> tuple[Role, int] | None:
-        user = await _user(pool, identity, uid)
+        user = await read_user(pool, uid, identity.wrapper)
         if user is None or user.forgotten_at is not None:
             return None
         return user.role, user.version
@@ -261,7 +261,8 @@ async def _rehash(bus: CommandBus, identity: Identity, pool: AsyncConnectionPool
     """Best effort: store the hash made with today's parameters."""
     try:
         await handlers.change_password(bus, identity, user_id=uid, password=password,
-                                       read=lambda: _user(pool, identity, uid), rehash=True)
+                                       read=lambda: read_user(pool, uid, identity.wrapper),
+                                       rehash=True)
     except Exception as exc:  # never fails a login that has already succeeded
         log.warning("rehash after login failed", user_id=uid, error=type(exc).__name__)
 
@@ -356,12 +357,9 @@ async def change_password(
                       f"it breaks: {', '.join(broken)}", rules=broken)
     outcome = await handlers.change_password(
         bus, identity, user_id=principal.user_id, password=body.new_password,
-        read=lambda: _user(pool, identity, principal.user_id))
+        read=lambda: read_user(pool, principal.user_id, identity.wrapper))
     if isinstance(outcome, handlers.Done):
         return Response(status_code=204)
     return not_decided(outcome)
 
 
-async def _user(pool: AsyncConnectionPool, identity: Identity, uid: str) -> UserPublic | None:
-    async with pool.connection() as conn:
-        return await get_user(conn, uid, identity.wrapper)

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, TypeVar
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from kernel.application import Accepted, Pending, Rejected
+from kernel.application import Accepted, Command, Pending, Rejected
+from kernel.auth import Principal
+from kernel.commands import command_id_for
 from kernel.problems import Problem
+from schemas.envelope import CommandPayload
+
+C = TypeVar("C", bound=CommandPayload)
 
 # A refusal reason -> its HTTP status (the problem type is the reason), or (status, type).
 Reasons = Mapping[str, int | tuple[int, str]]
@@ -59,3 +64,12 @@ def undecided(outcome: Accepted | Pending, *, location: str) -> JSONResponse:
     if isinstance(outcome, Pending):
         return accepted(outcome.command_id)
     return accepted(outcome.command_id, location=location, status="accepted")
+
+
+def admin_command(payload: C, aggregate_id: str, *, admin: Principal,
+                  idempotency_key: str | None, route: str) -> Command[C]:
+    """A command as `admin` sends it (its actor on the log) through `route`: a repeated
+    Idempotency-Key is the same command only on the same route and aggregate."""
+    return Command(payload=payload, aggregate_id=aggregate_id, actor=admin.user_id,
+                   command_id=command_id_for(idempotency_key, caller=admin.user_id,
+                                             scope=f"{route}:{aggregate_id}", body=payload))

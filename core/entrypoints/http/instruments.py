@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.domain.instruments import Instrument
-from core.entrypoints.http.commands import CommandAccepted, refused, undecided
+from core.entrypoints.http.commands import (
+    CommandAccepted,
+    admin_command,
+    refused,
+    undecided,
+)
 from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey, RegistryDep
 from core.handlers import instruments as handlers
 from core.views.instruments import InstrumentPublic, get_instrument, list_instruments
-from kernel.application import Command, Decided, Outcome, Rejected
+from kernel.application import Decided, Outcome, Rejected
 from kernel.auth import ROLES, Principal, access, public
-from kernel.commands import command_id_for
 from kernel.deps import ConnDep, PoolDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
 from kernel.ratelimit import rate_limited
-from schemas.envelope import CommandPayload
 from schemas.instrument import (
     AssetClass,
     HaltInstrument,
@@ -32,7 +35,6 @@ from schemas.instrument import (
 )
 from schemas.replies import CommandReply
 
-C = TypeVar("C", bound=CommandPayload)
 router = APIRouter(prefix="/instruments", tags=["instruments"])
 commands_router = APIRouter(prefix="/commands", tags=["commands"])
 
@@ -102,14 +104,6 @@ AdminDep = Annotated[Principal, access("admin", scope="admin")]
 REFERENCE = public("the instrument registry is reference data for every visitor")
 
 
-def _command(payload: C, symbol: str, *, admin: Principal, idempotency_key: str | None,
-             route: str) -> Command[C]:
-    """The command as `admin` sends it (its actor on the log)."""
-    return Command(payload=payload, aggregate_id=symbol, actor=admin.user_id,
-                   command_id=command_id_for(idempotency_key, caller=admin.user_id,
-                                             scope=f"{route}:{symbol}", body=payload))
-
-
 def _answer(outcome: Outcome[Instrument], symbol: str) -> Any:
     """The decided instrument as the public DTO, else the 202 or the problem."""
     if isinstance(outcome, Decided):
@@ -128,7 +122,7 @@ async def register_instrument(
     bus: BusDep, registry: RegistryDep, response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    outcome = await handlers.register(bus, registry, _command(
+    outcome = await handlers.register(bus, registry, admin_command(
         RegisterInstrument(spec=spec), spec.symbol, admin=admin,
         idempotency_key=idempotency_key, route="register"))
     if isinstance(outcome, Decided):
@@ -176,7 +170,7 @@ async def _change(symbol: str, payload: handlers.Change, bus: BusDep, registry: 
         async with pool.connection() as conn:  # per read: none held through the wait
             return await get_instrument(conn, symbol)
 
-    outcome = await handlers.change(bus, registry, _command(
+    outcome = await handlers.change(bus, registry, admin_command(
         payload, symbol, admin=admin, idempotency_key=idempotency_key, route=route),
         read=read)
     return _answer(outcome, symbol)

@@ -6,24 +6,27 @@ as its actor; reads come from the `tiers` projection.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.domain.tiers import Tier
-from core.entrypoints.http.commands import CommandAccepted, refused, undecided
+from core.entrypoints.http.commands import (
+    CommandAccepted,
+    admin_command,
+    refused,
+    undecided,
+)
 from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey, RegistryDep
 from core.handlers import tiers as handlers
 from core.seeds import DEFAULT_TIERS
 from core.views.tiers import TierView, get_tier, get_tier_revision, list_tiers
-from kernel.application import Command, Decided, Outcome, Rejected
+from kernel.application import Decided, Outcome, Rejected
 from kernel.auth import Principal, access, principal_of, public
-from kernel.commands import command_id_for
 from kernel.deps import ConnDep, PoolDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
 from kernel.ratelimit import rate_limited
-from schemas.envelope import CommandPayload
 from schemas.tier import (
     TIER_ID_RE,
     CreateTier,
@@ -37,7 +40,6 @@ from schemas.tier import (
 
 router = APIRouter(prefix="/tiers", tags=["tiers"])
 
-C = TypeVar("C", bound=CommandPayload)
 TierIdPath = Annotated[str, Path(min_length=2, max_length=40, pattern=f"^{TIER_ID_RE.pattern}$",
                                  examples=["standard-50k"])]
 
@@ -175,14 +177,6 @@ async def get_revision(tier_id: TierIdPath,
     return TierRevisionPublic(tier_id=tier_id, revision=revision, terms=terms)
 
 
-def _command(payload: C, tier_id: str, *, admin: Principal, idempotency_key: str | None,
-             route: str) -> Command[C]:
-    """The command as `admin` sends it (its actor on the log)."""
-    return Command(payload=payload, aggregate_id=tier_id, actor=admin.user_id,
-                   command_id=command_id_for(idempotency_key, caller=admin.user_id,
-                                             scope=f"{route}:{tier_id}", body=payload))
-
-
 def _answer(outcome: Outcome[Tier], tier_id: str) -> Any:
     """The decided tier as the catalogue shows it, else the 202 or the problem."""
     if isinstance(outcome, Decided):
@@ -199,7 +193,7 @@ async def _change(tier_id: str, payload: handlers.Change, *, bus: BusDep,
         async with pool.connection() as conn:  # per read: none held through the wait
             return await get_tier(conn, tier_id)
 
-    outcome = await handlers.change(bus, registry, _command(
+    outcome = await handlers.change(bus, registry, admin_command(
         payload, tier_id, admin=admin, idempotency_key=idempotency_key, route=route),
         read=read)
     return _answer(outcome, tier_id)
@@ -212,7 +206,7 @@ async def _change(tier_id: str, payload: handlers.Change, *, bus: BusDep,
 async def create(body: Annotated[TierCreate, Body(examples=[EXAMPLE_TIER])], admin: AdminDep,
                  bus: BusDep, registry: RegistryDep, response: Response,
                  idempotency_key: IdempotencyKey = None) -> Any:
-    outcome = await handlers.create(bus, registry, _command(
+    outcome = await handlers.create(bus, registry, admin_command(
         CreateTier(terms=body.terms), body.tier_id, admin=admin,
         idempotency_key=idempotency_key, route="create"))
     if isinstance(outcome, Decided):

@@ -6,13 +6,16 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
 
 from core.entrypoints.http.commands import refused, undecided
 from core.identity import Identity
+from core.views.users import UserPublic, get_user
 from kernel.application import Pending, Rejected
 from kernel.deps import PoolDep
+from kernel.sealing import KeyWrapper
 
-__all__ = ["REASONS", "IdentityDep", "PoolDep", "UserIdPath", "not_decided"]
+__all__ = ["REASONS", "IdentityDep", "PoolDep", "UserIdPath", "not_decided", "read_user"]
 
 # Refusal reasons -> (HTTP status, problem type).
 REASONS: dict[str, tuple[int, str]] = {
@@ -49,3 +52,11 @@ def not_decided(outcome: Rejected | Pending) -> JSONResponse:
     if isinstance(outcome, Rejected):
         raise refused(outcome, REASONS)
     return undecided(outcome, location=f"/commands/{outcome.command_id}")
+
+
+async def read_user(pool: AsyncConnectionPool, uid: str,
+                    wrapper: KeyWrapper | None = None) -> UserPublic | None:
+    """The user's row, on a connection borrowed for this read only: routes that wait for a
+    decision must hold none through the wait (`kernel.deps.PoolDep`)."""
+    async with pool.connection() as conn:
+        return await get_user(conn, uid, wrapper)

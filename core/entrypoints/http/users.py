@@ -9,10 +9,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.entrypoints.http.deps import LIST_READS, BusDep, IdempotencyKey
-from core.entrypoints.http.user_commands import IdentityDep, UserIdPath, not_decided
+from core.entrypoints.http.user_commands import (
+    IdentityDep,
+    PoolDep,
+    UserIdPath,
+    not_decided,
+    read_user,
+)
 from core.handlers import users as handlers
 from core.views.users import (
     EXAMPLE_API_KEY,
@@ -116,14 +123,14 @@ async def me(principal: SELF, conn: ConnDep, identity: IdentityDep) -> UserPubli
                             **_errors(400, 401, 403, 404, 409, 413, 422, 429)},
                  dependencies=[Depends(rate_limited("user-commands"))])
 async def update_me(body: Annotated[MeUpdate, Body(examples=[{"display_name": "Ada L."}])],
-                    principal: SELF_CHANGE, bus: BusDep, conn: ConnDep,
+                    principal: SELF_CHANGE, bus: BusDep, pool: PoolDep,
                     identity: IdentityDep, idempotency_key: IdempotencyKey = None) -> Any:
     uid = principal.user_id
     outcome = await handlers.change_display_name(
         bus, identity, user_id=uid, display_name=body.display_name,
         command_id=command_id_for(idempotency_key, caller=uid, scope="display-name",
                                   body=body),
-        read=lambda: get_user(conn, uid, identity.wrapper))
+        read=lambda: read_user(pool, uid, identity.wrapper))
     return _shown(outcome, uid)
 
 
@@ -149,7 +156,7 @@ def _token_only(principal: Principal) -> None:
 async def create_key(
     body: Annotated[ApiKeyCreate, Body(examples=[{"name": "notebook",
                                                   "scopes": ["reports:read"]}])],
-    bus: BusDep, conn: ConnDep, identity: IdentityDep, principal: Principal = KEY_MANAGERS,
+    bus: BusDep, pool: PoolDep, identity: IdentityDep, principal: Principal = KEY_MANAGERS,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     _token_only(principal)
@@ -162,7 +169,7 @@ async def create_key(
         bus, identity, owner=principal.user_id, name=body.name, scopes=frozenset(body.scopes),
         command_id=command_id_for(idempotency_key, caller=principal.user_id,
                                   scope="api-key", body=body),
-        read_key=lambda key_id: _key(conn, principal.user_id, key_id, identity.wrapper))
+        read_key=lambda key_id: _key(pool, principal.user_id, key_id, identity.wrapper))
     match outcome:
         case handlers.KeyCreated():
             return ApiKeyCreated(**outcome.key.model_dump(), key=outcome.secret)
@@ -175,21 +182,22 @@ async def create_key(
     return not_decided(outcome)
 
 
-async def _key(conn: ConnDep, owner: str, key_id: str,
+async def _key(pool: AsyncConnectionPool, owner: str, key_id: str,
                wrapper: KeyWrapper | None = None) -> ApiKeyPublic | None:
-    keys = await list_api_keys(conn, owner, wrapper)
+    async with pool.connection() as conn:  # per read: none held through the wait
+        keys = await list_api_keys(conn, owner, wrapper)
     return next((k for k in keys if k.key_id == key_id), None)
 
 
 @me_router.delete("/api-keys/{key_id}", operation_id="revokeMyApiKey", status_code=204,
                   summary="Revoke one of the caller's API keys",
                   responses=_errors(401, 403, 404, 409, 422))
-async def revoke_key(key_id: KeyIdPath, bus: BusDep, conn: ConnDep,
+async def revoke_key(key_id: KeyIdPath, bus: BusDep, pool: PoolDep,
                      principal: Principal = KEY_MANAGERS) -> Response:
     _token_only(principal)
     outcome = await handlers.revoke_api_key(
         bus, owner=principal.user_id, key_id=key_id,
-        read_key=lambda kid: _key(conn, principal.user_id, kid))
+        read_key=lambda kid: _key(pool, principal.user_id, kid))
     if isinstance(outcome, handlers.Done):
         return Response(status_code=204)
     return not_decided(outcome)
@@ -236,14 +244,14 @@ async def get_one(user_id: UserIdPath, principal: SELF,
                    dependencies=[Depends(rate_limited("user-commands"))])
 async def change_role(
     user_id: UserIdPath, body: Annotated[RoleChange, Body(examples=[{"role": "analyst"}])],
-    bus: BusDep, conn: ConnDep, identity: IdentityDep,
+    bus: BusDep, pool: PoolDep, identity: IdentityDep,
     principal: Principal = ADMIN, idempotency_key: IdempotencyKey = None,
 ) -> Any:
     outcome = await handlers.change_role(
         bus, identity, user_id=user_id, role=body.role, admin=principal.user_id,
         command_id=command_id_for(idempotency_key, caller=principal.user_id,
                                   scope=f"role:{user_id}", body=body),
-        read=lambda: get_user(conn, user_id, identity.wrapper), recent=bus.recent)
+        read=lambda: read_user(pool, user_id, identity.wrapper), recent=bus.recent)
     if isinstance(outcome, handlers.SessionsUnavailable):
         raise Problem(503, "sessions-unavailable", "Sessions cannot be ended now",
                       "retry shortly; the role was not changed", headers={"Retry-After": "1"})
@@ -261,11 +269,11 @@ async def change_role(
                               **_errors(400, 401, 403, 404, 413, 422, 429)},
                    dependencies=[Depends(rate_limited("user-commands"))])
 async def forget(
-    user_id: UserIdPath, bus: BusDep, conn: ConnDep, identity: IdentityDep,
+    user_id: UserIdPath, bus: BusDep, pool: PoolDep, identity: IdentityDep,
     principal: Principal = FORGETTERS,
 ) -> Any:
     outcome = await handlers.forget(bus, identity, user_id=user_id, admin=principal.user_id,
-                                    read=lambda: get_user(conn, user_id))
+                                    read=lambda: read_user(pool, user_id))
     return _shown(outcome, user_id)
 
 

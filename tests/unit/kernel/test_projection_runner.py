@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from kernel.exceptions import DeadLetterTopicMissing
 from kernel.log import LogRecord, OutRecord, TopicPartition
 from kernel.memlog import MemoryLog
 from kernel.projection_stage import BatchRejected, MemoryProjectionStore, ProjectionStage
@@ -236,3 +237,18 @@ async def test_an_overlapped_write_that_fails_is_raised_by_drain_and_nothing_is_
     assert store.rows == _expected(VALUES)
     assert store.stored == _ends(log)
     await heir.stop()
+
+
+async def test_a_projection_whose_dead_letter_topic_is_missing_refuses_to_start() -> None:
+    # As the projection runner starts its stage: every partition assigned, external offsets.
+    log, store = MemoryLog({IN: PARTS}), _Store(_sum)
+    await _produce(log, [b"garbage", b"k1:1"], partition=0)
+    stage = ProjectionStage(store, _decode, name="projection-sums",
+                            dead_letter_topic=lambda t: t + ".dlq")
+    r = StreamRunner(log, stage, name="projection-sums", group_id="projection-sums",
+                     topics=[IN], mode="external", dead_letter_topic=stage.dead_letter_topic,
+                     assign_all=True)
+    with pytest.raises(DeadLetterTopicMissing, match=r"'events\.dlq'"):
+        await r.start()
+    assert r.consumer is None and store.writes == 0 and stage.positions == {}
+    await r.stop()

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 import pytest
 
+from kernel.exceptions import DeadLetterTopicMissing
 from kernel.log import OutRecord, TopicPartition
 from kernel.memlog import MemoryLog
 from kernel.runner import StreamRunner
@@ -338,3 +339,38 @@ def test_commit_interval_is_only_for_at_least_once() -> None:
     log = _log()
     with pytest.raises(ValueError, match="commit_interval_ms"):
         runner(log, EchoStage(log), mode="transactional", commit_interval_ms=100)
+
+
+@pytest.mark.parametrize("mode", ["transactional", "at-least-once", "external"])
+async def test_a_runner_whose_dead_letter_topic_is_missing_refuses_to_start(mode: str) -> None:
+    # Without the topic, the first poison record's dead letter cannot be sent: in a
+    # transaction the batch aborts and is retried forever, otherwise the process crashes on
+    # it at every restart. Either way its partition stalls, so the runner must not start.
+    log = MemoryLog({IN: PARTS, OUT: PARTS})
+    await log.producer(client_id="feed").send_many(IN, [OutRecord(b"k", b"garbage")])
+    r = runner(log, EchoStage(log), mode=mode)
+    with pytest.raises(DeadLetterTopicMissing) as refused:
+        await r.start()
+    assert "'in.dlq'" in str(refused.value) and "'in'" in str(refused.value)
+    assert "propstream topics apply" in str(refused.value)
+    # Refused before joining the group: no partition taken, nothing committed, no producer.
+    assert r.consumer is None and r.producer is None and r.txn == {}
+    assert log._group("g").members == [] and log.committed("g") == {}
+    await r.stop()  # stopping a runner that did not start is harmless
+    log.create_topic(DLQ, 1)
+    r = await _started(log, EchoStage(log), mode=mode)
+    await r.run(until_idle=True)
+    assert [letter.value for letter in log.records(DLQ)] == [b"garbage"]
+    await r.stop()
+
+
+async def test_a_runner_refuses_an_input_topic_without_a_dead_letter_topic() -> None:
+    def none_for(topic: str) -> str:
+        raise LookupError(f"topic {topic!r} has no dead-letter topic in the catalogue")
+
+    log = _log()
+    r = StreamRunner(log, EchoStage(log), name="echo", group_id="g", topics=[IN],
+                     mode="transactional", dead_letter_topic=none_for)
+    with pytest.raises(DeadLetterTopicMissing, match="'in' has no dead-letter topic"):
+        await r.start()
+    assert r.consumer is None
