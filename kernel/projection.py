@@ -326,6 +326,7 @@ class PgProjectionStore:
             projection, "changes", None)
         self.small_batch = small_batch
         self.statement = SmallBatchStatement(projection.name)
+        self._raw: psycopg.AsyncRawCursor[Any] | None = None  # `$n` placeholders, not `%s`
 
     async def offsets(self) -> dict[TopicPartition, int]:
         assert self.conn is not None
@@ -376,7 +377,10 @@ class PgProjectionStore:
                 rows = await changes(conn, events) if events else ()
                 statement = self.statement.build(conn, rows, offsets)
                 if statement is not None:
-                    await conn.execute(*statement)
+                    cursor = self._raw
+                    if cursor is None or cursor.connection is not conn or cursor.closed:
+                        cursor = self._raw = psycopg.AsyncRawCursor(conn)
+                    await cursor.execute(*statement)
             except psycopg.OperationalError:
                 raise  # the database is gone: let the supervisor restart us
             except psycopg.Error as exc:

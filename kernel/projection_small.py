@@ -15,7 +15,8 @@ as with the transaction. What is stored does not change: rows of keys the writer
 none are plain INSERTs (a key that has one after all fails the statement, as the COPY into the
 table fails the transaction), the others are upserted as `kernel.pg.copy_upsert` does. The
 statement text depends only on the batch's shape (rows per part, offsets), so each shape is
-composed once and psycopg prepares it after a few uses.
+composed once and psycopg prepares it after a few uses; it is sent on a raw cursor with
+PostgreSQL's `$n` placeholders, so psycopg does not parse it either.
 """
 
 from __future__ import annotations
@@ -81,12 +82,13 @@ class SmallBatchStatement:
 
     def _compose(self, parts: Sequence[RowChanges], n_offsets: int) -> sql.Composed:
         ctes: list[sql.Composable] = []
+        n = _Numbers()
         for i, c in enumerate(parts):
             target = sql.Identifier(c.table)
             cols = sql.SQL(", ").join(sql.Identifier(col) for col in c.columns)
             if c.new:
                 ctes.append(sql.SQL("{} AS (INSERT INTO {} ({}) VALUES {})").format(
-                    sql.Identifier(f"n{i}"), target, cols, _values(len(c.columns), len(c.new))))
+                    sql.Identifier(f"n{i}"), target, cols, n.values(len(c.columns), len(c.new))))
             if c.existing:
                 updates = sql.SQL(", ").join(
                     sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(col), sql.Identifier(col))
@@ -94,13 +96,13 @@ class SmallBatchStatement:
                 ctes.append(sql.SQL(
                     "{} AS (INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {})"
                 ).format(sql.Identifier(f"u{i}"), target, cols,
-                         _values(len(c.columns), len(c.existing)),
+                         n.values(len(c.columns), len(c.existing)),
                          sql.SQL(", ").join(sql.Identifier(k) for k in c.key), updates))
         if n_offsets:
             main: sql.Composable = sql.SQL(
                 "INSERT INTO projection_offsets (projection, topic, partition, next_offset) "
                 "VALUES {} ON CONFLICT (projection, topic, partition) "
-                "DO UPDATE SET next_offset = EXCLUDED.next_offset").format(_values(4, n_offsets))
+                "DO UPDATE SET next_offset = EXCLUDED.next_offset").format(n.values(4, n_offsets))
         else:
             main = sql.SQL("SELECT 1")
         if not ctes:
@@ -108,6 +110,17 @@ class SmallBatchStatement:
         return sql.Composed([sql.SQL("WITH "), sql.SQL(", ").join(ctes), sql.SQL(" "), main])
 
 
-def _values(columns: int, rows: int) -> sql.Composable:
-    one = sql.SQL("({})").format(sql.SQL(", ").join([sql.Placeholder()] * columns))
-    return sql.SQL(", ").join([one] * rows)
+class _Numbers:
+    """PostgreSQL's own placeholders ($1, $2, …), numbered through the statement: it runs on
+    a raw cursor, so psycopg never parses it for `%s` (which it caches only for statements of
+    at most 50 parameters; a batch of four rows has more)."""
+
+    def __init__(self) -> None:
+        self.next = 1
+
+    def values(self, columns: int, rows: int) -> sql.Composable:
+        out = []
+        for _ in range(rows):
+            first, self.next = self.next, self.next + columns
+            out.append("(" + ", ".join(f"${k}" for k in range(first, self.next)) + ")")
+        return sql.SQL(", ".join(out))
