@@ -281,6 +281,24 @@ class RowTable(Generic[R]):
             cache.pending.update(changed)
         return [RowChanges(self.table, self.columns, (self.columns[0],), new, existing)]
 
+    async def step_changes(self, conn: psycopg.AsyncConnection, events: Sequence[Applied],
+                           step: Callable[[R | None, Applied], R | None]) -> list[RowChanges]:
+        """`fold` without the write, for a small batch (`changes` of a projection folded
+        event by event): the batch's rows loaded in one query, `step` applied in log order,
+        the changed rows split into keys that had none (to insert) and the others."""
+        loaded = await self.load(conn, {a.envelope.aggregate_id for a in events})
+        rows: dict[str, R | None] = dict(loaded)
+        changed: dict[str, R] = {}
+        for applied in events:
+            key = applied.envelope.aggregate_id
+            before = rows.get(key)
+            after = step(before, applied)
+            if after is not None and after is not before:
+                rows[key] = changed[key] = after
+        new = [r for k, r in changed.items() if k not in loaded]
+        existing = [r for k, r in changed.items() if k in loaded]
+        return [RowChanges(self.table, self.columns, (self.columns[0],), new, existing)]
+
     async def insert(self, conn: psycopg.AsyncConnection, rows: Iterable[R]) -> None:
         """COPY rows of keys that have none yet straight into the table (no stage, no
         conflict clause): a key that has one after all fails the batch, which is retried."""

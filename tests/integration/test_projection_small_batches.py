@@ -18,6 +18,7 @@ from kernel.pg import apply_ddl, connect
 from kernel.projection import OFFSETS_DDL, PgProjectionStore, ProjectionRunner
 from kernel.projection_stage import BatchRejected
 from kernel.settings import Settings
+from market_data.adapters.instruments_projection import MarketInstrumentsProjection
 from schemas import default_registry
 from schemas.codec import encode
 from schemas.envelope import EventPayload, make_event
@@ -94,6 +95,42 @@ async def test_live_small_batches_store_what_a_rebuild_stores_refusals_included(
     assert await table(settings) == live_rows
     letters = await read_dead_letters(settings, "instrument.events.dlq", limit=1000)
     assert sorted((d.reason, d.value) for d in letters[len(live_letters):]) == live_letters
+
+
+async def test_a_projection_folded_event_by_event_stores_alike_in_small_batches(
+        settings: Settings) -> None:
+    """`RowTable.step_changes` (market data's read model of instruments) against its
+    transaction path (`RowTable.fold` and the COPY-upsert), on the same log."""
+    tape = event_tape(10, 6, seed=9)
+    await produce(settings, "instrument.events", tape.records)
+
+    async def market_table() -> list[tuple[object, ...]]:
+        conn = await connect(settings)
+        try:
+            cur = await conn.execute("SELECT * FROM market_instruments ORDER BY symbol")
+            return list(await cur.fetchall())
+        finally:
+            await conn.close()
+
+    live = ProjectionRunner(settings, MarketInstrumentsProjection(), default_registry(),
+                            max_batch=3)
+    await live.drop()
+    await live.start()
+    try:
+        assert await live.run(count=len(tape.records), timeout=120) == len(tape.records)
+    finally:
+        await live.stop()
+    rows = await market_table()
+    assert len(rows) == len(tape.expected)
+
+    rebuild = ProjectionRunner(settings, MarketInstrumentsProjection(), default_registry())
+    await rebuild.drop()
+    await rebuild.start()
+    try:
+        await rebuild.run(until_caught_up=True, timeout=120)
+    finally:
+        await rebuild.stop()
+    assert await market_table() == rows
 
 
 async def test_a_refused_small_batch_writes_neither_rows_nor_offsets(settings: Settings) -> None:
