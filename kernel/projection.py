@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -20,6 +20,7 @@ from kernel.dlq import dead_letter_topic
 from kernel.log import Log, LogConsumer, LogRecord, TopicPartition
 from kernel.observability import get_logger
 from kernel.pg import apply_ddl, connect, copy_into, copy_upsert
+from kernel.projection_small import SMALL_BATCH, RowChanges, SmallBatchStatement
 from kernel.projection_stage import BatchRejected, ProjectionStage
 from kernel.runner import StreamRunner
 from kernel.settings import Settings
@@ -119,11 +120,13 @@ Event = Applied | FastEvent
 class Projection(Protocol):
     """A read model: its tables, and how a batch of events changes them.
 
-    Two optional attributes make it faster (both read with `getattr`): `fast`, a
+    Optional attributes make it faster (read with `getattr`): `fast`, a
     `schemas.fastcodec.FastEvents` whose `FastEvent`s `apply` then receives among the
     `Applied` (anything it does not take is decoded by pydantic as before, so refusals are
-    unchanged); and `cache`, a `RowCache` of its rows that the store keeps to what is
-    committed."""
+    unchanged); `cache`, a `RowCache` of its rows that the store keeps to what is
+    committed; and `changes`, an async `(conn, events) -> Sequence[RowChanges]` that folds a
+    batch without writing it (e.g. `RowTable.changes`), with which the store writes a small
+    batch's rows and offsets as one statement (`kernel.projection_small`)."""
 
     name: str
     topics: tuple[str, ...]  # catalogue names
@@ -250,6 +253,52 @@ class RowTable(Generic[R]):
                 cache.pending.update(changed)
         return changed
 
+    async def changes(self, conn: psycopg.AsyncConnection, events: Sequence[E], *,
+                      key: Callable[[E], str],
+                      fold: Callable[[Mapping[str, R | None], Sequence[E]], dict[str, R]],
+                      cache: RowCache[R] | None = None) -> list[RowChanges]:
+        """`fold_batch` without the write, for a small batch: the changed rows, split into
+        keys known to have no row (to insert) and the others (to upsert), for the store to
+        write in one statement with the offsets (`kernel.projection_small`)."""
+        keys = {key(e) for e in events}
+        if cache is None:
+            rows: Mapping[str, R | None] = await self.load(conn, keys)
+        else:
+            held = cache.rows
+            if not cache.complete:
+                missing = keys - held.keys()
+                if missing:
+                    loaded = await self.load(conn, missing)
+                    for k in missing:  # committed state: this writer wrote nothing yet
+                        held[k] = loaded.get(k)
+            rows = held
+        changed = fold(rows, events)
+        new: list[R] = []
+        existing: list[R] = []
+        for k, r in changed.items():
+            (new if rows.get(k) is None else existing).append(r)
+        if cache is not None:
+            cache.pending.update(changed)
+        return [RowChanges(self.table, self.columns, (self.columns[0],), new, existing)]
+
+    async def step_changes(self, conn: psycopg.AsyncConnection, events: Sequence[Applied],
+                           step: Callable[[R | None, Applied], R | None]) -> list[RowChanges]:
+        """`fold` without the write, for a small batch (`changes` of a projection folded
+        event by event): the batch's rows loaded in one query, `step` applied in log order,
+        the changed rows split into keys that had none (to insert) and the others."""
+        loaded = await self.load(conn, {a.envelope.aggregate_id for a in events})
+        rows: dict[str, R | None] = dict(loaded)
+        changed: dict[str, R] = {}
+        for applied in events:
+            key = applied.envelope.aggregate_id
+            before = rows.get(key)
+            after = step(before, applied)
+            if after is not None and after is not before:
+                rows[key] = changed[key] = after
+        new = [r for k, r in changed.items() if k not in loaded]
+        existing = [r for k, r in changed.items() if k in loaded]
+        return [RowChanges(self.table, self.columns, (self.columns[0],), new, existing)]
+
     async def insert(self, conn: psycopg.AsyncConnection, rows: Iterable[R]) -> None:
         """COPY rows of keys that have none yet straight into the table (no stage, no
         conflict clause): a key that has one after all fails the batch, which is retried."""
@@ -279,12 +328,23 @@ class RowTable(Generic[R]):
 
 class PgProjectionStore:
     """The production `ProjectionStore`: a projection's tables and its rows of
-    `projection_offsets`, written in one PostgreSQL transaction on one connection."""
+    `projection_offsets`, written in one PostgreSQL transaction on one connection.
 
-    def __init__(self, projection: Projection) -> None:
+    A batch of at most `small_batch` events, of a projection with `changes`, is written as
+    one statement in autocommit instead (`kernel.projection_small`): the same rows and
+    offsets, atomically, in one round trip instead of five or six. `ProjectionRunner` sets
+    `small_batch` to 0 while catching up, so a rebuild's batches all keep the COPY path."""
+
+    def __init__(self, projection: Projection, *, small_batch: int = SMALL_BATCH) -> None:
         self.projection = projection
         self.conn: psycopg.AsyncConnection | None = None
         self.cache: RowCache[Any] | None = getattr(projection, "cache", None)
+        self.changes: Callable[[psycopg.AsyncConnection, Sequence[Event]],
+                               Awaitable[Sequence[RowChanges]]] | None = getattr(
+            projection, "changes", None)
+        self.small_batch = small_batch
+        self.statement = SmallBatchStatement(projection.name)
+        self._raw: psycopg.AsyncRawCursor[Any] | None = None  # `$n` placeholders, not `%s`
 
     async def offsets(self) -> dict[TopicPartition, int]:
         assert self.conn is not None
@@ -298,6 +358,9 @@ class PgProjectionStore:
     async def write(self, events: Sequence[Event],
                     offsets: Mapping[TopicPartition, int]) -> None:
         assert self.conn is not None
+        if self.changes is not None and len(events) <= self.small_batch:
+            await self._write_small(events, offsets)
+            return
         cache = self.cache
         try:
             try:
@@ -305,6 +368,37 @@ class PgProjectionStore:
                     if events:
                         await self.projection.apply(self.conn, events)
                     await self._store_offsets(offsets)
+            except psycopg.OperationalError:
+                raise  # the database is gone: let the supervisor restart us
+            except psycopg.Error as exc:
+                raise BatchRejected(str(exc)[:1000]) from exc
+        except BaseException:
+            if cache is not None:  # nothing of the batch is committed: forget what it held
+                cache.reset()
+            raise
+        if cache is not None:
+            cache.commit()
+
+    async def _write_small(self, events: Sequence[Event],
+                           offsets: Mapping[TopicPartition, int]) -> None:
+        """`write` of a small batch: fold it (selecting only keys the cache lacks), then its
+        rows and offsets in one statement, atomic by itself in autocommit. Refusals and the
+        row cache as in `write`: a refused statement wrote nothing (`BatchRejected`, the
+        stage then applies the batch one by one and dead-letters what is refused), a lost
+        connection propagates; either way the cache forgets the batch."""
+        conn, cache, changes = self.conn, self.cache, self.changes
+        assert conn is not None and changes is not None
+        try:
+            if not conn.autocommit:  # no round trip; `transaction()` still opens its own
+                await conn.set_autocommit(True)
+            try:
+                rows = await changes(conn, events) if events else ()
+                statement = self.statement.build(conn, rows, offsets)
+                if statement is not None:
+                    cursor = self._raw
+                    if cursor is None or cursor.connection is not conn or cursor.closed:
+                        cursor = self._raw = psycopg.AsyncRawCursor(conn)
+                    await cursor.execute(*statement)
             except psycopg.OperationalError:
                 raise  # the database is gone: let the supervisor restart us
             except psycopg.Error as exc:
@@ -508,6 +602,8 @@ class ProjectionRunner:
         # runs (kernel.projection_stage, "Overlap"); everything is committed before returning.
         self.stage.overlap = self.overlap
         await self._commit_mode(asynchronous=self.async_commit)
+        # Every batch in a COPY transaction while catching up, a short one at the end too.
+        small_batch, self.store.small_batch = self.store.small_batch, 0
         try:
             while count is None or done < count:
                 if deadline is not None and loop.time() >= deadline:
@@ -524,6 +620,7 @@ class ProjectionRunner:
             try:
                 await self.stage.drain()
             finally:
+                self.store.small_batch = small_batch
                 await self._commit_mode(asynchronous=False)
         return done
 

@@ -15,6 +15,7 @@ import orjson
 import psycopg
 
 from kernel.projection import Applied, RowTable
+from kernel.projection_small import RowChanges
 from schemas.assessment import (
     AssessmentCancelled,
     AssessmentCommandRejected,
@@ -110,3 +111,9 @@ class AssessmentsProjection:
 
     async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Applied]) -> None:
         await TABLE.fold(conn, events, fold)
+
+    async def changes(self, conn: psycopg.AsyncConnection,
+                      events: Sequence[Applied]) -> list[RowChanges]:
+        """A small batch's rows, unwritten: the store writes them with its offsets in one
+        statement (kernel.projection_small)."""
+        return await TABLE.step_changes(conn, events, fold)

@@ -12,6 +12,7 @@ import psycopg
 from msgspec import UNSET
 
 from kernel.projection import Applied, Event, RowCache, RowTable
+from kernel.projection_small import RowChanges
 from schemas.fastcodec import FastEvents, TradingHoursS, utc_timestamp
 from schemas.instrument import (
     EVENTS,
@@ -225,3 +226,9 @@ class InstrumentsProjection:
 
     async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Event]) -> None:
         await TABLE.fold_batch(conn, events, key=_key, fold=fold_batch, cache=self.cache)
+
+    async def changes(self, conn: psycopg.AsyncConnection,
+                      events: Sequence[Event]) -> list[RowChanges]:
+        """A small batch's rows, unwritten: the store writes them with its offsets in one
+        statement (kernel.projection_small)."""
+        return await TABLE.changes(conn, events, key=_key, fold=fold_batch, cache=self.cache)

@@ -15,6 +15,7 @@ import psycopg
 
 from kernel.pg import copy_upsert
 from kernel.projection import Applied, RowTable
+from kernel.projection_small import RowChanges
 from schemas.tier import (
     TierCommandRejected,
     TierCreated,
@@ -129,3 +130,20 @@ class TiersProjection:
         if revisions:
             await copy_upsert(conn, table="tier_revisions", columns=REVISION_COLUMNS,
                               key=("tier_id", "revision"), rows=revisions)
+
+    async def changes(self, conn: psycopg.AsyncConnection,
+                      events: Sequence[Applied]) -> list[RowChanges]:
+        """A small batch's rows and revisions, unwritten: the store writes them with its
+        offsets in one statement (kernel.projection_small); revisions are upserted on
+        (tier_id, revision) as `apply`'s COPY-upsert does."""
+        revisions: list[Revision] = []
+
+        def step(row: Row | None, applied: Applied) -> Row | None:
+            after, revision = fold(row, applied)
+            if revision is not None:
+                revisions.append(revision)
+            return after
+
+        tiers = await TABLE.step_changes(conn, events, step)
+        return [*tiers, RowChanges("tier_revisions", REVISION_COLUMNS, ("tier_id", "revision"),
+                                   [], revisions)]

@@ -14,6 +14,7 @@ import orjson
 import psycopg
 
 from kernel.projection import Applied, RowTable
+from kernel.projection_small import RowChanges
 from schemas.instrument import (
     InstrumentHalted,
     InstrumentRegistered,
@@ -99,3 +100,9 @@ class MarketInstrumentsProjection:
 
     async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Applied]) -> None:
         await TABLE.fold(conn, events, fold)
+
+    async def changes(self, conn: psycopg.AsyncConnection,
+                      events: Sequence[Applied]) -> list[RowChanges]:
+        """A small batch's rows, unwritten: the store writes them with its offsets in one
+        statement (kernel.projection_small)."""
+        return await TABLE.step_changes(conn, events, fold)
