@@ -35,7 +35,7 @@ and refuses (`DeadLetterTopicMissing`, naming them) before it takes any partitio
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -141,14 +141,18 @@ class StreamRunner:
                  topics: Sequence[str], mode: CommitMode,
                  dead_letter_topic: Callable[[str], str], max_batch: int = 500,
                  session_timeout_ms: int = 10_000, poll_timeout: float = 0.1,
-                 assign_all: bool = False, commit_interval_ms: float | None = None) -> None:
+                 assign_all: bool = False, only: Collection[TopicPartition] | None = None,
+                 commit_interval_ms: float | None = None) -> None:
         if assign_all and mode != "external":
             raise ValueError("assign_all needs external offsets (nothing is committed to a group)")
+        if only is not None and not assign_all:
+            raise ValueError("only (a subset of the partitions) goes with assign_all")
         if commit_interval_ms is not None and (mode != "at-least-once" or commit_interval_ms < 0):
             raise ValueError("commit_interval_ms is for the at-least-once mode, and >= 0")
         self.commit_interval_ms = commit_interval_ms
         self.log = log_
         self.assign_all = assign_all
+        self.only = None if only is None else frozenset(only)
         self.stage = stage
         self.name = name
         self.group_id = group_id
@@ -196,7 +200,8 @@ class StreamRunner:
             await self.producer.start()
         if self.assign_all:
             parts = [tp for topic in self.topics
-                     for tp in await self.consumer.partitions_for(topic)]
+                     for tp in await self.consumer.partitions_for(topic)
+                     if self.only is None or tp in self.only]
             self.consumer.assign(parts)
             await self._assigned(parts)
             return

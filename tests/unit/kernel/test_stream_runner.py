@@ -374,3 +374,30 @@ async def test_a_runner_refuses_an_input_topic_without_a_dead_letter_topic() -> 
     with pytest.raises(DeadLetterTopicMissing, match="'in' has no dead-letter topic"):
         await r.start()
     assert r.consumer is None
+
+async def test_readers_of_disjoint_partition_sets_split_the_log_between_them() -> None:
+    # A parallel rebuild (kernel.rebuild): each worker reads only its own partitions.
+    log = _log()
+    await _produce(log, range(30), keys=7)
+    store = _FakeStore()
+    mine = [TopicPartition(IN, 0), TopicPartition(IN, 2)]
+    first = await _started(log, _ProjectingStage(log, store), mode="external",
+                           assign_all=True, only=mine)
+    second = await _started(log, _ProjectingStage(log, store), mode="external",
+                            assign_all=True, only=[TopicPartition(IN, 1)])
+    assert first.consumer is not None and second.consumer is not None
+    assert first.consumer.assignment() == set(mine)
+    assert second.consumer.assignment() == {TopicPartition(IN, 1)}
+    await first.run(until_idle=True)
+    await second.run(until_idle=True)
+    assert sorted(store.rows) == sorted(f"id:{i}".encode() for i in range(30))
+    assert store.offsets == {TopicPartition(IN, p): len(log.records(IN, p))
+                             for p in range(PARTS)}
+    await first.stop()
+    await second.stop()
+
+
+def test_a_subset_of_partitions_goes_with_assign_all() -> None:
+    log = _log()
+    with pytest.raises(ValueError, match="assign_all"):
+        runner(log, EchoStage(log), mode="external", only=[TopicPartition(IN, 0)])

@@ -3,7 +3,7 @@ once per id (the state — ids seen — is rebuilt from `out` on assignment, lik
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from kernel.log import Log, LogRecord, Sent, TopicPartition
 from kernel.runner import Emit, StageBase, StreamRunner
@@ -65,8 +65,10 @@ class EchoStage(StageBase):
 
 def runner(log: Log, stage: EchoStage, *, mode: str = "transactional",
            max_batch: int = 500, name: str = "echo",
-           commit_interval_ms: float | None = None) -> StreamRunner:
+           commit_interval_ms: float | None = None, assign_all: bool = False,
+           only: Collection[TopicPartition] | None = None) -> StreamRunner:
     return StreamRunner(log, stage, name=name, group_id="g", topics=[IN],
                         mode=mode,  # type: ignore[arg-type]
                         dead_letter_topic=lambda topic: topic + ".dlq", max_batch=max_batch,
-                        commit_interval_ms=commit_interval_ms)
+                        commit_interval_ms=commit_interval_ms, assign_all=assign_all,
+                        only=only)
