@@ -475,6 +475,13 @@ class ProjectionRunner:
         self.lease = ProjectionLease(settings, projection.name)
         self.overlap = True  # catching up: decode a batch while the previous one is written
         self.async_commit = True  # catching up: commits do not wait for the WAL flush
+        # A worker of a partition-parallel rebuild (kernel.rebuild) sets these three: it reads
+        # only `only`, takes no lease (its coordinator holds it, and creates the tables), and
+        # with `fresh` (the tables were dropped just before) its row cache is complete for its
+        # keys without a look at the table, which other workers are filling meanwhile.
+        self.only: frozenset[TopicPartition] | None = None
+        self.under_lease = False
+        self.fresh = False
 
     def decode(self, record: LogRecord) -> Event:
         return self._decode(record)
@@ -503,11 +510,18 @@ class ProjectionRunner:
 
     async def start(self) -> None:
         # Before anything is read or written: the tables are the lease holder's alone.
-        await self.lease.acquire()
+        if not self.under_lease:
+            await self.lease.acquire()
         self.conn = await connect(self.settings)
-        await self.ensure_tables(self.conn)
-        if self.store.cache is not None:
-            await self.store.cache.start(self.conn)
+        if not self.under_lease:
+            await self.ensure_tables(self.conn)
+        cache = self.store.cache
+        if cache is not None:
+            if self.fresh:  # rows are disjoint by key, and keys by partition
+                cache.reset()
+                cache.complete = True
+            else:
+                await cache.start(self.conn)
         self.store.conn = self.conn
         if self.log is None:
             from kernel.kafkalog import KafkaLog
@@ -515,7 +529,7 @@ class ProjectionRunner:
         self.stream = StreamRunner(
             self.log, self.stage, name=self.name, group_id=self.name, topics=self.topics,
             mode="external", dead_letter_topic=self.stage.dead_letter_topic,
-            max_batch=self.max_batch, poll_timeout=0.2, assign_all=True)
+            max_batch=self.max_batch, poll_timeout=0.2, assign_all=True, only=self.only)
         try:
             await self.stream.start()  # refuses without the dead-letter topics
         except BaseException:

@@ -8,16 +8,21 @@ rebuild must come out right all the same."""
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
+import psycopg
 import pytest
 
-from core.adapters.instruments_projection import InstrumentsProjection
+from core.adapters.instruments_projection import InstrumentsProjection, _key
 from kernel.dlq import read_dead_letters
 from kernel.pg import connect
-from kernel.projection import ProjectionRunner
+from kernel.projection import Event, ProjectionRunner
+from kernel.rebuild import RebuildFailed
+from kernel.rebuild import rebuild as parallel_rebuild
 from kernel.settings import Settings
 from schemas import default_registry
 from schemas.codec import encode
@@ -74,9 +79,8 @@ async def rebuild(settings: Settings, *, fast: bool) -> int:
         await runner.stop()
 
 
-async def test_the_fast_rebuild_equals_the_pydantic_one_poison_and_refusals_included(
-        settings: Settings) -> None:
-    tape = event_tape(40, 6, seed=3)
+def poisoned(records: list[tuple[bytes | None, bytes]]) -> list[tuple[bytes | None, bytes]]:
+    """`records` with five poison records spread among them, and one only pydantic takes."""
     good = registered("LAX")
     poison: list[tuple[bytes | None, bytes]] = [
         (b"BAD", b"{not json"),
@@ -88,9 +92,16 @@ async def test_the_fast_rebuild_equals_the_pydantic_one_poison_and_refusals_incl
         # Taken by pydantic's lax mode only (a number for a decimal): the fallback path.
         (b"LAX", changed(good, payload__spec__tick_size=0.5)),
     ]
-    records = list(tape.records)
+    records = list(records)
     for i, record in enumerate(poison):
         records.insert(len(records) * (i + 1) // (len(poison) + 1), record)
+    return records
+
+
+async def test_the_fast_rebuild_equals_the_pydantic_one_poison_and_refusals_included(
+        settings: Settings) -> None:
+    tape = event_tape(40, 6, seed=3)
+    records = poisoned(list(tape.records))
     await produce(settings, "instrument.events", records)
 
     applied = await rebuild(settings, fast=True)
@@ -111,3 +122,82 @@ async def test_the_fast_rebuild_equals_the_pydantic_one_poison_and_refusals_incl
     letters = await read_dead_letters(settings, "instrument.events.dlq", limit=1000)
     assert sorted((d.reason, d.value) for d in letters[len(fast_letters):]) == fast_letters
     assert applied >= len(records) - 5
+
+
+def instruments_runner(settings: Settings) -> ProjectionRunner:
+    """Each worker's runner (pickled to it by reference, so at module level)."""
+    return ProjectionRunner(settings, InstrumentsProjection(), default_registry(), max_batch=40)
+
+
+async def stored_offsets(settings: Settings) -> list[tuple[object, ...]]:
+    conn = await connect(settings)
+    try:
+        cur = await conn.execute(
+            "SELECT topic, partition, next_offset FROM projection_offsets "
+            "WHERE projection = 'instruments' ORDER BY topic, partition")
+        return list(await cur.fetchall())
+    finally:
+        await conn.close()
+
+
+async def test_a_two_worker_rebuild_equals_a_one_worker_one_poison_included(
+        settings: Settings) -> None:
+    tape = event_tape(60, 5, seed=11)
+    records = poisoned(list(tape.records))
+    await produce(settings, "instrument.events", records)
+    factory = functools.partial(instruments_runner, settings)
+
+    one = await parallel_rebuild(factory, workers=1)
+    rows, offsets = await table(settings), await stored_offsets(settings)
+    letters = await read_dead_letters(settings, "instrument.events.dlq", limit=1000)
+    assert len(letters) == 5 and len(one.workers) == 1
+    assert len(offsets) == 3  # every partition of instrument.events has records
+
+    two = await parallel_rebuild(factory, workers=2)
+    assert len(two.workers) == 2
+    assert sorted(tp for w in two.workers for tp in w.partitions) == sorted(
+        tp for w in one.workers for tp in w.partitions)
+    assert await table(settings) == rows
+    assert await stored_offsets(settings) == offsets
+    again = await read_dead_letters(settings, "instrument.events.dlq", limit=1000)
+    assert sorted((d.reason, d.value) for d in again[len(letters):]) == sorted(
+        (d.reason, d.value) for d in letters)
+    assert two.events == one.events
+
+
+class Exploding(InstrumentsProjection):
+    """Breaks (as a bug would: not a refusal of the data) on the events of BOOM."""
+
+    async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Event]) -> None:
+        if any(_key(e) == "BOOM" for e in events):
+            raise RuntimeError("boom")
+        await super().apply(conn, events)
+
+
+def exploding_runner(settings: Settings) -> ProjectionRunner:
+    return ProjectionRunner(settings, Exploding(), default_registry(), max_batch=40)
+
+
+async def test_a_failed_worker_fails_the_rebuild_and_a_resume_completes_it(
+        settings: Settings) -> None:
+    tape = event_tape(60, 5, seed=5)
+    records = list(tape.records)
+    records.insert(len(records) * 2 // 3, (b"BOOM", registered("BOOM")))
+    await produce(settings, "instrument.events", records)
+
+    with pytest.raises(RebuildFailed, match=r"rebuild worker \d .*failed: RuntimeError: boom"):
+        await parallel_rebuild(functools.partial(exploding_runner, settings), workers=2)
+    partial = await stored_offsets(settings)
+    assert partial  # the batches before BOOM's stayed, with their offsets
+
+    report = await parallel_rebuild(functools.partial(instruments_runner, settings), workers=2,
+                                    resume=True)
+    assert report.events < len(records)  # went on from the stored offsets
+    rows = await table(settings)
+    assert {r[0] for r in rows} == set(tape.expected) | {"BOOM"}
+    for row in rows:
+        exp = tape.expected.get(str(row[0]))
+        if exp is not None:
+            assert (row[8], row[10], row[9]) == (exp.status, exp.version, exp.halt_reason)
+    ends = {(t, p): o for t, p, o in await stored_offsets(settings)}
+    assert sum(ends.values()) == len(records)
