@@ -8,7 +8,15 @@ tape's expected state. Wall time is split into sections by timing wrappers aroun
 runner's and the projection's steps (poll, decode, select, fold, COPY, upsert, offsets,
 commit); --cprofile prints where the CPU went in one extra run.
 
+With --workers N, each run is followed by a partition-parallel rebuild (kernel.rebuild: N
+worker processes, one set of partitions each, the coordinator holding the lease), checked the
+same way; its figure is printed beside the one-process figure and the COPY bound. Its events/s
+count from the workers' start signal (all connected and sought, as the one-process figure
+counts from after `start`); "with start-up" adds spawning, imports and connections. CPU per
+event is summed over the worker processes.
+
 Run: python -m bench.projection_rebuild [--events N] [--symbols S] [--max-batch 2000 5000]
+     [--workers 2 3]
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import io
 import os
 import pstats
@@ -36,12 +45,15 @@ from bench.common import (
     spec_of,
     table,
 )
+from bench.rebuild_runner import make_runner
 from core.adapters import instruments_projection as ip
 from kernel import pg as kpg
 from kernel import projection as kp
 from kernel.kafka import make_producer, send_many
 from kernel.pg import connect
 from kernel.projection import ProjectionRunner
+from kernel.rebuild import RebuildReport
+from kernel.rebuild import rebuild as parallel_rebuild
 from kernel.runtime import settle_heap
 from kernel.settings import Settings
 from schemas import default_registry
@@ -257,6 +269,13 @@ def projection(variant: str) -> ip.InstrumentsProjection:
     return p
 
 
+async def rebuild_parallel(settings: Settings, max_batch: int, workers: int) -> RebuildReport:
+    report = await parallel_rebuild(functools.partial(make_runner, settings, max_batch),
+                                    workers=workers)
+    assert len(report.workers) == workers, report
+    return report
+
+
 async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False,
                   variant: str = "now") -> tuple[int, float, dict[str, float], str]:
     runner = ProjectionRunner(settings, projection(variant), default_registry(),
@@ -293,13 +312,15 @@ async def rebuild(settings: Settings, max_batch: int, *, profile: bool = False,
 
 async def run(events: int, symbols: int, batches: list[int], runs: int, *,
               cprofile: bool = False, baseline: bool = False,
-              levers: Sequence[str] = ()) -> dict[str, Any]:
+              levers: Sequence[str] = (), workers: Sequence[int] = ()) -> dict[str, Any]:
     settings = fresh_namespace(base_settings(), "br")
     results: dict[int, list[float]] = {b: [] for b in batches}
     before: dict[int, list[float]] = {b: [] for b in batches}
     splits: dict[int, list[dict[str, float]]] = {b: [] for b in batches}
     lever: dict[str, dict[int, list[float]]] = {v: {b: [] for b in batches} for v in levers}
     cpu: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    par: dict[int, dict[int, list[float]]] = {w: {b: [] for b in batches} for w in workers}
+    par_total: dict[int, dict[int, list[float]]] = {w: {b: [] for b in batches} for w in workers}
     try:
         n, tape = await produce_tape(settings, events, symbols)
         settle_heap()
@@ -328,6 +349,21 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
                           f"events in {took:.2f} s = {count / took:,.0f} events/s, "
                           f"{sec['cpu'] / count * 1e6:.1f} µs CPU per event (table checked; "
                           f"{load()})", flush=True)
+                for w in workers:  # right after, in the same conditions
+                    rep = await rebuild_parallel(settings, b, w)
+                    assert rep.events == n, (rep.events, n)
+                    await check(settings, tape)
+                    par[w][b].append(rep.events / rep.seconds)
+                    par_total[w][b].append(rep.events / rep.total_s)
+                    cpu[f"{w} workers"][b].append(rep.cpu_s / rep.events * 1e6)
+                    shares = ", ".join(f"{len(x.partitions)} partition(s) {x.events:,} events "
+                                       f"{x.wall_s:.2f} s" for x in rep.workers)
+                    print(f"run {r + 1}/{runs} max_batch {b:>6}, {w} workers: {rep.events:,} "
+                          f"events in {rep.seconds:.2f} s = {rep.events / rep.seconds:,.0f} "
+                          f"events/s ({rep.total_s:.2f} s = "
+                          f"{rep.events / rep.total_s:,.0f} events/s with start-up), "
+                          f"{rep.cpu_s / rep.events * 1e6:.1f} µs CPU per event summed over "
+                          f"the workers [{shares}] (table checked; {load()})", flush=True)
                 for v in levers:  # one lever off at a time, alternating with the runs above
                     count, took, sec, _ = await rebuild(settings, b, variant=v)
                     await check(settings, tape)
@@ -376,6 +412,12 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
     print(f"bound, same run: PostgreSQL COPY of {n:,} rows of the read model's shape into a "
           f"table with its key: text {median(bound_text):,.0f} rows/s, binary {bound:,.0f} "
           f"rows/s; rebuild / binary bound = {best_rate / bound:.2f}")
+    for w in workers:
+        print(f"{w} workers, alternating with the runs above: " + ", ".join(
+            f"max_batch {b}: {median(par[w][b]):,.0f} events/s (1 process "
+            f"{median(results[b]):,.0f}, x{median(par[w][b]) / median(results[b]):.2f}; "
+            f"/ binary bound = {median(par[w][b]) / bound:.2f}; with start-up "
+            f"{median(par_total[w][b]):,.0f})" for b in batches))
     print()
     print("where the wall time goes (median per section, % of the run; µs per event; with the "
           "overlap, decode includes the wait for the previous batch and sections overlap)")
@@ -396,6 +438,7 @@ async def run(events: int, symbols: int, batches: list[int], runs: int, *,
             "rates": {b: median(v) for b, v in results.items()},
             "before": {b: median(v) for b, v in before.items() if v},
             "levers": {v: {b: median(r) for b, r in lever[v].items()} for v in levers},
+            "workers": {w: {b: median(r) for b, r in par[w].items()} for w in workers},
             "cpu_us": {v: {b: median(c) for b, c in per.items()} for v, per in cpu.items()},
             "best": best, "splits": {b: {k: median([s[k] for s in splits[b]]) for k in SECTIONS}
                                      for b in batches}}
@@ -414,9 +457,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--levers", nargs="*", default=[],
                         choices=["no-fast", "no-cache", "no-overlap", "no-async-commit"],
                         help="after each run, one with this lever off (each, alternating)")
+    parser.add_argument("--workers", type=int, nargs="*", default=[],
+                        help="after each run, a partition-parallel rebuild with N workers")
     args = parser.parse_args(argv)
     asyncio.run(run(args.events, args.symbols, args.max_batch, args.runs,
-                    cprofile=args.cprofile, baseline=args.baseline, levers=args.levers))
+                    cprofile=args.cprofile, baseline=args.baseline, levers=args.levers,
+                    workers=args.workers))
 
 
 if __name__ == "__main__":

@@ -276,50 +276,51 @@ def forget(user_id: Annotated[str, typer.Argument(help="the user's id (a UUID)")
 
 
 @app.command("replay")
-def replay(projection: str) -> None:
+def replay(projection: str,
+           workers: Annotated[int | None, typer.Option(
+               min=1, help="worker processes, each folding its own partitions (default: one "
+                           "per partition, at most one per core)")] = None,
+           resume: Annotated[bool, typer.Option(
+               help="drop nothing: go on from the stored offsets (after a failed replay)")]
+           = False) -> None:
     """Drop a projection and rebuild it from the log, with progress."""
+    import functools
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from kernel.projection import ProjectionLeaseHeld
-    from kernel.runtime import settle_heap
+    from kernel.rebuild import RebuildFailed, RebuildReport, rebuild
     from propstream.processes import projection_runner
 
     settings = _settings()
+    factory = functools.partial(projection_runner, settings, projection)
 
-    async def go() -> tuple[int, float]:
-        runner = projection_runner(settings, projection)
-        try:
-            await runner.drop()  # takes the lease first: refused while a live runner holds it
-        except BaseException:
-            await runner.lease.release()
-            raise
-        await runner.start()
-        settle_heap()
-        started = time.perf_counter()
-        try:
-            with Progress("[progress.description]{task.description}", BarColumn(),
-                          MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
-                task = bar.add_task(f"replaying {projection}", total=None)
+    async def go() -> RebuildReport:
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
+            task = bar.add_task(f"replaying {projection}", total=None)
 
-                def progress(done: int, total: int) -> None:
-                    bar.update(task, completed=done, total=total)
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
 
-                count = await runner.run(until_caught_up=True, progress=progress)
-                bar.update(task, completed=count, total=count)
-        finally:
-            await runner.stop()
-        return count, time.perf_counter() - started
+            return await rebuild(factory, workers=workers, resume=resume, progress=progress)
 
     try:
+        factory()  # an unknown projection fails here, before anything is touched
         import uvloop
 
-        count, took = uvloop.run(go())
+        report = uvloop.run(go())
     except KeyError as exc:
         _fail(str(exc.args[0]))
     except ProjectionLeaseHeld as exc:
         _fail(f"{exc}; nothing was dropped")
-    rate = count / took if took > 0 else 0.0
-    console.print(f"rebuilt {projection}: {count} events in {took:.2f} s ({rate:,.0f} events/s)")
+    except RebuildFailed as exc:
+        _fail(str(exc))
+    took = report.seconds
+    rate = report.events / took if took > 0 else 0.0
+    console.print(f"rebuilt {projection}: {report.events} events in {took:.2f} s "
+                  f"({rate:,.0f} events/s) by {len(report.workers)} worker(s); "
+                  f"{report.total_s:.2f} s with their start-up")
 
 
 @dlq_app.command("list")
