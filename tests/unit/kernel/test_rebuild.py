@@ -32,8 +32,9 @@ def test_co_partitioned_topics_keep_one_partition_number_in_one_worker() -> None
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux affinity")
-def test_default_workers_is_one_per_partition_at_most_one_per_core() -> None:
+def test_default_workers_is_one_per_partition_at_most_two_per_core() -> None:
     cores = len(os.sched_getaffinity(0))
     assert default_workers(1) == 1
-    assert default_workers(64) == cores
+    assert default_workers(2 * cores) == 2 * cores
+    assert default_workers(64 * cores) == 2 * cores
     assert default_workers(0) == 1
