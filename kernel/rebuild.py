@@ -166,6 +166,7 @@ async def _in_process(runner: ProjectionRunner, *, progress: ProgressFn | None,
     started = time.perf_counter()
     await runner.start()  # the lease is already ours (drop took it)
     try:
+        partitions = tuple(runner.partitions)
         to_read = await records_to_read(runner)
         settle_heap()
         t, cpu = time.perf_counter(), time.process_time()
@@ -179,7 +180,7 @@ async def _in_process(runner: ProjectionRunner, *, progress: ProgressFn | None,
             progress(runner.applied, to_read)
     finally:
         await runner.stop()
-    worker = WorkerReport(tuple(runner.partitions), to_read, events, cpu, done - t)
+    worker = WorkerReport(partitions, to_read, events, cpu, done - t)
     return RebuildReport(events, done - t, done - started, (worker,))
 
 
