@@ -8,7 +8,10 @@ rebuild must come out right all the same."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import os
+import signal
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -201,3 +204,48 @@ async def test_a_failed_worker_fails_the_rebuild_and_a_resume_completes_it(
             assert (row[8], row[10], row[9]) == (exp.status, exp.version, exp.halt_reason)
     ends = {(t, p): o for t, p, o in await stored_offsets(settings)}
     assert sum(ends.values()) == len(records)
+
+
+def rebuild_workers() -> list[int]:
+    """Pids of this process's rebuild workers."""
+    pids = []
+    for task in os.listdir("/proc"):
+        if not task.isdigit():
+            continue
+        try:
+            with open(f"/proc/{task}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{task}/cmdline", "rb") as cmdline:
+                args = cmdline.read()
+        except OSError:
+            continue
+        if ppid == os.getpid() and b"kernel.rebuild_worker" in args:
+            pids.append(int(task))
+    return pids
+
+
+async def test_a_killed_worker_fails_the_rebuild_and_a_resume_completes_it(
+        settings: Settings) -> None:
+    tape = event_tape(60, 5, seed=7)
+    await produce(settings, "instrument.events", tape.records)
+    factory = functools.partial(instruments_runner, settings)
+    rebuilding = asyncio.create_task(parallel_rebuild(factory, workers=2))
+    for _ in range(200):
+        pids = rebuild_workers()
+        if len(pids) == 2:
+            break
+        await asyncio.sleep(0.05)
+    os.kill(pids[0], signal.SIGKILL)
+    with pytest.raises(RebuildFailed, match=r"died \(exit code -9\)"):
+        await rebuilding
+    for _ in range(100):  # the other worker is stopped too
+        if not rebuild_workers():
+            break
+        await asyncio.sleep(0.05)
+    assert rebuild_workers() == []
+
+    await parallel_rebuild(factory, workers=2, resume=True)
+    rows = await table(settings)
+    assert {r[0] for r in rows} == set(tape.expected)
+    ends = {(t, p): o for t, p, o in await stored_offsets(settings)}
+    assert sum(ends.values()) == len(tape.records)
