@@ -97,7 +97,7 @@ def default_workers(partitions: int) -> int:
 
     Two per core, not one: a worker waits for PostgreSQL and Kafka part of the time, and an
     uneven deal costs more than sharing a core (3 partitions on 2 cores: 2 workers take 2
-    and 1 partitions, and the run lasts as long as the busier one; 3 workers ran it 1.35x
+    and 1 partitions, and the run lasts as long as the busier one; 3 workers ran it 1.2x
     faster, bench/projection_rebuild)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(partitions, 2 * (cores or 1)))
