@@ -92,13 +92,24 @@ class RebuildReport:
         return sum(w.cpu_s for w in self.workers)
 
 
-def default_workers(partitions: int) -> int:
-    """As many workers as partitions, at most two per core this process may run on.
+# Below this many records on the log, one process: a worker process costs ~1.5-2 s to start
+# (an interpreter, ~1.1 s of imports, connections), which a small log does not win back.
+# bench/projection_rebuild, 200k events: one process 43.9k events/s; 3 workers 76.2k once
+# started but 42.5k counting their start-up (bench/RESULTS.md, session 8); 1M events:
+# 3 workers 59.2k with start-up against 30.0k.
+PARALLEL_FROM_RECORDS = 250_000
+
+
+def default_workers(partitions: int, records: int | None = None) -> int:
+    """As many workers as partitions, at most two per core this process may run on; one
+    while the log holds fewer than `PARALLEL_FROM_RECORDS` records (None: unknown, not few).
 
     Two per core, not one: a worker waits for PostgreSQL and Kafka part of the time, and an
     uneven deal costs more than sharing a core (3 partitions on 2 cores: 2 workers take 2
     and 1 partitions, and the run lasts as long as the busier one; 3 workers ran it 1.2x
     faster, bench/projection_rebuild)."""
+    if records is not None and records < PARALLEL_FROM_RECORDS:
+        return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(partitions, 2 * (cores or 1)))
 
@@ -113,8 +124,9 @@ def split(partitions: Sequence[TopicPartition], workers: int) -> list[list[Topic
     return share
 
 
-async def topic_partitions(runner: ProjectionRunner) -> list[TopicPartition]:
-    """Every partition of the projection's topics, as the log has them now."""
+async def topic_partitions(runner: ProjectionRunner) -> tuple[list[TopicPartition], int]:
+    """Every partition of the projection's topics, as the log has them now, and the sum of
+    their end offsets (what a rebuild from scratch reads at most)."""
     log_ = runner.log
     if log_ is None:
         from kernel.kafkalog import KafkaLog
@@ -122,8 +134,10 @@ async def topic_partitions(runner: ProjectionRunner) -> list[TopicPartition]:
     consumer = log_.consumer(client_id=f"{runner.name}-rebuild")
     await consumer.start()
     try:
-        return sorted([tp for topic in runner.topics
-                       for tp in await consumer.partitions_for(topic)])
+        parts = sorted([tp for topic in runner.topics
+                        for tp in await consumer.partitions_for(topic)])
+        ends = await consumer.end_offsets(parts) if parts else {}
+        return parts, sum(ends.values())
     finally:
         await consumer.stop()
 
@@ -131,12 +145,13 @@ async def topic_partitions(runner: ProjectionRunner) -> list[TopicPartition]:
 async def rebuild(factory: RunnerFactory, *, workers: int | None = None, resume: bool = False,
                   progress: ProgressFn | None = None, tick: float = TICK_S) -> RebuildReport:
     """Drop the projection (unless `resume`) and rebuild it from the log with `workers`
-    processes (None: `default_workers`); `progress(applied, to_read)` every `tick` seconds.
+    processes (None: `default_workers`, from the partitions and the records on the log);
+    `progress(applied, to_read)` every `tick` seconds.
     Raises `ProjectionLeaseHeld` (nothing dropped) while a live runner holds the lease, and
     `RebuildFailed` when a worker fails."""
     coordinator = factory()
-    parts = await topic_partitions(coordinator)
-    count = default_workers(len(parts)) if workers is None else workers
+    parts, records = await topic_partitions(coordinator)
+    count = default_workers(len(parts), records) if workers is None else workers
     shares = split(parts, max(1, count))
     if resume:
         await coordinator.take_lease()

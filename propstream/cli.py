@@ -279,7 +279,8 @@ def forget(user_id: Annotated[str, typer.Argument(help="the user's id (a UUID)")
 def replay(projection: str,
            workers: Annotated[int | None, typer.Option(
                min=1, help="worker processes, each folding its own partitions (default: one "
-                           "per partition, at most two per core)")] = None,
+                           "below 250k records on the log, else one per partition, at most "
+                           "two per core)")] = None,
            resume: Annotated[bool, typer.Option(
                help="drop nothing: go on from the stored offsets (after a failed replay)")]
            = False) -> None:

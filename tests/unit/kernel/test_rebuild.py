@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kernel.log import TopicPartition
-from kernel.rebuild import default_workers, split
+from kernel.rebuild import PARALLEL_FROM_RECORDS, default_workers, split
 
 
 @given(st.integers(1, 24), st.integers(1, 8), st.integers(1, 3))
@@ -38,3 +38,11 @@ def test_default_workers_is_one_per_partition_at_most_two_per_core() -> None:
     assert default_workers(2 * cores) == 2 * cores
     assert default_workers(64 * cores) == 2 * cores
     assert default_workers(0) == 1
+
+
+def test_a_small_log_is_rebuilt_by_one_process_whatever_its_partitions() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert default_workers(64, records=PARALLEL_FROM_RECORDS - 1) == 1
+    assert default_workers(64, records=0) == 1
+    assert default_workers(64, records=PARALLEL_FROM_RECORDS) == 2 * cores
+    assert default_workers(64, records=None) == 2 * cores
