@@ -215,6 +215,21 @@ class RowTable(Generic[R]):
         await copy_upsert(conn, table=self.table, columns=self.columns,
                           key=(self.columns[0],), rows=rows, binary=self.binary)
 
+    async def _rows_of(self, conn: psycopg.AsyncConnection, keys: set[str],
+                       cache: RowCache[R] | None) -> Mapping[str, R | None]:
+        """The rows of `keys`: from `cache` where it holds them (loading what it lacks into
+        it), else from the table."""
+        if cache is None:
+            return await self.load(conn, keys)
+        held = cache.rows
+        if not cache.complete:
+            missing = keys - held.keys()
+            if missing:
+                loaded = await self.load(conn, missing)
+                for k in missing:  # committed state: this writer wrote nothing yet
+                    held[k] = loaded.get(k)
+        return held
+
     async def fold_batch(self, conn: psycopg.AsyncConnection, events: Sequence[E], *,
                          key: Callable[[E], str],
                          fold: Callable[[Mapping[str, R | None], Sequence[E]], dict[str, R]],
@@ -227,18 +242,7 @@ class RowTable(Generic[R]):
         for none) without changing it, and must skip events at or below a row's version, so
         a replayed batch changes nothing. Rows of keys known to have none are COPYed straight
         into the table; the others go through the COPY-upsert."""
-        keys = {key(e) for e in events}
-        if cache is None:
-            rows: Mapping[str, R | None] = await self.load(conn, keys)
-        else:
-            held = cache.rows
-            if not cache.complete:
-                missing = keys - held.keys()
-                if missing:
-                    loaded = await self.load(conn, missing)
-                    for k in missing:  # committed state: this writer wrote nothing yet
-                        held[k] = loaded.get(k)
-            rows = held
+        rows = await self._rows_of(conn, {key(e) for e in events}, cache)
         changed = fold(rows, events)
         if changed:
             new = [r for k, r in changed.items() if rows.get(k) is None]
@@ -260,18 +264,7 @@ class RowTable(Generic[R]):
         """`fold_batch` without the write, for a small batch: the changed rows, split into
         keys known to have no row (to insert) and the others (to upsert), for the store to
         write in one statement with the offsets (`kernel.projection_small`)."""
-        keys = {key(e) for e in events}
-        if cache is None:
-            rows: Mapping[str, R | None] = await self.load(conn, keys)
-        else:
-            held = cache.rows
-            if not cache.complete:
-                missing = keys - held.keys()
-                if missing:
-                    loaded = await self.load(conn, missing)
-                    for k in missing:  # committed state: this writer wrote nothing yet
-                        held[k] = loaded.get(k)
-            rows = held
+        rows = await self._rows_of(conn, {key(e) for e in events}, cache)
         changed = fold(rows, events)
         new: list[R] = []
         existing: list[R] = []
