@@ -13,7 +13,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.admin.new_partitions import NewPartitions
 from aiokafka.partitioner import murmur2
 
-from kernel.exceptions import TopicChangeRefused
+from kernel.exceptions import InfraError, TopicChangeRefused
 from kernel.log import Sent
 from kernel.settings import Settings
 from schemas.topics import TopicSpec
@@ -118,61 +118,130 @@ class TopicChange:
     action: str
 
 
+TOPIC_ALREADY_EXISTS = 36
+VISIBLE_WITHIN_S = 30.0
+
+
 async def apply_topics(settings: Settings, specs: Iterable[TopicSpec]) -> list[TopicChange]:
     """Create missing topics, raise partition counts where that is safe, align configs; never
     delete anything. Raise `TopicChangeRefused`, before changing anything at all, when the
     catalogue asks for more partitions of a topic whose keys must stay where they are
-    (`TopicSpec.may_grow`)."""
+    (`TopicSpec.may_grow`).
+
+    Return only once every wanted topic is in the broker's metadata with all its partitions
+    led, so a producer or consumer started next finds them. A broker answers metadata from a
+    cache that trails the controller: a topic created a moment ago may be missing from a
+    listing (CI saw a 4.6 s wait in a producer, and a second apply "create" a topic that
+    existed). A create that meets such a topic is not reported as created; the pass is done
+    again on a fresh view once the topic shows."""
+    wanted = {settings.topic(s.name): s for s in specs}
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
                                 client_id="propstream-topics")
     await admin.start()
     changes: list[TopicChange] = []
     try:
-        existing = set(await admin.list_topics())
-        wanted = {settings.topic(s.name): s for s in specs}
-        present = [name for name in wanted if name in existing]
-        described = await admin.describe_topics(present) if present else []
-        _refuse_unsafe_growth(described, wanted)
-        missing = [
-            NewTopic(name, spec.partitions, settings.kafka_replication_factor,
-                     topic_configs=spec.config())
-            for name, spec in wanted.items() if name not in existing
-        ]
-        if missing:
-            await admin.create_topics(missing)
-            changes += [TopicChange(t.name, f"created ({t.num_partitions} partitions)")
-                        for t in missing]
-        if present:
-            grow: dict[str, NewPartitions] = {}
-            for item in described:
-                have = len(item["partitions"])
-                spec = wanted[item["topic"]]
-                if have < spec.partitions:
-                    grow[item["topic"]] = NewPartitions(total_count=spec.partitions)
-                    changes.append(TopicChange(item["topic"],
-                                               f"partitions {have} -> {spec.partitions}"))
-                elif have > spec.partitions:
-                    changes.append(TopicChange(
-                        item["topic"], f"has {have} partitions, catalogue says "
-                        f"{spec.partitions}: Kafka cannot shrink a topic, left as is"))
-            if grow:
-                await admin.create_partitions(grow)
-            resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in present]
-            current = await admin.describe_configs(resources)
-            to_alter = []
-            for response in current:
-                for name, _code, _msg, entries in _resources(response):
-                    have_cfg = {e[0]: e[1] for e in entries}
-                    want_cfg = wanted[name].config()
-                    if any(have_cfg.get(k) != v for k, v in want_cfg.items()):
-                        to_alter.append(ConfigResource(ConfigResourceType.TOPIC, name,
-                                                       configs=want_cfg))
-                        changes.append(TopicChange(name, "config updated"))
-            if to_alter:
-                await admin.alter_configs(to_alter)
+        for _ in range(3):
+            raced = await _apply_pass(admin, wanted, settings.kafka_replication_factor,
+                                       changes)
+            if not raced:
+                break
+            await _wait_visible(admin, {name: 1 for name in raced})
+        else:
+            raise InfraError(f"topics {sorted(raced)} exist on the controller but the "
+                             "broker's metadata keeps saying they do not; check the broker")
+        await _wait_visible(admin, {name: spec.partitions for name, spec in wanted.items()})
     finally:
         await admin.close()
     return changes
+
+
+async def _apply_pass(admin: AIOKafkaAdminClient, wanted: dict[str, TopicSpec],
+                      replication: int, changes: list[TopicChange]) -> set[str]:
+    """One pass of `apply_topics` on the broker's current view; append what it changed and
+    return the topics a create found already there (the view was stale: do the pass again)."""
+    existing = set(await admin.list_topics())
+    present = [name for name in wanted if name in existing]
+    described = await admin.describe_topics(present) if present else []
+    _refuse_unsafe_growth(described, wanted)
+    missing = [
+        NewTopic(name, spec.partitions, replication,
+                 topic_configs=spec.config())
+        for name, spec in wanted.items() if name not in existing
+    ]
+    if missing:
+        raced = _created_or_raced(await admin.create_topics(missing))
+        changes += [TopicChange(t.name, f"created ({t.num_partitions} partitions)")
+                    for t in missing if t.name not in raced]
+        if raced:
+            return raced
+    if not present:
+        return set()
+    grow: dict[str, NewPartitions] = {}
+    for item in described:
+        have = len(item["partitions"])
+        spec = wanted[item["topic"]]
+        if have < spec.partitions:
+            grow[item["topic"]] = NewPartitions(total_count=spec.partitions)
+            changes.append(TopicChange(item["topic"], f"partitions {have} -> {spec.partitions}"))
+        elif have > spec.partitions:
+            changes.append(TopicChange(
+                item["topic"], f"has {have} partitions, catalogue says "
+                f"{spec.partitions}: Kafka cannot shrink a topic, left as is"))
+    if grow:
+        await admin.create_partitions(grow)
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in present]
+    current = await admin.describe_configs(resources)
+    to_alter = []
+    for response in current:
+        for name, _code, _msg, entries in _resources(response):
+            have_cfg = {e[0]: e[1] for e in entries}
+            want_cfg = wanted[name].config()
+            if any(have_cfg.get(k) != v for k, v in want_cfg.items()):
+                to_alter.append(ConfigResource(ConfigResourceType.TOPIC, name,
+                                               configs=want_cfg))
+                changes.append(TopicChange(name, "config updated"))
+    if to_alter:
+        await admin.alter_configs(to_alter)
+    return set()
+
+
+def _created_or_raced(response: Any) -> set[str]:
+    """The topics a CreateTopics response says already existed; raise on any other error
+    (aiokafka hands the per-topic error codes back instead of raising)."""
+    raced: set[str] = set()
+    failed: list[str] = []
+    for entry in response.topic_errors:
+        name, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else None
+        if code == TOPIC_ALREADY_EXISTS:
+            raced.add(name)
+        elif code:
+            failed.append(f"{name}: error {code}" + (f" ({message})" if message else ""))
+    if failed:
+        raise InfraError("the broker refused to create topics: " + "; ".join(failed))
+    return raced
+
+
+async def _wait_visible(admin: AIOKafkaAdminClient, partitions: dict[str, int]) -> None:
+    """Wait until the broker's metadata lists each topic with at least its partition count,
+    every partition with a leader; raise `InfraError` naming the laggards after
+    `VISIBLE_WITHIN_S`."""
+    deadline = asyncio.get_running_loop().time() + VISIBLE_WITHIN_S
+    delay = 0.02
+    while True:
+        lagging = []
+        for item in await admin.describe_topics(list(partitions)):
+            parts = item["partitions"]
+            if (item["error_code"] or len(parts) < partitions[item["topic"]]
+                    or any(p["leader"] < 0 for p in parts)):
+                lagging.append(item["topic"])
+        if not lagging:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise InfraError(f"topics {sorted(lagging)} are not in the broker's metadata with "
+                             f"all partitions led after {VISIBLE_WITHIN_S:.0f} s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
 
 
 def _refuse_unsafe_growth(described: Iterable[dict[str, Any]],

@@ -79,6 +79,32 @@ async def test_topics_apply_still_grows_dead_letters(base_settings: Settings) ->
     assert (await _partition_counts(settings))[settings.topic("ops.check.dlq")] == 2
 
 
+async def test_topics_apply_on_a_stale_listing_reports_no_false_create_and_still_grows(
+        base_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broker's metadata trails its controller: a topic created a moment ago can be missing
+    from a listing. Apply must not call it created, and must still do what it came for."""
+    settings = _namespace(base_settings, "o")
+    letters = TopicSpec(name="ops.stale.dlq", kind="dead-letters", partitions=1,
+                        key="origin key", retention_ms=3600_000)
+    await apply_topics(settings, [letters])
+    name = settings.topic("ops.stale.dlq")
+    real = AIOKafkaAdminClient.list_topics
+    listings: list[bool] = []
+
+    async def stale_once(self: AIOKafkaAdminClient) -> list[str]:
+        topics = await real(self)
+        if not listings:
+            topics = [t for t in topics if t != name]
+        listings.append(name in topics)
+        return topics
+
+    monkeypatch.setattr(AIOKafkaAdminClient, "list_topics", stale_once)
+    changes = await apply_topics(settings, [letters.model_copy(update={"partitions": 2})])
+    assert listings == [False, True]  # the stale view, then a fresh pass
+    assert [c.action for c in changes] == ["partitions 1 -> 2"]
+    assert (await _partition_counts(settings))[name] == 2
+
+
 async def _instruments_table(settings: Settings) -> tuple[int, int]:
     """(the table's OID, which a drop and rebuild changes; how many rows it has)."""
     conn = await connect(settings)
