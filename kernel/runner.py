@@ -30,6 +30,11 @@ A record whose `step` raises is parked on its dead-letter topic with its origin 
 transaction in transactional mode) and the partition moves on: a poison record never stalls.
 That needs the dead-letter topic of every input topic to exist, so `start` checks them first
 and refuses (`DeadLetterTopicMissing`, naming them) before it takes any partition.
+
+A transactional runner may also read *broadcast* topics whole, without a group
+(`kernel.broadcast`): each broadcast record goes to the stage's `step_broadcast` with the owned
+partitions due to act on it, and each partition's outputs and position on those topics commit
+in its own transaction.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from kernel.broadcast import BroadcastInputs, BroadcastStage, checkpoint_group
 from kernel.dlq import counted, dead_letter
 from kernel.exceptions import DeadLetterTopicMissing
 from kernel.log import (
@@ -142,14 +148,23 @@ class StreamRunner:
                  dead_letter_topic: Callable[[str], str], max_batch: int = 500,
                  session_timeout_ms: int = 10_000, poll_timeout: float = 0.1,
                  assign_all: bool = False, only: Collection[TopicPartition] | None = None,
-                 commit_interval_ms: float | None = None) -> None:
+                 commit_interval_ms: float | None = None, broadcast: Sequence[str] = (),
+                 broadcast_warmup: int = 0, broadcast_checkpoint_ms: float = 1000.0) -> None:
         if assign_all and mode != "external":
             raise ValueError("assign_all needs external offsets (nothing is committed to a group)")
         if only is not None and not assign_all:
             raise ValueError("only (a subset of the partitions) goes with assign_all")
         if commit_interval_ms is not None and (mode != "at-least-once" or commit_interval_ms < 0):
             raise ValueError("commit_interval_ms is for the at-least-once mode, and >= 0")
+        if broadcast and (mode != "transactional" or assign_all):
+            raise ValueError("broadcast topics need the transactional mode of a group member: "
+                             "their positions commit in each owned partition's transaction")
         self.commit_interval_ms = commit_interval_ms
+        self.bcast = (BroadcastInputs(log_, name=name, group_id=group_id, topics=broadcast,
+                                      warmup=broadcast_warmup) if broadcast else None)
+        self.broadcast_checkpoint_ms = broadcast_checkpoint_ms
+        self._bcast_saved: dict[TopicPartition, float] = {}
+        self._broadcast_busy = False  # the last broadcast poll found records
         self.log = log_
         self.assign_all = assign_all
         self.only = None if only is None else frozenset(only)
@@ -195,6 +210,8 @@ class StreamRunner:
             await _quietly(consumer.stop())
             raise
         self.consumer = consumer
+        if self.bcast is not None:
+            await self.bcast.start()
         if self.mode != "transactional":
             self.producer = self.log.producer(client_id=self.name)
             await self.producer.start()
@@ -213,7 +230,7 @@ class StreamRunner:
         process at every restart (the other modes), stalling its partition either way."""
         letters: dict[str, list[str]] = {}
         unnamed: list[str] = []
-        for topic in self.topics:
+        for topic in self.topics + (self.bcast.topics if self.bcast is not None else []):
             try:
                 letters.setdefault(self.dead_letter_topic(topic), []).append(topic)
             except LookupError:
@@ -240,6 +257,8 @@ class StreamRunner:
             if self.commit_interval_ms is not None:
                 await self._settle(None)
             await self.consumer.stop()
+        if self.bcast is not None:
+            await self.bcast.stop()
         for producer in list(self.txn.values()):
             await _quietly(producer.stop())
         self.txn.clear()
@@ -262,6 +281,8 @@ class StreamRunner:
             await self._settle(partitions)
         prepared = [tp for tp in partitions if tp not in self._pending]
         self._pending -= set(partitions)
+        if self.bcast is not None:
+            self.bcast.drop(partitions)
         for tp in partitions:
             producer = self.txn.pop(tp, None)
             if producer is not None:
@@ -295,6 +316,10 @@ class StreamRunner:
                 # have committed (or been aborted by the fencing above) since assignment.
                 committed = await self.consumer.committed(tp)
                 self.consumer.seek(tp, 0 if committed is None else committed)
+        if self.bcast is not None:
+            await self.bcast.adopt(todo)
+            now = asyncio.get_running_loop().time()
+            self._bcast_saved.update(dict.fromkeys(todo, now))
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -310,20 +335,80 @@ class StreamRunner:
             if deadline is not None and loop.time() >= deadline:
                 break
             await self._prepare()
-            batch = await self.consumer.poll(max_records=self.max_batch,
-                                             timeout=self.poll_timeout)
+            batch = await self._poll()
             if self._pending & self.consumer.assignment():
                 continue  # a rebalance during the poll: prepare and seek, then fetch again
             batch = {tp: recs for tp, recs in batch.items()
                      if tp not in self._lost and tp in self.consumer.assignment()}
             if not batch:
                 self._maybe_commit()  # an idle partition's last batch is committed too
-                if until_idle:
+                if until_idle and not self._broadcast_busy:
                     break
                 continue
             with BATCH_SECONDS.labels(self.name).time():
                 handled += await self.handle_batch(batch)
         return handled
+
+    async def _poll(self) -> Batch:
+        """The next batch of owned input records; broadcast records are handled on the way
+        (a short poll of each in turn, so neither waits a whole poll timeout for the other)."""
+        assert self.consumer is not None
+        if self.bcast is None:
+            return await self.consumer.poll(max_records=self.max_batch,
+                                            timeout=self.poll_timeout)
+        batch = await self.consumer.poll(max_records=self.max_batch, timeout=0)
+        if batch:
+            return batch
+        await self._prepare()
+        self._broadcast_busy = bool(self._pending) or bool(await self.handle_broadcast(
+            await self.bcast.poll(max_records=self.max_batch, timeout=self.poll_timeout / 2)))
+        return await self.consumer.poll(max_records=self.max_batch,
+                                        timeout=self.poll_timeout / 2)
+
+    async def handle_broadcast(self, batch: Batch) -> int:
+        """Step broadcast records for the partitions due on each, then commit every partition
+        that has outputs, or whose position moved `broadcast_checkpoint_ms` ago unsaved."""
+        assert self.bcast is not None
+        ready = [tp for tp in self.txn if tp not in self._lost and tp not in self._pending]
+        stage: BroadcastStage = self.stage  # type: ignore[assignment]
+        outs: dict[TopicPartition, dict[str, list[OutRecord]]] = {}
+        count = 0
+        for records in batch.values():
+            for record in records:
+                count += 1
+                due = self.bcast.due(record, ready)
+                try:
+                    result = stage.step_broadcast(record, due)
+                except Exception as exc:
+                    if not isinstance(exc, DecodeError):
+                        log.exception("broadcast step failed", runner=self.name,
+                                      topic=record.topic, partition=record.partition,
+                                      offset=record.offset)
+                    MESSAGES.labels(self.name, record.topic, "dead-lettered").inc()
+                    counted(record, exc, consumer=self.name)
+                    if due:  # parked once, in the first due partition's transaction
+                        outs.setdefault(due[0], {}).setdefault(
+                            self.dead_letter_topic(record.topic), []).append(
+                            dead_letter(record, exc, consumer=self.name))
+                    continue
+                for tp, emits in result.items():
+                    if tp not in due:
+                        raise RuntimeError(f"{self.name}: step_broadcast wrote for {tp}, "
+                                           f"which was not due on {record.tp}@{record.offset}")
+                    target = outs.setdefault(tp, {})
+                    for e in emits:
+                        assert isinstance(e, Emit)
+                        target.setdefault(e.topic, []).append(
+                            OutRecord(e.key, e.value, e.headers, e.partition))
+        if count:
+            MESSAGES.labels(self.name, "broadcast", "handled").inc(count)
+        now = asyncio.get_running_loop().time()
+        stale = {tp for tp in ready if self.bcast.checkpoint(tp) is not None
+                 and now - self._bcast_saved.get(tp, now) >= self.broadcast_checkpoint_ms / 1000}
+        todo = [tp for tp in ready if tp in outs or tp in stale]
+        if todo:
+            await asyncio.gather(*(self._commit_txn(tp, outs.get(tp, {}), None) for tp in todo))
+        return count
 
     async def handle_batch(self, batch: Batch) -> int:
         if self.mode == "transactional":
@@ -356,26 +441,45 @@ class StreamRunner:
         return dict(zip(out, placed, strict=True))
 
     async def _transaction(self, tp: TopicPartition, records: list[LogRecord]) -> int:
-        producer = self.txn.get(tp)
-        if producer is None:
+        if tp not in self.txn:
             return 0
         out: dict[str, list[OutRecord]] = {}
+        self._step_all(records, out)
         offsets = {tp: records[-1].offset + 1}
+        if not await self._commit_txn(tp, out, offsets):
+            return 0
+        self._count(tp, records, offsets[tp])
+        return len(records)
+
+    async def _commit_txn(self, tp: TopicPartition, out: dict[str, list[OutRecord]],
+                      offsets: dict[TopicPartition, int] | None) -> bool:
+        """Commit `out`, the partition's next offset (if it read records) and its broadcast
+        position (if it moved) in one transaction of `tp`'s producer; on failure drop the
+        stage's state of `tp` and return False."""
+        producer = self.txn.get(tp)
+        if producer is None:
+            return False
+        groups: list[tuple[dict[TopicPartition, int], str]] = []
+        if offsets is not None:
+            groups.append((offsets, self.group_id))
+        stands = self.bcast.checkpoint(tp) if self.bcast is not None else None
+        if stands is not None:
+            groups.append((stands, checkpoint_group(self.group_id, tp)))
         try:
             await producer.begin()
-            self._step_all(records, out)
-            await self.stage.flush(offsets)
+            await self.stage.flush(offsets or {})
             # The offsets join the transaction while the outputs are in flight: aiokafka
             # adds the group to the transaction during the produce requests, one round trip
             # less per batch than one after the other (bench.command_round_trip).
-            sending, adding = await asyncio.gather(
-                self._send(producer, out), producer.send_offsets(offsets, self.group_id),
+            results = await asyncio.gather(
+                self._send(producer, out),
+                *(producer.send_offsets(o, group) for o, group in groups),
                 return_exceptions=True)
-            for failed in (sending, adding):
+            for failed in results:
                 if isinstance(failed, BaseException):
                     raise failed
-            assert not isinstance(sending, BaseException)
-            sent = sending
+            sent = results[0]
+            assert isinstance(sent, dict)
             await producer.commit()
         except ProducerFenced:
             # Another instance owns the partition now: what this one decided is not on the
@@ -384,9 +488,11 @@ class StreamRunner:
                         partition=tp.partition)
             self._lost.add(tp)
             self.txn.pop(tp, None)
+            if self.bcast is not None:
+                self.bcast.drop([tp])
             await _quietly(producer.stop())
             await self.stage.revoked([tp])
-            return 0
+            return False
         except Exception:
             log.exception("transaction failed: partition reloads", runner=self.name,
                           topic=tp.topic, partition=tp.partition)
@@ -394,12 +500,16 @@ class StreamRunner:
             await self.stage.revoked([tp])
             # Reload from the log and resume from the committed offset on the next batch.
             self.txn.pop(tp, None)
+            if self.bcast is not None:
+                self.bcast.drop([tp])
             await _quietly(producer.stop())
             self._pending.add(tp)
-            return 0
-        self._count(tp, records, offsets[tp])
+            return False
+        if self.bcast is not None and stands is not None:
+            self.bcast.committed(tp)
+            self._bcast_saved[tp] = asyncio.get_running_loop().time()
         await self.stage.committed(tp, sent)
-        return len(records)
+        return True
 
     async def _plain(self, batch: Batch) -> int:
         assert self.producer is not None and self.consumer is not None

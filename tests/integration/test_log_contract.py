@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -208,3 +208,71 @@ async def test_a_runner_refuses_to_start_until_its_dead_letter_topic_exists(
     member.assign([TopicPartition(harness.topic, 0)])
     assert await member.committed(TopicPartition(harness.topic, 0)) == 2
     await member.stop()
+
+
+class _Ticks(StageBase):
+    """Writes `<bc partition>:<offset>` to `out` on each due input partition."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def step(self, record: LogRecord) -> Sequence[Emit]:
+        return ()
+
+    def step_broadcast(self, record: LogRecord, due: Collection[TopicPartition]
+                       ) -> Mapping[TopicPartition, Sequence[Emit]]:
+        value = f"{record.partition}:{record.offset}".encode()
+        return {tp: [Emit(self.out, None, value, partition=tp.partition)] for tp in due}
+
+
+async def test_broadcast_positions_commit_in_each_partitions_transaction_and_a_heir_resumes(
+        harness: Harness) -> None:
+    bc = harness.topic + ".bc"
+    for name, count in ((bc, 2), (bc + ".dlq", 1), (harness.topic + ".dlq", 1)):
+        await harness.create_topic(name, count)
+    group = f"contract-bc-{uuid.uuid4().hex[:8]}"
+    feed = harness.log.producer(client_id="feed")
+    await feed.start()
+    loop = asyncio.get_running_loop()
+
+    async def runner(name: str) -> StreamRunner:
+        r = StreamRunner(harness.log, _Ticks(harness.out), name=name, group_id=group,
+                         topics=[harness.topic], mode="transactional",
+                         dead_letter_topic=lambda topic: topic + ".dlq",
+                         session_timeout_ms=6000, broadcast=[bc], poll_timeout=0.05)
+        await r.start()
+        deadline = loop.time() + 30
+        while len(r.txn) < 3 and loop.time() < deadline:  # owns the 3 input partitions
+            await r.run(timeout=0.2)
+        assert len(r.txn) == 3
+        return r
+
+    first = await runner("bc-first")
+    await feed.send_many(bc, [OutRecord(None, b"t", partition=i % 2) for i in range(10)])
+    deadline = loop.time() + 30
+    while len(await _acted_now(harness)) < 30 and loop.time() < deadline:
+        await first.run(timeout=0.3)
+    await first.stop()
+    await feed.send_many(bc, [OutRecord(None, b"t", partition=i % 2) for i in range(6)])
+    heir = await runner("bc-heir")
+    deadline = loop.time() + 30
+    while len(await _acted_now(harness)) < 48 and loop.time() < deadline:
+        await heir.run(timeout=0.3)
+    await heir.stop()
+    await feed.stop()
+    expected = sorted(f"{p}:{o}".encode() for p in range(2) for o in range(8))
+    by_partition = {}
+    for r in await _acted_now(harness):
+        by_partition.setdefault(r.partition, []).append(r.value or b"")
+    assert {p: sorted(v) for p, v in by_partition.items()} == {p: expected for p in range(3)}
+
+
+async def _acted_now(harness: Harness) -> list[LogRecord]:
+    reader = await _reader(harness, harness.out)
+    ends = await reader.end_offsets(sorted(reader.assignment()))
+    got: list[LogRecord] = []
+    while [tp for tp, end in ends.items() if await reader.position(tp) < end]:
+        for records in (await reader.poll(max_records=1000, timeout=0.2)).values():
+            got += records
+    await reader.stop()
+    return got

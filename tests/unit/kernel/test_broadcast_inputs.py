@@ -1,0 +1,231 @@
+"""Broadcast inputs on the in-memory log: every owned partition acts once on every broadcast
+record, in its own transaction, across crashes, rebalances and fencing; warm-up records fill
+shared state and act nowhere; a poison broadcast record is parked once."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+
+import pytest
+
+from kernel.broadcast import checkpoint_group
+from kernel.log import LogRecord, OutRecord, TopicPartition
+from kernel.memlog import MemoryLog
+from kernel.runner import Emit, StreamRunner
+from schemas.errors import DecodeError
+from tests.unit.kernel.toy_stage import DLQ, IN, OUT, EchoStage
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+BC, BC_DLQ = "bc", "bc.dlq"
+PARTS = 3
+
+
+class TickStage(EchoStage):
+    """Echoes its inputs (as `EchoStage`) and, for every broadcast record `act:<n>`, writes
+    `b:<bc partition>:<offset>` to `out` on each due input partition. Keeps the newest
+    broadcast offset it met per broadcast partition, as a quote table would."""
+
+    def __init__(self, log: MemoryLog) -> None:
+        super().__init__(log)
+        self.newest: dict[TopicPartition, int] = {}
+        self.met: list[tuple[int, int, tuple[int, ...]]] = []
+
+    def step_broadcast(self, record: LogRecord, due: Collection[TopicPartition]
+                       ) -> Mapping[TopicPartition, Sequence[Emit]]:
+        if record.value == b"poison":
+            raise DecodeError("not-a-tick", "poison")
+        if record.offset > self.newest.get(record.tp, -1):
+            self.newest[record.tp] = record.offset
+        self.met.append((record.partition, record.offset, tuple(tp.partition for tp in due)))
+        value = b"b:%d:%d" % (record.partition, record.offset)
+        return {tp: [Emit(OUT, b"t", value, partition=tp.partition)] for tp in due}
+
+
+def _log() -> MemoryLog:
+    return MemoryLog({IN: PARTS, OUT: PARTS, DLQ: 1, BC: 2, BC_DLQ: 1})
+
+
+def _runner(log: MemoryLog, stage: EchoStage, *, name: str = "engine", warmup: int = 0,
+            checkpoint_ms: float = 1000.0, max_batch: int = 500) -> StreamRunner:
+    return StreamRunner(log, stage, name=name, group_id="g", topics=[IN], mode="transactional",
+                        dead_letter_topic=lambda topic: topic + ".dlq", max_batch=max_batch,
+                        broadcast=[BC], broadcast_warmup=warmup,
+                        broadcast_checkpoint_ms=checkpoint_ms)
+
+
+async def _ticks(log: MemoryLog, values: Sequence[bytes], *, partition: int | None = None
+                 ) -> None:
+    await log.producer(client_id="market").send_many(BC, [
+        OutRecord(b"sym%d" % (i % 4), v, partition=partition) for i, v in enumerate(values)])
+
+
+async def _inputs(log: MemoryLog, ids: range) -> None:
+    await log.producer(client_id="api").send_many(
+        IN, [OutRecord(f"k{i % 5}".encode(), f"id:{i}".encode()) for i in ids])
+
+
+def _acted(log: MemoryLog) -> dict[int, list[bytes]]:
+    """What each input partition wrote for broadcast records, in log order."""
+    return {p: [r.value for r in log.records(OUT, p) if r.value and r.value.startswith(b"b:")]
+            for p in range(PARTS)}
+
+
+def _expected(log: MemoryLog, *, skip: int = 0) -> list[bytes]:
+    """Every broadcast record from offset `skip` of each partition, as `b:<p>:<offset>`."""
+    return sorted(b"b:%d:%d" % (r.partition, r.offset) for r in log.records(BC)
+                  if r.offset >= skip)
+
+
+async def _started(log: MemoryLog, stage: EchoStage, **kw: object) -> StreamRunner:
+    r = _runner(log, stage, **kw)  # type: ignore[arg-type]
+    await r.start()
+    await r.run(until_idle=True)  # joins the group and takes its partitions
+    return r
+
+
+async def test_each_owned_partition_acts_once_on_each_record_in_its_own_transaction() -> None:
+    log = _log()
+    stage = TickStage(log)
+    r = await _started(log, stage)
+    await _ticks(log, [b"act"] * 10)
+    await _inputs(log, range(6))
+    await r.run(until_idle=True)
+    acted = _acted(log)
+    for p in range(PARTS):
+        assert sorted(acted[p]) == _expected(log)  # every record, once, on every partition
+    assert sorted(r.value for r in log.records(OUT) if r.value and r.value.startswith(b"id:")) \
+        == sorted(f"id:{i}".encode() for i in range(6))
+    ends = {TopicPartition(BC, p): len(log.records(BC, p)) for p in range(2)}
+    for p in range(PARTS):  # each partition's position committed with its outputs
+        assert log.committed(checkpoint_group("g", TopicPartition(IN, p))) == ends
+    assert log.open_transactions() == []
+    await r.stop()
+
+
+async def test_a_fresh_partition_starts_at_the_end_and_warmup_records_act_nowhere() -> None:
+    log = _log()
+    await _ticks(log, [b"old"] * 8)  # before any engine: 4 per broadcast partition
+    stage = TickStage(log)
+    r = await _started(log, stage, warmup=2)
+    # The last 2 of each partition were met for shared state, acted on by none.
+    assert sorted((p, o) for p, o, due in stage.met) == [(0, 2), (0, 3), (1, 2), (1, 3)]
+    assert all(due == () for _, _, due in stage.met)
+    assert stage.newest == {TopicPartition(BC, 0): 3, TopicPartition(BC, 1): 3}
+    assert _acted(log) == {p: [] for p in range(PARTS)}
+    await _ticks(log, [b"act"] * 4)
+    await r.run(until_idle=True)
+    for p in range(PARTS):
+        assert sorted(_acted(log)[p]) == _expected(log, skip=4)
+    await r.stop()
+
+
+async def test_a_crash_resumes_each_partition_where_its_last_transaction_left_it() -> None:
+    log = _log()
+    doomed_stage = TickStage(log)
+    doomed = await _started(log, doomed_stage, max_batch=3)
+    await _ticks(log, [b"act"] * 20)
+    await doomed.run(count=0, timeout=0)  # nothing: count 0
+    # Handle a few broadcast batches, then die with the rest unread.
+    assert doomed.bcast is not None
+    for _ in range(2):
+        await doomed.handle_broadcast(await doomed.bcast.poll(max_records=3, timeout=0))
+    acted_before = _acted(log)
+    assert 0 < len(acted_before[0]) < 20
+    log.crash(*([doomed.consumer] if doomed.consumer else []),  # type: ignore[list-item]
+              *doomed.txn.values())  # type: ignore[arg-type]
+    heir = await _started(log, TickStage(log), name="heir")
+    for p in range(PARTS):
+        assert sorted(_acted(log)[p]) == _expected(log)  # nothing lost, nothing twice
+    await heir.stop()
+
+
+async def test_a_moved_partition_keeps_acting_once_and_a_zombie_writes_nothing() -> None:
+    log = _log()
+    first = await _started(log, TickStage(log), max_batch=4)
+    await _ticks(log, [b"act"] * 12)
+    await first.run(until_idle=True)
+    second = await _started(log, TickStage(log), name="second", max_batch=4)
+    await _ticks(log, [b"act"] * 12)
+    await first.run(until_idle=True)
+    await second.run(until_idle=True)
+    assert first.consumer is not None and second.consumer is not None
+    assert first.consumer.assignment() and second.consumer.assignment()
+    for p in range(PARTS):
+        assert sorted(_acted(log)[p]) == _expected(log)
+    # `second` pauses with a broadcast batch in hand and is dropped from the group ...
+    await _ticks(log, [b"act"] * 6)
+    assert second.bcast is not None
+    batch = await second.bcast.poll(max_records=100, timeout=0)
+    log.crash(second.consumer)  # type: ignore[arg-type]
+    await first.run(until_idle=True)  # takes every partition, acts on the 6
+    # ... and resumes: fenced, it writes nothing.
+    assert await second.handle_broadcast(batch) == 6
+    for p in range(PARTS):
+        assert sorted(_acted(log)[p]) == _expected(log)
+    assert log.open_transactions() == []
+    await first.stop()
+
+
+async def test_a_position_that_moved_without_outputs_is_committed_within_the_interval(
+) -> None:
+    class Quiet(TickStage):
+        def step_broadcast(self, record: LogRecord, due: Collection[TopicPartition]
+                           ) -> Mapping[TopicPartition, Sequence[Emit]]:
+            super().step_broadcast(record, due)
+            return {}
+
+    log = _log()
+    r = await _started(log, Quiet(log), checkpoint_ms=0)
+    await _ticks(log, [b"act"] * 6)
+    await r.run(until_idle=True)
+    ends = {TopicPartition(BC, p): len(log.records(BC, p)) for p in range(2)}
+    assert log.committed(checkpoint_group("g", TopicPartition(IN, 0))) == ends
+    assert _acted(log) == {p: [] for p in range(PARTS)}
+    await r.stop()
+
+
+async def test_an_own_record_after_broadcast_records_carries_the_position_along() -> None:
+    class Quiet(TickStage):
+        def step_broadcast(self, record: LogRecord, due: Collection[TopicPartition]
+                           ) -> Mapping[TopicPartition, Sequence[Emit]]:
+            super().step_broadcast(record, due)
+            return {}
+
+    log = MemoryLog({IN: 1, OUT: 1, DLQ: 1, BC: 2, BC_DLQ: 1})
+    r = await _started(log, Quiet(log))  # an hour between progress-only checkpoints
+    await _ticks(log, [b"act"] * 4)
+    await r.run(until_idle=True)
+    assert log.committed(checkpoint_group("g", TopicPartition(IN, 0))) == {}
+    await _inputs(log, range(1))
+    await r.run(until_idle=True)
+    # The input's transaction took the partition's broadcast position with it.
+    assert log.committed(checkpoint_group("g", TopicPartition(IN, 0))) == {
+        TopicPartition(BC, 0): 2, TopicPartition(BC, 1): 2}
+    await r.stop()
+
+
+async def test_a_poison_broadcast_record_is_parked_once_and_the_rest_acted_on() -> None:
+    log = _log()
+    r = await _started(log, TickStage(log))
+    await _ticks(log, [b"act", b"poison", b"act"], partition=0)
+    await r.run(until_idle=True)
+    [letter] = log.records(BC_DLQ)
+    assert letter.value == b"poison" and dict(letter.headers)["x-origin-offset"] == b"1"
+    for p in range(PARTS):
+        assert _acted(log)[p] == [b"b:0:0", b"b:0:2"]
+    await r.stop()
+
+
+async def test_broadcast_inputs_need_the_transactional_mode() -> None:
+    with pytest.raises(ValueError, match="transactional"):
+        StreamRunner(_log(), TickStage(_log()), name="x", group_id="g", topics=[IN],
+                     mode="at-least-once", dead_letter_topic=lambda t: t + ".dlq",
+                     broadcast=[BC])
+
+
+async def test_a_broadcast_topic_without_dead_letters_refuses_to_start() -> None:
+    log = MemoryLog({IN: 1, OUT: 1, DLQ: 1, BC: 1})
+    from kernel.exceptions import DeadLetterTopicMissing
+    with pytest.raises(DeadLetterTopicMissing, match="bc.dlq"):
+        await _runner(log, TickStage(log)).start()
