@@ -4,11 +4,13 @@ shared state and act nowhere; a poison broadcast record is parked once."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 
 import pytest
 
 from kernel.broadcast import checkpoint_group
+from kernel.exceptions import DeadLetterTopicMissing
 from kernel.log import LogRecord, OutRecord, TopicPartition
 from kernel.memlog import MemoryLog
 from kernel.runner import Emit, StreamRunner
@@ -226,6 +228,5 @@ async def test_broadcast_inputs_need_the_transactional_mode() -> None:
 
 async def test_a_broadcast_topic_without_dead_letters_refuses_to_start() -> None:
     log = MemoryLog({IN: 1, OUT: 1, DLQ: 1, BC: 1})
-    from kernel.exceptions import DeadLetterTopicMissing
-    with pytest.raises(DeadLetterTopicMissing, match="bc.dlq"):
+    with pytest.raises(DeadLetterTopicMissing, match=re.escape("'bc.dlq' (for 'bc')")):
         await _runner(log, TickStage(log)).start()
