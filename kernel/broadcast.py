@@ -21,10 +21,11 @@ meet those records again, which changes nothing, since they changed nothing the 
 The one consumer stands at the lowest position of the owned partitions. A partition taken
 over behind the others rewinds it; records met again are handed over with ``due`` empty for the
 partitions past them, so the stage must let a record older than what it holds leave its
-shared state alone (a quote table keeps the newest quote per instrument). Before the lowest
-position the consumer reads ``warmup`` records per broadcast partition with ``due`` empty, so
-shared state (latest quotes) is filled before anything acts. An input partition with no
-committed position starts at the broadcast topics' current end: it has nothing to catch up.
+shared state alone (a quote table keeps the newest quote per instrument). At start the
+consumer begins ``warmup`` records per partition before the end (per topic; ``None``: the
+whole topic, e.g. instrument specs), handed over with ``due`` empty, so shared state is full
+before anything acts. An input partition with no committed position starts at the broadcast
+topics' current end: it has nothing to catch up.
 """
 
 from __future__ import annotations
@@ -56,12 +57,13 @@ class BroadcastInputs:
     """The broadcast consumer and every owned input partition's position on it."""
 
     def __init__(self, log_: Log, *, name: str, group_id: str, topics: Sequence[str],
-                 warmup: int = 0) -> None:
+                 warmup: int | Mapping[str, int | None] = 0) -> None:
         self.log = log_
         self.name = name
         self.group_id = group_id
         self.topics = list(topics)
-        self.warmup = warmup
+        self.warmup: dict[str, int | None] = (
+            dict(warmup) if isinstance(warmup, Mapping) else dict.fromkeys(topics, warmup))
         self.consumer: LogConsumer | None = None
         self.partitions: list[TopicPartition] = []
         # Next broadcast offset each owned input partition acts on, and those moved since
@@ -78,7 +80,8 @@ class BroadcastInputs:
         consumer.assign(self.partitions)
         ends = await consumer.end_offsets(self.partitions)
         for btp in self.partitions:
-            consumer.seek(btp, max(0, ends[btp] - self.warmup))
+            back = self.warmup.get(btp.topic, 0)
+            consumer.seek(btp, 0 if back is None else max(0, ends[btp] - back))
 
     async def stop(self) -> None:
         if self.consumer is not None:
@@ -111,7 +114,7 @@ class BroadcastInputs:
             lowest = min(self.positions[tp][btp] for tp in self.positions)
             now = await self.consumer.position(btp)
             if lowest < now:
-                self.consumer.seek(btp, max(0, lowest - self.warmup))
+                self.consumer.seek(btp, lowest)  # shared state is warm since `start`
             # A position ahead of the consumer is reached by reading on (`due` says who acts).
 
     def drop(self, inputs: Collection[TopicPartition]) -> None:

@@ -149,7 +149,8 @@ class StreamRunner:
                  session_timeout_ms: int = 10_000, poll_timeout: float = 0.1,
                  assign_all: bool = False, only: Collection[TopicPartition] | None = None,
                  commit_interval_ms: float | None = None, broadcast: Sequence[str] = (),
-                 broadcast_warmup: int = 0, broadcast_checkpoint_ms: float = 1000.0) -> None:
+                 broadcast_warmup: int | Mapping[str, int | None] = 0,
+                 broadcast_checkpoint_ms: float = 1000.0) -> None:
         if assign_all and mode != "external":
             raise ValueError("assign_all needs external offsets (nothing is committed to a group)")
         if only is not None and not assign_all:

@@ -31,7 +31,7 @@ class TickStage(EchoStage):
     def __init__(self, log: MemoryLog) -> None:
         super().__init__(log)
         self.newest: dict[TopicPartition, int] = {}
-        self.met: list[tuple[int, int, tuple[int, ...]]] = []
+        self.met: list[tuple[str, int, int, tuple[int, ...]]] = []
 
     def step_broadcast(self, record: LogRecord, due: Collection[TopicPartition]
                        ) -> Mapping[TopicPartition, Sequence[Emit]]:
@@ -39,7 +39,8 @@ class TickStage(EchoStage):
             raise DecodeError("not-a-tick", "poison")
         if record.offset > self.newest.get(record.tp, -1):
             self.newest[record.tp] = record.offset
-        self.met.append((record.partition, record.offset, tuple(tp.partition for tp in due)))
+        self.met.append((record.topic, record.partition, record.offset,
+                         tuple(tp.partition for tp in due)))
         value = b"b:%d:%d" % (record.partition, record.offset)
         return {tp: [Emit(OUT, b"t", value, partition=tp.partition)] for tp in due}
 
@@ -111,8 +112,8 @@ async def test_a_fresh_partition_starts_at_the_end_and_warmup_records_act_nowher
     stage = TickStage(log)
     r = await _started(log, stage, warmup=2)
     # The last 2 of each partition were met for shared state, acted on by none.
-    assert sorted((p, o) for p, o, due in stage.met) == [(0, 2), (0, 3), (1, 2), (1, 3)]
-    assert all(due == () for _, _, due in stage.met)
+    assert sorted((p, o) for _, p, o, _ in stage.met) == [(0, 2), (0, 3), (1, 2), (1, 3)]
+    assert all(due == () for *_, due in stage.met)
     assert stage.newest == {TopicPartition(BC, 0): 3, TopicPartition(BC, 1): 3}
     assert _acted(log) == {p: [] for p in range(PARTS)}
     await _ticks(log, [b"act"] * 4)
@@ -230,3 +231,23 @@ async def test_a_broadcast_topic_without_dead_letters_refuses_to_start() -> None
     log = MemoryLog({IN: 1, OUT: 1, DLQ: 1, BC: 1})
     with pytest.raises(DeadLetterTopicMissing, match=re.escape("'bc.dlq' (for 'bc')")):
         await _runner(log, TickStage(log)).start()
+
+
+async def test_warmup_per_topic_none_reads_a_topic_whole_before_anything_acts() -> None:
+    log = MemoryLog({IN: 1, OUT: 1, DLQ: 1, BC: 2, BC_DLQ: 1, "specs": 1, "specs.dlq": 1})
+    await _ticks(log, [b"old"] * 6)
+    await log.producer(client_id="ref").send_many(
+        "specs", [OutRecord(b"s", b"spec%d" % i, partition=0) for i in range(5)])
+    stage = TickStage(log)
+    r = StreamRunner(log, stage, name="engine", group_id="g", topics=[IN],
+                     mode="transactional", dead_letter_topic=lambda topic: topic + ".dlq",
+                     broadcast=[BC, "specs"], broadcast_warmup={BC: 1, "specs": None})
+    await r.start()
+    await r.run(until_idle=True)
+    assert stage.newest == {TopicPartition(BC, 0): 2, TopicPartition(BC, 1): 2,
+                            TopicPartition("specs", 0): 4}
+    # The last tick of each partition, and every spec from the first.
+    assert sorted((t, p, o) for t, p, o, _ in stage.met) == [
+        (BC, 0, 2), (BC, 1, 2), *(("specs", 0, o) for o in range(5))]
+    assert all(due == () for *_, due in stage.met)
+    await r.stop()
