@@ -48,6 +48,7 @@ from kernel.observability import MESSAGES, get_logger
 from kernel.runner import CommitMode, Emit, OwnsRunner, StageBase, StreamRunner
 from kernel.settings import Settings
 from kernel.snapshots import SnapshotStore
+from schemas import FAMILIES
 from schemas.codec import decode_command, decode_event, encode
 from schemas.envelope import EventEnvelope, derive_event_id, make_event
 from schemas.errors import DecodeError
@@ -288,4 +289,10 @@ def _reply(command_id: uuid.UUID, aggregate_id: str, outcome: Outcome, *,
 
 
 def _carried(family: str, registry: TypeRegistry) -> set[str]:
-    return {m.TYPE for m in registry.command_types() if m.TYPE.startswith(family + ".")}
+    """The command types a family's topic carries: those its `Family` declares (the account
+    family carries `trading.*` commands), else those named after it."""
+    known = {m.TYPE for m in registry.command_types()}
+    for declared in FAMILIES:
+        if declared.name == family:
+            return {m.TYPE for m in declared.commands} & known
+    return {t for t in known if t.startswith(family + ".")}
