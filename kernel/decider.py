@@ -50,7 +50,13 @@ from kernel.settings import Settings
 from kernel.snapshots import SnapshotStore
 from schemas import FAMILIES
 from schemas.codec import decode_command, decode_event, encode
-from schemas.envelope import EventEnvelope, derive_event_id, make_event
+from schemas.envelope import (
+    CommandEnvelope,
+    EventEnvelope,
+    EventPayload,
+    derive_event_id,
+    make_event,
+)
 from schemas.errors import DecodeError
 from schemas.registry import TypeRegistry
 from schemas.replies import CommandReply
@@ -74,6 +80,8 @@ class DeciderRunner(OwnsRunner, StageBase, Generic[S]):
         snapshot_every: int = 10_000,
         log: Log | None = None,
         mode: CommitMode = "transactional",
+        broadcast: Sequence[str] = (),
+        broadcast_warmup: int | Mapping[str, int | None] = 0,
     ) -> None:
         self.settings = settings
         self.aggregate = aggregate
@@ -96,7 +104,8 @@ class DeciderRunner(OwnsRunner, StageBase, Generic[S]):
             # at-least-once (unfenced) only to measure what transactions cost (bench)
             topics=[self.commands_topic], mode=mode,
             dead_letter_topic=lambda topic: dead_letter_topic(settings, topic),
-            max_batch=max_batch, session_timeout_ms=settings.stream_session_timeout_ms)
+            max_batch=max_batch, session_timeout_ms=settings.stream_session_timeout_ms,
+            broadcast=broadcast, broadcast_warmup=broadcast_warmup)
 
     @property
     def ready(self) -> asyncio.Event:
@@ -161,27 +170,14 @@ class DeciderRunner(OwnsRunner, StageBase, Generic[S]):
             # else under the same command id does not make the outcome theirs.
             return [self._reply(_reply(env.command_id, env.aggregate_id, known,
                                        duplicate=True))]
-        current = pstate.aggregates.get(env.aggregate_id)
-        if current is None:
-            current = Versioned(0, self.aggregate.initial(env.aggregate_id))
-        ctx = DecideContext(now=self.clock(), command_id=env.command_id, actor=env.actor)
+        current = self.current(pstate, env.aggregate_id)
+        ctx = self.context(env)
         # An exception here is a bug in decide: the runner parks the command and moves on.
         payloads = self.aggregate.decide(command, current.value, ctx)
-        events = []
-        out: list[Emit] = []
-        value = current.value
-        key = env.aggregate_id.encode()
-        for i, payload in enumerate(payloads):
-            event = make_event(
-                payload, aggregate_id=env.aggregate_id, sequence=current.version + i + 1,
-                occurred_at=ctx.now, correlation_id=env.correlation_id,
-                causation_id=env.command_id, event_id=derive_event_id(env.command_id, i),
-                actor=env.actor,
-            )
-            value = self.aggregate.evolve(value, payload)
-            events.append(event)
-            out.append(Emit(self.events_topic, key, encode(event), partition=record.partition))
-        pstate.aggregates[env.aggregate_id] = Versioned(current.version + len(events), value)
+        events, out = self.append(
+            pstate, record.partition, env.aggregate_id, payloads, occurred_at=ctx.now,
+            event_id=lambda i: derive_event_id(env.command_id, i),
+            correlation_id=env.correlation_id, causation_id=env.command_id, actor=env.actor)
         outcome = outcome_of(events, self.aggregate.rejection.TYPE,
                              redact=self.registry.redacted)
         pstate.remember(env.command_id, outcome,
@@ -190,6 +186,39 @@ class DeciderRunner(OwnsRunner, StageBase, Generic[S]):
         out.append(self._reply(_reply(env.command_id, env.aggregate_id, outcome,
                                       duplicate=False)))
         return out
+
+    def current(self, pstate: PartitionState[S], aggregate_id: str) -> Versioned[S]:
+        known = pstate.aggregates.get(aggregate_id)
+        return Versioned(0, self.aggregate.initial(aggregate_id)) if known is None else known
+
+    def context(self, env: CommandEnvelope) -> DecideContext:
+        """What `decide` may know besides the command and the state (a subclass adds more)."""
+        return DecideContext(now=self.clock(), command_id=env.command_id, actor=env.actor)
+
+    def append(self, pstate: PartitionState[S], partition: int, aggregate_id: str,
+               payloads: Sequence[EventPayload], *, occurred_at: datetime,
+               event_id: Callable[[int], uuid.UUID], correlation_id: uuid.UUID,
+               causation_id: uuid.UUID | None, actor: str | None
+               ) -> tuple[list[EventEnvelope], list[Emit]]:
+        """Number `payloads` after the aggregate's last event, fold them into its state and
+        return them with their records for the events topic (on `partition`)."""
+        current = self.current(pstate, aggregate_id)
+        events: list[EventEnvelope] = []
+        out: list[Emit] = []
+        value = current.value
+        key = aggregate_id.encode()
+        for i, payload in enumerate(payloads):
+            event = make_event(
+                payload, aggregate_id=aggregate_id, sequence=current.version + i + 1,
+                occurred_at=occurred_at, correlation_id=correlation_id,
+                causation_id=causation_id, event_id=event_id(i), actor=actor,
+            )
+            value = self.aggregate.evolve(value, payload)
+            events.append(event)
+            out.append(Emit(self.events_topic, key, encode(event), partition=partition))
+        if events:
+            pstate.aggregates[aggregate_id] = Versioned(current.version + len(events), value)
+        return events, out
 
     def _reply(self, reply: CommandReply) -> Emit:
         return Emit(self.replies_topic, str(reply.command_id).encode(), encode(reply))
