@@ -68,6 +68,9 @@ class MemoryLog:
         self._groups: dict[str, _Group] = {}
         self._epochs: dict[str, int] = {}
         self._open: dict[str, _Txn] = {}
+        # Transactional ids whose producer was stopped with its transaction open: aiokafka
+        # never finishes such a transaction (the caller hangs), so a runner must not do it.
+        self.stopped_mid_transaction: list[str] = []
         self._ids = itertools.count(1)
         ticks = itertools.count(1_700_000_000_000)
         self._now_ms = now_ms or (lambda: next(ticks))
@@ -357,6 +360,7 @@ class MemoryProducer:
             return
         if self._txn is not None and self._txn.state == "open" and self.transactional_id and \
                 self.log._epochs.get(self.transactional_id) == self._epoch:
+            self.log.stopped_mid_transaction.append(self.transactional_id)
             self.log._end(self._txn, "aborted")
         self._txn = None
 

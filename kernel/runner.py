@@ -40,7 +40,8 @@ in its own transaction.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -166,6 +167,8 @@ class StreamRunner:
         self.broadcast_checkpoint_ms = broadcast_checkpoint_ms
         self._bcast_saved: dict[TopicPartition, float] = {}
         self._broadcast_busy = False  # the last broadcast poll found records
+        self._busy = False  # preparing partitions or handling a batch: revocations wait
+        self._deferred: list[tuple[list[TopicPartition], list[TopicPartition]]] = []
         self.log = log_
         self.assign_all = assign_all
         self.only = None if only is None else frozenset(only)
@@ -282,6 +285,18 @@ class StreamRunner:
             await self._settle(partitions)
         prepared = [tp for tp in partitions if tp not in self._pending]
         self._pending -= set(partitions)
+        if self._busy:
+            # aiokafka calls the listener from its coordinator task, while the loop may be
+            # inside a transaction: a producer stopped under its open transaction never
+            # finishes it, and the loop hung there (CI, a zombie test: partitions assigned,
+            # never prepared). The batch ends first (if another member took a partition, its
+            # producer fences ours and the commit fails as it should); then they are given up.
+            self._deferred.append((partitions, prepared))
+            return
+        await self._give_up(partitions, prepared)
+
+    async def _give_up(self, partitions: list[TopicPartition],
+                       prepared: list[TopicPartition]) -> None:
         if self.bcast is not None:
             self.bcast.drop(partitions)
         for tp in partitions:
@@ -291,15 +306,37 @@ class StreamRunner:
         if prepared:
             await self.stage.revoked(prepared)
 
+    @contextlib.asynccontextmanager
+    async def _working(self) -> AsyncIterator[None]:
+        """Hold revocations back while the loop prepares partitions or handles a batch."""
+        if self._busy:  # nested (a broadcast poll inside the loop's step)
+            yield
+            return
+        self._busy = True
+        try:
+            yield
+        finally:
+            self._busy = False
+            while self._deferred:
+                partitions, prepared = self._deferred.pop(0)
+                await self._give_up(partitions, prepared)
+
     async def _prepare(self) -> None:
         """Prepare partitions assigned since the last poll and seek each to where it resumes
         (records fetched before are dropped by the seek)."""
+        async with self._working():
+            await self._prepare_now()
+
+    async def _prepare_now(self) -> None:
         assert self.consumer is not None
         owned = self.consumer.assignment()
         todo = sorted(self._pending & owned)
         self._pending -= set(todo)
         if not todo:
             return
+        # A partition fenced in a batch that straddled its revocation and reassignment is
+        # ours again, prepared afresh.
+        self._lost -= set(todo)
         if self.mode == "transactional":
             for tp in todo:
                 producer = self.log.transactional_producer(
@@ -369,6 +406,10 @@ class StreamRunner:
     async def handle_broadcast(self, batch: Batch) -> int:
         """Step broadcast records for the partitions due on each, then commit every partition
         that has outputs, or whose position moved `broadcast_checkpoint_ms` ago unsaved."""
+        async with self._working():
+            return await self._handle_broadcast(batch)
+
+    async def _handle_broadcast(self, batch: Batch) -> int:
         assert self.bcast is not None
         ready = [tp for tp in self.txn if tp not in self._lost and tp not in self._pending]
         stage: BroadcastStage = self.stage  # type: ignore[assignment]
@@ -412,6 +453,10 @@ class StreamRunner:
         return count
 
     async def handle_batch(self, batch: Batch) -> int:
+        async with self._working():
+            return await self._handle_batch(batch)
+
+    async def _handle_batch(self, batch: Batch) -> int:
         if self.mode == "transactional":
             done = await asyncio.gather(*(self._transaction(tp, records)
                                           for tp, records in batch.items()))

@@ -401,3 +401,38 @@ def test_a_subset_of_partitions_goes_with_assign_all() -> None:
     log = _log()
     with pytest.raises(ValueError, match="assign_all"):
         runner(log, EchoStage(log), mode="external", only=[TopicPartition(IN, 0)])
+
+
+async def test_a_revocation_during_a_transaction_waits_for_it_and_the_partitions_come_back(
+) -> None:
+    # aiokafka runs the rebalance listener in its coordinator task, concurrently with the
+    # loop: here it fires from inside a transaction (the stage's flush), revoking every
+    # partition and handing them back, as an eager rebalance does.
+    log = _log()
+    await _produce(log, range(30))
+    stage = EchoStage(log)
+    r = await _started(log, stage, max_batch=5)
+    await r.run(count=5)
+    assert r.consumer is not None
+    fired: list[bool] = []
+    real_flush = stage.flush
+
+    async def rebalance_mid_transaction(offsets: Mapping[TopicPartition, int]) -> None:
+        if not fired:
+            fired.append(True)
+            assert r.consumer is not None
+            owned = sorted(r.consumer.assignment())
+            await r._revoked(owned)
+            await r._assigned(owned)
+        await real_flush(offsets)
+
+    stage.flush = rebalance_mid_transaction  # type: ignore[method-assign]
+    await r.run(until_idle=True)
+    assert fired
+    # No producer was stopped under its open transaction (aiokafka hangs there) ...
+    assert log.stopped_mid_transaction == []
+    # ... the batch in flight committed, the partitions were reloaded, and nothing was lost
+    # or decided twice.
+    assert len(stage.loaded) == 2
+    _exactly_once(log, range(30))
+    await r.stop()
