@@ -31,9 +31,10 @@ ORDER_NAMESPACE = uuid.UUID("3c6e9b14-5f2a-4d87-a0c1-7e4b2d9f8a36")
 ClientOrderId = Annotated[str, Field(min_length=1, max_length=64,
                                      pattern=r"^[A-Za-z0-9._-]{1,64}$",
                                      examples=["my-order-0001"])]
-Quantity = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=10,
+# 12 places, as an instrument's tick and lot sizes (schemas/instrument.py) may have.
+Quantity = Annotated[Decimal, Field(gt=0, max_digits=24, decimal_places=12,
                                     description="units, above zero, on the lot grid")]
-OrderPrice = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=10,
+OrderPrice = Annotated[Decimal, Field(gt=0, max_digits=24, decimal_places=12,
                                       description="above zero, on the tick grid")]
 # Results of arithmetic on prices and quantities: signed, exact, bounded.
 Amount = Annotated[Decimal, Field(max_digits=60, decimal_places=30)]
@@ -213,6 +214,7 @@ OrderRejection = Literal[
     "order-unknown",
     "order-not-open",
     "quantity-below-filled",
+    "invalid-modify",
 ]
 
 
@@ -239,7 +241,7 @@ class OrderFilled(EventPayload):
     quantity: Quantity
     liquidity: Liquidity
     commission: NonNegativeAmount
-    leaves_quantity: Annotated[Decimal, Field(ge=0, max_digits=20, decimal_places=10)]
+    leaves_quantity: Annotated[Decimal, Field(ge=0, max_digits=24, decimal_places=12)]
     at_ns: Nanos
 
 
