@@ -15,6 +15,8 @@ from pydantic import Field
 from schemas.envelope import CommandPayload, EventPayload
 from schemas.family import Family
 from schemas.tier import TierCurrency
+from schemas.trading import COMMANDS as TRADING_COMMANDS
+from schemas.trading import EVENTS as TRADING_EVENTS
 
 # Fixed forever: changing it would give every existing assessment a second account id.
 ACCOUNT_NAMESPACE = uuid.UUID("a7d04f3e-2b91-4c58-b6e3-1f0a9c8d7e25")
@@ -79,10 +81,11 @@ class AccountCommandRejected(EventPayload):
     detail: str = ""
 
 
-COMMANDS = (OpenAccount, CloseAccount)
-EVENTS = (AccountOpened, AccountClosed, AccountCommandRejected)
+# Trading (schemas/trading.py) rides on the account's topics: the account engine decides it.
+COMMANDS = (OpenAccount, CloseAccount, *TRADING_COMMANDS)
+EVENTS = (AccountOpened, AccountClosed, AccountCommandRejected, *TRADING_EVENTS)
 
 FAMILY = Family(
     name="account", commands=COMMANDS, events=EVENTS, partitions=3,
-    key="account id (uuid5 of the assessment id)",
+    key="account id (uuid5 of the assessment id)", also_prefixes=("trading", "position"),
 )

@@ -148,6 +148,13 @@ class Family:
     key: str = ""
     upcasters: tuple[Upcaster, ...] = ()
     topics: tuple[TopicSpec, ...] = ()
+    # Other type prefixes its topics carry: trading's `trading.*` and `position.*` ride on the
+    # account's topics, decided by the account engine, yet keep the names of seed 002.
+    also_prefixes: tuple[str, ...] = ()
+
+    def owns_type(self, type_: str) -> bool:
+        """Whether a command or event type name belongs on this family's topics."""
+        return type_.partition(".")[0] in (self.name, *self.also_prefixes)
 
     def catalogue(self) -> tuple[TopicSpec, ...]:
         """Every topic of this family, in catalogue order."""

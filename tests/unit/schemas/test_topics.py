@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from schemas import default_registry
+from schemas import FAMILIES, default_registry
 from schemas.envelope import CommandPayload, EventPayload
 from schemas.topics import CATALOGUE, REPLIES, TopicSpec, topic
 
@@ -52,9 +52,18 @@ def test_events_topics_carry_only_registered_event_types() -> None:
 
 
 def test_types_of_a_family_topic_belong_to_that_family() -> None:
+    families = {family.name: family for family in FAMILIES}
     for spec in _of_kind("commands") + _of_kind("events"):
         for type_ in spec.carries:
-            assert type_.startswith(f"{_family(spec)}."), (spec.name, type_)
+            assert families[_family(spec)].owns_type(type_), (spec.name, type_)
+
+
+def test_a_type_with_another_familys_prefix_does_not_belong() -> None:
+    families = {family.name: family for family in FAMILIES}
+    assert families["account"].owns_type("trading.order-filled")
+    assert families["account"].owns_type("account.halted")
+    assert not families["account"].owns_type("tier.created")
+    assert not families["tier"].owns_type("trading.order-filled")
 
 
 def test_replies_and_dead_letter_topics_carry_no_registered_payload_types() -> None:

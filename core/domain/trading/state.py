@@ -1,0 +1,220 @@
+"""A trading account's state and its fold: `evolve`, `dump`, `load`, `clone`.
+
+The state is owned by its single writer (the account engine), so `evolve` updates it in place
+and returns it: an account with 50 resting orders takes thousands of steps a second, and
+copying its order book per event would cost more than the step. The step functions never
+change the state they are given; use `clone` to keep a state apart (e.g. before a batch
+that may be rolled back). Every event carries what `evolve` needs: it never reads a quote or
+a market, so replaying the log rebuilds the state exactly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any, Literal
+
+from core.domain.trading.market import ZERO
+from core.domain.trading.positions import Position
+from schemas.account import AccountClosed, AccountCommandRejected, AccountOpened
+from schemas.envelope import EventPayload
+from schemas.trading import (
+    AccountBalanceChanged,
+    AccountEquityMarked,
+    AccountHalted,
+    AccountResumed,
+    ContractSettled,
+    Order,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderFilled,
+    OrderModified,
+    OrderRejected,
+    OrderTriggered,
+    PositionChanged,
+    PositionClosed,
+    PositionOpened,
+)
+
+AccountStatus = Literal["none", "open", "closed", "failed"]
+FinalStatus = Literal["filled", "cancelled", "expired"]
+
+
+@dataclass(slots=True)
+class Working:
+    """An open order: its accepted terms plus what has happened to it since."""
+
+    order: Order
+    quantity: Decimal
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    filled: Decimal = ZERO
+    fills: int = 0
+    triggered: bool = False
+
+    @property
+    def leaves(self) -> Decimal:
+        return self.quantity - self.filled
+
+    @property
+    def waiting_for_trigger(self) -> bool:
+        return self.order.type in ("stop", "stop-limit") and not self.triggered
+
+    @classmethod
+    def of(cls, order: Order) -> Working:
+        return cls(order=order, quantity=order.quantity, limit_price=order.limit_price,
+                   stop_price=order.stop_price)
+
+
+@dataclass(slots=True)
+class TradingAccount:
+    account_id: str
+    status: AccountStatus = "none"
+    halted: bool = False
+    halt_reason: str | None = None
+    currency: str | None = None
+    starting_balance: Decimal = ZERO
+    balance: Decimal = ZERO
+    realized: Decimal = ZERO  # over the account's life
+    commissions: Decimal = ZERO  # over the account's life
+    positions: dict[str, Position] = field(default_factory=dict)
+    orders: dict[uuid.UUID, Working] = field(default_factory=dict)
+    # Per instrument, its open orders in acceptance order: a quote costs O(its orders).
+    by_instrument: dict[str, dict[uuid.UUID, Working]] = field(default_factory=dict)
+    # Every order that ever finished: a cancel of one is `order-not-open`, a place of its
+    # client order id a duplicate.
+    finished: dict[uuid.UUID, FinalStatus] = field(default_factory=dict)
+    marks: dict[str, Decimal] = field(default_factory=dict)
+
+    def knows(self, order_id: uuid.UUID) -> bool:
+        return order_id in self.orders or order_id in self.finished
+
+
+def initial(account_id: str) -> TradingAccount:
+    """Return the state of an account nothing has happened to."""
+    return TradingAccount(account_id=account_id)
+
+
+def _finish(state: TradingAccount, order_id: uuid.UUID, status: FinalStatus) -> None:
+    working = state.orders.pop(order_id, None)
+    if working is not None:
+        book = state.by_instrument[working.order.instrument]
+        del book[order_id]
+        if not book:
+            del state.by_instrument[working.order.instrument]
+    state.finished[order_id] = status
+
+
+def evolve(state: TradingAccount, event: EventPayload) -> TradingAccount:
+    """Apply one event to `state` (in place) and return it."""
+    match event:
+        case OrderFilled():
+            working = state.orders[event.order_id]
+            working.filled += event.quantity
+            working.fills += 1
+            if not working.leaves:
+                _finish(state, event.order_id, "filled")
+        case PositionOpened() | PositionChanged():
+            state.positions[event.instrument] = Position(
+                event.instrument, event.quantity, event.cost, event.realized, event.commissions)
+        case PositionClosed():
+            state.positions.pop(event.instrument, None)
+        case AccountBalanceChanged():
+            state.balance = event.balance
+            state.realized += event.realized
+            state.commissions += event.commission
+        case OrderAccepted(order=order):
+            working = Working.of(order)
+            state.orders[order.order_id] = working
+            state.by_instrument.setdefault(order.instrument, {})[order.order_id] = working
+        case OrderRejected() | AccountCommandRejected() | ContractSettled():
+            pass  # a refusal changes nothing; a settlement's effect is in its position event
+        case OrderTriggered():
+            state.orders[event.order_id].triggered = True
+        case OrderCancelled():
+            _finish(state, event.order_id, "cancelled")
+        case OrderExpired():
+            _finish(state, event.order_id, "expired")
+        case OrderModified():
+            working = state.orders[event.order_id]
+            working.quantity = event.quantity
+            working.limit_price = event.limit_price
+            working.stop_price = event.stop_price
+        case AccountEquityMarked():
+            state.marks = dict(event.marks)
+        case AccountHalted():
+            state.halted, state.halt_reason = True, event.reason
+        case AccountResumed():
+            state.halted, state.halt_reason = False, None
+        case AccountOpened():
+            state.status = "open"
+            state.currency = event.currency
+            state.starting_balance = state.balance = event.starting_balance
+        case AccountClosed():
+            state.status = "closed"
+        case _:
+            raise TypeError(f"the trading account does not know {event.TYPE}")
+    return state
+
+
+def clone(state: TradingAccount) -> TradingAccount:
+    """Return a copy of `state` that no later `evolve` of either one can change."""
+    orders = {order_id: replace(w) for order_id, w in state.orders.items()}
+    by_instrument = {symbol: {order_id: orders[order_id] for order_id in book}
+                     for symbol, book in state.by_instrument.items()}
+    return replace(state, positions=dict(state.positions), orders=orders,
+                   by_instrument=by_instrument, finished=dict(state.finished),
+                   marks=dict(state.marks))
+
+
+def dump(state: TradingAccount) -> dict[str, Any]:
+    """The state as JSON-ready data, for snapshots."""
+    return {
+        "account_id": state.account_id, "status": state.status, "halted": state.halted,
+        "halt_reason": state.halt_reason, "currency": state.currency,
+        "starting_balance": str(state.starting_balance), "balance": str(state.balance),
+        "realized": str(state.realized), "commissions": str(state.commissions),
+        "positions": [[p.instrument, str(p.quantity), str(p.cost), str(p.realized),
+                       str(p.commissions)] for p in state.positions.values()],
+        # In acceptance order per instrument: time priority survives a snapshot.
+        "orders": [{"order": w.order.model_dump(mode="json"), "quantity": str(w.quantity),
+                    "limit_price": _text(w.limit_price), "stop_price": _text(w.stop_price),
+                    "filled": str(w.filled), "fills": w.fills, "triggered": w.triggered}
+                   for book in state.by_instrument.values() for w in book.values()],
+        "finished": [[str(order_id), status] for order_id, status in state.finished.items()],
+        "marks": {symbol: str(price) for symbol, price in state.marks.items()},
+    }
+
+
+def load(data: dict[str, Any]) -> TradingAccount:
+    """The state back from `dump`."""
+    state = TradingAccount(
+        account_id=data["account_id"], status=data["status"], halted=data["halted"],
+        halt_reason=data["halt_reason"], currency=data["currency"],
+        starting_balance=Decimal(data["starting_balance"]), balance=Decimal(data["balance"]),
+        realized=Decimal(data["realized"]), commissions=Decimal(data["commissions"]),
+        finished={uuid.UUID(order_id): status for order_id, status in data["finished"]},
+        marks={symbol: Decimal(price) for symbol, price in data["marks"].items()})
+    for instrument, quantity, cost, realized, commissions in data["positions"]:
+        state.positions[instrument] = Position(instrument, Decimal(quantity), Decimal(cost),
+                                               Decimal(realized), Decimal(commissions))
+    for item in data["orders"]:
+        order = Order.model_validate(item["order"])
+        working = Working(order=order, quantity=Decimal(item["quantity"]),
+                          limit_price=_decimal(item["limit_price"]),
+                          stop_price=_decimal(item["stop_price"]),
+                          filled=Decimal(item["filled"]), fills=item["fills"],
+                          triggered=item["triggered"])
+        state.orders[order.order_id] = working
+        state.by_instrument.setdefault(order.instrument, {})[order.order_id] = working
+    return state
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
