@@ -82,15 +82,12 @@ class Book:
     def place(self, order_id: str, owner: str, side: Side, qty: int,
               price: int | None = None, tif: TimeInForce = "gtc") -> list[Result]:
         """Place an order; `price` None is a market order (IOC, or FOK with tif="fok")."""
-        seq = self._seq + 1
-        reason: RejectReason | None = None
+        # The common case (a valid GTC limit that rests without matching) runs straight
+        # through; refusals and the rarer kinds leave it early.
         if type(qty) is not int or qty <= 0:
-            reason = "bad-quantity"
-        elif price is None:
-            if tif == "post-only":
-                reason = "bad-price"
-        elif type(price) is not int or not 0 < price < MAX_PRICE:
-            reason = "bad-price"
+            return self._reject(order_id, "bad-quantity")
+        if price is not None and (type(price) is not int or not 0 < price < MAX_PRICE):
+            return self._reject(order_id, "bad-price")
         if side == "buy":
             is_buy = True
             opp_keys = self._ask_keys
@@ -100,47 +97,66 @@ class Book:
             opp_keys = self._bid_keys
             bound = _NO_LIMIT if price is None else price
         else:
-            reason = "bad-side"
-        if reason is None:
-            if tif not in _TIFS:
-                reason = "bad-time-in-force"
-            elif order_id in self._known:
-                reason = "duplicate-order-id"
-            elif price is None and not opp_keys:
-                reason = "no-liquidity"
-            elif tif == "post-only" and opp_keys and opp_keys[-1] >= bound:
-                reason = "would-cross"
-            elif tif == "fok" and self._available(owner, is_buy, bound, qty) < qty:
-                reason = "fok-unfillable"
-        if reason is not None:
-            self._seq = seq
-            return [_new(Rejected, (order_id, reason, seq))]
+            return self._reject(order_id, "bad-side")
+        if order_id in self._known:
+            return self._reject(order_id, "duplicate-order-id")
+        crosses = bool(opp_keys) and opp_keys[-1] >= bound
+        if tif != "gtc" or price is None:
+            reason = self._refusal(owner, is_buy, qty, price, tif, bound, crosses)
+            if reason is not None:
+                return self._reject(order_id, reason)
         self._known[order_id] = None
+        seq = self._seq + 1
+        if not crosses:
+            if price is None or tif == "ioc":  # (a FOK that does not cross was refused)
+                self._seq = seq + 1
+                return [_new(Accepted, (order_id, seq)),
+                        _new(Cancelled, (order_id, qty, "unfilled", seq + 1))]
+            self._seq = seq + 1
+            self._rest([qty, order_id, owner, price, is_buy, tif == "post-only"])
+            return [_new(Accepted, (order_id, seq)),
+                    _new(Rested, (order_id, side, price, qty, seq + 1))]
         out: list[Result] = [_new(Accepted, (order_id, seq))]
-        remaining = qty
-        if opp_keys and opp_keys[-1] >= bound:
-            self._seq = seq
-            remaining = self._take(out, order_id, owner, is_buy, qty, bound)
-            seq = self._seq
+        self._seq = seq
+        remaining = self._take(out, order_id, owner, is_buy, qty, bound)
         if remaining > 0:  # (-1: self-trade prevention cancelled the rest, reported)
-            seq += 1
+            seq = self._seq = self._seq + 1
             if price is None or tif == "ioc" or tif == "fok":
                 out.append(_new(Cancelled, (order_id, remaining, "unfilled", seq)))
             else:
-                self._rest([remaining, order_id, owner, price, is_buy, tif == "post-only"])
+                self._rest([remaining, order_id, owner, price, is_buy, False])
                 out.append(_new(Rested, (order_id, side, price, remaining, seq)))
-        self._seq = seq
         return out
+
+    def _refusal(self, owner: str, is_buy: bool, qty: int, price: int | None,
+                 tif: TimeInForce, bound: int, crosses: bool) -> RejectReason | None:
+        """Why a market or non-GTC order is refused, if it is."""
+        if tif not in _TIFS:
+            return "bad-time-in-force"
+        if price is None:
+            if tif == "post-only":
+                return "bad-price"
+            if not crosses:
+                return "no-liquidity"
+        if tif == "post-only" and crosses:
+            return "would-cross"
+        if tif == "fok" and (not crosses or self._available(owner, is_buy, bound, qty) < qty):
+            return "fok-unfillable"
+        return None
+
+    def _reject(self, order_id: str, reason: RejectReason) -> list[Result]:
+        seq = self._seq = self._seq + 1
+        return [_new(Rejected, (order_id, reason, seq))]
 
     def cancel(self, order_id: str) -> list[Result]:
         """Cancel a resting order."""
-        seq = self._seq = self._seq + 1
         order = self._index.get(order_id)
         if order is None:
-            reason: RejectReason = "not-resting" if order_id in self._known else "unknown-order"
-            return [_new(Rejected, (order_id, reason, seq))]
+            return self._reject(
+                order_id, "not-resting" if order_id in self._known else "unknown-order")
         remaining = order[_REM]
         self._unrest(order)
+        seq = self._seq = self._seq + 1
         return [_new(Cancelled, (order_id, remaining, "requested", seq))]
 
     def modify(self, order_id: str, *, qty: int | None = None,
