@@ -18,7 +18,8 @@ order is a small list `[remaining, order_id, owner, price, is_buy, post_only]` (
 built ~10x faster than a slotted object here). Cancelling an order at either end of its
 queue removes it; one in the middle is marked dead (remaining 0) and skipped, so the first
 and last order of every queue are always live, and a queue is empty exactly when its level
-is. Dead entries are swept once they outnumber the live orders (amortised O(1)).
+is. Dead entries are swept once they outnumber the live orders by _SWEEP_AT (amortised
+O(1) a cancel; one sweep of a 1M-order book costs ~0.1-0.3 s, see the report's figures).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from core.domain.book_types import (
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (2x faster)
 _NO_LIMIT = -MAX_PRICE  # the bound of a market order: every opposite key is >= it
 _TIFS = frozenset(("gtc", "ioc", "fok", "post-only"))
-_SWEEP_AT = 4096  # dead entries tolerated below this many, whatever the live count
+_SWEEP_AT = 4096  # dead entries tolerated beyond the live count before a sweep
 SNAPSHOT_VERSION = 1
 
 # indices into a resting order
@@ -331,7 +332,7 @@ class Book:
                 queue.popleft()
         else:
             self._dead += 1
-            if self._dead > _SWEEP_AT and self._dead > len(self._index):
+            if self._dead > _SWEEP_AT + len(self._index):
                 self._sweep()
             return
         if not queue:
