@@ -114,7 +114,21 @@ class Book:
                 return [_new(Accepted, (order_id, seq)),
                         _new(Cancelled, (order_id, qty, "unfilled", seq + 1))]
             self._seq = seq + 1
-            self._rest([qty, order_id, owner, price, is_buy, tif == "post-only"])
+            # self._rest() inlined: this is the path most calls take
+            order = [qty, order_id, owner, price, is_buy, tif == "post-only"]
+            if is_buy:
+                key, keys, levels = price, self._bid_keys, self._bids
+            else:
+                key, keys, levels = -price, self._ask_keys, self._asks
+            queue = levels.get(key)
+            if queue is None:
+                queue = levels[key] = deque()
+                if not keys or key > keys[-1]:
+                    keys.append(key)
+                else:
+                    insort(keys, key)
+            queue.append(order)
+            self._index[order_id] = order
             return [_new(Accepted, (order_id, seq)),
                     _new(Rested, (order_id, side, price, qty, seq + 1))]
         out: list[Result] = [_new(Accepted, (order_id, seq))]
