@@ -194,12 +194,13 @@ def test_queries_report_depth_best_prices_and_resting_orders() -> None:
 
 def test_mid_queue_cancels_are_swept_without_changing_priority(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(book_module, "_SWEEP_AT", 0)
+    monkeypatch.setattr(book_module, "_SWEEP_AT", -3)
     book = Book()
     for i in range(10):
         book.place(f"o{i}", "m", "sell", 1, 100)
     for i in (1, 3, 5, 7, 8):
-        book.cancel(f"o{i}")  # the fifth leaves more dead than live: a sweep
+        book.cancel(f"o{i}")  # from the third on, each sweeps the queue (3 > -3 + 10 // 2)
+    assert len(book._asks[-100]) == 5  # no dead entry left
     assert [o[0] for o in book.snapshot()["asks"][0][1]] == ["o0", "o2", "o4", "o6", "o9"]
     assert [m for m, _, _ in fills(book.place("t", "x", "buy", 5, 100))] == [
         "o0", "o2", "o4", "o6", "o9"]

@@ -228,7 +228,7 @@ def run(book: Book, stream: list[Command]) -> list[list[Result]]:
 
 @pytest.fixture(params=[None, -(10**9)], ids=["sweep-default", "sweep-always"])
 def sweep_at(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With a huge negative slack every order cancelled mid-queue triggers a sweep."""
+    """With a huge negative slack every order cancelled mid-queue sweeps its queue."""
     if request.param is not None:
         monkeypatch.setattr(book_module, "_SWEEP_AT", request.param)
 
