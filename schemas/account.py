@@ -14,7 +14,7 @@ from pydantic import Field
 
 from schemas.envelope import CommandPayload, EventPayload
 from schemas.family import Family
-from schemas.tier import TierCurrency
+from schemas.tier import RuleSet, TierCurrency
 from schemas.trading import COMMANDS as TRADING_COMMANDS
 from schemas.trading import EVENTS as TRADING_EVENTS
 
@@ -40,6 +40,9 @@ class OpenAccount(CommandPayload):
     user_id: uuid.UUID
     starting_balance: Balance
     currency: TierCurrency
+    rules: RuleSet | None = Field(
+        default=None, description="the phase's rules the account trades under (order limits); "
+                                  "none: no limit beyond the instrument's")
 
 
 class CloseAccount(CommandPayload):
@@ -58,6 +61,7 @@ class AccountOpened(EventPayload):
     user_id: uuid.UUID
     starting_balance: Balance
     currency: TierCurrency
+    rules: RuleSet | None = None
 
 
 class AccountClosed(EventPayload):

@@ -55,7 +55,7 @@ class AccountAggregate:
                 return [AccountOpened(assessment_id=command.assessment_id,
                                       user_id=command.user_id,
                                       starting_balance=command.starting_balance,
-                                      currency=command.currency)]
+                                      currency=command.currency, rules=command.rules)]
             case CloseAccount(reason=reason):
                 if state.status == "none":
                     return reject("account-not-open",

@@ -88,7 +88,7 @@ def commands_for(applied: Applied) -> list[Emit]:
             open_ = OpenAccount(assessment_id=uuid.UUID(env.aggregate_id),
                                 user_id=event.user_id,
                                 starting_balance=Decimal(event.terms.account_size),
-                                currency=event.terms.currency)
+                                currency=event.terms.currency, rules=event.rules)
             return [_emit("account.commands", str(event.account_id), open_, env)]
         case AssessmentCancelled(reason=reason):
             close = CloseAccount(reason=f"assessment cancelled: purchase {reason}")

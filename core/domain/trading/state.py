@@ -19,6 +19,7 @@ from core.domain.trading.market import ZERO
 from core.domain.trading.positions import Position
 from schemas.account import AccountClosed, AccountCommandRejected, AccountOpened
 from schemas.envelope import EventPayload
+from schemas.tier import RuleSet
 from schemas.trading import (
     AccountBalanceChanged,
     AccountEquityMarked,
@@ -87,6 +88,9 @@ class TradingAccount:
     # client order id a duplicate.
     finished: dict[uuid.UUID, FinalStatus] = field(default_factory=dict)
     marks: dict[str, Decimal] = field(default_factory=dict)
+    # The phase's rules the account trades under (from its opening), read into order limits.
+    rules: RuleSet | None = None
+    marked_at_ns: int = 0  # when equity was last marked (the engine throttles by it)
 
     def knows(self, order_id: uuid.UUID) -> bool:
         return order_id in self.orders or order_id in self.finished
@@ -144,6 +148,7 @@ def evolve(state: TradingAccount, event: EventPayload) -> TradingAccount:
             working.stop_price = event.stop_price
         case AccountEquityMarked():
             state.marks = dict(event.marks)
+            state.marked_at_ns = event.at_ns
         case AccountHalted():
             state.halted, state.halt_reason = True, event.reason
         case AccountResumed():
@@ -152,6 +157,7 @@ def evolve(state: TradingAccount, event: EventPayload) -> TradingAccount:
             state.status = "open"
             state.currency = event.currency
             state.starting_balance = state.balance = event.starting_balance
+            state.rules = event.rules
         case AccountClosed():
             state.status = "closed"
         case _:
@@ -185,6 +191,8 @@ def dump(state: TradingAccount) -> dict[str, Any]:
                    for book in state.by_instrument.values() for w in book.values()],
         "finished": [[str(order_id), status] for order_id, status in state.finished.items()],
         "marks": {symbol: str(price) for symbol, price in state.marks.items()},
+        "rules": None if state.rules is None else state.rules.model_dump(mode="json"),
+        "marked_at_ns": state.marked_at_ns,
     }
 
 
@@ -196,7 +204,9 @@ def load(data: dict[str, Any]) -> TradingAccount:
         starting_balance=Decimal(data["starting_balance"]), balance=Decimal(data["balance"]),
         realized=Decimal(data["realized"]), commissions=Decimal(data["commissions"]),
         finished={uuid.UUID(order_id): status for order_id, status in data["finished"]},
-        marks={symbol: Decimal(price) for symbol, price in data["marks"].items()})
+        marks={symbol: Decimal(price) for symbol, price in data["marks"].items()},
+        rules=None if data.get("rules") is None else RuleSet.model_validate(data["rules"]),
+        marked_at_ns=data.get("marked_at_ns", 0))
     for instrument, quantity, cost, realized, commissions in data["positions"]:
         state.positions[instrument] = Position(instrument, Decimal(quantity), Decimal(cost),
                                                Decimal(realized), Decimal(commissions))

@@ -70,7 +70,7 @@ def test_a_refund_or_dispute_cancels_the_assessment(payload: EventPayload, reaso
     assert (cancel.reason, cancel.stripe_event_id) == (reason, payload.stripe_event_id)  # type: ignore[attr-defined]
 
 
-def test_a_created_assessment_opens_its_account_with_the_account_size() -> None:
+def test_a_created_assessment_opens_its_account_with_the_account_size_and_its_rules() -> None:
     t = terms(account_size=50_000)
     created = AssessmentCreated(purchase_id=PURCHASE, user_id=USER, tier_id="starter-25k",
                                 tier_revision=1, terms=t, phase="challenge",
@@ -81,7 +81,7 @@ def test_a_created_assessment_opens_its_account_with_the_account_size() -> None:
                                                        account_id_for(ASSESSMENT))
     assert OpenAccount.model_validate(emit.command.payload) == OpenAccount(
         assessment_id=uuid.UUID(ASSESSMENT), user_id=USER, starting_balance=Decimal(50_000),
-        currency="USD")
+        currency="USD", rules=t.phases[0].rules)
 
 
 def test_a_cancelled_assessment_closes_its_account() -> None:

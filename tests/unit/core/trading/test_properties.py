@@ -21,7 +21,6 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from core.domain.trading import (
-    Market,
     Quote,
     TradingAccount,
     cancel,
