@@ -138,12 +138,11 @@ class Step:
         order = working.order
         buy = order.side == "buy"
         if working.waiting_for_trigger:
-            assert working.stop_price is not None
-            touch = quote.ask if buy else quote.bid
-            if (touch < working.stop_price) if buy else (touch > working.stop_price):
+            if _stop_untouched(working, quote):
                 return
             working.triggered = True
-            self.emit(OrderTriggered(order_id=order.order_id, price=touch, at_ns=self.now_ns))
+            self.emit(OrderTriggered(order_id=order.order_id, price=quote.ask if buy else quote.bid,
+                                     at_ns=self.now_ns))
         priced = fill_price(working, quote, market, arriving=arriving)
         if priced is None:
             return
@@ -243,11 +242,8 @@ def fillable_now(working: Working, quote: Quote, market: Market) -> bool:
     """Whether all of a new order would fill on `quote` (fill-or-kill)."""
     order = working.order
     buy = order.side == "buy"
-    if working.waiting_for_trigger:
-        assert working.stop_price is not None
-        touch = quote.ask if buy else quote.bid
-        if (touch < working.stop_price) if buy else (touch > working.stop_price):
-            return False
+    if working.waiting_for_trigger and _stop_untouched(working, quote):
+        return False
     if fill_price(working, quote, market, arriving=True) is None:
         return False
     depth = quote.ask_size if buy else quote.bid_size
@@ -255,3 +251,12 @@ def fillable_now(working: Working, quote: Quote, market: Market) -> bool:
 
 
 __all__ = ["Step", "fill_price", "fillable_now"]
+
+
+def _stop_untouched(working: Working, quote: Quote) -> bool:
+    """Whether a stop still waits on `quote`: a buy stop until the ask reaches it, a sell
+    stop until the bid does."""
+    assert working.stop_price is not None
+    if working.order.side == "buy":
+        return quote.ask < working.stop_price
+    return quote.bid > working.stop_price
