@@ -13,7 +13,6 @@ from fastapi import FastAPI
 
 from core.adapters.credentials import CredentialStore
 from core.config import CoreSettings as Settings
-from core.domain.accounts import AccountAggregate
 from core.domain.assessments import AssessmentAggregate
 from core.domain.instruments import InstrumentAggregate
 from core.domain.passwords import Passwords
@@ -28,6 +27,7 @@ from core.domain.users import (
     user_id,
 )
 from core.identity import Identity
+from core.processors.account_engine import AccountEngine
 from core.processors.assessment_policy import AssessmentPolicy
 from core.seeds import DEFAULT_INSTRUMENTS, DEFAULT_TIERS
 from kernel.auth import ROLE_SCOPES
@@ -75,8 +75,9 @@ def assessment_decider(settings: Settings) -> DeciderRunner:  # type: ignore[typ
                          snapshot_every=settings.decider_snapshot_every)
 
 
-def account_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
-    return DeciderRunner(settings, AccountAggregate(), default_registry(),
+def account_decider(settings: Settings) -> AccountEngine:
+    """The account family's decider is the account engine: it trades as well (issue 11)."""
+    return AccountEngine(settings, default_registry(),
                          snapshot_every=settings.decider_snapshot_every)
 
 

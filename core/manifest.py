@@ -35,7 +35,8 @@ MANIFEST = ServiceManifest(
         _decider("payment", "decides payment.commands (purchases)"),
         _decider("user", "decides user.commands"),
         _decider("assessment", "decides assessment.commands"),
-        _decider("account", "decides account.commands"),
+        _decider("account", "the account engine: decides account.commands (open, close, "
+                            "orders) and fills resting orders on market.ticks"),
     ),
     projections=(
         _read_model("instruments", "InstrumentsProjection", "`instruments` from instrument.events"),

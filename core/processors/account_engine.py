@@ -1,0 +1,274 @@
+"""The account engine: the single writer of account partitions, trading in one hop.
+
+It is the account family's decider (`kernel.decider.DeciderRunner`) with the market as
+broadcast inputs (`kernel.broadcast`): it reads `market.ticks` (the newest tick per
+instrument) and `instrument.events` (every instrument, whole) without a group, and in the
+transaction of the account partition:
+
+* decides a command (open, close, place, cancel, modify, halt, resume, settle) against the
+  account, the instrument's market and its latest quote (`core.domain.trading`);
+* on every tick of an instrument, re-checks the open orders of the partition's accounts that
+  hold orders or a position on it, and marks their equity, at most once per
+  `mark_interval_ns` of tick time per account (a busy instrument cannot flood the log).
+
+Tick-driven events are numbered after the account's last event like decided ones; their ids
+derive from the tick's place on the log, the row in its batch and the account, and their
+clock is the tick's venue time, so acting on the same ticks against the same state gives the
+same events. Where each partition stands on the market topics commits with its events, so a
+restart resumes exactly there (`kernel.broadcast`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from core.domain import trading
+from core.domain.accounts import Account, AccountAggregate
+from core.domain.trading import Market, Quote, TradingAccount
+from core.processors.market_view import LastTick, MarketView
+from kernel.aggregate import DecideContext
+from kernel.decider import DeciderRunner
+from kernel.decider_state import PartitionState
+from kernel.log import Log, LogRecord, TopicPartition
+from kernel.runner import Emit
+from kernel.settings import Settings
+from schemas.account import AccountCommandRejected, CloseAccount, OpenAccount
+from schemas.envelope import CommandPayload, EventEnvelope, EventPayload, derive_event_id
+from schemas.instrument import InstrumentStatus
+from schemas.market import MarketTicksPublished
+from schemas.registry import TypeRegistry
+from schemas.trading import (
+    CancelOrder,
+    HaltAccount,
+    ModifyOrder,
+    PlaceOrder,
+    ResumeAccount,
+    SettleContract,
+)
+
+TICK_CAUSE = uuid.UUID("5b0c7a1e-3d2f-4e8a-9c61-2f7d9e4b8a03")  # fixed forever: tick event ids
+DEFAULT_TERMS = trading.Terms()
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineContext(DecideContext):
+    """What a trading decision may know: the clock in ns, and the market."""
+
+    now_ns: int
+    market: Callable[[str], Market | None]
+    quote: Callable[[str], Quote | None]
+
+
+class TradingAggregate:
+    """The account aggregate with trading, as the decider runtime drives it."""
+
+    family = "account"
+    rejection: type[EventPayload] = AccountCommandRejected
+
+    def __init__(self) -> None:
+        self._lifecycle = AccountAggregate()
+
+    def initial(self, aggregate_id: str) -> TradingAccount:
+        return trading.initial(aggregate_id)
+
+    def decide(self, command: CommandPayload, state: TradingAccount,
+               ctx: DecideContext) -> list[EventPayload]:
+        match command:
+            case OpenAccount() | CloseAccount():
+                status = "closed" if state.status == "failed" else state.status
+                view = Account(account_id=state.account_id, status=status)
+                return self._lifecycle.decide(command, view, ctx)
+            case HaltAccount():
+                return trading.halt(state, command)
+            case ResumeAccount():
+                return trading.resume(state, command)
+        assert isinstance(ctx, EngineContext), "trading needs the engine's context"
+        match command:
+            case PlaceOrder():
+                market = ctx.market(command.instrument)
+                return trading.place(
+                    state, command, quote=ctx.quote(command.instrument), market=market,
+                    terms=terms_of(state), now_ns=ctx.now_ns,
+                    markets=_markets(state, ctx.market))
+            case CancelOrder():
+                return trading.cancel(state, command, now_ns=ctx.now_ns)
+            case ModifyOrder():
+                working = state.orders.get(command.order_id)
+                market = None if working is None else ctx.market(working.order.instrument)
+                return trading.modify(state, command, market=market, now_ns=ctx.now_ns)
+            case SettleContract():
+                return trading.settle(state, command, market=ctx.market(command.instrument),
+                                      now_ns=ctx.now_ns)
+        raise TypeError(f"the account engine does not handle {command.TYPE}")
+
+    def evolve(self, state: TradingAccount, event: EventPayload) -> TradingAccount:
+        return trading.evolve(state, event)
+
+    def dump(self, state: TradingAccount) -> dict[str, Any]:
+        return trading.dump(state)
+
+    def load(self, data: dict[str, Any]) -> TradingAccount:
+        return trading.load(data)
+
+
+def terms_of(state: TradingAccount) -> trading.Terms:
+    return DEFAULT_TERMS if state.rules is None else trading.terms_from_rules(state.rules)
+
+
+def _markets(state: TradingAccount, market: Callable[[str], Market | None]
+             ) -> dict[str, Market]:
+    known = {}
+    for symbol in state.positions:
+        m = market(symbol)
+        if m is not None:
+            known[symbol] = m
+    return known
+
+
+class AccountEngine(DeciderRunner[TradingAccount]):
+    """The account family's single writer, with the market as broadcast inputs."""
+
+    def __init__(self, settings: Settings, registry: TypeRegistry, *,
+                 log: Log | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 max_quote_age_ms: int = 5_000, mark_interval_ms: int = 1_000,
+                 tick_warmup: int = 1_000, snapshot_every: int = 10_000) -> None:
+        ticks = settings.topic("market.ticks")
+        instruments = settings.topic("instrument.events")
+        self.view = MarketView(registry, ticks_topic=ticks, instruments_topic=instruments)
+        self.max_quote_age_ns = max_quote_age_ms * 1_000_000
+        self.mark_interval_ns = mark_interval_ms * 1_000_000
+        self._markets: dict[str, Market] = {}
+        self._quotes: dict[str, tuple[LastTick, Quote | None]] = {}
+        # Per partition: instrument -> the accounts holding orders or a position on it.
+        self.watching: dict[int, dict[str, set[str]]] = {}
+        super().__init__(settings, TradingAggregate(), registry, clock=clock, log=log,
+                         snapshot_every=snapshot_every, broadcast=[ticks, instruments],
+                         broadcast_warmup={ticks: tick_warmup, instruments: None})
+
+    # -- the market --------------------------------------------------------------------------
+
+    def market(self, symbol: str) -> Market | None:
+        known = self._markets.get(symbol)
+        if known is None:
+            instrument = self.view.instrument(symbol)
+            if instrument is None or instrument.spec is None:
+                return None
+            status: InstrumentStatus = "halted" if instrument.status == "halted" else "active"
+            known = self._markets[symbol] = trading.market_from_spec(
+                instrument.spec, status=status, max_quote_age_ns=self.max_quote_age_ns)
+        return known
+
+    def quote(self, symbol: str) -> Quote | None:
+        last = self.view.last_tick(symbol)
+        market = self.market(symbol)
+        if last is None or market is None:
+            return None
+        cached = self._quotes.get(symbol)
+        if cached is not None and cached[0] is last:
+            return cached[1]
+        quote = trading.quote_from_tick(last.row, market, instrument=symbol)
+        self._quotes[symbol] = (last, quote)
+        return quote
+
+    def context(self, env: Any) -> DecideContext:
+        now = self.clock()
+        return EngineContext(now=now, command_id=env.command_id, actor=env.actor,
+                             now_ns=int(now.timestamp() * 1_000_000_000),
+                             market=self.market, quote=self.quote)
+
+    # -- ticks -------------------------------------------------------------------------------
+
+    def step_broadcast(self, record: LogRecord, due: Collection[TopicPartition]
+                       ) -> Mapping[TopicPartition, Sequence[Emit]]:
+        got = self.view.absorb(record)
+        if isinstance(got, EventEnvelope):  # an instrument changed: rebuild its market
+            self._markets.pop(got.aggregate_id, None)
+            self._quotes.pop(got.aggregate_id, None)
+            return {}
+        if got is None or not due:
+            return {}
+        assert isinstance(got, MarketTicksPublished)
+        symbol = got.instrument
+        market = self.market(symbol)
+        if market is None:
+            return {}
+        out: dict[TopicPartition, list[Emit]] = {}
+        for tp in due:
+            pstate = self.partitions.get(tp.partition)
+            watching = self.watching.get(tp.partition, {}).get(symbol)
+            if pstate is None or not watching:
+                continue
+            emits = out.setdefault(tp, [])
+            for row_index, row in enumerate(got.ticks):
+                quote = trading.quote_from_tick(row, market, instrument=symbol)
+                if quote is None:
+                    continue
+                for account_id in sorted(watching):
+                    emits += self._on_tick(pstate, tp.partition, account_id, quote, market,
+                                           f"{record.topic}/{record.partition}/{record.offset}/"
+                                           f"{row_index}")
+        return {tp: emits for tp, emits in out.items() if emits}
+
+    def _on_tick(self, pstate: PartitionState[TradingAccount], partition: int,
+                 account_id: str, quote: Quote, market: Market, where: str) -> list[Emit]:
+        state = self.current(pstate, account_id).value
+        now_ns = quote.at_ns
+        payloads: list[EventPayload] = list(trading.on_quote(state, quote, market=market,
+                                                             now_ns=now_ns))
+        payloads += trading.expire_day(state, now_ns=now_ns)
+        cause = uuid.uuid5(TICK_CAUSE, f"{account_id}@{where}")
+        occurred = datetime.fromtimestamp(now_ns / 1e9, UTC)
+        _, emits = self.append(pstate, partition, account_id, payloads, occurred_at=occurred,
+                               event_id=lambda i: derive_event_id(cause, i),
+                               correlation_id=cause, causation_id=None, actor=None)
+        state = self.current(pstate, account_id).value
+        if state.positions and now_ns - state.marked_at_ns >= self.mark_interval_ns:
+            quotes = {s: q for s in state.positions if (q := self.quote(s)) is not None}
+            quotes[quote.instrument] = quote
+            marked = trading.mark(state, quotes, markets=_markets(state, self.market),
+                                  terms=terms_of(state), now_ns=now_ns)
+            if marked is not None:
+                first = len(payloads)
+                _, more = self.append(pstate, partition, account_id, [marked],
+                                      occurred_at=occurred,
+                                      event_id=lambda i: derive_event_id(cause, first + i),
+                                      correlation_id=cause, causation_id=None, actor=None)
+                emits += more
+        return emits
+
+    # -- which accounts watch which instrument -------------------------------------------------
+
+    def append(self, pstate: PartitionState[TradingAccount], partition: int,
+               aggregate_id: str, payloads: Sequence[EventPayload], **kw: Any
+               ) -> tuple[list[EventEnvelope], list[Emit]]:
+        result = super().append(pstate, partition, aggregate_id, payloads, **kw)
+        if payloads:
+            self._watch(partition, aggregate_id, self.current(pstate, aggregate_id).value)
+        return result
+
+    def _watch(self, partition: int, account_id: str, state: TradingAccount) -> None:
+        wanted = set(state.by_instrument) | set(state.positions)
+        index = self.watching.setdefault(partition, {})
+        for symbol, accounts in list(index.items()):
+            if symbol not in wanted and account_id in accounts:
+                accounts.discard(account_id)
+                if not accounts:
+                    del index[symbol]
+        for symbol in wanted:
+            index.setdefault(symbol, set()).add(account_id)
+
+    async def load_partitions(self, partitions: list[int]) -> None:
+        await super().load_partitions(partitions)
+        for p in partitions:
+            self.watching[p] = {}
+            for account_id, versioned in self.partitions[p].aggregates.items():
+                self._watch(p, account_id, versioned.value)
+
+    async def revoked(self, partitions: list[TopicPartition]) -> None:
+        await super().revoked(partitions)
+        for tp in partitions:
+            self.watching.pop(tp.partition, None)
