@@ -89,9 +89,8 @@ def _place(client: str, side: str, kind: str, qty: str, limit: str | None = None
                       limit_price=None if limit is None else Decimal(limit))
 
 
-async def test_orders_fill_at_the_touch_and_resting_ones_on_later_ticks_exactly_once() -> None:
-    log = _log()
-    clock = [T0 + 1_000_000]
+async def _open_account(log: MemoryLog, clock: list[int]) -> AccountEngine:
+    """A started engine that knows BTC-USD, has opened the account and met one tick at T0."""
     await _event(log, "instrument.events", "BTC-USD", InstrumentRegistered(spec=BTC), 1)
     engine = _engine(log, clock)
     await engine.start()
@@ -101,6 +100,13 @@ async def test_orders_fill_at_the_touch_and_resting_ones_on_later_ticks_exactly_
         starting_balance=Decimal(10_000), currency="USD"))
     await _tick(log, 1, "100.00", "100.02", at=T0)
     await engine.run(until_idle=True)
+    return engine
+
+
+async def test_orders_fill_at_the_touch_and_resting_ones_on_later_ticks_exactly_once() -> None:
+    log = _log()
+    clock = [T0 + 1_000_000]
+    engine = await _open_account(log, clock)
     await _command(log, _place("m1", "buy", "market", "1"))
     await _command(log, _place("l1", "buy", "limit", "1", "99.00"))
     await engine.run(until_idle=True)
@@ -143,15 +149,7 @@ async def test_orders_fill_at_the_touch_and_resting_ones_on_later_ticks_exactly_
 async def test_an_order_without_a_fresh_quote_is_rejected_and_changes_nothing() -> None:
     log = _log()
     clock = [T0 + 60_000_000_000]  # a minute after the only tick
-    await _event(log, "instrument.events", "BTC-USD", InstrumentRegistered(spec=BTC), 1)
-    engine = _engine(log, clock)
-    await engine.start()
-    await engine.run(until_idle=True)
-    await _command(log, OpenAccount(assessment_id=uuid.UUID(
-        "00000000-0000-4000-8000-00000000a55e"), user_id=uuid.uuid4(),
-        starting_balance=Decimal(10_000), currency="USD"))
-    await _tick(log, 1, "100.00", "100.02", at=T0)
-    await engine.run(until_idle=True)
+    engine = await _open_account(log, clock)
     await _command(log, _place("m1", "buy", "market", "1"))
     await _command(log, _place("x1", "buy", "market", "1").model_copy(
         update={"instrument": "NOPE-USD"}))
