@@ -37,7 +37,13 @@ from kernel.log import Log, LogRecord, TopicPartition
 from kernel.runner import Emit
 from kernel.settings import Settings
 from schemas.account import AccountCommandRejected, CloseAccount, OpenAccount
-from schemas.envelope import CommandPayload, EventEnvelope, EventPayload, derive_event_id
+from schemas.envelope import (
+    CommandEnvelope,
+    CommandPayload,
+    EventEnvelope,
+    EventPayload,
+    derive_event_id,
+)
 from schemas.instrument import InstrumentStatus
 from schemas.market import MarketTicksPublished
 from schemas.registry import TypeRegistry
@@ -174,7 +180,7 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         self._quotes[symbol] = (last, quote)
         return quote
 
-    def context(self, env: Any) -> DecideContext:
+    def context(self, env: CommandEnvelope) -> DecideContext:
         now = self.clock()
         return EngineContext(now=now, command_id=env.command_id, actor=env.actor,
                              now_ns=int(now.timestamp() * 1_000_000_000),
@@ -203,11 +209,12 @@ class AccountEngine(DeciderRunner[TradingAccount]):
             if pstate is None or not watching:
                 continue
             emits = out.setdefault(tp, [])
+            accounts = sorted(watching)  # a fixed order: the same ticks give the same events
             for row_index, row in enumerate(got.ticks):
                 quote = trading.quote_from_tick(row, market, instrument=symbol)
                 if quote is None:
                     continue
-                for account_id in sorted(watching):
+                for account_id in accounts:
                     emits += self._on_tick(pstate, tp.partition, account_id, quote, market,
                                            f"{record.topic}/{record.partition}/{record.offset}/"
                                            f"{row_index}")
