@@ -8,8 +8,10 @@ transaction of the account partition:
 * decides a command (open, close, place, cancel, modify, halt, resume, settle) against the
   account, the instrument's market and its latest quote (`core.domain.trading`);
 * on every tick of an instrument, re-checks the open orders of the partition's accounts that
-  hold orders or a position on it, and marks their equity, at most once per
-  `mark_interval_ns` of tick time per account (a busy instrument cannot flood the log).
+  hold orders or a position on it and that the quote can make act (`WakeIndex`: their
+  limits and stops sorted by level, so a quote inside every band costs a few bisects), and
+  marks their equity, at most once per `mark_interval_ns` of tick time per account (a busy
+  instrument cannot flood the log).
 
 Tick-driven events are numbered after the account's last event like decided ones; their ids
 derive from the tick's place on the log, the row in its batch and the account, and their
@@ -29,7 +31,9 @@ from typing import Any
 from core.domain import trading
 from core.domain.accounts import Account, AccountAggregate
 from core.domain.trading import Market, Quote, TradingAccount
+from core.domain.trading.wake import expires_ns, wake
 from core.processors.market_view import LastTick, MarketView
+from core.processors.wake_index import WakeIndex
 from kernel.aggregate import DecideContext
 from kernel.decider import DeciderRunner
 from kernel.decider_state import PartitionState
@@ -149,8 +153,9 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         self.mark_interval_ns = mark_interval_ms * 1_000_000
         self._markets: dict[str, Market] = {}
         self._quotes: dict[str, tuple[LastTick, Quote | None]] = {}
-        # Per partition: instrument -> the accounts holding orders or a position on it.
-        self.watching: dict[int, dict[str, set[str]]] = {}
+        # Per partition and instrument: the accounts holding orders or a position on it,
+        # filed by the quote levels and times that can make them act.
+        self.watching: dict[int, dict[str, WakeIndex]] = {}
         super().__init__(settings, TradingAggregate(), registry, clock=clock, log=log,
                          snapshot_every=snapshot_every, broadcast=[ticks, instruments],
                          broadcast_warmup={ticks: tick_warmup, instruments: None})
@@ -202,22 +207,27 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         market = self.market(symbol)
         if market is None:
             return {}
+        quotes = [(i, q) for i, row in enumerate(got.ticks)
+                  if (q := trading.quote_from_tick(row, market, instrument=symbol)) is not None]
         out: dict[TopicPartition, list[Emit]] = {}
         for tp in due:
             pstate = self.partitions.get(tp.partition)
-            watching = self.watching.get(tp.partition, {}).get(symbol)
-            if pstate is None or not watching:
+            index = self.watching.get(tp.partition, {}).get(symbol)
+            if pstate is None or index is None:
                 continue
             emits = out.setdefault(tp, [])
-            accounts = sorted(watching)  # a fixed order: the same ticks give the same events
-            for row_index, row in enumerate(got.ticks):
-                quote = trading.quote_from_tick(row, market, instrument=symbol)
-                if quote is None:
-                    continue
-                for account_id in accounts:
-                    emits += self._on_tick(pstate, tp.partition, account_id, quote, market,
-                                           f"{record.topic}/{record.partition}/{record.offset}/"
-                                           f"{row_index}")
+            for row_index, quote in quotes:
+                # Only the accounts this quote (or its time) can make act; a fixed order, so
+                # the same ticks give the same events.
+                for account_id in sorted(index.woken(quote.bid, quote.ask, quote.at_ns)):
+                    acted = self._on_tick(pstate, tp.partition, account_id, quote, market,
+                                          f"{record.topic}/{record.partition}/{record.offset}/"
+                                          f"{row_index}")
+                    if acted:
+                        emits += acted
+                    else:  # nothing happened, so nothing re-filed it: do so (its due passed)
+                        self._watch(tp.partition, account_id,
+                                    self.current(pstate, account_id).value)
         return {tp: emits for tp, emits in out.items() if emits}
 
     def _on_tick(self, pstate: PartitionState[TradingAccount], partition: int,
@@ -258,15 +268,25 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         return result
 
     def _watch(self, partition: int, account_id: str, state: TradingAccount) -> None:
+        """File the account under what can make it act, per instrument it watches."""
         wanted = set(state.by_instrument) | set(state.positions)
         index = self.watching.setdefault(partition, {})
-        for symbol, accounts in list(index.items()):
-            if symbol not in wanted and account_id in accounts:
-                accounts.discard(account_id)
-                if not accounts:
+        for symbol, filed in list(index.items()):
+            if symbol not in wanted and account_id in filed:
+                filed.remove(account_id)
+                if not filed:
                     del index[symbol]
+        if not wanted:
+            return
+        due = expires_ns(state)
+        if state.positions and state.status == "open":  # `mark` marks open accounts only
+            marking = state.marked_at_ns + self.mark_interval_ns
+            due = marking if due is None else min(due, marking)
         for symbol in wanted:
-            index.setdefault(symbol, set()).add(account_id)
+            known = index.get(symbol)
+            if known is None:
+                known = index[symbol] = WakeIndex()
+            known.put(account_id, wake(state, symbol), due)
 
     async def load_partitions(self, partitions: list[int]) -> None:
         await super().load_partitions(partitions)

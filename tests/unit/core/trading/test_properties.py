@@ -6,6 +6,8 @@ binary settlements:
   -(signed quantity x price) - commissions + settlements + open quantity x that price, to
   the last digit (Decimal), and balance == starting balance + realized - commissions;
 - a step never changes the state it is given;
+- a quote that does not cross the account's `wake` gives no events, and `expire_day` acts
+  exactly when `expires_ns` has come (the engine skips accounts on that promise);
 and at the end the events replayed from the initial state, or from a JSON snapshot taken
 mid-stream plus the tail, give the live state.
 """
@@ -36,6 +38,7 @@ from core.domain.trading import (
     resume,
     settle,
 )
+from core.domain.trading.wake import expires_ns, wake
 from schemas.envelope import EventPayload
 from schemas.trading import (
     CancelOrder,
@@ -158,7 +161,9 @@ def run(stream: list[tuple[Any, ...]], prices: list[tuple[int, int]],
             case "quote":
                 q = _touch(action[1], *action[2:], now)
                 latest[action[1]] = q
+                asleep = not wake(state, action[1]).crossed(q)
                 events = on_quote(state, q, market=MARKETS[action[1]], now_ns=now)
+                assert not (asleep and events), "a quote outside the wake acted"
             case "place":
                 q = latest[action[1]]
                 events = place(state, _command(action, number, q), quote=q,
@@ -183,7 +188,11 @@ def run(stream: list[tuple[Any, ...]], prices: list[tuple[int, int]],
                 now += 86_400 * 10**9
                 latest = {s: Quote(s, q.bid, q.ask, q.bid_size, q.ask_size, now)
                           for s, q in latest.items()}
+                due = expires_ns(state)
+                early = expire_day(state, now_ns=now - 86_400 * 10**9)
+                assert not early or (due is not None and now - 86_400 * 10**9 >= due)
                 events = expire_day(state, now_ns=now)
+                assert bool(events) == (due is not None and now >= due)
             case "halt":
                 events = halt(state, HaltAccount(reason="test"))
             case "resume":
