@@ -26,10 +26,17 @@ consumer begins ``warmup`` records per partition before the end (per topic; ``No
 whole topic, e.g. instrument specs), handed over with ``due`` empty, so shared state is full
 before anything acts. An input partition with no committed position starts at the broadcast
 topics' current end: it has nothing to catch up.
+
+Until the consumer has reached the ends it saw at start (and at each `adopt`), the runner
+hands it no input records (`caught_up`): a restarted engine meets the ticks it missed before
+it decides an order, instead of refusing it on the stale quote it knew before the crash. It
+gives up waiting after `catch_up_s` (logged), so a broadcast topic that cannot be read does
+not stop the inputs for ever.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
@@ -57,8 +64,12 @@ class BroadcastInputs:
     """The broadcast consumer and every owned input partition's position on it."""
 
     def __init__(self, log_: Log, *, name: str, group_id: str, topics: Sequence[str],
-                 warmup: int | Mapping[str, int | None] = 0) -> None:
+                 warmup: int | Mapping[str, int | None] = 0, catch_up_s: float = 30.0) -> None:
         self.log = log_
+        self.catch_up_s = catch_up_s
+        # The ends seen at start / adopt that the consumer has not reached yet.
+        self._target: dict[TopicPartition, int] = {}
+        self._catch_up_until = 0.0
         self.name = name
         self.group_id = group_id
         self.topics = list(topics)
@@ -82,6 +93,25 @@ class BroadcastInputs:
         for btp in self.partitions:
             back = self.warmup.get(btp.topic, 0)
             consumer.seek(btp, 0 if back is None else max(0, ends[btp] - back))
+        self._aim(ends)
+
+    def _aim(self, ends: Mapping[TopicPartition, int]) -> None:
+        self._target = dict(ends)
+        self._catch_up_until = time.monotonic() + self.catch_up_s
+
+    async def caught_up(self) -> bool:
+        """Whether the consumer reached the ends it saw at the last start or adopt."""
+        if not self._target:
+            return True
+        assert self.consumer is not None
+        for btp, end in list(self._target.items()):
+            if await self.consumer.position(btp) >= end:
+                del self._target[btp]
+        if self._target and time.monotonic() > self._catch_up_until:
+            log.warning("broadcast catch-up gave up", runner=self.name,
+                        behind={f"{b.topic}:{b.partition}": e for b, e in self._target.items()})
+            self._target.clear()
+        return not self._target
 
     async def stop(self) -> None:
         if self.consumer is not None:
@@ -95,6 +125,7 @@ class BroadcastInputs:
         if not inputs:
             return
         ends = await self.consumer.end_offsets(self.partitions)
+        self._aim(ends)
         for tp in inputs:
             reader = self.log.consumer(client_id=f"{self.name}-checkpoint",
                                        group_id=checkpoint_group(self.group_id, tp))

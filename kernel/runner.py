@@ -394,12 +394,26 @@ class StreamRunner:
         if self.bcast is None:
             return await self.consumer.poll(max_records=self.max_batch,
                                             timeout=self.poll_timeout)
+        await self._prepare()
+        if not await self.bcast.caught_up():
+            # Behind the broadcast ends seen at start or at a rebalance: catch up before any
+            # input record, so an order is not decided against a quote from before a crash.
+            self._broadcast_busy = True
+            await self.handle_broadcast(
+                await self.bcast.poll(max_records=self.max_batch, timeout=self.poll_timeout))
+            return {}
+        # What the broadcast already fetched first, so a steady stream of input records
+        # never starves it (resting orders wait on ticks; orders want the newest quote).
+        met = await self.handle_broadcast(
+            await self.bcast.poll(max_records=self.max_batch, timeout=0))
         batch = await self.consumer.poll(max_records=self.max_batch, timeout=0)
         if batch:
+            self._broadcast_busy = bool(met)
             return batch
         await self._prepare()
-        self._broadcast_busy = bool(self._pending) or bool(await self.handle_broadcast(
-            await self.bcast.poll(max_records=self.max_batch, timeout=self.poll_timeout / 2)))
+        self._broadcast_busy = bool(self._pending) or bool(met) or bool(
+            await self.handle_broadcast(await self.bcast.poll(
+                max_records=self.max_batch, timeout=self.poll_timeout / 2)))
         return await self.consumer.poll(max_records=self.max_batch,
                                         timeout=self.poll_timeout / 2)
 

@@ -135,7 +135,7 @@ async def test_a_crash_resumes_each_partition_where_its_last_transaction_left_it
         await doomed.handle_broadcast(await doomed.bcast.poll(max_records=3, timeout=0))
     acted_before = _acted(log)
     assert 0 < len(acted_before[0]) < 20
-    log.crash(*([doomed.consumer] if doomed.consumer else []),  # type: ignore[list-item]
+    log.crash(*([doomed.consumer] if doomed.consumer else []),  # type: ignore[arg-type]
               *doomed.txn.values())  # type: ignore[arg-type]
     heir = await _started(log, TickStage(log), name="heir")
     for p in range(PARTS):
@@ -250,4 +250,54 @@ async def test_warmup_per_topic_none_reads_a_topic_whole_before_anything_acts() 
     assert sorted((t, p, o) for t, p, o, _ in stage.met) == [
         (BC, 0, 2), (BC, 1, 2), *(("specs", 0, o) for o in range(5))]
     assert all(due == () for *_, due in stage.met)
+    await r.stop()
+
+
+class OrderedStage(TickStage):
+    """Notes, in order, each input record stepped and each broadcast record met."""
+
+    def __init__(self, log: MemoryLog) -> None:
+        super().__init__(log)
+        self.order: list[str] = []
+
+    def step(self, record: LogRecord) -> Sequence[Emit]:
+        self.order.append("input")
+        return super().step(record)
+
+    def step_broadcast(self, record: LogRecord, due: Collection[TopicPartition]
+                       ) -> Mapping[TopicPartition, Sequence[Emit]]:
+        self.order.append(f"bc:{record.partition}:{record.offset}")
+        return super().step_broadcast(record, due)
+
+
+async def test_an_heir_meets_the_broadcast_it_missed_before_any_input() -> None:
+    log = _log()
+    first = await _started(log, TickStage(log))
+    await _ticks(log, [b"act"] * 4)
+    await first.run(until_idle=True)
+    # The process dies; the broadcast goes on while nobody runs.
+    log.crash(*([first.consumer] if first.consumer else []),  # type: ignore[arg-type]
+              *first.txn.values())  # type: ignore[arg-type]
+    await _ticks(log, [b"act"] * 600)  # more than one poll's worth (max_batch 100 below)
+    await _inputs(log, range(30))
+    stage = OrderedStage(log)
+    heir = await _started(log, stage, max_batch=100, name="heir")
+    first_input = stage.order.index("input")
+    missed = {f"bc:{r.partition}:{r.offset}" for r in log.records(BC) if r.offset >= 2}
+    assert missed <= set(stage.order[:first_input]), "an input was stepped before catch-up"
+    for p in range(PARTS):  # and every partition still acted on each record exactly once
+        assert sorted(_acted(log)[p]) == _expected(log)
+    await heir.stop()
+
+
+async def test_a_steady_stream_of_inputs_does_not_starve_the_broadcast() -> None:
+    log = _log()
+    stage = OrderedStage(log)
+    r = await _started(log, stage, max_batch=10)
+    # Inputs always waiting: 200 of them, 10 per batch, and one tick queued behind them.
+    await _inputs(log, range(200))
+    await _ticks(log, [b"act"])
+    await r.run(until_idle=True)
+    tick = next(i for i, what in enumerate(stage.order) if what.startswith("bc:"))
+    assert stage.order[:tick].count("input") <= 20, "the tick waited for every input"
     await r.stop()
