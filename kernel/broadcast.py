@@ -111,6 +111,9 @@ class BroadcastInputs:
             log.warning("broadcast catch-up gave up", runner=self.name,
                         behind={f"{b.topic}:{b.partition}": e for b, e in self._target.items()})
             self._target.clear()
+        if not self._target:
+            log.info("broadcast caught up", runner=self.name, seconds=round(
+                time.monotonic() - self._catch_up_until + self.catch_up_s, 3))
         return not self._target
 
     async def stop(self) -> None:

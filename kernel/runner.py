@@ -406,7 +406,7 @@ class StreamRunner:
         # never starves it (resting orders wait on ticks; orders want the newest quote).
         met = await self.handle_broadcast(
             await self.bcast.poll(max_records=self.max_batch, timeout=0))
-        batch = await self.consumer.poll(max_records=self.max_batch, timeout=0)
+        batch = await self._inputs(timeout=0)
         if batch:
             self._broadcast_busy = bool(met)
             return batch
@@ -414,8 +414,20 @@ class StreamRunner:
         self._broadcast_busy = bool(self._pending) or bool(met) or bool(
             await self.handle_broadcast(await self.bcast.poll(
                 max_records=self.max_batch, timeout=self.poll_timeout / 2)))
-        return await self.consumer.poll(max_records=self.max_batch,
-                                        timeout=self.poll_timeout / 2)
+        return await self._inputs(timeout=self.poll_timeout / 2)
+
+    async def _inputs(self, *, timeout: float) -> Batch:
+        """Poll the input partitions; with broadcast inputs, only once they are caught up.
+        A poll may gain partitions (and prepare them) inside it: their records go back to
+        the log and are fetched again after the catch-up."""
+        assert self.consumer is not None and self.bcast is not None
+        batch = await self.consumer.poll(max_records=self.max_batch, timeout=timeout)
+        if batch and not await self.bcast.caught_up():
+            for tp, records in batch.items():
+                self.consumer.seek(tp, records[0].offset)
+            self._broadcast_busy = True
+            return {}
+        return batch
 
     async def handle_broadcast(self, batch: Batch) -> int:
         """Step broadcast records for the partitions due on each, then commit every partition
