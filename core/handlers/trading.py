@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
 
+from core.domain.trading.market import on_grid
 from kernel.application import (
     Accepted,
     Command,
@@ -134,12 +135,12 @@ def place_command_id(account_id: str, client_order_id: str, body: PlaceOrder) ->
 def off_grid(order: PlaceOrder, grid: Grid) -> Refused | None:
     """The engine's own `off-lot`/`off-tick` refusal, found before sending: the read
     model's grid (the engine checks again against its own view of the instrument)."""
-    if order.quantity % grid.lot_size:
+    if not on_grid(order.quantity, grid.lot_size):
         return Refused(reason="off-lot", detail=f"quantity {order.quantity} is not a multiple "
                                                 f"of {grid.lot_size}")
     for name in ("limit_price", "stop_price", "stop_loss", "take_profit"):
         price = getattr(order, name)
-        if price is not None and price % grid.tick_size:
+        if price is not None and not on_grid(price, grid.tick_size):
             return Refused(reason="off-tick",
                            detail=f"{name} {price} is not a multiple of {grid.tick_size}")
     return None

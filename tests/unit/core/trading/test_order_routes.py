@@ -470,3 +470,14 @@ async def test_halts_are_an_admins_with_the_admin_scope(who: Principal, slug: st
     with pytest.raises(Problem) as refused:
         await admin_gate(who)
     assert (refused.value.status, refused.value.slug) == (403, slug)
+
+
+
+async def test_the_largest_quantity_on_the_finest_lot_is_checked_not_an_error(
+        world: World) -> None:
+    world.reads.grids["BTC-USD"] = handlers.Grid(tick_size=D("0.5"),
+                                                 lot_size=D("0.000000000007"))
+    sent = len(world.bus.sent)
+    found = problem(await world.client.post(
+        ORDERS, json=body(quantity="999999999999.999999999998")), 422, "off-lot")
+    assert found["reason"] == "off-lot" and len(world.bus.sent) == sent
