@@ -483,6 +483,6 @@ async def test_the_largest_quantity_on_the_finest_lot_is_checked_not_an_error(
     assert found["reason"] == "off-lot" and len(world.bus.sent) == sent
 
 
-def test_log_times_are_kept_to_the_microsecond() -> None:
+async def test_log_times_are_kept_to_the_microsecond() -> None:
     assert handlers.at(1_796_000_000_123_456_789).isoformat() == \
         "2026-11-30T00:53:20.123456+00:00"
