@@ -280,3 +280,24 @@ async def test_another_traders_account_is_404_with_nothing_sent(platform: Platfo
     assert await end_offsets(platform.settings, "account.commands") == before
     assert [e.type for e in await account_events(platform.settings, theirs)] == [
         "account.opened"]
+
+
+async def test_an_admin_halts_and_resumes_an_account(platform: Platform, trader: Trader) -> None:
+    from core.bootstrap import api as make_api
+
+    async with asgi_client(make_api(platform.settings), headers=bearer(platform.settings)) as c:
+        halted = await c.post(f"/accounts/{trader.account_id}/halt", json={"reason": "review"})
+        assert halted.status_code == 200, halted.text
+        assert (halted.json()["halted"], halted.json()["changed"]) == (True, True)
+        # Halting twice changes nothing and is answered, not left undecided.
+        again = await c.post(f"/accounts/{trader.account_id}/halt", json={"reason": "again"})
+        assert again.status_code == 200, again.text
+        assert again.json()["changed"] is False
+        refused = await trader.client.post(trader.orders, json=order("h-1"))
+        assert assert_problem(refused, 409, "account-halted")["reason"] == "account-halted"
+        resumed = await c.post(f"/accounts/{trader.account_id}/resume", json={"reason": "ok"})
+        assert (resumed.status_code, resumed.json()["halted"]) == (200, False)
+    placed = await trader.client.post(trader.orders, json=order("h-2"))
+    assert placed.status_code == 201, placed.text
+    types = [e.type for e in await account_events(platform.settings, trader.account_id)]
+    assert types.count("account.halted") == 1 and types.count("account.resumed") == 1
