@@ -179,7 +179,8 @@ class DeciderRunner(OwnsRunner, StageBase, Generic[S]):
             event_id=lambda i: derive_event_id(env.command_id, i),
             correlation_id=env.correlation_id, causation_id=env.command_id, actor=env.actor)
         outcome = outcome_of(events, self.aggregate.rejection.TYPE,
-                             redact=self.registry.redacted)
+                             redact=self.registry.redacted, decided_at=ctx.now,
+                             sender=env.actor)
         pstate.remember(env.command_id, outcome,
                         budget=self.settings.decider_outcome_bytes_per_partition)
         MESSAGES.labels(self.name, record.topic, outcome.status).inc()

@@ -98,9 +98,18 @@ def _as_is(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def outcome_of(events: list[EventEnvelope], rejection_type: str, *,
-               redact: Callable[[dict[str, Any]], dict[str, Any]] = _as_is) -> Outcome:
+               redact: Callable[[dict[str, Any]], dict[str, Any]] = _as_is,
+               decided_at: datetime | None = None, sender: str | None = None) -> Outcome:
     """The answer to a command, from the events it produced; `redact` makes each event fit
-    for a reply (the decider leaves out the sensitive fields: TypeRegistry.redacted)."""
+    for a reply (the decider leaves out the sensitive fields: TypeRegistry.redacted).
+
+    A command that changed nothing (no events: halting an account already halted) is
+    accepted with none, decided at `decided_at` for `sender`; it leaves no trace on the log,
+    so only the decider that decided it remembers it."""
+    if not events:
+        if decided_at is None:
+            raise ValueError("a command decided without events needs decided_at")
+        return Outcome("accepted", None, None, (), decided_at, sender)
     at = events[-1].occurred_at
     actor = events[0].actor
     if len(events) == 1 and events[0].type == rejection_type:

@@ -15,14 +15,21 @@ authentication (401 api-key-invalid) rather than at the rule (403): a refusal ei
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
 from kernel.auth import ACCESS_REFUSALS
+from schemas.account import OpenAccount, account_id_for
+from schemas.codec import encode
+from schemas.envelope import make_command
 from schemas.topics import CATALOGUE
-from tests.integration.helpers import end_offsets
+from tests.integration.helpers import end_offsets, produce
 from tests.security.conftest import Platform, Who
 from tests.support.openapi import resolve
 
@@ -198,3 +205,41 @@ def test_a_narrow_admin_key_cannot_change_roles_tiers_instruments_or_grants(
         assert _problem_type(resp) == "scope-missing"
     with platform.client(victim) as c:
         assert c.get("/me").json()["role"] == "trader"
+
+
+def test_orders_are_only_on_the_traders_own_account(
+        platform: Platform, people: dict[str, Who]) -> None:
+    """Another trader's account is 404 `account-not-found` on every order route, exactly as
+    an unknown one, and a trader may not halt it; nothing is sent. (Traders hold no API keys
+    today, so a trader key without `account:trade` is proven on the rule itself:
+    tests/unit/core/trading/test_order_routes.py.)"""
+    trader = people["trader"]
+    assessment = uuid.uuid4()
+    theirs = account_id_for(str(assessment))
+    env = make_command(OpenAccount(assessment_id=assessment, user_id=uuid.uuid4(),
+                                   starting_balance=Decimal(10_000), currency="USD"),
+                       aggregate_id=theirs, command_id=uuid.uuid4(),
+                       issued_at=datetime.now(UTC), actor="policy:assessment")
+    asyncio.run(produce(platform.settings, "account.commands", [(theirs.encode(), encode(env))]))
+    with platform.client(people["admin"]) as c:
+        deadline = time.monotonic() + 30
+        while c.get(f"/accounts/{theirs}").status_code != 200:
+            assert time.monotonic() < deadline, "the account never showed in the read model"
+            time.sleep(0.2)
+    order = {"client_order_id": "probe-1", "instrument": "BTC-USD", "side": "buy",
+             "type": "market", "quantity": "1"}
+    before = _offsets(platform)
+    with platform.client(trader) as c:
+        mine = c.get(f"/accounts/{theirs}")
+        assert mine.status_code == 404 and _problem_type(mine) == "account-not-found"
+        answers = [c.post(f"/accounts/{theirs}/orders", json=order),
+                   c.post(f"/accounts/{uuid.uuid4()}/orders", json=order),
+                   c.delete(f"/accounts/{theirs}/orders/{uuid.uuid4()}"),
+                   c.patch(f"/accounts/{theirs}/orders/{uuid.uuid4()}", json={"quantity": "2"})]
+        for resp in answers:
+            assert resp.status_code == 404, resp.text
+            assert _problem_type(resp) == "account-not-found"
+        for path in (f"/accounts/{theirs}/halt", f"/accounts/{theirs}/resume"):
+            resp = c.post(path, json={"reason": "not mine to halt"})
+            assert resp.status_code == 403 and _problem_type(resp) == "forbidden"
+    assert _offsets(platform) == before, "a refused order put a command on the log"

@@ -10,6 +10,7 @@ redaction. A command id already decided gets its first outcome again (`duplicate
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +31,9 @@ class DecidingBus:
     registry: TypeRegistry = field(default_factory=default_registry)
     undecided: set[str] = field(default_factory=set)  # command types left without a reply
     trim: bool = False  # duplicates come without their events (the decider's byte budget)
+    # What decide may know besides the command (the account engine's market and quotes);
+    # None: the plain DecideContext.
+    context: Callable[[CommandEnvelope, datetime], DecideContext] | None = None
     sent: list[CommandEnvelope] = field(default_factory=list)
     log: list[EventEnvelope] = field(default_factory=list)
     _states: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
@@ -54,7 +58,9 @@ class DecidingBus:
         aggregate = self.aggregates[topic]
         key = (topic, command.aggregate_id)
         version, state = self._states.get(key, (0, aggregate.initial(command.aggregate_id)))
-        ctx = DecideContext(now=self.now(), command_id=command.command_id, actor=command.actor)
+        ctx = (DecideContext(now=self.now(), command_id=command.command_id,
+                             actor=command.actor)
+               if self.context is None else self.context(command, self.now()))
         payloads = aggregate.decide(self.registry.command_payload(command), state, ctx)
         events = []
         for i, payload in enumerate(payloads):
@@ -66,7 +72,8 @@ class DecidingBus:
             state = aggregate.evolve(state, payload)
         self._states[key] = (version + len(events), state)
         self.log += events
-        outcome = outcome_of(events, aggregate.rejection.TYPE, redact=self.registry.redacted)
+        outcome = outcome_of(events, aggregate.rejection.TYPE, redact=self.registry.redacted,
+                             decided_at=ctx.now, sender=command.actor)
         self._decided[command.command_id] = outcome
         if command.type in self.undecided or wait_ms == 0:
             return None
