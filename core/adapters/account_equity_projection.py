@@ -79,7 +79,7 @@ TABLE = RowTable("account_equity", COLUMNS, Row)
 
 
 class AccountEquityProjection(KeyedProjection):
-    name = "account_equity"
+    name = "account-equity"
     table = TABLE
     tables = ("account_equity",)
     ddl_statements = DDL

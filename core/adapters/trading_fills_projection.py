@@ -72,7 +72,7 @@ TABLE = RowTable("trading_fills", COLUMNS, Row, key_type="uuid")
 
 
 class TradingFillsProjection(KeyedProjection):
-    name = "trading_fills"
+    name = "trading-fills"
     table = TABLE
     tables = ("trading_fills",)
     ddl_statements = DDL

@@ -160,7 +160,7 @@ TABLE = RowTable("trading_orders", COLUMNS, Row, key_type="uuid")
 
 
 class TradingOrdersProjection(KeyedProjection):
-    name = "trading_orders"
+    name = "trading-orders"
     table = TABLE
     tables = ("trading_orders",)
     ddl_statements = DDL

@@ -100,7 +100,7 @@ TABLE = RowTable("trading_positions", COLUMNS, Row)
 
 
 class TradingPositionsProjection(KeyedProjection):
-    name = "trading_positions"
+    name = "trading-positions"
     table = TABLE
     tables = ("trading_positions",)
     ddl_statements = DDL

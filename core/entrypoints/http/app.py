@@ -17,6 +17,7 @@ from core.entrypoints.http import (
     purchases,
     stripe_webhooks,
     tiers,
+    trading_reads,
     users,
 )
 from core.identity import Identity
@@ -87,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(stripe_webhooks.router)
     app.include_router(assessments.assessments_router)
     app.include_router(assessments.accounts_router)
+    app.include_router(trading_reads.router)
     app.include_router(auth.router)
     app.include_router(users.me_router)
     app.include_router(users.users_router)

@@ -4,9 +4,8 @@ duplicates skipped, a refused place never clobbering an order."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from core.adapters import (
@@ -17,20 +16,8 @@ from core.adapters import (
     trading_positions_projection,
 )
 from core.adapters.keyed_rows import KeyedProjection, fold_keyed
-from core.domain.trading import (
-    TradingAccount,
-    cancel,
-    evolve,
-    expire_day,
-    halt,
-    initial,
-    mark,
-    modify,
-    on_quote,
-    resume,
-)
+from core.domain.trading import cancel, expire_day, halt, modify, resume
 from kernel.projection import Applied
-from schemas.envelope import EventPayload, make_event
 from schemas.trading import (
     AccountEquityMarked,
     CancelOrder,
@@ -40,19 +27,9 @@ from schemas.trading import (
     ResumeAccount,
     order_id_for,
 )
-from tests.unit.core.trading.support import (
-    ACCOUNT,
-    BTC,
-    NS,
-    OPENED,
-    TERMS,
-    D,
-    order,
-    quote,
-    when_placed,
-)
+from tests.support.trading_log import BTC, NS, AccountLog, D
 
-T0 = datetime(2026, 11, 18, tzinfo=UTC)
+ACCOUNT = "7b0c3a52-8f6e-5d41-9a2b-3c4d5e6f7a8b"
 MINUTE = 60_000_000_000
 
 PROJECTIONS: dict[str, type[KeyedProjection]] = {
@@ -64,41 +41,8 @@ PROJECTIONS: dict[str, type[KeyedProjection]] = {
 }
 
 
-class Log:
-    """An account's event log as the engine writes it: each event numbered in sequence,
-    folded into the account's state so the next step sees it."""
-
-    def __init__(self) -> None:
-        self.state: TradingAccount = initial(ACCOUNT)
-        self.events: list[Applied] = []
-        self.record([OPENED])
-
-    def record(self, payloads: Iterable[EventPayload]) -> list[Applied]:
-        out = []
-        for payload in payloads:
-            seq = len(self.events) + 1
-            env = make_event(payload, aggregate_id=ACCOUNT, sequence=seq,
-                             occurred_at=T0 + timedelta(seconds=seq), correlation_id=uuid.uuid4(),
-                             causation_id=uuid.uuid4(), event_id=uuid.uuid4())
-            evolve(self.state, payload)
-            applied = Applied(env, payload)
-            self.events.append(applied)
-            out.append(applied)
-        return out
-
-    def place(self, **fields: Any) -> list[Applied]:
-        return self.record(when_placed(self.state, order(**fields)))
-
-    def quote(self, bid: str, ask: str, *, size: str | None = None,
-              now_ns: int = NS) -> list[Applied]:
-        q = quote(bid, ask, size=size, at_ns=now_ns)
-        return self.record(on_quote(self.state, q, market=BTC, now_ns=now_ns))
-
-    def mark(self, bid: str, ask: str, *, now_ns: int) -> list[Applied]:
-        marked = mark(self.state, {"BTC-USD": quote(bid, ask, at_ns=now_ns)},
-                      markets={"BTC-USD": BTC}, terms=TERMS, now_ns=now_ns)
-        assert marked is not None
-        return self.record([marked])
+def new_log() -> AccountLog:
+    return AccountLog(ACCOUNT)
 
 
 def rows(name: str, events: Iterable[Applied], *, batch: int = 3,
@@ -122,7 +66,7 @@ def order_row(table: dict[str, Any], client_order_id: str) -> Any:
 
 
 def test_market_order_fills_at_once_and_its_row_is_filled_with_the_fill_price() -> None:
-    log = Log()
+    log = new_log()
     log.place(client_order_id="m-1", quantity=D("2"))
     row = order_row(rows("orders", log.events), "m-1")
     assert (row.status, row.filled_quantity, row.side, row.type) == ("filled", D("2"), "buy",
@@ -132,7 +76,7 @@ def test_market_order_fills_at_once_and_its_row_is_filled_with_the_fill_price() 
 
 
 def test_resting_limit_works_then_fills_partially_then_whole_with_the_average_price() -> None:
-    log = Log()
+    log = new_log()
     log.place(client_order_id="l-1", type="limit", limit_price=D("59000"), quantity=D("3"))
     assert order_row(rows("orders", log.events), "l-1").status == "working"
     log.quote("58990", "58999", size="1", now_ns=NS + 1)  # only 1 quoted at the touch
@@ -145,7 +89,7 @@ def test_resting_limit_works_then_fills_partially_then_whole_with_the_average_pr
 
 
 def test_cancel_modify_trigger_and_expiry_each_show_on_the_row() -> None:
-    log = Log()
+    log = new_log()
     log.place(client_order_id="c", type="limit", limit_price=D("59000"))
     log.place(client_order_id="s", type="stop", stop_price=D("61000"), side="buy")
     log.place(client_order_id="d", type="limit", limit_price=D("58000"), time_in_force="DAY")
@@ -166,7 +110,7 @@ def test_cancel_modify_trigger_and_expiry_each_show_on_the_row() -> None:
 
 
 def test_a_refused_place_gets_a_rejected_row_with_its_reason_and_no_terms() -> None:
-    log = Log()
+    log = new_log()
     log.place(client_order_id="off", quantity=D("0.0005"))  # below the lot
     row = order_row(rows("orders", log.events), "off")
     assert (row.status, row.reason, row.instrument, row.quantity) == ("rejected", "off-lot",
@@ -175,7 +119,7 @@ def test_a_refused_place_gets_a_rejected_row_with_its_reason_and_no_terms() -> N
 
 
 def test_a_duplicate_client_order_id_never_overwrites_the_order_it_repeats() -> None:
-    log = Log()
+    log = new_log()
     log.place(client_order_id="dup", type="limit", limit_price=D("59000"))
     duplicate = log.place(client_order_id="dup", quantity=D("5"))
     assert isinstance(duplicate[0].payload, OrderRejected)
@@ -186,7 +130,7 @@ def test_a_duplicate_client_order_id_never_overwrites_the_order_it_repeats() -> 
 
 
 def test_a_place_accepted_after_a_refusal_of_the_same_client_order_id_replaces_it() -> None:
-    log = Log()
+    log = new_log()
     log.place(client_order_id="again", quantity=D("0.0005"))
     log.place(client_order_id="again", quantity=D("1"))
     row = order_row(rows("orders", log.events), "again")
@@ -194,7 +138,7 @@ def test_a_place_accepted_after_a_refusal_of_the_same_client_order_id_replaces_i
 
 
 def test_refused_cancel_and_modify_leave_the_order_as_it_was() -> None:
-    log = Log()
+    log = new_log()
     log.place(client_order_id="f")  # filled at once
     filled = order_id_for(ACCOUNT, "f")
     before = order_row(rows("orders", log.events), "f")
@@ -206,7 +150,7 @@ def test_refused_cancel_and_modify_leave_the_order_as_it_was() -> None:
 
 
 def test_oco_exit_legs_get_rows_of_their_own_and_the_take_profit_cancels_the_stop() -> None:
-    log = Log()
+    log = new_log()
     log.place(client_order_id="e", stop_loss=D("59000"), take_profit=D("62000"))
     log.quote("62000", "62001", now_ns=NS + 1)
     table = rows("orders", log.events)
@@ -218,7 +162,7 @@ def test_oco_exit_legs_get_rows_of_their_own_and_the_take_profit_cancels_the_sto
 
 
 def test_orders_replayed_and_duplicated_change_nothing() -> None:
-    log = Log()
+    log = new_log()
     log.place(client_order_id="a", type="limit", limit_price=D("59000"), quantity=D("2"))
     log.place(client_order_id="b")
     log.quote("58900", "58950", now_ns=NS + 1)
@@ -236,7 +180,7 @@ def test_orders_replayed_and_duplicated_change_nothing() -> None:
 
 
 def test_each_fill_is_one_row_with_its_price_quantity_liquidity_and_commission() -> None:
-    log = Log()
+    log = new_log()
     log.place(client_order_id="l", type="limit", limit_price=D("59000"), quantity=D("2"))
     log.quote("58900", "58950", now_ns=NS + 5)
     log.place(client_order_id="m", side="sell")
@@ -250,7 +194,7 @@ def test_each_fill_is_one_row_with_its_price_quantity_liquidity_and_commission()
 
 
 def test_a_position_opens_changes_and_closes_and_reopens_fresh() -> None:
-    log = Log()
+    log = new_log()
     log.place(client_order_id="1", quantity=D("2"))
     log.place(client_order_id="2", side="sell", quantity=D("1"))
     key = f"{ACCOUNT}:BTC-USD"
@@ -271,7 +215,7 @@ def test_a_position_opens_changes_and_closes_and_reopens_fresh() -> None:
 
 
 def test_equity_keeps_the_last_mark_of_each_minute() -> None:
-    log = Log()
+    log = new_log()
     log.place(client_order_id="1")
     base = (NS // MINUTE) * MINUTE
     log.mark("60100", "60101", now_ns=base + 1_000_000_000)
@@ -287,7 +231,7 @@ def test_equity_keeps_the_last_mark_of_each_minute() -> None:
 
 
 def test_the_account_row_follows_balance_equity_margin_and_halts() -> None:
-    log = Log()
+    log = new_log()
     start = rows("accounts", log.events)[ACCOUNT]
     assert (start.equity, start.unrealized, start.margin_used, start.halted) == (
         D("100000"), 0, 0, False)
@@ -309,7 +253,7 @@ def test_the_account_row_follows_balance_equity_margin_and_halts() -> None:
 
 
 def test_the_account_version_does_not_move_for_orders_so_later_changes_still_fold() -> None:
-    log = Log()
+    log = new_log()
     log.place(client_order_id="r", type="limit", limit_price=D("50000"))  # rests: no cash
     row = rows("accounts", log.events)[ACCOUNT]
     assert row.version == 1  # the acceptance is not this read model's
@@ -319,7 +263,7 @@ def test_the_account_version_does_not_move_for_orders_so_later_changes_still_fol
 
 
 def test_every_event_type_the_domain_emits_is_folded_by_some_read_model() -> None:
-    log = Log()
+    log = new_log()
     log.place(client_order_id="e", stop_loss=D("59000"), take_profit=D("62000"))
     log.place(client_order_id="x", quantity=D("0.0005"))
     log.place(client_order_id="d", type="limit", limit_price=D("50000"), time_in_force="DAY")
