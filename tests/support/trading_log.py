@@ -73,9 +73,11 @@ class AccountLog:
             out.append(applied)
         return out
 
-    def place(self, *, now_ns: int = NS, **fields: Any) -> list[Applied]:
+    def place(self, *, now_ns: int = NS, bid: str = "60000", ask: str = "60001",
+              **fields: Any) -> list[Applied]:
+        """Place an order against the quote `bid`/`ask` at `now_ns`."""
         cmd = order(**fields)
-        return self.record(place(self.state, cmd, quote=quote("60000", "60001", at_ns=now_ns),
+        return self.record(place(self.state, cmd, quote=quote(bid, ask, at_ns=now_ns),
                                  market=BTC, terms=TERMS, now_ns=now_ns))
 
     def quote(self, bid: str, ask: str, *, size: str | None = None,
