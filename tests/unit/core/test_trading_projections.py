@@ -15,7 +15,7 @@ from core.adapters import (
     trading_orders_projection,
     trading_positions_projection,
 )
-from core.adapters.keyed_rows import KeyedProjection, fold_keyed
+from core.adapters.keyed_rows import KeyedProjection, at_ns, fold_keyed
 from core.domain.trading import cancel, expire_day, halt, modify, resume
 from kernel.projection import Applied
 from schemas.trading import (
@@ -212,6 +212,11 @@ def test_a_position_opens_changes_and_closes_and_reopens_fresh() -> None:
 
 
 # -- equity, the account ----------------------------------------------------------------------
+
+
+def test_domain_times_become_timestamps_truncated_to_the_microsecond() -> None:
+    ns = 1_795_000_000_123_456_789
+    assert at_ns(ns) == datetime(2026, 11, 18, 11, 6, 40, 123456, tzinfo=UTC)
 
 
 def test_equity_keeps_the_last_mark_of_each_minute() -> None:
