@@ -74,11 +74,12 @@ class AccountLog:
         return out
 
     def place(self, *, now_ns: int = NS, bid: str = "60000", ask: str = "60001",
-              **fields: Any) -> list[Applied]:
-        """Place an order against the quote `bid`/`ask` at `now_ns`."""
+              size: str | None = None, **fields: Any) -> list[Applied]:
+        """Place an order against the quote `bid`/`ask` (`size` at the touch) at `now_ns`."""
         cmd = order(**fields)
-        return self.record(place(self.state, cmd, quote=quote(bid, ask, at_ns=now_ns),
-                                 market=BTC, terms=TERMS, now_ns=now_ns))
+        q = quote(bid, ask, size=size, at_ns=now_ns)
+        return self.record(place(self.state, cmd, quote=q, market=BTC, terms=TERMS,
+                                 now_ns=now_ns))
 
     def quote(self, bid: str, ask: str, *, size: str | None = None,
               now_ns: int = NS) -> list[Applied]:
