@@ -21,6 +21,11 @@ def _read_model(name: str, cls: str, description: str) -> Worker:
     return projection(name, Lazy(f"core.adapters.{name}_projection", cls), description)
 
 
+def _trading(name: str, cls: str, what: str) -> Worker:
+    module = f"core.adapters.{name.replace('-', '_')}_projection"
+    return projection(name, Lazy(module, cls), f"{what} from account.events")
+
+
 MANIFEST = ServiceManifest(
     name="core",
     settings=CoreSettings,
@@ -45,7 +50,14 @@ MANIFEST = ServiceManifest(
         _read_model("users", "UsersProjection", "`users` and API keys from user.events"),
         _read_model("assessments", "AssessmentsProjection",
                     "`assessments` from assessment.events"),
-        _read_model("accounts", "AccountsProjection", "`accounts` from account.events"),
+        _read_model("accounts", "AccountsProjection",
+                    "`accounts` (balance, equity, margin, halt) from account.events"),
+        # Dashed names, as Kubernetes names their Deployments; the tables are underscored.
+        _trading("trading-orders", "TradingOrdersProjection", "`trading_orders`"),
+        _trading("trading-fills", "TradingFillsProjection", "`trading_fills`"),
+        _trading("trading-positions", "TradingPositionsProjection", "`trading_positions`"),
+        _trading("account-equity", "AccountEquityProjection",
+                 "`account_equity` (one point per account per minute)"),
     ),
     processors=(
         Worker(kind="policy", name="assessment", factory=Lazy(_BOOT, "assessment_policy"),

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.account import AccountStatus
 from schemas.assessment import AssessmentSource, AssessmentStatus, CancelReason
@@ -41,6 +41,8 @@ EXAMPLE_ACCOUNT: dict[str, Any] = {
     "user_id": "0f3a9e51-7c2d-4b86-a1e4-5d9c8b7a6e02", "currency": "USD",
     "starting_balance": "25000", "balance": "25000", "status": "open",
     "opened_at": "2026-01-01T12:00:01Z", "closed_at": None, "close_reason": None, "version": 1,
+    "equity": "25000", "unrealized": "0", "margin_used": "0", "margin_free": "25000",
+    "marked_at": None, "halted": False, "halt_reason": None,
 }
 
 
@@ -82,6 +84,14 @@ class AccountPublic(BaseModel):
     closed_at: datetime | None
     close_reason: str | None
     version: int
+    equity: Decimal | None = Field(description="balance + unrealized P&L at the last mark "
+                                               "(the starting balance before any)")
+    unrealized: Decimal | None
+    margin_used: Decimal | None
+    margin_free: Decimal | None
+    marked_at: datetime | None = Field(description="when equity was last marked to market")
+    halted: bool = Field(description="a halted account may only reduce its positions")
+    halt_reason: str | None
 
 
 ASSESSMENT_COLUMNS = (
@@ -90,7 +100,8 @@ ASSESSMENT_COLUMNS = (
 )
 ACCOUNT_COLUMNS = (
     "account_id, assessment_id, user_id, currency, starting_balance, balance, status, "
-    "opened_at, closed_at, close_reason, version"
+    "opened_at, closed_at, close_reason, version, equity, unrealized, margin_used, "
+    "margin_free, marked_at, halted, halt_reason"
 )
 
 

@@ -18,6 +18,7 @@ from core.entrypoints.http import (
     purchases,
     stripe_webhooks,
     tiers,
+    trading_reads,
     users,
 )
 from core.identity import Identity
@@ -89,6 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(assessments.assessments_router)
     app.include_router(assessments.accounts_router)
     app.include_router(orders.router)
+    app.include_router(trading_reads.router)
     app.include_router(auth.router)
     app.include_router(users.me_router)
     app.include_router(users.users_router)
