@@ -46,6 +46,10 @@ MANIFEST = ServiceManifest(
         _read_model("assessments", "AssessmentsProjection",
                     "`assessments` from assessment.events"),
         _read_model("accounts", "AccountsProjection", "`accounts` from account.events"),
+        projection("account-history",
+                   Lazy("core.adapters.account_history_projection", "AccountHistoryProjection"),
+                   "`account_history` and `account_snapshots` (time travel) from "
+                   "account.events"),
     ),
     processors=(
         Worker(kind="policy", name="assessment", factory=Lazy(_BOOT, "assessment_policy"),

@@ -16,6 +16,8 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.entrypoints.http.deps import LIST_READS
+from core.entrypoints.http.time_travel import AsOf, HistoryReaderDep, account_at
+from core.views.account_history import AccountAsOf
 from core.views.assessments import (
     EXAMPLE_ACCOUNT,
     EXAMPLE_ASSESSMENT,
@@ -147,12 +149,17 @@ async def list_all_accounts(principal: Reader, conn: ConnDep, cursor: Cursor = N
                        _next(more, last.opened_at, last.account_id))
 
 
-@accounts_router.get("/{account_id}", operation_id="getAccount", response_model=AccountPublic,
-                     summary="One virtual account", responses=ONE_ERRORS)
-async def get_one_account(account_id: AccountIdPath, principal: Reader,
-                          conn: ConnDep) -> AccountPublic:
+@accounts_router.get("/{account_id}", operation_id="getAccount",
+                     response_model=AccountPublic | AccountAsOf,
+                     summary="One virtual account; with `as_of`, as it was then",
+                     responses=ONE_ERRORS)
+async def get_one_account(account_id: AccountIdPath, principal: Reader, conn: ConnDep,
+                          history: HistoryReaderDep, as_of: AsOf = None
+                          ) -> AccountPublic | AccountAsOf:
     found = await get_account(conn, account_id)
     if found is None or not _visible(principal, found.user_id):
         raise Problem(404, "account-not-found", "Account not found",
                       f"no account {account_id} of yours")
+    if as_of is not None:  # time travel (core/entrypoints/http/time_travel.py)
+        return await account_at(conn, history, account_id, as_of)
     return found
