@@ -29,8 +29,8 @@ from core.domain import trading
 from core.domain.trading.history import dump_for_history, snapshot_due
 from kernel.projection import Applied
 
-EVERY_EVENTS = 200
-EVERY_RECORDS = 20_000
+EVERY_EVENTS = 100
+EVERY_RECORDS = 2_000
 
 DDL = (
     """
@@ -119,6 +119,31 @@ def fold_history(current: dict[str, Current | None], events: Sequence[Applied], 
     return changed, snapshots
 
 
+class StateCache:
+    """The accounts' rows as committed, kept by the projection's only writer, so a batch loads
+    (and parses) only the states of accounts it has not met yet. A batch folds the states in
+    place, so a batch that fails to commit leaves them ahead of the table: the store then
+    calls `reset` and the next batch loads them again (`kernel.projection.PgProjectionStore`
+    drives it as it drives a `RowCache`). `complete` (set on a rebuild's fresh tables): an
+    account not here has no row."""
+
+    def __init__(self, *, limit: int = 20_000) -> None:
+        self.limit = limit
+        self.rows: dict[str, Current | None] = {}
+        self.complete = False
+
+    async def start(self, conn: psycopg.AsyncConnection) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.rows.clear()
+        self.complete = False
+
+    def commit(self) -> None:
+        if len(self.rows) > self.limit:
+            self.reset()
+
+
 class AccountHistoryProjection:
     name = "account-history"
     topics: tuple[str, ...] = ("account.events",)
@@ -128,20 +153,23 @@ class AccountHistoryProjection:
                  every_records: int = EVERY_RECORDS) -> None:
         self.every_events = every_events
         self.every_records = every_records
+        self.cache = StateCache()
 
     def ddl(self) -> Sequence[str]:
         return DDL
 
     async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Any]) -> None:
         batch = [e for e in events if isinstance(e, Applied)]
-        ids = sorted({a.envelope.aggregate_id for a in batch})
-        cur = await conn.execute(
-            "SELECT account_id::text, partition, version, events_offset, at, snapshot_version, "
-            "snapshot_offset, state::text FROM account_history "
-            "WHERE account_id = ANY(%s::uuid[])", (ids,))
-        current: dict[str, Current | None] = {
-            r[0]: Current(r[1], r[2], r[3], r[4], r[5], r[6], trading.load(orjson.loads(r[7])))
-            for r in await cur.fetchall()}
+        current = self.cache.rows
+        missing = sorted({a.envelope.aggregate_id for a in batch} - current.keys())
+        if missing and not self.cache.complete:
+            cur = await conn.execute(
+                "SELECT account_id::text, partition, version, events_offset, at, "
+                "snapshot_version, snapshot_offset, state::text FROM account_history "
+                "WHERE account_id = ANY(%s::uuid[])", (missing,))
+            for r in await cur.fetchall():
+                current[r[0]] = Current(r[1], r[2], r[3], r[4], r[5], r[6],
+                                        trading.load(orjson.loads(r[7])))
         changed, snapshots = fold_history(current, batch, every_events=self.every_events,
                                           every_records=self.every_records)
         async with conn.cursor() as c:

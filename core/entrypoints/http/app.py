@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from core.adapters.account_log import AccountLogReader
+from core.adapters.account_log import AccountLogReader, kafka_readers
 from core.adapters.api_key_store import PostgresApiKeyStore
 from core.adapters.stripe_gateway import StripeGateway
 from core.config import CoreSettings as Settings
@@ -29,7 +29,6 @@ from kernel.http import (
     postgres_check,
     redis_check,
 )
-from kernel.kafkalog import KafkaLog
 from kernel.pg import make_pool
 from schemas import default_registry
 
@@ -41,7 +40,8 @@ def create_app(settings: Settings) -> FastAPI:
     stripe_gateway = StripeGateway(settings)
     identity = Identity(settings, cache, pool)
     account_history = AccountLogReader(
-        KafkaLog(settings), topic=settings.topic("account.events"), registry=default_registry(),
+        kafka_readers(settings), topic=settings.topic("account.events"),
+        registry=default_registry(),
         readers=settings.time_travel_readers, max_records=settings.time_travel_max_records)
 
     @asynccontextmanager

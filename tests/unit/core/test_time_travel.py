@@ -6,6 +6,7 @@ snapshot and the log's tail equals the live state recorded at that instant, and 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -20,7 +21,7 @@ from core.domain.trading.history import Rewind, Rewound, snapshot_due
 from core.handlers.time_travel import tail_ranges
 from core.processors.account_engine import AccountEngine
 from core.views.account_history import AccountAsOf, HistoryPoint, account_as_of
-from kernel.log import OutRecord, partition_for
+from kernel.log import LogConsumer, OutRecord, partition_for
 from kernel.memlog import MemoryLog
 from kernel.projection import Applied
 from kernel.settings import Settings
@@ -198,6 +199,10 @@ async def _travel(reader: AccountLogReader, point: HistoryPoint | None, account:
                          as_of=as_of), read
 
 
+def _readers(log: MemoryLog) -> Callable[[str], LogConsumer]:
+    return lambda client_id: log.consumer(client_id=client_id)
+
+
 def _instants(events: list[Applied]) -> list[datetime]:
     """Every event time, a moment before and after each, and before and after them all."""
     times = sorted({a.envelope.occurred_at for a in events})
@@ -218,7 +223,7 @@ async def test_the_account_at_an_instant_equals_the_live_state_recorded_then(
     current: dict[str, Current | None] = {}
     _, snapshots = fold_history(current, events, every_events=3, every_records=7)
     end = events[-1].offset + 1
-    reader = AccountLogReader(traded.log, topic="account.events", registry=REGISTRY)
+    reader = AccountLogReader(_readers(traded.log), topic="account.events", registry=REGISTRY)
     assert len(traded.live) == 30
     for instant, account, live in traded.live:
         got, _ = await _travel(reader, _point(account, instant, current, snapshots, end),
@@ -233,7 +238,7 @@ async def test_snapshot_and_tail_equal_the_full_fold_at_every_instant_also_while
     """Before, at and after every event time, with the projection caught up and with it
     having read only part of the partition (the rest is read from the log)."""
     events = traded.applied()
-    reader = AccountLogReader(traded.log, topic="account.events", registry=REGISTRY)
+    reader = AccountLogReader(_readers(traded.log), topic="account.events", registry=REGISTRY)
     kinds = {type(a.payload) for a in events}
     assert AccountBalanceChanged in kinds and AccountOpened in kinds
     for seen in (len(events), len(events) * 2 // 3, 3):
@@ -262,7 +267,7 @@ async def test_the_tail_read_stays_within_the_snapshot_spacing(traded: Traded) -
     _, snapshots = fold_history(current, events, every_events=1000,
                                 every_records=every_records)
     end = events[-1].offset + 1
-    reader = AccountLogReader(traded.log, topic="account.events", registry=REGISTRY)
+    reader = AccountLogReader(_readers(traded.log), topic="account.events", registry=REGISTRY)
     for as_of in _instants(events):
         for account in (A, B):
             point = _point(account, as_of, current, snapshots, end)
@@ -280,7 +285,7 @@ async def test_a_tail_longer_than_the_cap_is_refused_not_read(traded: Traded) ->
     point = _point(A if events[0].envelope.aggregate_id == A else B, _at(T0 + 3600 * SECOND),
                    current, snapshots, events[0].offset + 1)
     assert point is not None
-    reader = AccountLogReader(traded.log, topic="account.events", registry=REGISTRY,
+    reader = AccountLogReader(_readers(traded.log), topic="account.events", registry=REGISTRY,
                               max_records=5)
     rewind = Rewind(Rewound(point.snapshot or trading.initial(""), 1, point.snapshot_at),
                     _at(T0 + 3600 * SECOND))
