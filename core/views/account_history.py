@@ -24,9 +24,10 @@ EXAMPLE_AS_OF: dict[str, Any] = {
     "positions": [{"instrument": "BTC-USD", "quantity": "0.5", "average_price": "100.02",
                    "realized": "0", "commissions": "0.5"}],
     "open_orders": [{"order_id": "0d9e3c5a-1b2f-5a4c-8e7d-6f5a4b3c2d1e",
-                     "client_order_id": "limit-1", "instrument": "BTC-USD", "side": "buy",
-                     "type": "limit", "quantity": "1", "filled": "0", "limit_price": "99",
-                     "stop_price": None, "time_in_force": "GTC", "triggered": False}],
+                     "client_order_id": "dip-1", "instrument": "BTC-USD", "side": "buy",
+                     "type": "stop-limit", "quantity": "1", "filled": "0",
+                     "limit_price": "99", "stop_price": "99.5", "time_in_force": "GTC",
+                     "triggered": False}],
 }
 
 

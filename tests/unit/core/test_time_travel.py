@@ -304,7 +304,7 @@ def _env(seq: int, at_s: int) -> EventEnvelope:
                       causation_id=None)
 
 
-def test_rewind_folds_events_at_the_instant_and_stops_at_the_first_after_it() -> None:
+async def test_rewind_folds_events_at_the_instant_and_stops_at_the_first_after_it() -> None:
     envs = [_env(1, 1), _env(2, 2), _env(3, 4), _env(4, 3), _env(5, 5)]
     rewind = Rewind(Rewound.start(A), _at(T0 + 2 * SECOND))
     fed = [rewind.feed(e, REGISTRY.event_payload(e)) for e in envs]
@@ -318,7 +318,7 @@ def test_rewind_folds_events_at_the_instant_and_stops_at_the_first_after_it() ->
     assert rewind.now.version == 2 and rewind.now.at == _at(T0 + 2 * SECOND)
 
 
-def test_a_snapshot_is_due_first_then_every_n_events_or_m_records() -> None:
+async def test_a_snapshot_is_due_first_then_every_n_events_or_m_records() -> None:
     due = {"every_events": 3, "every_records": 10}
     assert snapshot_due(version=1, snapshot_version=0, records_since=1, **due)
     assert not snapshot_due(version=3, snapshot_version=1, records_since=9, **due)
