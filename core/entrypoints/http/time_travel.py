@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import psycopg
@@ -41,9 +41,9 @@ def parse_instant(text: str) -> datetime:
         zone = match["zone"].upper().replace("Z", "+00:00")
         try:
             return datetime.fromisoformat(f"{text[:19].replace(' ', 'T').replace('t', 'T')}"
-                                          f"{frac[:7]}{zone}")
-        except ValueError:
-            pass  # a day or an hour out of range
+                                          f"{frac[:7]}{zone}").astimezone(UTC)
+        except (ValueError, OverflowError):
+            pass  # a day or an hour out of range, or an instant before year 1 in UTC
     raise Problem(422, "invalid-as-of", "`as_of` is not an RFC 3339 instant",
                   "pass a date-time with its offset, e.g. 2026-01-02T09:30:00Z")
 

@@ -18,9 +18,11 @@ from core.adapters.account_history_projection import Current, Snapshot, fold_his
 from core.adapters.account_log import AccountLogReader, TailTooLong
 from core.domain import trading
 from core.domain.trading.history import Rewind, Rewound, snapshot_due
+from core.entrypoints.http.time_travel import parse_instant
 from core.handlers.time_travel import tail_ranges
 from core.processors.account_engine import AccountEngine
 from core.views.account_history import AccountAsOf, HistoryPoint, account_as_of
+from kernel.http import Problem
 from kernel.log import LogConsumer, OutRecord, partition_for
 from kernel.memlog import MemoryLog
 from kernel.projection import Applied
@@ -324,3 +326,20 @@ async def test_a_snapshot_is_due_first_then_every_n_events_or_m_records() -> Non
     assert not snapshot_due(version=3, snapshot_version=1, records_since=9, **due)
     assert snapshot_due(version=4, snapshot_version=1, records_since=2, **due)
     assert snapshot_due(version=2, snapshot_version=1, records_since=10, **due)
+
+
+@pytest.mark.parametrize("text", ["2026-01-02T09:30:00Z", "2026-01-02t15:00:00.123456789+05:30",
+                                  "2026-01-02 00:30:00-09:00"])
+async def test_as_of_is_an_rfc3339_instant_read_in_utc(text: str) -> None:
+    got = parse_instant(text)
+    assert got.utcoffset() == timedelta(0)
+    assert got.replace(microsecond=0) == datetime(2026, 1, 2, 9, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2026-01-02T09:30:00", "1700000000",
+                                  "2026-02-30T00:00:00Z", "2026-01-02T24:00:00Z",
+                                  "0001-01-01T00:00:00+01:00", "2026-01-02T09:30:00Z "])
+async def test_an_as_of_that_is_not_an_instant_is_422(text: str) -> None:
+    with pytest.raises(Problem) as caught:
+        parse_instant(text)
+    assert (caught.value.status, caught.value.slug) == (422, "invalid-as-of")
