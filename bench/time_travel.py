@@ -36,6 +36,8 @@ from bench.common import (
 )
 from core.adapters.account_history_projection import AccountHistoryProjection
 from core.adapters.account_log import AccountLogReader, kafka_readers
+from core.adapters.accounts_projection import AccountsProjection
+from core.bootstrap import api
 from core.domain import trading
 from core.domain.trading.history import Rewind, Rewound
 from core.handlers.time_travel import Travelled, travel
@@ -52,6 +54,7 @@ from schemas.instrument import InstrumentSpec
 from schemas.market import TickRow
 from schemas.topics import CATALOGUE
 from schemas.trading import PlaceOrder
+from tests.integration.helpers import asgi_client, bearer
 
 REGISTRY = default_registry()
 SPEC = InstrumentSpec(symbol="BTC-USD", venue="simulator", asset_class="crypto",
@@ -61,13 +64,16 @@ PARTITION = 0
 
 
 def generate(events: int, accounts: int, seed: int
-             ) -> tuple[list[tuple[str, bytes]], dict[str, list[datetime]]]:
-    """`events` encoded events of `accounts` accounts, interleaved by decision; and the times
-    of each account's events."""
+             ) -> tuple[list[tuple[str, bytes]], dict[str, list[datetime]], dict[str, str]]:
+    """`events` encoded events of `accounts` accounts, interleaved by decision; the times of
+    each account's events; each account's owner."""
     rng = random.Random(seed)
     market = trading.market_from_spec(SPEC, max_quote_age_ns=10**18)
     terms = trading.Terms(max_leverage=Decimal(100))
-    ids = [account_id_for(str(uuid.UUID(int=rng.getrandbits(128)))) for _ in range(accounts)]
+    assessments = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(accounts)]
+    ids = [account_id_for(str(a)) for a in assessments]
+    of = dict(zip(ids, assessments, strict=True))
+    owners = {a: str(uuid.UUID(int=rng.getrandbits(128))) for a in ids}
     states = {a: trading.initial(a) for a in ids}
     versions = dict.fromkeys(ids, 0)
     times: dict[str, list[datetime]] = {a: [] for a in ids}
@@ -82,7 +88,8 @@ def generate(events: int, accounts: int, seed: int
         state = states[account]
         payloads: list[EventPayload]
         if state.status == "none":
-            payloads = [AccountOpened(assessment_id=uuid.uuid4(), user_id=uuid.uuid4(),
+            payloads = [AccountOpened(assessment_id=of[account],
+                                      user_id=uuid.UUID(owners[account]),
                                       starting_balance=Decimal(100_000), currency="USD")]
         else:
             quote = trading.quote_from_tick(
@@ -112,7 +119,7 @@ def generate(events: int, accounts: int, seed: int
                              event_id=uuid.uuid5(cause, str(i)))
             out.append((account, encode(env)))
             times[account].append(at)
-    return out, times
+    return out, times, owners
 
 
 async def produce(log: KafkaLog, topic: str, records: list[tuple[str, bytes]]) -> None:
@@ -140,6 +147,8 @@ async def main() -> None:
     parser.add_argument("--reads", type=int, default=300, help="reads with the snapshots")
     parser.add_argument("--full-reads", type=int, default=30,
                         help="reads without them (each folds from the partition's start)")
+    parser.add_argument("--http-reads", type=int, default=200,
+                        help="the same reads through the API in-process, as their trader")
     parser.add_argument("--every-events", type=int, default=None)
     parser.add_argument("--every-records", type=int, default=None)
     parser.add_argument("--seed", type=int, default=1)
@@ -155,12 +164,18 @@ async def main() -> None:
     topic = settings.topic("account.events")
     try:
         started = time.perf_counter()
-        records, times = generate(args.events, args.accounts, args.seed)
+        records, times, owners = generate(args.events, args.accounts, args.seed)
         print(f"generated {len(records):,} events of {args.accounts} accounts in "
               f"{time.perf_counter() - started:.1f} s "
               f"({sum(len(v) for _, v in records) / len(records):.0f} bytes each)")
         await produce(log, topic, records)
 
+        accounts_runner = ProjectionRunner(settings, AccountsProjection(), REGISTRY)
+        await accounts_runner.start()
+        try:
+            await accounts_runner.run(count=len(records), timeout=600)
+        finally:
+            await accounts_runner.stop()
         kw = {k: v for k, v in (("every_events", args.every_events),
                                 ("every_records", args.every_records)) if v is not None}
         projection = AccountHistoryProjection(**kw)
@@ -220,9 +235,24 @@ async def main() -> None:
                 full_read.append(read)
                 assert full.model_dump() == answer, (account, at)
             await reader.stop()
+        http_ms: list[float] = []
+        http_read = with_read[:args.http_reads]  # the same reads, in the same order
+        async with asgi_client(api(settings)) as client:
+            first, when, _ = checks[0]  # warms the app's reader
+            await client.get(f"/accounts/{first}", params={"as_of": when.isoformat()},
+                             headers=bearer(settings, role="trader", user_id=owners[first]))
+            for account, at, answer in checks[:args.http_reads]:
+                headers = bearer(settings, role="trader", user_id=owners[account])
+                t0 = time.perf_counter()
+                resp = await client.get(f"/accounts/{account}",
+                                        params={"as_of": at.isoformat()}, headers=headers)
+                http_ms.append((time.perf_counter() - t0) * 1000)
+                assert resp.status_code == 200, resp.text
+                assert resp.json()["version"] == answer["version"]
         print(table(["read", "n", "p50 ms", "p99 ms", "max ms", "records p50", "records max"],
                     [summary("with snapshots (SQL + tail)", with_ms, with_read),
-                     summary("without (fold from offset 0)", full_ms, full_read)]))
+                     summary("without (fold from offset 0)", full_ms, full_read),
+                     summary("HTTP GET ?as_of= (in-process)", http_ms, http_read)]))
         print(f"{len(full_ms)} answers equal to the full fold")
     finally:
         if not args.keep:

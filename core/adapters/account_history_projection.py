@@ -101,6 +101,8 @@ def fold_history(current: dict[str, Current | None], events: Sequence[Applied], 
             raise ValueError("the account history needs each event's log offset")
         state = trading.initial(key) if row is None else row.state
         trading.evolve(state, applied.payload)
+        if state.finished:  # not part of any answer, and it grows with every order
+            state.finished.clear()
         at = env.occurred_at if row is None or env.occurred_at > row.at else row.at
         prev_offset = -1 if row is None else row.events_offset
         snap_version = 0 if row is None else row.snapshot_version

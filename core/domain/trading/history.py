@@ -76,7 +76,8 @@ def snapshot_due(*, version: int, snapshot_version: int, records_since: int,
 
 def dump_for_history(state: TradingAccount) -> dict[str, Any]:
     """The state for a snapshot, without the ids of every order that ever finished: they
-    grow with the account's life, and nothing a time travel answers reads them."""
+    grow with the account's life, and nothing a time travel answers reads them (the history
+    projection also drops them from the states it keeps)."""
     return {**dump(state), "finished": []}
 
 
