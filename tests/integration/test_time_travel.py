@@ -22,6 +22,7 @@ from core.adapters.accounts_projection import AccountsProjection
 from core.domain.trading import TradingAccount, clone
 from core.processors.account_engine import AccountEngine
 from core.views.account_history import account_as_of
+from kernel.pg import connect
 from kernel.projection import ProjectionRunner
 from kernel.settings import Settings
 from schemas import default_registry
@@ -31,7 +32,15 @@ from schemas.envelope import CommandPayload, EventPayload, make_command, make_ev
 from schemas.instrument import InstrumentRegistered
 from schemas.market import MarketTicksPublished, TickRow
 from schemas.trading import CancelOrder, PlaceOrder, order_id_for
-from tests.integration.helpers import asgi_client, assert_problem, bearer, produce, spec, wait_until
+from tests.integration.helpers import (
+    asgi_client,
+    assert_problem,
+    bearer,
+    produce,
+    record_counts,
+    spec,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -222,5 +231,30 @@ async def test_the_account_as_of_each_instant_equals_the_live_state_recorded_the
         admin = await client.get(path, params={"as_of": recorded[2][0].isoformat()},
                                  headers=bearer(settings))
         assert admin.status_code == 200 and admin.json()["version"] == recorded[2][1]["version"]
+
+        # The history is disposable: rebuilt from the log, it equals the live one row for row.
+        await _stopped(tasks[1:2], history)
+        live_tables = await _history_tables(settings)
+        assert len(live_tables[1]) >= 3  # snapshots every 3 events: several were written
+        rebuild = ProjectionRunner(settings, AccountHistoryProjection(every_events=3,
+                                                                      every_records=50), REGISTRY)
+        await rebuild.drop()
+        await rebuild.start()
+        try:
+            total = sum((await record_counts(settings, "account.events")).values())
+            await rebuild.run(count=total, timeout=60)
+        finally:
+            await rebuild.stop()
+        assert await _history_tables(settings) == live_tables
     finally:
         await _stopped(tasks, engine, history, accounts)
+
+
+async def _history_tables(settings: Settings) -> tuple[list[Any], list[Any]]:
+    async with await connect(settings) as conn:
+        current = await (await conn.execute(
+            "SELECT account_id, partition, version, events_offset, at, snapshot_version, "
+            "snapshot_offset, state FROM account_history ORDER BY account_id")).fetchall()
+        snapshots = await (await conn.execute(
+            "SELECT * FROM account_snapshots ORDER BY account_id, version")).fetchall()
+    return current, snapshots
