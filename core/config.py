@@ -61,6 +61,11 @@ class CoreSettings(KernelSettings):
     login_email_ip_burst: int = Field(default=10, ge=1, le=1_000_000)
     login_email_rate_per_s: float = Field(default=20 / 60, gt=0, le=100_000)
     login_email_burst: int = Field(default=50, ge=1, le=1_000_000)
+    # Time travel (GET /accounts/{id}?as_of=): records of the log one request may read (its
+    # tail is bounded by the history's snapshot spacing; past this the history is behind),
+    # and how many requests read the log at once.
+    time_travel_max_records: int = Field(default=50_000, ge=1_000, le=10_000_000)
+    time_travel_readers: int = Field(default=2, ge=1, le=64)
 
     @model_validator(mode="after")
     def _one_address_cannot_lock_an_account(self) -> CoreSettings:

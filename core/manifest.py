@@ -58,6 +58,10 @@ MANIFEST = ServiceManifest(
         _trading("trading-positions", "TradingPositionsProjection", "`trading_positions`"),
         _trading("account-equity", "AccountEquityProjection",
                  "`account_equity` (one point per account per minute)"),
+        projection("account-history",
+                   Lazy("core.adapters.account_history_projection", "AccountHistoryProjection"),
+                   "`account_history` and `account_snapshots` (time travel) from "
+                   "account.events"),
     ),
     processors=(
         Worker(kind="policy", name="assessment", factory=Lazy(_BOOT, "assessment_policy"),

@@ -110,6 +110,10 @@ class ProjectionLease:
 class Applied:
     envelope: EventEnvelope
     payload: EventPayload
+    # Where the event is on the log, for a projection that records it (the account history:
+    # its snapshots name the offset a time travel reads on from); -1 where not read from one.
+    partition: int = -1
+    offset: int = -1
 
 
 # What a projection folds: the pydantic envelope and payload, or — for a projection with a
@@ -423,12 +427,12 @@ def record_decoder(registry: TypeRegistry,
     always did (the same `DecodeError`, reason and message)."""
     event_payload = registry.event_payload
 
-    def slow(value: bytes | None) -> Applied:
+    def slow(value: bytes | None, partition: int = -1, offset: int = -1) -> Applied:
         env = decode_event(value)
-        return Applied(env, event_payload(env))
+        return Applied(env, event_payload(env), partition, offset)
 
     if fast is None:
-        return lambda record: slow(record.value)
+        return lambda record: slow(record.value, record.partition, record.offset)
     fast_decode = fast.decode
 
     def decode(record: LogRecord) -> Event:
@@ -438,7 +442,7 @@ def record_decoder(registry: TypeRegistry,
                 return fast_decode(value)
             except Fallback:
                 pass
-        return slow(value)
+        return slow(value, record.partition, record.offset)
 
     return decode
 

@@ -89,9 +89,10 @@ class AccountPublic(BaseModel):
     unrealized: Decimal | None
     margin_used: Decimal | None
     margin_free: Decimal | None
-    marked_at: datetime | None = Field(description="when equity was last marked to market")
+    marked_at: datetime | None = Field(default=None,
+                                       description="when equity was last marked to market")
     halted: bool = Field(description="a halted account may only reduce its positions")
-    halt_reason: str | None
+    halt_reason: str | None = None
 
 
 ASSESSMENT_COLUMNS = (

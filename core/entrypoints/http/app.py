@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from core.adapters.account_log import AccountLogReader, kafka_readers
 from core.adapters.api_key_store import PostgresApiKeyStore
 from core.adapters.stripe_gateway import StripeGateway
 from core.config import CoreSettings as Settings
@@ -40,6 +41,10 @@ def create_app(settings: Settings) -> FastAPI:
     cache = make_cache(settings)
     stripe_gateway = StripeGateway(settings)
     identity = Identity(settings, cache, pool)
+    account_history = AccountLogReader(
+        kafka_readers(settings), topic=settings.topic("account.events"),
+        registry=default_registry(),
+        readers=settings.time_travel_readers, max_records=settings.time_travel_max_records)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             identity.stop()
+            await account_history.stop()
             await bus.stop()
             await pool.close()
             await cache.aclose()
@@ -75,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.cache = cache
     app.state.stripe = stripe_gateway
     app.state.identity = identity
+    app.state.account_history = account_history
     install_conventions(app, cors_origins=settings.cors_origins,
                         max_body=settings.max_body_bytes, expose_headers=("Location",),
                         redis=cache, settings=settings, api_keys=PostgresApiKeyStore(pool))

@@ -16,6 +16,8 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.entrypoints.http.deps import LIST_READS
+from core.entrypoints.http.time_travel import AsOf, HistoryReaderDep, account_at
+from core.views.account_history import EXAMPLE_AS_OF, AccountAsOf
 from core.views.assessments import (
     EXAMPLE_ACCOUNT,
     EXAMPLE_ASSESSMENT,
@@ -46,6 +48,13 @@ AccountIdPath = Annotated[uuid.UUID, Path(examples=["b195265a-27c9-5e2b-b8bb-da9
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: PROBLEM_SCHEMA for s in (400, 401, 403, 422, 429, 503)}
 ONE_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 404: PROBLEM_SCHEMA}
+# Examples without nulls: the document drops them, and under `anyOf` a dropped required
+# field reads as a wrong example.
+AS_OF_ANSWER: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {
+    "examples": {"now": {"value": {**EXAMPLE_ACCOUNT, "status": "closed",
+                                   "closed_at": "2026-01-09T17:00:00Z",
+                                   "close_reason": "assessment-cancelled"}},
+                 "as_of": {"value": EXAMPLE_AS_OF}}}}}}
 Cursor = Annotated[str | None, Query(max_length=400, description="`next_cursor` of the "
                                      "previous page")]
 Limit = Annotated[int, Query(ge=1, le=200)]
@@ -147,12 +156,17 @@ async def list_all_accounts(principal: Reader, conn: ConnDep, cursor: Cursor = N
                        _next(more, last.opened_at, last.account_id))
 
 
-@accounts_router.get("/{account_id}", operation_id="getAccount", response_model=AccountPublic,
-                     summary="One virtual account", responses=ONE_ERRORS)
-async def get_one_account(account_id: AccountIdPath, principal: Reader,
-                          conn: ConnDep) -> AccountPublic:
+@accounts_router.get("/{account_id}", operation_id="getAccount",
+                     response_model=AccountPublic | AccountAsOf,
+                     summary="One virtual account; with `as_of`, as it was then",
+                     responses={**ONE_ERRORS, **AS_OF_ANSWER})
+async def get_one_account(account_id: AccountIdPath, principal: Reader, conn: ConnDep,
+                          history: HistoryReaderDep, as_of: AsOf = None
+                          ) -> AccountPublic | AccountAsOf:
     found = await get_account(conn, account_id)
     if found is None or not _visible(principal, found.user_id):
         raise Problem(404, "account-not-found", "Account not found",
                       f"no account {account_id} of yours")
+    if as_of is not None:  # time travel (core/entrypoints/http/time_travel.py)
+        return await account_at(conn, history, account_id, as_of)
     return found

@@ -89,7 +89,9 @@ def account(account_id: uuid.UUID, owner: str, status: str = "open") -> AccountP
     return AccountPublic(account_id=account_id, assessment_id=uuid.uuid4(),
                          user_id=uuid.UUID(owner), currency="USD", starting_balance=D(100_000),
                          balance=D(100_000), status=status,  # type: ignore[arg-type]
-                         opened_at=T0, closed_at=None, close_reason=None, version=1)
+                         opened_at=T0, closed_at=None, close_reason=None, version=1,
+                         equity=D(100_000), unrealized=D(0), margin_used=D(0),
+                         margin_free=D(100_000), halted=False)
 
 
 @dataclass
