@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -125,7 +126,8 @@ class InstrumentAggregate:
 
 
 def _resolve(state: Instrument, command: ResolveInstrument, ctx: DecideContext,
-             reject: Any) -> list[EventPayload]:
+             reject: Callable[[RejectionReason, str], list[EventPayload]]
+             ) -> list[EventPayload]:
     """A prediction market resolves once: the same outcome again is recognised (and changes
     nothing), another one is refused; any other asset class never resolves."""
     if state.spec is None:
