@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, time
+from datetime import time
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from schemas.envelope import CommandPayload, EventPayload
 from schemas.family import Family
@@ -169,7 +177,7 @@ class ResolveInstrument(CommandPayload):
 
     outcome: Literal[0, 1]
     source: ResolutionSource = "admin"
-    resolved_at: datetime | None = Field(
+    resolved_at: AwareDatetime | None = Field(
         default=None, description="when the market resolved (the venue's time); the time "
                                   "it is decided when not given")
 
@@ -207,7 +215,7 @@ class InstrumentResolved(EventPayload):
 
     outcome: Literal[0, 1]
     source: ResolutionSource
-    resolved_at: datetime
+    resolved_at: AwareDatetime
 
 
 RejectionReason = Literal[
