@@ -18,6 +18,7 @@ from market_data.domain.venues.common import (
     ParseError,
     ParseResult,
     Reject,
+    Resolution,
     TimeGuard,
 )
 from market_data.domain.venues.dedupe import Deduper
@@ -50,6 +51,7 @@ def trade(**overrides: Any) -> str:
 
 def ticks(result: ParseResult) -> list[Tick]:
     assert isinstance(result, list), result
+    assert all(isinstance(t, Tick) for t in result), result
     return result
 
 
@@ -205,7 +207,41 @@ def test_polymarket_keepalive_and_subscribe() -> None:
     assert feed.parse("PONG", NOW_NS) == []
     assert feed.heartbeat_message() == "PING"
     [message] = feed.subscribe_messages()
-    assert json.loads(message) == {"assets_ids": [PM_YES, PM_NO], "type": "market"}
+    assert json.loads(message) == {"assets_ids": [PM_YES, PM_NO], "type": "market",
+                                   "custom_feature_enabled": True}
+
+
+def resolved(winner: str, assets: list[str] | None = None, **extra: Any) -> str:
+    return pm({"event_type": "market_resolved", "id": "123",
+               "assets_ids": [PM_YES, PM_NO] if assets is None else assets,
+               "winning_asset_id": winner, "winning_outcome": "Yes", **extra})
+
+
+def test_polymarket_market_resolved_pays_the_winning_asset_1_and_the_other_0() -> None:
+    result = PolymarketFeed(ASSETS).parse(resolved(PM_NO), NOW_NS)
+    assert result == [
+        Resolution("PM-FEDCUT-JAN26-YES", 0, "polymarket", T_MS * 1_000_000),
+        Resolution("PM-FEDCUT-JAN26-NO", 1, "polymarket", T_MS * 1_000_000)]
+
+
+def test_polymarket_market_resolved_long_ago_still_counts() -> None:
+    old = resolved(PM_YES).replace(str(T_MS), str(T_MS - 86_400_000))
+    [yes, _] = PolymarketFeed(ASSETS).parse(old, NOW_NS)  # type: ignore[misc]
+    assert isinstance(yes, Resolution) and yes.outcome == 1
+
+
+def test_polymarket_new_market_is_ignored() -> None:
+    assert PolymarketFeed(ASSETS).parse(json.dumps({"event_type": "new_market"}), NOW_NS) == []
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (resolved("999"), "invalid-field"),
+    (resolved("777", assets=["777", "778"]), "unknown-symbol"),
+    (resolved(PM_YES, assets=[]), "invalid-field"),
+    (pm({"event_type": "market_resolved", "assets_ids": [PM_YES]}), "missing-field"),
+])
+def test_polymarket_bad_resolutions_are_rejected_with_a_reason(raw: str, expected: str) -> None:
+    assert reason(PolymarketFeed(ASSETS).parse(raw, NOW_NS)) == expected
 
 
 # Kalshi ----------------------------------------------------------------------------------
