@@ -51,6 +51,7 @@ REASON_STATUS = {
     "nothing-to-change": 409,
     "symbol-mismatch": 422,
     "instrument-not-resolvable": 409,
+    "instrument-already-resolved": 409,  # only while the read model lags: else the row, 200
     "resolution-conflict": 409,
     "instrument-resolved": 409,
 }
