@@ -46,6 +46,7 @@ from schemas.envelope import (
     EventPayload,
     derive_event_id,
 )
+from schemas.errors import DecodeError
 from schemas.instrument import InstrumentResolved, InstrumentStatus
 from schemas.market import MarketTicksPublished
 from schemas.registry import TypeRegistry
@@ -274,8 +275,11 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         """
         if not due:
             return {}
-        env = got if isinstance(got, EventEnvelope) else decode_event(record.value or b"")
-        payload = self.registry.event_payload(env)
+        try:
+            env = got if isinstance(got, EventEnvelope) else decode_event(record.value or b"")
+            payload = self.registry.event_payload(env)
+        except DecodeError:
+            return {}  # met again: dead-lettered when the view first met it
         if not isinstance(payload, InstrumentResolved):
             return {}
         symbol = env.aggregate_id

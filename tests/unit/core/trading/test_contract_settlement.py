@@ -12,7 +12,7 @@ import pytest
 
 from core.domain import trading
 from core.processors.account_engine import AccountEngine
-from kernel.log import OutRecord, TopicPartition
+from kernel.log import LogRecord, OutRecord, TopicPartition
 from kernel.memlog import MemoryLog
 from kernel.settings import Settings
 from schemas import default_registry
@@ -256,4 +256,17 @@ async def test_a_partition_behind_the_view_settles_on_a_resolution_the_view_alre
                if decode_event(e.value).type == "trading.contract-settled"]
     assert sorted(settled) == sorted([LONG, SHORT])
     assert _live(engine, LONG).balance == D("993.70")
+    await engine.stop()
+
+
+async def test_an_unreadable_instrument_record_met_again_settles_nothing_and_raises_nothing(
+) -> None:
+    log = _log()
+    engine = await _holding_rain(log)
+    folded = max(offset for tp, offset in engine.view._folded.items()
+                 if tp.topic == "instrument.events")
+    junk = LogRecord("instrument.events", 0, folded, b"RAIN", b"not json", (), 0)
+    engine.view._folded[junk.tp] = max(engine.view._folded.get(junk.tp, -1), folded)
+    due = [TopicPartition("account.commands", p) for p in sorted(engine.partitions)]
+    assert engine.step_broadcast(junk, due) == {}
     await engine.stop()
