@@ -412,3 +412,50 @@ def test_the_typed_trade_path_decides_exactly_as_the_careful_parser(
         careful = rejected.error
     assert feed.parse(raw, NOW_NS) == careful
     assert binance().parse(raw.encode(), NOW_NS) == careful
+
+
+def lifecycle(event_type: str, ticker: str = KALSHI_TICKER, **fields: Any) -> str:
+    return json.dumps({"type": "market_lifecycle_v2", "sid": 9, "msg": {
+        "market_ticker": ticker, "event_type": event_type, **fields}})
+
+
+def test_kalshi_lifecycle_subscribes_apart_and_only_when_asked() -> None:
+    assert len(KalshiFeed(MARKETS).subscribe_messages()) == 1
+    _, extra = (json.loads(m) for m in KalshiFeed(MARKETS, lifecycle=True).subscribe_messages())
+    assert extra["cmd"] == "subscribe" and extra["params"] == {"channels": ["market_lifecycle_v2"]}
+
+
+def test_kalshi_settlement_resolves_with_the_determined_result() -> None:
+    feed = KalshiFeed(MARKETS, lifecycle=True)
+    assert feed.parse(lifecycle("determined", result="no", determination_ts=1_767_225_600,
+                                settlement_value=0), NOW_NS) == []
+    settled = feed.parse(lifecycle("settled", settled_ts=1_767_225_700), NOW_NS)
+    assert settled == [Resolution("PM-KXFED-JAN26-H0", 0, "kalshi",
+                                  1_767_225_700 * 1_000_000_000)]
+    assert feed.parse(lifecycle("settled", settled_ts=1_767_225_700), NOW_NS) == settled
+
+
+def test_kalshi_an_amended_determination_replaces_the_first() -> None:
+    feed = KalshiFeed(MARKETS, lifecycle=True)
+    feed.parse(lifecycle("determined", result="no"), NOW_NS)
+    feed.parse(lifecycle("disputed"), NOW_NS)
+    feed.parse(lifecycle("amended", result="yes"), NOW_NS)
+    [resolution] = feed.parse(lifecycle("settled", settled_ts=1_767_225_700), NOW_NS)
+    assert isinstance(resolution, Resolution) and resolution.outcome == 1
+
+
+@pytest.mark.parametrize("frames", [
+    [lifecycle("settled", settled_ts=1_767_225_700)],  # determined before we listened
+    [lifecycle("determined", result="void"), lifecycle("settled", settled_ts=1)],
+    [lifecycle("determined", result="yes"), lifecycle("closed")],
+    [lifecycle("settled", ticker="KXOTHER-1", result="yes", settled_ts=1)],  # not ours
+    [json.dumps({"type": "event_lifecycle", "sid": 9, "msg": {"event_ticker": "KXFED"}})],
+])
+def test_kalshi_lifecycle_frames_that_settle_nothing_give_nothing(frames: list[str]) -> None:
+    feed = KalshiFeed(MARKETS, lifecycle=True)
+    assert [feed.parse(f, NOW_NS) for f in frames][-1] == []
+
+
+def test_kalshi_settlement_without_its_time_is_refused() -> None:
+    feed = KalshiFeed(MARKETS, lifecycle=True)
+    assert reason(feed.parse(lifecycle("settled", result="yes"), NOW_NS)) == "missing-field"
