@@ -59,7 +59,7 @@ def kalshi(settings: Settings) -> VenueIngestService:
                               "PROPSTREAM_KALSHI_PRIVATE_KEY_FILE")
     signer = KalshiSigner(settings.kalshi_key_id, settings.kalshi_private_key_file.read_bytes(),
                           url=settings.kalshi_url)
-    service = VenueIngestService(settings, KalshiFeed(settings.kalshi_markets),
+    service = VenueIngestService(settings, KalshiFeed(settings.kalshi_markets, lifecycle=True),
                                  ClientConfig(url=settings.kalshi_url))
     service.headers = signer.headers
     return service

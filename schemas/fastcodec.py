@@ -87,6 +87,14 @@ Size = Annotated[float, Meta(ge=0, le=MAX_FLOAT)]
 DECIMAL_RE = r"^(?![0.]*\Z)(0|[1-9][0-9]{0,15})(\.[0-9]{1,12})?\Z"
 PositiveDecimalStr = Annotated[str, Meta(pattern=DECIMAL_RE)]
 LocalTimeStr = Annotated[str, Meta(pattern=_until_end(LOCAL_TIME_RE))]
+# Trading costs as `encode` writes them, narrower than the models' bounds (anything else, an
+# exponent form included, takes the pydantic path): per unit below 1,000,000, a rate from 0
+# to 0.1, 12 places at most.
+COMMISSION_PER_UNIT_RE = r"^(0|[1-9][0-9]{0,5})(\.[0-9]{1,12})?\Z"
+COMMISSION_RATE_RE = r"^(0|0\.0[0-9]{0,11}|0\.10{0,11})\Z"
+CommissionPerUnitStr = Annotated[str, Meta(pattern=COMMISSION_PER_UNIT_RE)]
+CommissionRateStr = Annotated[str, Meta(pattern=COMMISSION_RATE_RE)]
+SlippageTicks = Annotated[int, Meta(ge=0, le=1_000)]
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3,5}\Z")]
 
 
@@ -179,6 +187,9 @@ class InstrumentSpecS(_Strict, kw_only=True):
     quote_currency: Currency
     trading_hours: TradingHoursS | UnsetType = UNSET
     description: Annotated[str, Meta(max_length=200)] = ""
+    commission_per_unit: CommissionPerUnitStr = "0"
+    commission_rate: CommissionRateStr = "0"
+    slippage_ticks: SlippageTicks = 0
 
 
 class InstrumentChangesS(_Strict, kw_only=True):
@@ -188,6 +199,9 @@ class InstrumentChangesS(_Strict, kw_only=True):
     quote_currency: Currency | UnsetType | None = UNSET
     trading_hours: TradingHoursS | UnsetType | None = UNSET
     description: Annotated[str, Meta(max_length=200)] | UnsetType | None = UNSET
+    commission_per_unit: CommissionPerUnitStr | UnsetType | None = UNSET
+    commission_rate: CommissionRateStr | UnsetType | None = UNSET
+    slippage_ticks: SlippageTicks | UnsetType | None = UNSET
 
     def __post_init__(self) -> None:
         # The model's `_not_empty`: at least one attribute given and not null.
@@ -213,6 +227,15 @@ class InstrumentResumedS(_Strict, kw_only=True):
     pass
 
 
+class InstrumentResolvedS(_Strict, kw_only=True):
+    outcome: Literal[0, 1]
+    source: ins.ResolutionSource
+    resolved_at: Timestamp
+
+    def __post_init__(self) -> None:
+        _timestamp(self.resolved_at)  # a date that does not exist: Fallback (ValueError)
+
+
 class InstrumentCommandRejectedS(_Strict, kw_only=True):
     command_id: uuid.UUID
     command_type: str
@@ -231,6 +254,7 @@ FOLD_MIRRORS: dict[type[BaseModel], type[Struct]] = {
     ins.InstrumentHalted: InstrumentHaltedS,
     ins.InstrumentResumed: InstrumentResumedS,
     ins.InstrumentCommandRejected: InstrumentCommandRejectedS,
+    ins.InstrumentResolved: InstrumentResolvedS,
 }
 
 

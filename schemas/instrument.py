@@ -8,7 +8,15 @@ from datetime import time
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from schemas.envelope import CommandPayload, EventPayload
 from schemas.family import Family
@@ -16,7 +24,9 @@ from schemas.family import Family
 SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9._:/-]{0,39}$")
 
 AssetClass = Literal["crypto", "fx", "index", "equity", "commodity", "prediction"]
-InstrumentStatus = Literal["active", "halted"]
+InstrumentStatus = Literal["active", "halted", "resolved"]
+# Who said how a prediction market ended: an admin, or the venue the contract is quoted on.
+ResolutionSource = Literal["admin", "polymarket", "kalshi"]
 
 
 def _check_symbol(value: str) -> str:
@@ -38,6 +48,13 @@ Symbol = Annotated[
 PositiveDecimal = Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=12)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3,5}$")]
 Venue = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+# Per-instrument trading costs. Bounded so that a typo cannot take an account's balance in one
+# fill: at most 1,000,000 per unit, 10 % of the notional, 1,000 ticks of slippage.
+CommissionPerUnit = Annotated[Decimal, Field(ge=0, le=1_000_000, max_digits=28,
+                                             decimal_places=12)]
+CommissionRate = Annotated[Decimal, Field(ge=0, le=Decimal("0.1"), max_digits=28,
+                                          decimal_places=12)]
+SlippageTicks = Annotated[int, Field(ge=0, le=1_000)]
 
 
 LOCAL_TIME_RE = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$"
@@ -95,6 +112,13 @@ class InstrumentSpec(BaseModel):
     quote_currency: Currency
     trading_hours: TradingHours = TradingHours()
     description: str = Field(default="", max_length=200)
+    commission_per_unit: CommissionPerUnit = Field(
+        default=Decimal(0), description="commission per unit filled, in the quote currency")
+    commission_rate: CommissionRate = Field(
+        default=Decimal(0), description="commission as a fraction of a fill's notional "
+                                        "(0.001 = 0.1 %), added to the per-unit one")
+    slippage_ticks: SlippageTicks = Field(
+        default=0, description="ticks a taker fill is worse than the touch")
 
 
 class InstrumentChanges(BaseModel):
@@ -108,6 +132,9 @@ class InstrumentChanges(BaseModel):
     quote_currency: Currency | None = None
     trading_hours: TradingHours | None = None
     description: str | None = Field(default=None, max_length=200)
+    commission_per_unit: CommissionPerUnit | None = None
+    commission_rate: CommissionRate | None = None
+    slippage_ticks: SlippageTicks | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> InstrumentChanges:
@@ -143,6 +170,18 @@ class ResumeInstrument(CommandPayload):
     TYPE = "instrument.resume"
 
 
+class ResolveInstrument(CommandPayload):
+    """A prediction market ended: its contracts settle at `outcome` (1: yes, 0: no)."""
+
+    TYPE = "instrument.resolve"
+
+    outcome: Literal[0, 1]
+    source: ResolutionSource = "admin"
+    resolved_at: AwareDatetime | None = Field(
+        default=None, description="when the market resolved (the venue's time); the time "
+                                  "it is decided when not given")
+
+
 # Events ---------------------------------------------------------------------------------------
 
 
@@ -168,6 +207,17 @@ class InstrumentResumed(EventPayload):
     TYPE = "instrument.resumed"
 
 
+class InstrumentResolved(EventPayload):
+    """A prediction instrument resolved, once and for ever: no orders from now on, and every
+    account holding it settles at `outcome` per unit."""
+
+    TYPE = "instrument.resolved"
+
+    outcome: Literal[0, 1]
+    source: ResolutionSource
+    resolved_at: AwareDatetime
+
+
 RejectionReason = Literal[
     "instrument-already-registered",
     "instrument-not-registered",
@@ -175,6 +225,10 @@ RejectionReason = Literal[
     "instrument-not-halted",
     "symbol-mismatch",
     "nothing-to-change",
+    "instrument-not-resolvable",
+    "instrument-already-resolved",
+    "resolution-conflict",
+    "instrument-resolved",
 ]
 
 
@@ -189,13 +243,15 @@ class InstrumentCommandRejected(EventPayload):
     detail: str = ""
 
 
-COMMANDS = (RegisterInstrument, UpdateInstrument, HaltInstrument, ResumeInstrument)
+COMMANDS = (RegisterInstrument, UpdateInstrument, HaltInstrument, ResumeInstrument,
+            ResolveInstrument)
 EVENTS = (
     InstrumentRegistered,
     InstrumentUpdated,
     InstrumentHalted,
     InstrumentResumed,
     InstrumentCommandRejected,
+    InstrumentResolved,
 )
 
 FAMILY = Family(

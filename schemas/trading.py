@@ -199,6 +199,7 @@ OrderRejection = Literal[
     "duplicate-client-order-id",
     "instrument-unknown",
     "instrument-halted",
+    "instrument-resolved",
     "instrument-not-allowed",
     "market-closed",
     "off-tick",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -19,6 +19,7 @@ from schemas.instrument import (
     InstrumentCommandRejected,
     InstrumentHalted,
     InstrumentRegistered,
+    InstrumentResolved,
     InstrumentResumed,
     InstrumentUpdated,
     TradingHours,
@@ -27,7 +28,8 @@ from schemas.instrument import (
 COLUMNS = (
     "symbol", "venue", "asset_class", "tick_size", "lot_size", "quote_currency",
     "trading_hours", "description", "status", "halt_reason", "version", "registered_at",
-    "updated_at",
+    "updated_at", "commission_per_unit", "commission_rate", "slippage_ticks", "outcome",
+    "resolution_source", "resolved_at",
 )
 
 DDL = """
@@ -44,8 +46,25 @@ CREATE TABLE IF NOT EXISTS instruments (
     halt_reason TEXT,
     version BIGINT NOT NULL,
     registered_at TIMESTAMPTZ NOT NULL,
-    updated_at TIMESTAMPTZ NOT NULL
+    updated_at TIMESTAMPTZ NOT NULL,
+    commission_per_unit NUMERIC NOT NULL DEFAULT 0,
+    commission_rate NUMERIC NOT NULL DEFAULT 0,
+    slippage_ticks INTEGER NOT NULL DEFAULT 0,
+    outcome SMALLINT,
+    resolution_source TEXT,
+    resolved_at TIMESTAMPTZ
 )
+"""
+# A table made before the costs and resolutions (issue 11) gains their columns; its rows keep
+# the defaults until a rebuild (`propstream replay instruments`) folds the events again.
+ADD_COLUMNS = """
+ALTER TABLE instruments
+    ADD COLUMN IF NOT EXISTS commission_per_unit NUMERIC NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS commission_rate NUMERIC NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS slippage_ticks INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS outcome SMALLINT,
+    ADD COLUMN IF NOT EXISTS resolution_source TEXT,
+    ADD COLUMN IF NOT EXISTS resolved_at TIMESTAMPTZ
 """
 
 
@@ -65,6 +84,12 @@ class Row(NamedTuple):
     version: int
     registered_at: datetime
     updated_at: datetime
+    commission_per_unit: Decimal = Decimal(0)
+    commission_rate: Decimal = Decimal(0)
+    slippage_ticks: int = 0
+    outcome: int | None = None
+    resolution_source: str | None = None
+    resolved_at: datetime | None = None
 
 
 def _hours(value: Any) -> str:
@@ -83,7 +108,8 @@ def fold(row: Row | None, applied: Applied) -> Row | None:
                 return row._replace(version=env.sequence)
             return Row(spec.symbol, spec.venue, spec.asset_class, spec.tick_size, spec.lot_size,
                        spec.quote_currency, _hours(spec.trading_hours), spec.description,
-                       "active", None, env.sequence, at, at)
+                       "active", None, env.sequence, at, at, spec.commission_per_unit,
+                       spec.commission_rate, spec.slippage_ticks)
         case InstrumentUpdated(changes=changes) if row is not None:
             update: dict[str, Any] = {}
             for name in changes.model_fields_set:
@@ -98,6 +124,12 @@ def fold(row: Row | None, applied: Applied) -> Row | None:
         case InstrumentResumed() if row is not None:
             return row._replace(status="active", halt_reason=None, version=env.sequence,
                            updated_at=at)
+        case InstrumentResolved() if row is not None:
+            return row._replace(status="resolved", outcome=event.outcome,
+                                resolution_source=event.source,
+                                resolved_at=event.resolved_at.astimezone(UTC),
+                                version=env.sequence,
+                                updated_at=at)
         case InstrumentCommandRejected():
             return row if row is None else row._replace(version=env.sequence)
     return row
@@ -112,10 +144,12 @@ _UPDATED = FAST.kinds[InstrumentUpdated]
 _HALTED = FAST.kinds[InstrumentHalted]
 _RESUMED = FAST.kinds[InstrumentResumed]
 _REJECTED = FAST.kinds[InstrumentCommandRejected]
+_RESOLVED = FAST.kinds[InstrumentResolved]
 _DEFAULT_HOURS = _hours(TradingHours())
 # Column positions in a row under construction (a list).
 _VENUE, _TICK, _LOT, _CURRENCY, _HOURS, _DESCRIPTION = 1, 3, 4, 5, 6, 7
 _STATUS, _HALT_REASON, _VERSION, _REGISTERED_AT, _UPDATED_AT = 8, 9, 10, 11, 12
+_PER_UNIT, _RATE, _SLIPPAGE, _OUTCOME, _SOURCE, _RESOLVED_AT = 13, 14, 15, 16, 17, 18
 
 
 def _fast_hours(hours: TradingHoursS) -> str:
@@ -166,7 +200,8 @@ def fold_batch(rows: Mapping[str, Row | None], events: Sequence[Event]) -> dict[
                     spec.symbol, spec.venue, spec.asset_class, Decimal(spec.tick_size),
                     Decimal(spec.lot_size), spec.quote_currency,
                     _DEFAULT_HOURS if hours is UNSET else _fast_hours(hours), spec.description,
-                    "active", None, seq, at, at]
+                    "active", None, seq, at, at, Decimal(spec.commission_per_unit),
+                    Decimal(spec.commission_rate), spec.slippage_ticks, None, None, None]
                 continue
         elif cur is None:
             continue  # nothing to change before registration (a rejection included)
@@ -190,6 +225,17 @@ def fold_batch(rows: Mapping[str, Row | None], events: Sequence[Event]) -> dict[
                 cur[_HOURS] = _fast_hours(c.trading_hours)
             if c.description is not UNSET and c.description is not None:
                 cur[_DESCRIPTION] = c.description
+            if c.commission_per_unit is not UNSET and c.commission_per_unit is not None:
+                cur[_PER_UNIT] = Decimal(c.commission_per_unit)
+            if c.commission_rate is not UNSET and c.commission_rate is not None:
+                cur[_RATE] = Decimal(c.commission_rate)
+            if c.slippage_ticks is not UNSET and c.slippage_ticks is not None:
+                cur[_SLIPPAGE] = c.slippage_ticks
+            cur[_UPDATED_AT] = fast.occurred_at
+        elif kind is _RESOLVED:
+            cur[_STATUS], cur[_OUTCOME], cur[_SOURCE] = "resolved", payload.outcome, \
+                payload.source
+            cur[_RESOLVED_AT] = utc_timestamp(payload.resolved_at)  # rare: parsed at once
             cur[_UPDATED_AT] = fast.occurred_at
         cur[_VERSION] = seq  # a registration of a known key or a rejection: version only
         state[key] = cur
@@ -222,7 +268,7 @@ class InstrumentsProjection:
         self.cache: RowCache[Row] = RowCache(TABLE)
 
     def ddl(self) -> Sequence[str]:
-        return (DDL,)
+        return (DDL, ADD_COLUMNS)
 
     async def apply(self, conn: psycopg.AsyncConnection, events: Sequence[Event]) -> None:
         await TABLE.fold_batch(conn, events, key=_key, fold=fold_batch, cache=self.cache)

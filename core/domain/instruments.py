@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Literal
 
 from kernel.aggregate import DecideContext
@@ -13,11 +15,14 @@ from schemas.instrument import (
     InstrumentCommandRejected,
     InstrumentHalted,
     InstrumentRegistered,
+    InstrumentResolved,
     InstrumentResumed,
     InstrumentSpec,
     InstrumentUpdated,
     RegisterInstrument,
     RejectionReason,
+    ResolutionSource,
+    ResolveInstrument,
     ResumeInstrument,
     UpdateInstrument,
 )
@@ -27,8 +32,11 @@ from schemas.instrument import (
 class Instrument:
     symbol: str
     spec: InstrumentSpec | None = None
-    status: Literal["unregistered", "active", "halted"] = "unregistered"
+    status: Literal["unregistered", "active", "halted", "resolved"] = "unregistered"
     halt_reason: str | None = None
+    outcome: Literal[0, 1] | None = None  # a resolved prediction market's, for ever
+    resolution_source: ResolutionSource | None = None
+    resolved_at: datetime | None = None
 
 
 class InstrumentAggregate:
@@ -65,15 +73,21 @@ class InstrumentAggregate:
             case HaltInstrument(reason=reason):
                 if state.spec is None:
                     return reject("instrument-not-registered", f"{state.symbol} is not registered")
+                if state.status == "resolved":
+                    return reject("instrument-resolved", f"{state.symbol} has resolved")
                 if state.status == "halted":
                     return reject("instrument-already-halted", f"{state.symbol} is halted")
                 return [InstrumentHalted(reason=reason)]
             case ResumeInstrument():
                 if state.spec is None:
                     return reject("instrument-not-registered", f"{state.symbol} is not registered")
+                if state.status == "resolved":
+                    return reject("instrument-resolved", f"{state.symbol} has resolved")
                 if state.status != "halted":
                     return reject("instrument-not-halted", f"{state.symbol} is not halted")
                 return [InstrumentResumed()]
+            case ResolveInstrument():
+                return _resolve(state, command, ctx, reject)
         raise TypeError(f"the instrument aggregate does not handle {command.TYPE}")
 
     def evolve(self, state: Instrument, event: EventPayload) -> Instrument:
@@ -87,6 +101,9 @@ class InstrumentAggregate:
                 return replace(state, status="halted", halt_reason=reason)
             case InstrumentResumed():
                 return replace(state, status="active", halt_reason=None)
+            case InstrumentResolved():
+                return replace(state, status="resolved", outcome=event.outcome,
+                               resolution_source=event.source, resolved_at=event.resolved_at)
             case InstrumentCommandRejected():
                 return state
         raise TypeError(f"the instrument aggregate does not know {event.TYPE}")
@@ -94,12 +111,39 @@ class InstrumentAggregate:
 
     def dump(self, state: Instrument) -> dict[str, Any]:
         return {"symbol": state.symbol, "status": state.status, "halt_reason": state.halt_reason,
-                "spec": None if state.spec is None else state.spec.model_dump(mode="json")}
+                "spec": None if state.spec is None else state.spec.model_dump(mode="json"),
+                "outcome": state.outcome, "resolution_source": state.resolution_source,
+                "resolved_at": None if state.resolved_at is None
+                else state.resolved_at.isoformat()}
 
     def load(self, data: dict[str, Any]) -> Instrument:
         spec = None if data["spec"] is None else InstrumentSpec.model_validate(data["spec"])
+        at = data.get("resolved_at")  # absent from snapshots written before resolutions
         return Instrument(symbol=data["symbol"], spec=spec, status=data["status"],
-                          halt_reason=data["halt_reason"])
+                          halt_reason=data["halt_reason"], outcome=data.get("outcome"),
+                          resolution_source=data.get("resolution_source"),
+                          resolved_at=None if at is None else datetime.fromisoformat(at))
+
+
+def _resolve(state: Instrument, command: ResolveInstrument, ctx: DecideContext,
+             reject: Callable[[RejectionReason, str], list[EventPayload]]
+             ) -> list[EventPayload]:
+    """A prediction market resolves once: the same outcome again is recognised (and changes
+    nothing), another one is refused; any other asset class never resolves."""
+    if state.spec is None:
+        return reject("instrument-not-registered", f"{state.symbol} is not registered")
+    if state.spec.asset_class != "prediction":
+        return reject("instrument-not-resolvable",
+                      f"{state.symbol} is {state.spec.asset_class}: only prediction "
+                      "instruments resolve")
+    if state.status == "resolved":
+        if command.outcome == state.outcome:
+            return reject("instrument-already-resolved",
+                          f"{state.symbol} already resolved at {state.outcome}")
+        return reject("resolution-conflict",
+                      f"{state.symbol} resolved at {state.outcome}, not {command.outcome}")
+    return [InstrumentResolved(outcome=command.outcome, source=command.source,
+                               resolved_at=command.resolved_at or ctx.now)]
 
 
 def apply_changes(spec: InstrumentSpec, changes: InstrumentChanges) -> InstrumentSpec:

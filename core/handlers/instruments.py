@@ -1,4 +1,4 @@
-"""Instrument commands: register, update, halt, resume."""
+"""Instrument commands: register, update, halt, resume, resolve."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from schemas.instrument import (
     HaltInstrument,
     InstrumentSpec,
     RegisterInstrument,
+    ResolveInstrument,
     ResumeInstrument,
     UpdateInstrument,
 )
@@ -26,7 +27,7 @@ from schemas.registry import TypeRegistry
 
 COMMANDS_TOPIC = "instrument.commands"
 AGGREGATE = InstrumentAggregate()
-Change = UpdateInstrument | HaltInstrument | ResumeInstrument
+Change = UpdateInstrument | HaltInstrument | ResumeInstrument | ResolveInstrument
 ReadRow = Callable[[], Awaitable[InstrumentPublic | None]]
 
 
@@ -43,7 +44,7 @@ async def register(bus: CommandSender, registry: TypeRegistry,
 
 async def change(bus: CommandSender, registry: TypeRegistry, command: Command[Change], *,
                  read: ReadRow) -> Outcome[Instrument]:
-    """Update, halt or resume: the state before is the read model's row (`read`)."""
+    """Update, halt, resume or resolve: the state before is the read model's row (`read`)."""
 
     async def known() -> Known[Instrument] | None:
         row = await read()
@@ -57,9 +58,13 @@ def known_from(row: InstrumentPublic) -> Known[Instrument]:
     spec = InstrumentSpec(symbol=row.symbol, venue=row.venue, asset_class=row.asset_class,
                           tick_size=row.tick_size, lot_size=row.lot_size,
                           quote_currency=row.quote_currency, trading_hours=row.trading_hours,
-                          description=row.description)
+                          description=row.description,
+                          commission_per_unit=row.commission_per_unit,
+                          commission_rate=row.commission_rate,
+                          slippage_ticks=row.slippage_ticks)
     state = Instrument(symbol=row.symbol, spec=spec, status=row.status,
-                       halt_reason=row.halt_reason)
+                       halt_reason=row.halt_reason, outcome=row.outcome,
+                       resolution_source=row.resolution_source, resolved_at=row.resolved_at)
     return Known(state=state, version=row.version, created_at=row.registered_at,
                  updated_at=row.updated_at)
 
@@ -74,4 +79,7 @@ def public(known: Known[Instrument]) -> InstrumentPublic:
         tick_size=spec.tick_size, lot_size=spec.lot_size, quote_currency=spec.quote_currency,
         trading_hours=spec.trading_hours, description=spec.description, status=state.status,
         halt_reason=state.halt_reason, version=known.version, registered_at=known.created_at,
-        updated_at=known.updated_at)
+        updated_at=known.updated_at, commission_per_unit=spec.commission_per_unit,
+        commission_rate=spec.commission_rate, slippage_ticks=spec.slippage_ticks,
+        outcome=state.outcome, resolution_source=state.resolution_source,
+        resolved_at=state.resolved_at)

@@ -25,7 +25,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from core.domain import trading
@@ -41,6 +42,7 @@ from kernel.log import Log, LogRecord, TopicPartition
 from kernel.runner import Emit
 from kernel.settings import Settings
 from schemas.account import AccountCommandRejected, CloseAccount, OpenAccount
+from schemas.codec import decode_event
 from schemas.envelope import (
     CommandEnvelope,
     CommandPayload,
@@ -48,7 +50,8 @@ from schemas.envelope import (
     EventPayload,
     derive_event_id,
 )
-from schemas.instrument import InstrumentStatus
+from schemas.errors import DecodeError
+from schemas.instrument import InstrumentResolved, InstrumentStatus
 from schemas.market import MarketTicksPublished
 from schemas.registry import TypeRegistry
 from schemas.trading import (
@@ -61,7 +64,10 @@ from schemas.trading import (
 )
 
 TICK_CAUSE = uuid.UUID("5b0c7a1e-3d2f-4e8a-9c61-2f7d9e4b8a03")  # fixed forever: tick event ids
+# Fixed forever: the ids of the events a contract's resolution gives an account.
+RESOLUTION_CAUSE = uuid.UUID("9e2d4c61-7a3b-4f18-b5c2-6d0e8a1f3b97")
 DEFAULT_TERMS = trading.Terms()
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,9 +174,13 @@ class AccountEngine(DeciderRunner[TradingAccount]):
             instrument = self.view.instrument(symbol)
             if instrument is None or instrument.spec is None:
                 return None
-            status: InstrumentStatus = "halted" if instrument.status == "halted" else "active"
+            status: InstrumentStatus = (instrument.status if instrument.status
+                                        in ("halted", "resolved") else "active")
+            spec = instrument.spec
             known = self._markets[symbol] = trading.market_from_spec(
-                instrument.spec, status=status, max_quote_age_ns=self.max_quote_age_ns)
+                spec, status=status, max_quote_age_ns=self.max_quote_age_ns,
+                commission_per_unit=spec.commission_per_unit,
+                commission_rate=spec.commission_rate, slippage_ticks=spec.slippage_ticks)
         return known
 
     def quote(self, symbol: str) -> Quote | None:
@@ -199,7 +209,8 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         if isinstance(got, EventEnvelope):  # an instrument changed: rebuild its market
             self._markets.pop(got.aggregate_id, None)
             self._quotes.pop(got.aggregate_id, None)
-            return {}
+        if record.topic == self.view.instruments_topic:
+            return self.settle_resolved(record, got, due)
         if got is None or not due:
             return {}
         assert isinstance(got, MarketTicksPublished)
@@ -256,6 +267,57 @@ class AccountEngine(DeciderRunner[TradingAccount]):
                                       correlation_id=cause, causation_id=None, actor=None)
                 emits += more
         return emits
+
+    # -- contract resolution -----------------------------------------------------------------
+
+    def settle_resolved(self, record: LogRecord, got: object,
+                        due: Collection[TopicPartition]
+                        ) -> Mapping[TopicPartition, Sequence[Emit]]:
+        """On `instrument.resolved`, settle the contract in every account of the due
+        partitions that holds orders or a position in it: its orders are cancelled and its
+        position closes at the outcome (`trading.settle`).
+
+        A partition taken over behind the others meets the record again after the view has
+        folded it (`absorb` gives nothing then), so the record is decoded here once more.
+        Event ids derive from the account and the record's place on the log, and the clock
+        is the resolution's time: meeting the same record against the same state gives the
+        same events, and a record met again after its settlement finds nothing to settle.
+        """
+        if not due:
+            return {}
+        try:
+            env = got if isinstance(got, EventEnvelope) else decode_event(record.value or b"")
+            payload = self.registry.event_payload(env)
+        except DecodeError:
+            return {}  # met again: dead-lettered when the view first met it
+        if not isinstance(payload, InstrumentResolved):
+            return {}
+        symbol = env.aggregate_id
+        market = self.market(symbol)
+        if market is None:
+            return {}
+        command = SettleContract(instrument=symbol, outcome=payload.outcome)
+        now_ns = (payload.resolved_at - EPOCH) // timedelta(microseconds=1) * 1_000
+        where = f"{record.topic}/{record.partition}/{record.offset}"
+        out: dict[TopicPartition, list[Emit]] = {}
+        for tp in due:
+            pstate = self.partitions.get(tp.partition)
+            watching = self.watching.get(tp.partition, {}).get(symbol)
+            if pstate is None or not watching:
+                continue
+            for account_id in sorted(watching.accounts()):  # a fixed order: the same on replay
+                state = self.current(pstate, account_id).value
+                payloads = trading.settle(state, command, market=market, now_ns=now_ns)
+                if not payloads:
+                    continue
+                cause = uuid.uuid5(RESOLUTION_CAUSE, f"{account_id}@{where}")
+                _, emits = self.append(
+                    pstate, tp.partition, account_id, payloads,
+                    occurred_at=payload.resolved_at,
+                    event_id=partial(derive_event_id, cause),
+                    correlation_id=env.correlation_id, causation_id=None, actor=None)
+                out.setdefault(tp, []).extend(emits)
+        return out
 
     # -- which accounts watch which instrument -------------------------------------------------
 

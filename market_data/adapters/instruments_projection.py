@@ -18,6 +18,7 @@ from kernel.projection_small import RowChanges
 from schemas.instrument import (
     InstrumentHalted,
     InstrumentRegistered,
+    InstrumentResolved,
     InstrumentResumed,
     InstrumentUpdated,
 )
@@ -84,6 +85,8 @@ def fold(row: Row | None, applied: Applied) -> Row | None:
             return row._replace(status="halted", version=env.sequence)
         case InstrumentResumed() if row is not None:
             return row._replace(status="active", version=env.sequence)
+        case InstrumentResolved() if row is not None:
+            return row._replace(status="resolved", version=env.sequence)
     return row if row is None else row._replace(version=env.sequence)
 
 

@@ -28,7 +28,12 @@ from schemas import default_registry
 from schemas.codec import decode_command, decode_event, encode
 from schemas.envelope import EventPayload, make_event
 from schemas.errors import DecodeError
-from schemas.instrument import InstrumentHalted, InstrumentRegistered, InstrumentResumed
+from schemas.instrument import (
+    InstrumentHalted,
+    InstrumentRegistered,
+    InstrumentResolved,
+    InstrumentResumed,
+)
 from schemas.market import (
     InjectNews,
     MarketNewsPublished,
@@ -102,8 +107,8 @@ class SimulatorService:
                     continue  # the instrument projection dead-letters these
                 if isinstance(payload, InstrumentRegistered):
                     self.specs[payload.spec.symbol] = payload
-                elif isinstance(payload, InstrumentHalted):
-                    self.halted.add(_aggregate(msg))
+                elif isinstance(payload, (InstrumentHalted, InstrumentResolved)):
+                    self.halted.add(_aggregate(msg))  # a resolved market never ticks again
                 elif isinstance(payload, InstrumentResumed):
                     self.halted.discard(_aggregate(msg))
         return self.ticking() != before

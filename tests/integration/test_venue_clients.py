@@ -15,6 +15,7 @@ from market_data.adapters.venues.backoff import Backoff
 from market_data.adapters.venues.client import ClientConfig, VenueClient
 from market_data.domain.ticks import Tick
 from market_data.domain.venues.binance import BinanceFeed
+from market_data.domain.venues.common import Resolution
 from market_data.domain.venues.dedupe import Deduper
 from market_data.domain.venues.feed import VenueFeed
 from market_data.domain.venues.kalshi import KalshiFeed
@@ -221,5 +222,26 @@ async def test_polymarket_client_keeps_alive_and_delivers_the_tape() -> None:
         await run_until(venue, lambda: set(sink.trade_ids()) == expected
                         and server.finished.is_set() and "PING" in server.received)
     assert sorted(sink.trade_ids()) == sorted(expected)
-    assert json.loads(server.subscribes[0]) == {"assets_ids": [PM_YES, PM_NO], "type": "market"}
+    assert json.loads(server.subscribes[0]) == {"assets_ids": [PM_YES, PM_NO], "type": "market",
+                                                "custom_feature_enabled": True}
     assert sink.dead == []
+
+
+async def test_polymarket_client_hands_a_market_resolution_to_its_callback() -> None:
+    assets = {PM_YES: "PM-FEDCUT-JAN26-YES", PM_NO: "PM-FEDCUT-JAN26-NO"}
+    frame = json.dumps({"event_type": "market_resolved", "id": "1", "market": "0xabc",
+                        "assets_ids": [PM_YES, PM_NO], "winning_asset_id": PM_YES,
+                        "winning_outcome": "Yes", "timestamp": str(NOW_NS // 1_000_000)})
+    got: list[Resolution] = []
+
+    async def on_resolutions(resolutions: list[Resolution]) -> None:
+        got.extend(resolutions)
+
+    sink = Sink()
+    async with ReplayServer([[frame]], interval_s=0.02) as server:
+        venue = client(PolymarketFeed(assets), sink, config(server.url),
+                       on_resolutions=on_resolutions)
+        await run_until(venue, lambda: len(got) == 2)
+    assert {(r.instrument, r.outcome) for r in got} == {("PM-FEDCUT-JAN26-YES", 1),
+                                                        ("PM-FEDCUT-JAN26-NO", 0)}
+    assert sink.ticks == [] and sink.dead == [] and venue.stats.resolutions == 2

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -14,9 +17,13 @@ from market_data.adapters.venues.backoff import Backoff
 from market_data.adapters.venues.client import ClientConfig
 from market_data.domain.venues.binance import BinanceFeed
 from market_data.domain.venues.common import TimeGuard
+from market_data.domain.venues.polymarket import PolymarketFeed
 from market_data.services.venues import VenueIngestService
-from tests.data.venues.make_tapes import NOW_NS
-from tests.integration.helpers import read_topic, wait_until
+from schemas.codec import decode_command
+from schemas.envelope import make_command
+from schemas.instrument import RegisterInstrument
+from tests.data.venues.make_tapes import NOW_NS, PM_NO, PM_YES
+from tests.integration.helpers import command_record, produce, read_topic, spec, wait_until
 from tests.integration.test_venue_clients import BINANCE_TAPE
 from tests.support.replay_server import Faults, ReplayServer
 
@@ -63,3 +70,51 @@ async def test_replayed_binance_frames_reach_market_ticks_and_garbage_the_raw_dl
     rows = [row for env in await read_topic(settings, "market.ticks")
             for row in env.payload["ticks"] if row.get("trade_id")]
     assert len(rows) == len(expected)  # each trade once, the tape's resends dropped
+
+
+async def test_a_polymarket_resolution_resolves_the_instrument_once(
+    settings: Settings, spawn: type,
+) -> None:
+    """Market data's resolution reaches core's instrument decider: one `instrument.resolved`
+    with the venue as its source, though the venue sent it twice."""
+    symbols = {PM_YES: "PM-FEDCUT-JAN26-YES", PM_NO: "PM-FEDCUT-JAN26-NO"}
+    for symbol in symbols.values():
+        register = make_command(RegisterInstrument(spec=spec(
+            symbol, asset_class="prediction", venue="polymarket", lot_size="1")),
+            aggregate_id=symbol, command_id=uuid.uuid4(), issued_at=datetime.now(UTC))
+        await produce(settings, "instrument.commands", [command_record(register)])
+    spawn("decider", "instrument").start()
+    frame = json.dumps({"event_type": "market_resolved", "id": "1", "market": "0xabc",
+                        "assets_ids": [PM_YES, PM_NO], "winning_asset_id": PM_NO,
+                        "winning_outcome": "No", "timestamp": "1767225600000"})
+    async with ReplayServer([[frame, frame]], interval_s=0.02) as server:
+        service = VenueIngestService(settings, PolymarketFeed(symbols), ClientConfig(
+            url=server.url, backoff=Backoff(base=0.02, cap=0.1), stale_after_s=2.0,
+            max_connection_age_s=None, close_timeout_s=0.5))
+        await service.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(stop))
+        try:
+            async def resolved() -> bool:
+                events = await read_topic(settings, "instrument.events")
+                return sum(e.type == "instrument.resolved" for e in events) >= 2
+
+            await wait_until(resolved, timeout=60, what="both instruments resolved")
+        finally:
+            stop.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await task
+            await service.stop()
+    commands = [decode_command(m.value)
+                for m in await read_topic(settings, "instrument.commands", raw=True)]
+    resolves = [c for c in commands if c.type == "instrument.resolve"]
+    assert len(resolves) >= 4  # each frame (and each replay after a reconnect), two assets
+    assert len({c.command_id for c in resolves}) == 2  # one command per instrument
+    await asyncio.sleep(1)  # the duplicates decided too
+    events = [e for e in await read_topic(settings, "instrument.events")
+              if e.type == "instrument.resolved"]
+    assert {(e.aggregate_id, e.payload["outcome"], e.payload["source"]) for e in events} == {
+        ("PM-FEDCUT-JAN26-YES", 0, "polymarket"), ("PM-FEDCUT-JAN26-NO", 1, "polymarket")}
+    assert len(events) == 2
+    assert events[0].payload["resolved_at"].startswith("2026-01-01T00:00:00")

@@ -202,6 +202,7 @@ def test_a_narrow_admin_key_cannot_change_roles_tiers_instruments_or_grants(
             c.post(f"/users/{victim.user_id}/role", json={"role": "admin"}),
             c.post("/tiers/starter-10k/retire", json={"reason": "key abuse"}),
             c.post("/instruments/BTC-USD/halt", json={"reason": "key abuse"}),
+            c.post("/instruments/BTC-USD/resolve", json={"outcome": 1}),
             c.post("/admin/grants", json={"user_id": victim.user_id,
                                           "tier_id": "starter-10k", "reason": "key abuse"}),
         ]

@@ -97,6 +97,9 @@ def place(state: TradingAccount, cmd: PlaceOrder, *, quote: Quote | None,
                                               "only orders that reduce a position are taken")
     if market is None:
         return _refuse(cmd, "instrument-unknown", f"{cmd.instrument} is not a known instrument")
+    if market.status == "resolved":
+        return _refuse(cmd, "instrument-resolved", f"{cmd.instrument} has resolved: its "
+                                                   "contracts are settled")
     if market.status != "active":
         return _refuse(cmd, "instrument-halted", f"{cmd.instrument} is halted")
     if not terms.allows(cmd.instrument):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from core.domain.instruments import Instrument
 from core.entrypoints.http.commands import (
@@ -30,6 +30,7 @@ from schemas.instrument import (
     InstrumentSpec,
     InstrumentStatus,
     RegisterInstrument,
+    ResolveInstrument,
     ResumeInstrument,
     UpdateInstrument,
 )
@@ -49,6 +50,10 @@ REASON_STATUS = {
     "instrument-not-halted": 409,
     "nothing-to-change": 409,
     "symbol-mismatch": 422,
+    "instrument-not-resolvable": 409,
+    "instrument-already-resolved": 409,  # only while the read model lags: else the row, 200
+    "resolution-conflict": 409,
+    "instrument-resolved": 409,
 }
 
 EXAMPLE_SPEC = {
@@ -92,6 +97,17 @@ class HaltRequest(BaseModel):
                               json_schema_extra={"examples": [{"reason": "exchange outage"}]})
 
     reason: str = Field(min_length=1, max_length=200, examples=["exchange outage"])
+
+
+class ResolveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"outcome": 1, "resolved_at": "2026-11-04T03:00:00Z"}]})
+
+    outcome: Literal[0, 1] = Field(description="1: the contract pays 1 per unit (yes), "
+                                               "0: it pays nothing (no)")
+    resolved_at: AwareDatetime | None = Field(
+        default=None, description="when the market resolved; the time it is decided when "
+                                  "not given")
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -207,6 +223,40 @@ async def resume(symbol: SymbolPath, admin: AdminDep, bus: BusDep, registry: Reg
                  pool: PoolDep, idempotency_key: IdempotencyKey = None) -> Any:
     return await _change(symbol, ResumeInstrument(), bus, registry, pool, admin, idempotency_key,
                          "resume")
+
+
+@router.post("/{symbol}/resolve", operation_id="resolveInstrument",
+             summary="Resolve a prediction market",
+             description="Settles every position in the contract at the outcome, once. Only "
+                         "`prediction` instruments resolve (others: 409 "
+                         "`instrument-not-resolvable`); the same outcome again answers the "
+                         "resolved instrument unchanged, another one is 409 "
+                         "`resolution-conflict`.",
+             response_model=InstrumentPublic,
+             responses={202: {"model": CommandAccepted}, **ERRORS},
+             dependencies=COMMAND_LIMIT)
+async def resolve(symbol: SymbolPath, body: ResolveRequest, admin: AdminDep, bus: BusDep,
+                  registry: RegistryDep, pool: PoolDep,
+                  idempotency_key: IdempotencyKey = None) -> Any:
+    payload = ResolveInstrument(outcome=body.outcome, source="admin",
+                                resolved_at=body.resolved_at)
+    outcome = await handlers.change(bus, registry, admin_command(
+        payload, symbol, admin=admin, idempotency_key=idempotency_key, route="resolve"),
+        read=_reader(pool, symbol))
+    if isinstance(outcome, Rejected) and outcome.reason == "instrument-already-resolved":
+        # Resolving again as it resolved changes nothing: the instrument as it stands.
+        async with pool.connection() as conn:
+            found = await get_instrument(conn, symbol)
+        if found is not None and found.outcome == body.outcome:
+            return found
+    return _answer(outcome, symbol)
+
+
+def _reader(pool: Any, symbol: str) -> handlers.ReadRow:
+    async def read() -> InstrumentPublic | None:
+        async with pool.connection() as conn:  # per read: none held through the wait
+            return await get_instrument(conn, symbol)
+    return read
 
 
 @commands_router.get("/{command_id}", operation_id="getCommandOutcome",

@@ -29,13 +29,14 @@ from kernel.observability import get_logger
 from market_data.adapters.venues import metrics
 from market_data.adapters.venues.backoff import Backoff
 from market_data.domain.ticks import Tick
-from market_data.domain.venues.common import GapDetected, ParseError, ParseResult
+from market_data.domain.venues.common import GapDetected, ParseError, ParseResult, Resolution
 from market_data.domain.venues.dedupe import Deduper
 from market_data.domain.venues.feed import VenueFeed
 
 log = get_logger(__name__)
 
 OnTicks = Callable[[list[Tick]], Awaitable[None]]
+OnResolutions = Callable[[list[Resolution]], Awaitable[None]]
 OnDeadLetter = Callable[[bytes, str], Awaitable[None] | None]
 Sleep = Callable[[float], Awaitable[None]]
 Cause = Literal["stop", "stale", "max-age", "closed"]
@@ -66,6 +67,7 @@ class ClientStats:
     duplicates: int = 0
     dead_letters: int = 0
     gaps: int = 0
+    resolutions: int = 0
     disconnects: list[str] = field(default_factory=list)
     delays: list[float] = field(default_factory=list)
 
@@ -80,6 +82,7 @@ class VenueClient:
         config: ClientConfig,
         on_ticks: OnTicks,
         on_dead_letter: OnDeadLetter | None = None,
+        on_resolutions: OnResolutions | None = None,
         deduper: Deduper | None = None,
         rng: Callable[[], float] = random.random,
         sleep: Sleep = asyncio.sleep,
@@ -90,6 +93,7 @@ class VenueClient:
         self._config = config
         self._on_ticks = on_ticks
         self._on_dead_letter = on_dead_letter
+        self._on_resolutions = on_resolutions
         self._deduper = deduper or Deduper()
         self._rng = rng
         self._sleep = sleep
@@ -215,10 +219,18 @@ class VenueClient:
                 await ws.send(message)
         else:
             metrics.FRAMES.labels(self._venue, "ok").inc()
-            fresh = [tick for tick in result if not self._is_duplicate(tick)]
+            fresh = [tick for tick in result
+                     if isinstance(tick, Tick) and not self._is_duplicate(tick)]
             if fresh:
                 self.stats.ticks += len(fresh)
                 await self._on_ticks(fresh)
+            resolutions = [r for r in result if isinstance(r, Resolution)]
+            if resolutions:
+                self.stats.resolutions += len(resolutions)
+                log.info("venue resolution", venue=self._venue,
+                         markets={r.instrument: r.outcome for r in resolutions})
+                if self._on_resolutions is not None:
+                    await self._on_resolutions(resolutions)
 
     def _is_duplicate(self, tick: Tick) -> bool:
         if tick.trade_id is None or not self._deduper.is_duplicate(tick.instrument,

@@ -2,7 +2,8 @@
 
 A parser turns one raw frame into a `ParseResult`:
 
-* a list of `Tick` (possibly empty for control frames such as subscription acks),
+* a list of `Tick` (possibly empty for control frames such as subscription acks), and of
+  `Resolution` where the venue announces how a prediction market ended,
 * a `ParseError` with a stable reason code (the frame is dead-lettered, the feed goes on), or
 * a `GapDetected` (a sequenced venue skipped a number; the client resyncs).
 
@@ -15,6 +16,7 @@ venue trade id. A quote is emitted only when both sides of the book exist (no mi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -58,7 +60,18 @@ class GapDetected:
     market: str
 
 
-ParseResult: TypeAlias = list[Tick] | ParseError | GapDetected
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A venue says a binary market ended: its contract pays `outcome` (1 or 0) per unit."""
+
+    instrument: str
+    outcome: Literal[0, 1]
+    venue: str
+    venue_ts_ns: int
+
+
+# A Sequence, not a list: a parser's list of ticks is one (lists do not widen in typing).
+ParseResult: TypeAlias = Sequence[Tick | Resolution] | ParseError | GapDetected
 
 
 class Reject(Exception):

@@ -19,6 +19,15 @@ quote tick is emitted when that top changes and both sides exist. A delta whose 
 the previous one plus one voids that subscription's book and yields `GapDetected`; its later
 deltas are ignored until a new snapshot arrives (after the client resubscribes). A repeated
 or older `seq` is ignored.
+
+With `lifecycle`, the feed also subscribes to `market_lifecycle_v2` (every market's lifecycle:
+it takes no ticker filter, so other markets' messages are ignored, not refused). Fields used:
+msg.market_ticker, msg.event_type, msg.result ("yes"/"no"; others such as "void" or
+"scalar" settle nothing here), msg.settled_ts (seconds). A determination may be disputed and
+amended, so the result of `determined` (or `amended`) is only remembered, and a `Resolution`
+is given on `settled`, with the result the settlement carries or the one remembered; a
+settlement whose result is unknown (heard before we listened) gives nothing, and an admin
+resolves the instrument instead. Repeated `settled` messages give the same `Resolution`.
 """
 
 from __future__ import annotations
@@ -28,13 +37,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from market_data.domain.ticks import Tick
 from market_data.domain.venues.common import (
     GapDetected,
     ParseResult,
     Reject,
+    Resolution,
     TimeGuard,
     as_int,
     as_str,
@@ -77,10 +87,13 @@ class KalshiFeed:
         markets: Mapping[str, str],
         *,
         channels: tuple[str, ...] = ("orderbook_delta", "trade"),
+        lifecycle: bool = False,
         guard: TimeGuard | None = None,
     ) -> None:
         self._markets = dict(markets)
         self._channels = channels
+        self._lifecycle = lifecycle
+        self._results: dict[str, Literal[0, 1] | None] = {}  # ticker -> determined result
         self._guard = guard or TimeGuard()
         self._books: dict[int, Book] = {}
         self._voided: set[int] = set()
@@ -96,7 +109,10 @@ class KalshiFeed:
 
     def subscribe_messages(self) -> list[str]:
         params = {"channels": list(self._channels), "market_tickers": list(self._markets)}
-        return [self._command("subscribe", params)]
+        out = [self._command("subscribe", params)]
+        if self._lifecycle:
+            out.append(self._command("subscribe", {"channels": ["market_lifecycle_v2"]}))
+        return out
 
     def resync_messages(self, gap: GapDetected) -> list[str]:
         return [
@@ -124,13 +140,40 @@ class KalshiFeed:
                 return self._delta(frame, received_ts_ns)
             if kind == "trade":
                 return [self._trade(frame, received_ts_ns)]
-            if kind in ("subscribed", "unsubscribed", "ok"):
+            if kind == "market_lifecycle_v2":
+                return self._lifecycle_event(frame)
+            if kind in ("subscribed", "unsubscribed", "ok", "event_lifecycle"):
                 return []
             if kind == "error":
                 raise Reject("venue-error", json.dumps(frame.get("msg"))[:200])
             raise Reject("unknown-event", kind)
         except Reject as rejected:
             return rejected.error
+
+    def _lifecycle_event(self, frame: dict[str, Any]) -> list[Resolution]:
+        msg = require(frame, "msg")
+        ticker = as_str(require(msg, "market_ticker"), "market_ticker")
+        instrument = self._markets.get(ticker)
+        if instrument is None:
+            return []  # the channel carries every market's lifecycle
+        event = as_str(require(msg, "event_type"), "event_type")
+        result = msg.get("result")
+        outcome: Literal[0, 1] | None = (1 if result == "yes" else 0 if result == "no"
+                                         else None)
+        if event in ("determined", "amended"):
+            self._results[ticker] = outcome
+            return []
+        if event != "settled":
+            return []
+        if outcome is None:
+            outcome = self._results.get(ticker)
+        if outcome is None:
+            return []  # void, scalar, or determined before we listened
+        settled = msg.get("settled_ts")
+        if settled is None:
+            raise Reject("missing-field", "settled_ts")
+        return [Resolution(instrument=instrument, outcome=outcome, venue=VENUE,
+                           venue_ts_ns=as_int(settled, "settled_ts") * NS)]
 
     def _instrument(self, msg: Any) -> tuple[str, str]:
         ticker = as_str(require(msg, "market_ticker"), "market_ticker")

@@ -10,6 +10,8 @@ Followed: Polymarket docs "Market Channel" (docs.polymarket.com, market-data/web
 * `last_trade_price`: asset_id, price, size, side (BUY/SELL), fee_rate_bps, and, where sent,
   transaction_hash
 * `tick_size_change` and `best_bid_ask`: validated; `best_bid_ask` becomes a quote
+* `market_resolved` (sent with `custom_feature_enabled`): assets_ids, winning_asset_id,
+  timestamp; `new_market` (sent with it too): ignored
 * a frame may be one event or a JSON array of events (the initial book dump)
 
 Mapping: prices are probabilities in (0, 1]. `book` and `price_change` give book tops
@@ -18,6 +20,11 @@ channel carries no trade id, so the id is `transaction_hash` when present and ot
 `<timestamp>:<price>:<size>:<side>`, stable across a resend of the same print. Entries of a
 `price_change` for assets we did not map (the other outcome of a market) are skipped; a
 frame with no mapped asset at all is `unknown-symbol`.
+
+A `market_resolved` gives each mapped asset of the market a `Resolution`: 1 for the winning
+asset, 0 for the others (a YES and a NO instrument of one market end opposite ways). It is a
+fact whatever its age, so the time guard does not apply to it (one replayed after a
+reconnect still counts; core resolves an instrument once).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from market_data.domain.venues.common import (
     GapDetected,
     ParseResult,
     Reject,
+    Resolution,
     TimeGuard,
     as_int,
     as_str,
@@ -45,7 +53,7 @@ from market_data.domain.venues.common import (
 
 VENUE = "polymarket"
 EVENTS = frozenset({"book", "price_change", "last_trade_price", "tick_size_change",
-                    "best_bid_ask"})
+                    "best_bid_ask", "market_resolved", "new_market"})
 
 
 class PolymarketFeed:
@@ -58,7 +66,8 @@ class PolymarketFeed:
         self._guard = guard or TimeGuard()
 
     def subscribe_messages(self) -> list[str]:
-        return [json.dumps({"assets_ids": list(self._assets), "type": "market"})]
+        return [json.dumps({"assets_ids": list(self._assets), "type": "market",
+                            "custom_feature_enabled": True})]
 
     def resync_messages(self, gap: GapDetected) -> list[str]:
         return []  # no sequence numbers on this channel; `book` events re-anchor the state
@@ -76,20 +85,24 @@ class PolymarketFeed:
         try:
             frame = load_json(raw)
             events = frame if isinstance(frame, list) else [frame]
-            ticks: list[Tick] = []
+            out: list[Tick | Resolution] = []
             for event in events:
-                ticks.extend(self._event(event, received_ts_ns))
-            return ticks
+                out.extend(self._event(event, received_ts_ns))
+            return out
         except Reject as rejected:
             return rejected.error
 
-    def _event(self, event: Any, received_ts_ns: int) -> list[Tick]:
+    def _event(self, event: Any, received_ts_ns: int) -> list[Tick] | list[Resolution]:
         if not isinstance(event, dict):
             raise Reject("not-an-object", type(event).__name__)
         kind = as_str(require(event, "event_type"), "event_type")
         if kind not in EVENTS:
             raise Reject("unknown-event", kind)
+        if kind == "new_market":
+            return []  # market metadata: the registry is core's
         venue_ts_ns = ms_to_ns(as_int(require(event, "timestamp"), "timestamp"))
+        if kind == "market_resolved":
+            return self._resolved(event, venue_ts_ns)
         self._guard.check(venue_ts_ns, received_ts_ns)
         if kind == "book":
             return self._book(event, venue_ts_ns, received_ts_ns)
@@ -105,6 +118,23 @@ class PolymarketFeed:
                                venue_ts_ns=venue_ts_ns, received_ts_ns=received_ts_ns)]
         price(require(event, "new_tick_size"), "new_tick_size", upper=1.0)
         return []
+
+    def _resolved(self, event: dict[str, Any], venue_ts_ns: int) -> list[Resolution]:
+        winner = as_str(require(event, "winning_asset_id"), "winning_asset_id")
+        assets = require(event, "assets_ids")
+        if not isinstance(assets, list) or not assets:
+            raise Reject("invalid-field", "assets_ids is not a non-empty list")
+        if winner not in assets:
+            raise Reject("invalid-field", f"winning_asset_id {winner} is not among assets_ids")
+        out = []
+        for asset in assets:
+            instrument = self._assets.get(as_str(asset, "assets_ids"))
+            if instrument is not None:
+                out.append(Resolution(instrument=instrument, outcome=1 if asset == winner else 0,
+                                      venue=VENUE, venue_ts_ns=venue_ts_ns))
+        if not out:
+            raise Reject("unknown-symbol", ",".join(str(a) for a in assets))
+        return out
 
     def _instrument(self, asset_id: Any) -> str:
         asset = as_str(asset_id, "asset_id")

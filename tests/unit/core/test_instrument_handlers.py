@@ -21,6 +21,7 @@ from schemas.instrument import (
     InstrumentChanges,
     InstrumentSpec,
     RegisterInstrument,
+    ResolveInstrument,
     ResumeInstrument,
     TradingHours,
 )
@@ -29,6 +30,10 @@ from tests.support.deciding_bus import DecidingBus
 SPEC = InstrumentSpec(symbol="BTC-USD", venue="simulator", asset_class="crypto",
                       tick_size="0.01", lot_size="0.0001", quote_currency="USD",
                       description="Bitcoin / US dollar")
+# A binary contract under the bus's one aggregate id: "will BTC-USD close above 100k?"
+PREDICTION = InstrumentSpec.model_validate({
+    **SPEC.model_dump(), "asset_class": "prediction", "venue": "kalshi", "lot_size": "1",
+    "commission_per_unit": "0.01"})
 
 
 def bus() -> DecidingBus:
@@ -124,6 +129,11 @@ CHANGES = st.one_of(
               st.sampled_from([None, "0.01", "0.5"])),
     st.builds(lambda tz: _update(trading_hours=TradingHours(timezone=tz)),
               st.sampled_from(["UTC", "Europe/London"])),
+    st.builds(lambda u, r, t: _update(commission_per_unit=u, commission_rate=r,
+                                      slippage_ticks=t),
+              st.sampled_from([None, "0", "0.25"]), st.sampled_from([None, "0.001"]),
+              st.sampled_from([None, 0, 2])),
+    st.builds(lambda o: ResolveInstrument(outcome=o), st.sampled_from([0, 1])),
 )
 
 
@@ -134,15 +144,15 @@ def _update(**values: object) -> CommandPayload:
     return UpdateInstrument(changes=InstrumentChanges(**given_values or {"venue": "simulator"}))
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(CHANGES, max_size=8))
+@settings(max_examples=80, deadline=None)
+@given(st.lists(CHANGES, max_size=8), st.sampled_from([SPEC, PREDICTION]))
 def test_every_decided_answer_equals_the_read_model_after_it(
-        changes: list[CommandPayload]) -> None:
+        changes: list[CommandPayload], spec: InstrumentSpec) -> None:
     import asyncio
 
     async def run() -> None:
         b = bus()
-        first = await register(b)
+        first = await register(b, spec)
         assert isinstance(first, Decided)
         for payload in changes:
             outcome = await change(b, payload)
@@ -152,3 +162,27 @@ def test_every_decided_answer_equals_the_read_model_after_it(
                 assert isinstance(outcome, Rejected)
 
     asyncio.run(run())
+
+
+@pytest.mark.asyncio
+async def test_resolve_answers_the_resolved_row_and_a_second_resolve_is_refused() -> None:
+    b = bus()
+    await register(b, PREDICTION)
+    resolved = await change(b, ResolveInstrument(outcome=1, source="kalshi"))
+    assert isinstance(resolved, Decided)
+    answer = handlers.public(resolved.known)
+    assert answer == read_model(b)
+    assert (answer.status, answer.outcome, answer.resolution_source) == ("resolved", 1, "kalshi")
+    assert str(answer.commission_per_unit) == "0.01"
+    same = await change(b, ResolveInstrument(outcome=1))
+    assert isinstance(same, Rejected) and same.reason == "instrument-already-resolved"
+    other = await change(b, ResolveInstrument(outcome=0))
+    assert isinstance(other, Rejected) and other.reason == "resolution-conflict"
+
+
+@pytest.mark.asyncio
+async def test_resolve_of_a_linear_instrument_is_refused() -> None:
+    b = bus()
+    await register(b)
+    outcome = await change(b, ResolveInstrument(outcome=0))
+    assert isinstance(outcome, Rejected) and outcome.reason == "instrument-not-resolvable"

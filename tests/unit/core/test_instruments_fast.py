@@ -35,6 +35,7 @@ from schemas.instrument import (
     InstrumentCommandRejected,
     InstrumentHalted,
     InstrumentRegistered,
+    InstrumentResolved,
     InstrumentResumed,
     InstrumentSpec,
     InstrumentUpdated,
@@ -148,11 +149,16 @@ GOOD_HOURS = st.fixed_dictionaries({}, optional={
         "open": GOOD_TIMES, "close": GOOD_TIMES}), max_size=3)})
 GOOD_SPEC = {"symbol": "BTC-USD", "venue": "simulator", "asset_class": "crypto",
              "tick_size": "0.01", "lot_size": "0.001", "quote_currency": "USD"}
+COSTS = st.sampled_from([
+    "0", "0.0", "0.010", "0.1", "0.1000", "0.10000000000001", "0.100000000000", "0.5", "1",
+    "999999.999999999999", "1000000", "1000000.5", "1e-3", "-0", "-0.01", "00.1", "NaN"])
+TICKS = st.sampled_from([0, 1, 1000, 1001, -1, "2", 2.0, True, None])
 ODD_SPEC_VALUES = {"symbol": SYMBOLS, "venue": VENUES,
                    "asset_class": st.sampled_from(["fx", "equity", "bond", "", None]),
                    "tick_size": DECIMALS, "lot_size": DECIMALS, "quote_currency": CURRENCIES,
                    "trading_hours": TRADING_HOURS, "description": TEXT | st.none(),
-                   "extra": st.just(1)}
+                   "commission_per_unit": COSTS | DECIMALS, "commission_rate": COSTS | DECIMALS,
+                   "slippage_ticks": TICKS, "extra": st.just(1)}
 
 
 @st.composite
@@ -166,6 +172,10 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         spec["tick_size"] = draw(st.sampled_from(["0.010", "5", "1234567890123456.5",
                                                   "0.000000000001", "1.000000000000"]))
+    if draw(st.booleans()):
+        spec["commission_per_unit"] = draw(st.sampled_from(["0", "0.25", "12.000"]))
+        spec["commission_rate"] = draw(st.sampled_from(["0", "0.0005", "0.1"]))
+        spec["slippage_ticks"] = draw(st.sampled_from([0, 3]))
     field = draw(st.sampled_from([None, "missing", *ODD_SPEC_VALUES]))
     if field == "missing":
         del spec[draw(st.sampled_from(list(GOOD_SPEC)))]
@@ -179,7 +189,11 @@ CHANGES = st.fixed_dictionaries({}, optional={
     "venue": VENUES | st.none(), "tick_size": DECIMALS | st.just("0.5"),
     "lot_size": DECIMALS | st.just("2"), "quote_currency": CURRENCIES | st.none(),
     "trading_hours": TRADING_HOURS | GOOD_HOURS, "description": TEXT | st.none(),
-    "status": st.just("halted")})
+    "commission_per_unit": COSTS | st.none(), "commission_rate": COSTS | st.none(),
+    "slippage_ticks": TICKS, "status": st.just("halted")})
+RESOLVED_AT = st.sampled_from(["2026-11-04T03:00:00Z", "2026-11-04T03:00:00.25+01:00",
+                               "2026-02-30T03:00:00Z", "2026-11-04 03:00:00Z", "yesterday",
+                               "2026-11-04T03:00:00"])
 REASONS = st.sampled_from(["instrument-already-registered", "instrument-not-halted",
                            "nothing-to-change", "exploded", ""])
 PAYLOADS = st.one_of(
@@ -190,6 +204,10 @@ PAYLOADS = st.one_of(
               st.fixed_dictionaries({"reason": TEXT | st.integers() | st.none()})
               | st.just({})),
     st.tuples(st.just("instrument.resumed"), st.just({}) | st.just({"reason": "x"})),
+    st.tuples(st.just("instrument.resolved"), st.fixed_dictionaries(
+        {"outcome": st.sampled_from([0, 1, 2, "1", True, 1.0, None]),
+         "source": st.sampled_from(["admin", "polymarket", "kalshi", "binance", ""]),
+         "resolved_at": RESOLVED_AT}, optional={"extra": st.just(1)})),
     st.tuples(st.just("instrument.command-rejected"), st.fixed_dictionaries(
         {"command_id": UUIDS, "command_type": TEXT | st.integers(),
          "reason": REASONS}, optional={"detail": TEXT | st.none()})),
@@ -249,6 +267,10 @@ def test_what_the_decider_writes_takes_the_fast_path() -> None:
         InstrumentResumed(),
         InstrumentCommandRejected(command_id=uuid.uuid4(), command_type="instrument.halt",
                                   reason="instrument-not-halted"),
+        InstrumentUpdated(changes=InstrumentChanges(commission_per_unit=Decimal("0.25"),
+                                                    commission_rate=Decimal("0.0005"),
+                                                    slippage_ticks=2)),
+        InstrumentResolved(outcome=1, source="polymarket", resolved_at=T0),
     ]
     for n, payload in enumerate(payloads, start=1):
         data = encode(make_event(payload, aggregate_id="EUR/USD", sequence=n,
@@ -280,11 +302,17 @@ def streams(seed: int, symbols: int = 12, per_symbol: int = 9) -> list[bytes]:
                     "symbol": symbol, "venue": "simulator", "asset_class": "crypto",
                     "tick_size": rng.choice(["0.01", "0.010", "5"]), "lot_size": "0.001",
                     "quote_currency": "USD"}))
+            elif pick < 0.1:
+                payload = InstrumentResolved(outcome=rng.choice([0, 1]), source="admin",
+                                             resolved_at=T0 + timedelta(seconds=n))
             elif pick < 0.45:
                 field = rng.choice(["tick_size", "lot_size", "venue", "quote_currency",
-                                    "trading_hours", "description"])
+                                    "trading_hours", "description", "commission_per_unit",
+                                    "commission_rate", "slippage_ticks"])
                 value: Any = {"tick_size": "0.25", "lot_size": "2.500", "venue": "binance",
                               "quote_currency": "EUR", "description": "new",
+                              "commission_per_unit": "0.50", "commission_rate": "0.001",
+                              "slippage_ticks": 4,
                               "trading_hours": {"sessions": [{"days": [5], "open": "10:00",
                                                               "close": "11:00:30"}]}}[field]
                 payload = InstrumentUpdated(changes=InstrumentChanges.model_validate(

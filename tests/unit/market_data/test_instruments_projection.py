@@ -22,6 +22,7 @@ from schemas.instrument import (
     InstrumentCommandRejected,
     InstrumentHalted,
     InstrumentRegistered,
+    InstrumentResolved,
     InstrumentResumed,
     InstrumentSpec,
     InstrumentUpdated,
@@ -93,6 +94,17 @@ def test_a_rejection_only_advances_the_version() -> None:
     after = fold(row, applied(rejected, 2))
     assert after is not None and row is not None
     assert after == row._replace(version=2)
+
+
+def test_a_resolution_ends_the_instrument_and_costs_are_not_market_datas() -> None:
+    row = run(applied(InstrumentRegistered(spec=SPEC), 1))
+    priced = fold(row, applied(InstrumentUpdated(changes=InstrumentChanges(
+        slippage_ticks=2)), 2))
+    assert priced is not None and row is not None
+    assert priced == row._replace(version=2)  # trading costs are core's, not market data's
+    resolved = fold(priced, applied(InstrumentResolved(
+        outcome=0, source="kalshi", resolved_at=datetime(2026, 11, 4, tzinfo=UTC)), 3))
+    assert resolved is not None and (resolved.status, resolved.version) == ("resolved", 3)
 
 
 def test_events_of_an_unregistered_instrument_make_no_row() -> None:

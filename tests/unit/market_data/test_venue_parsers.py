@@ -18,6 +18,7 @@ from market_data.domain.venues.common import (
     ParseError,
     ParseResult,
     Reject,
+    Resolution,
     TimeGuard,
 )
 from market_data.domain.venues.dedupe import Deduper
@@ -50,6 +51,7 @@ def trade(**overrides: Any) -> str:
 
 def ticks(result: ParseResult) -> list[Tick]:
     assert isinstance(result, list), result
+    assert all(isinstance(t, Tick) for t in result), result
     return result
 
 
@@ -205,7 +207,41 @@ def test_polymarket_keepalive_and_subscribe() -> None:
     assert feed.parse("PONG", NOW_NS) == []
     assert feed.heartbeat_message() == "PING"
     [message] = feed.subscribe_messages()
-    assert json.loads(message) == {"assets_ids": [PM_YES, PM_NO], "type": "market"}
+    assert json.loads(message) == {"assets_ids": [PM_YES, PM_NO], "type": "market",
+                                   "custom_feature_enabled": True}
+
+
+def resolved(winner: str, assets: list[str] | None = None, **extra: Any) -> str:
+    return pm({"event_type": "market_resolved", "id": "123",
+               "assets_ids": [PM_YES, PM_NO] if assets is None else assets,
+               "winning_asset_id": winner, "winning_outcome": "Yes", **extra})
+
+
+def test_polymarket_market_resolved_pays_the_winning_asset_1_and_the_other_0() -> None:
+    result = PolymarketFeed(ASSETS).parse(resolved(PM_NO), NOW_NS)
+    assert result == [
+        Resolution("PM-FEDCUT-JAN26-YES", 0, "polymarket", T_MS * 1_000_000),
+        Resolution("PM-FEDCUT-JAN26-NO", 1, "polymarket", T_MS * 1_000_000)]
+
+
+def test_polymarket_market_resolved_long_ago_still_counts() -> None:
+    old = resolved(PM_YES).replace(str(T_MS), str(T_MS - 86_400_000))
+    [yes, _] = PolymarketFeed(ASSETS).parse(old, NOW_NS)  # type: ignore[misc]
+    assert isinstance(yes, Resolution) and yes.outcome == 1
+
+
+def test_polymarket_new_market_is_ignored() -> None:
+    assert PolymarketFeed(ASSETS).parse(json.dumps({"event_type": "new_market"}), NOW_NS) == []
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (resolved("999"), "invalid-field"),
+    (resolved("777", assets=["777", "778"]), "unknown-symbol"),
+    (resolved(PM_YES, assets=[]), "invalid-field"),
+    (pm({"event_type": "market_resolved", "assets_ids": [PM_YES]}), "missing-field"),
+])
+def test_polymarket_bad_resolutions_are_rejected_with_a_reason(raw: str, expected: str) -> None:
+    assert reason(PolymarketFeed(ASSETS).parse(raw, NOW_NS)) == expected
 
 
 # Kalshi ----------------------------------------------------------------------------------
@@ -376,3 +412,50 @@ def test_the_typed_trade_path_decides_exactly_as_the_careful_parser(
         careful = rejected.error
     assert feed.parse(raw, NOW_NS) == careful
     assert binance().parse(raw.encode(), NOW_NS) == careful
+
+
+def lifecycle(event_type: str, ticker: str = KALSHI_TICKER, **fields: Any) -> str:
+    return json.dumps({"type": "market_lifecycle_v2", "sid": 9, "msg": {
+        "market_ticker": ticker, "event_type": event_type, **fields}})
+
+
+def test_kalshi_lifecycle_subscribes_apart_and_only_when_asked() -> None:
+    assert len(KalshiFeed(MARKETS).subscribe_messages()) == 1
+    _, extra = (json.loads(m) for m in KalshiFeed(MARKETS, lifecycle=True).subscribe_messages())
+    assert extra["cmd"] == "subscribe" and extra["params"] == {"channels": ["market_lifecycle_v2"]}
+
+
+def test_kalshi_settlement_resolves_with_the_determined_result() -> None:
+    feed = KalshiFeed(MARKETS, lifecycle=True)
+    assert feed.parse(lifecycle("determined", result="no", determination_ts=1_767_225_600,
+                                settlement_value=0), NOW_NS) == []
+    settled = feed.parse(lifecycle("settled", settled_ts=1_767_225_700), NOW_NS)
+    assert settled == [Resolution("PM-KXFED-JAN26-H0", 0, "kalshi",
+                                  1_767_225_700 * 1_000_000_000)]
+    assert feed.parse(lifecycle("settled", settled_ts=1_767_225_700), NOW_NS) == settled
+
+
+def test_kalshi_an_amended_determination_replaces_the_first() -> None:
+    feed = KalshiFeed(MARKETS, lifecycle=True)
+    feed.parse(lifecycle("determined", result="no"), NOW_NS)
+    feed.parse(lifecycle("disputed"), NOW_NS)
+    feed.parse(lifecycle("amended", result="yes"), NOW_NS)
+    [resolution] = feed.parse(lifecycle("settled", settled_ts=1_767_225_700), NOW_NS)
+    assert isinstance(resolution, Resolution) and resolution.outcome == 1
+
+
+@pytest.mark.parametrize("frames", [
+    [lifecycle("settled", settled_ts=1_767_225_700)],  # determined before we listened
+    [lifecycle("determined", result="void"), lifecycle("settled", settled_ts=1)],
+    [lifecycle("determined", result="yes"), lifecycle("closed")],
+    [lifecycle("settled", ticker="KXOTHER-1", result="yes", settled_ts=1)],  # not ours
+    [json.dumps({"type": "event_lifecycle", "sid": 9, "msg": {"event_ticker": "KXFED"}})],
+])
+def test_kalshi_lifecycle_frames_that_settle_nothing_give_nothing(frames: list[str]) -> None:
+    feed = KalshiFeed(MARKETS, lifecycle=True)
+    assert [feed.parse(f, NOW_NS) for f in frames][-1] == []
+
+
+def test_kalshi_settlement_without_its_time_is_refused() -> None:
+    feed = KalshiFeed(MARKETS, lifecycle=True)
+    assert reason(feed.parse(lifecycle("settled", result="yes"), NOW_NS)) == "missing-field"

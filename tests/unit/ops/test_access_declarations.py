@@ -20,6 +20,7 @@ ROUTES = [(f"{name} {sorted(route.methods or ())} {route.path}", route)
           for name, app in APPS.items() for route in api_routes(app)]
 # Operations that write what only an admin may change: the issue names them.
 ADMIN_WRITES = {"registerInstrument", "updateInstrument", "haltInstrument", "resumeInstrument",
+                "resolveInstrument",
                 "createTier", "reviseTier", "retireTier", "reactivateTier", "grantPurchase",
                 "changeUserRole", "listUsers", "startSimulator", "stopSimulator",
                 "overrideSimulatorRegime", "injectSimulatorNews", "getTierRevision"}

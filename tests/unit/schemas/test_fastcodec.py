@@ -318,8 +318,9 @@ def _variants(schema: dict[str, Any], defs: dict[str, Any]) -> list[dict[str, An
             out.append({"type": "object", "ref": STRUCT_NAMES.get(name, name)})
             continue
         s = dict(s)
-        if "enum" in s and "type" not in s:
-            s["type"] = "string"
+        if "enum" in s and "type" not in s:  # msgspec states the values only
+            ints = all(isinstance(v, int) and not isinstance(v, bool) for v in s["enum"])
+            s["type"] = "integer" if ints else "string"
         if "items" in s:
             s["items"] = _variants(s["items"], defs)
         out.append(s)
