@@ -179,6 +179,7 @@ class InstrumentSpecS(_Strict, kw_only=True):
     quote_currency: Currency
     trading_hours: TradingHoursS | UnsetType = UNSET
     description: Annotated[str, Meta(max_length=200)] = ""
+    execution: ins.Execution = "market"
 
 
 class InstrumentChangesS(_Strict, kw_only=True):
@@ -188,6 +189,7 @@ class InstrumentChangesS(_Strict, kw_only=True):
     quote_currency: Currency | UnsetType | None = UNSET
     trading_hours: TradingHoursS | UnsetType | None = UNSET
     description: Annotated[str, Meta(max_length=200)] | UnsetType | None = UNSET
+    execution: ins.Execution | UnsetType | None = UNSET
 
     def __post_init__(self) -> None:
         # The model's `_not_empty`: at least one attribute given and not null.

@@ -17,6 +17,9 @@ SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9._:/-]{0,39}$")
 
 AssetClass = Literal["crypto", "fx", "index", "equity", "commodity", "prediction"]
 InstrumentStatus = Literal["active", "halted"]
+# How orders on the instrument execute: against the market stream's quotes (the prop-firm
+# default) or in the instrument's own price-time order book (internal markets, issue 11.3).
+Execution = Literal["market", "book"]
 
 
 def _check_symbol(value: str) -> str:
@@ -95,6 +98,7 @@ class InstrumentSpec(BaseModel):
     quote_currency: Currency
     trading_hours: TradingHours = TradingHours()
     description: str = Field(default="", max_length=200)
+    execution: Execution = "market"
 
 
 class InstrumentChanges(BaseModel):
@@ -108,6 +112,7 @@ class InstrumentChanges(BaseModel):
     quote_currency: Currency | None = None
     trading_hours: TradingHours | None = None
     description: str | None = Field(default=None, max_length=200)
+    execution: Execution | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> InstrumentChanges:
