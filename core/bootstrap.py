@@ -28,8 +28,8 @@ from core.domain.users import (
 )
 from core.identity import Identity
 from core.processors.account_engine import AccountEngine
-from core.processors.book_engine import BookEngine
 from core.processors.assessment_policy import AssessmentPolicy
+from core.processors.book_engine import BookEngine
 from core.seeds import DEFAULT_INSTRUMENTS, DEFAULT_TIERS
 from kernel.auth import ROLE_SCOPES
 from kernel.commands import CommandBus

@@ -297,3 +297,98 @@ async def test_a_book_snapshot_in_items_restores_the_same_book() -> None:
     (version, back), = restore_items(items, AGGREGATE).values()
     assert version == 42 and back.makers == state.makers
     assert back.book is not None and back.book.snapshot() == state.book.snapshot()
+
+
+# -- accounts trading on a book instrument, both engines on one log ----------------------------
+
+ASSESSMENT = uuid.UUID("00000000-0000-4000-8000-00000000b00c")
+
+
+async def _account_command(log: MemoryLog, account: str, payload: CommandPayload,
+                           n: int) -> None:
+    env = make_command(payload, aggregate_id=account,
+                       command_id=uuid.uuid5(uuid.NAMESPACE_URL, f"acct/{n}"),
+                       issued_at=datetime.fromtimestamp(T0 / 1e9, UTC))
+    await log.producer(client_id="api").send_many(
+        "account.commands", [OutRecord(account.encode(), encode(env))])
+
+
+def _account_events(log: MemoryLog) -> list[tuple[str, dict[str, Any]]]:
+    return [(env.type, env.payload) for env in
+            (decode_event(r.value or b"") for r in log.records("account.events"))]
+
+
+async def test_an_account_order_on_a_book_instrument_fills_against_a_market_maker_once(
+) -> None:
+    from core.domain import trading
+    from core.processors.account_engine import AccountEngine
+    from schemas.account import OpenAccount, account_id_for
+    from schemas.trading import CancelOrder, PlaceOrder, order_id_for
+
+    log = _log()
+    account = account_id_for(str(ASSESSMENT))
+    clock = [T0 + 1_000_000]
+    await _event(log, "instrument.events", SYMBOL, InstrumentRegistered(spec=SPEC), 1)
+    accounts = AccountEngine(Settings(env="test"), REGISTRY, log=log,
+                             clock=lambda: datetime.fromtimestamp(clock[0] / 1e9, UTC))
+    books = await _started(log, makers=(MakerConfig(maker="mm-1", spread_ticks=2,
+                                                    size_lots=10, levels=2),))
+    await accounts.start()
+
+    async def settle() -> None:
+        for _ in range(4):
+            await accounts.run(until_idle=True)
+            await books.run(until_idle=True)
+
+    await settle()
+    await _account_command(log, account, OpenAccount(
+        assessment_id=ASSESSMENT, user_id=uuid.uuid4(), starting_balance=Decimal(10_000),
+        currency="USD"), 1)
+    await _tick(log, 1, 100.0, 100.5, at=T0)
+    await settle()
+    book = _live(books).book
+    assert book is not None and book.best_ask() == 201  # the maker's ask: 100.5
+    place = PlaceOrder(client_order_id="buy-1", instrument=SYMBOL, side="buy", type="market",
+                       quantity=Decimal(3))
+    rest = PlaceOrder(client_order_id="bid-1", instrument=SYMBOL, side="buy", type="limit",
+                      quantity=Decimal(2), limit_price=Decimal("95"))
+    await _account_command(log, account, place, 2)
+    await _account_command(log, account, rest, 3)
+    await settle()
+    events = _account_events(log)
+    fills = [p for t, p in events if t == "trading.order-filled"]
+    assert [(p["liquidity"], Decimal(str(p["price"])), Decimal(str(p["quantity"])))
+            for p in fills] == [("taker", Decimal("100.5"), Decimal(3))]
+    assert fills[0]["order_id"] == str(order_id_for(account, "buy-1"))
+    assert [p["taker_account_id"] for t, p in _logged(log) if t == "book.trade"] == [account]
+    # The resting bid is in the book under the account's order id; a cancel goes through it.
+    resting = order_id_for(account, "bid-1")
+    assert book.order(str(resting)) is not None
+    await _account_command(log, account, CancelOrder(order_id=resting), 4)
+    await settle()
+    types = [t for t, _ in _account_events(log)]
+    assert "trading.order-cancel-requested" in types
+    cancelled = [p for t, p in _account_events(log) if t == "trading.order-cancelled"]
+    assert [(p["order_id"], p["reason"]) for p in cancelled] == [(str(resting), "requested")]
+    assert book.order(str(resting)) is None
+    # Nothing booked twice: an heir of both engines, after a crash, adds nothing.
+    log.crash(*[c for c in (accounts.runner.consumer, books.runner.consumer) if c])  # type: ignore[misc]
+    heirs = (AccountEngine(Settings(env="test"), REGISTRY, log=log,
+                           clock=lambda: datetime.fromtimestamp(clock[0] / 1e9, UTC)),
+             _engine(log))
+    before = len(log.records("account.events"))
+    for heir in heirs:
+        await heir.start()
+    for _ in range(2):
+        for heir in heirs:
+            await heir.run(until_idle=True)
+    assert len(log.records("account.events")) == before
+    state = trading.initial(account)
+    for t_env in (decode_event(r.value or b"") for r in log.records("account.events")):
+        trading.evolve(state, REGISTRY.event_payload(t_env))
+    assert state.positions[SYMBOL].quantity == Decimal(3)
+    assert not state.orders
+    for heir in heirs:
+        await heir.stop()
+    await accounts.stop()
+    await books.stop()
