@@ -148,6 +148,14 @@ async def test_orders_through_the_log_trade_as_the_pure_book_and_never_cross() -
     assert live.book is not None and live.book.snapshot() == book.snapshot()
     bid, ask = live.book.best_bid(), live.book.best_ask()
     assert bid is None or ask is None or bid < ask
+    # Folded event by event, as a reader of book.events would: never crossed after a call.
+    folded = AGGREGATE.initial(SYMBOL)
+    for r in log.records("book.events"):
+        env = decode_event(r.value or b"")
+        AGGREGATE.evolve(folded, REGISTRY.event_payload(env))
+        if env.type in ("book.order-rested", "book.order-modified") and folded.book:
+            b, a = folded.book.best_bid(), folded.book.best_ask()
+            assert b is None or a is None or b < a, env
     trade = next(p for t, p in _logged(log) if t == "book.trade")
     assert Decimal(str(trade["price"])) == Decimal(trade["price_ticks"]) / 2
     assert log.open_transactions() == []
