@@ -29,6 +29,7 @@ from core.domain.users import (
 from core.identity import Identity
 from core.processors.account_engine import AccountEngine
 from core.processors.assessment_policy import AssessmentPolicy
+from core.processors.book_engine import BookEngine
 from core.seeds import DEFAULT_INSTRUMENTS, DEFAULT_TIERS
 from kernel.auth import ROLE_SCOPES
 from kernel.commands import CommandBus
@@ -79,6 +80,12 @@ def account_decider(settings: Settings) -> AccountEngine:
     """The account family's decider is the account engine: it trades as well (issue 11)."""
     return AccountEngine(settings, default_registry(),
                          snapshot_every=settings.decider_snapshot_every)
+
+
+def book_decider(settings: Settings) -> BookEngine:
+    """The book family's decider is the book engine: every instrument's order book."""
+    return BookEngine(settings, default_registry(),
+                      snapshot_every=settings.decider_snapshot_every)
 
 
 def assessment_policy(settings: Settings) -> AssessmentPolicy:

@@ -29,7 +29,7 @@ import dataclasses
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from kernel.aggregate import Aggregate, DecideContext
 from kernel.decider_state import (
@@ -235,8 +235,7 @@ class DeciderRunner(OwnsRunner, StageBase, Generic[S]):
         for p in partitions:
             snap = snapshots[p]
             states[p] = (PartitionState() if snap is None else
-                         load_items(snap.items, self.aggregate,
-                                    next_event_offset=snap.events_offset))
+                         self.state_from_items(snap.items, next_event_offset=snap.events_offset))
             for command_id, known in states[p].decided.items():
                 # A snapshot written before replies were redacted may hold whole events.
                 states[p].decided[command_id] = dataclasses.replace(
@@ -278,6 +277,15 @@ class DeciderRunner(OwnsRunner, StageBase, Generic[S]):
                      decided=len(state.decided), forgotten=forgotten,
                      seconds=round(loop.time() - started, 3))
 
+    def items_of(self, state: PartitionState[S]) -> list[list[Any]]:
+        """A partition's state as snapshot items (a subclass may cut big states finer)."""
+        return dump_items(state, self.aggregate)
+
+    def state_from_items(self, items: list[list[Any]], *,
+                         next_event_offset: int) -> PartitionState[S]:
+        """The state back from `items_of`."""
+        return load_items(items, self.aggregate, next_event_offset=next_event_offset)
+
     def _fold_logged(self, state: PartitionState[S], msg: LogRecord,
                      by_command: dict[uuid.UUID, list[EventEnvelope]]) -> int:
         try:
@@ -303,7 +311,7 @@ class DeciderRunner(OwnsRunner, StageBase, Generic[S]):
         state = self.partitions[partition]
         state.forget_decided_before(self.clock() - DEDUPE_WINDOW)
         size = await self.snapshots.save(self.snapshot_producer, partition,
-                                         dump_items(state, self.aggregate),
+                                         self.items_of(state),
                                          events_offset=state.next_event_offset)
         state.since_snapshot = 0
         log.info("snapshot written", partition=partition, events_offset=state.next_event_offset,

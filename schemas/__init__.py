@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from schemas import (
     account,
     assessment,
+    book,
     identity,
     instrument,
     market,
@@ -28,6 +29,7 @@ FAMILIES: tuple[Family, ...] = (
     payment.FAMILY,
     assessment.FAMILY,
     account.FAMILY,
+    book.FAMILY,
     market.FAMILY,
 )
 

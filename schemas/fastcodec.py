@@ -190,6 +190,7 @@ class InstrumentSpecS(_Strict, kw_only=True):
     commission_per_unit: CommissionPerUnitStr = "0"
     commission_rate: CommissionRateStr = "0"
     slippage_ticks: SlippageTicks = 0
+    execution: ins.Execution = "market"
 
 
 class InstrumentChangesS(_Strict, kw_only=True):
@@ -202,6 +203,7 @@ class InstrumentChangesS(_Strict, kw_only=True):
     commission_per_unit: CommissionPerUnitStr | UnsetType | None = UNSET
     commission_rate: CommissionRateStr | UnsetType | None = UNSET
     slippage_ticks: SlippageTicks | UnsetType | None = UNSET
+    execution: ins.Execution | UnsetType | None = UNSET
 
     def __post_init__(self) -> None:
         # The model's `_not_empty`: at least one attribute given and not null.

@@ -27,6 +27,9 @@ AssetClass = Literal["crypto", "fx", "index", "equity", "commodity", "prediction
 InstrumentStatus = Literal["active", "halted", "resolved"]
 # Who said how a prediction market ended: an admin, or the venue the contract is quoted on.
 ResolutionSource = Literal["admin", "polymarket", "kalshi"]
+# How orders on the instrument execute: against the market stream's quotes (the prop-firm
+# default) or in the instrument's own price-time order book (internal markets, issue 11.3).
+Execution = Literal["market", "book"]
 
 
 def _check_symbol(value: str) -> str:
@@ -119,6 +122,7 @@ class InstrumentSpec(BaseModel):
                                         "(0.001 = 0.1 %), added to the per-unit one")
     slippage_ticks: SlippageTicks = Field(
         default=0, description="ticks a taker fill is worse than the touch")
+    execution: Execution = "market"
 
 
 class InstrumentChanges(BaseModel):
@@ -135,6 +139,7 @@ class InstrumentChanges(BaseModel):
     commission_per_unit: CommissionPerUnit | None = None
     commission_rate: CommissionRate | None = None
     slippage_ticks: SlippageTicks | None = None
+    execution: Execution | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> InstrumentChanges:

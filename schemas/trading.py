@@ -216,6 +216,7 @@ OrderRejection = Literal[
     "order-not-open",
     "quantity-below-filled",
     "invalid-modify",
+    "book-unsupported",  # an order kind the instrument's order book does not take
 ]
 
 
@@ -247,7 +248,10 @@ class OrderFilled(EventPayload):
 
 
 CancelReason = Literal["requested", "ioc-remainder", "oco", "nothing-to-reduce",
-                       "contract-settled", "parent-cancelled"]
+                       "contract-settled", "parent-cancelled",
+                       # an order in an instrument's book (issue 11.3): the book's self-trade
+                       # prevention cancelled it, or the book refused it after the account took it
+                       "self-trade", "book-refused"]
 
 
 class OrderCancelled(EventPayload):
@@ -255,6 +259,15 @@ class OrderCancelled(EventPayload):
 
     order_id: uuid.UUID
     reason: CancelReason
+
+
+class OrderCancelRequested(EventPayload):
+    """A cancel of an order resting in an instrument's book, sent on to the book: the order
+    stays open until the book says it was cancelled (or filled first)."""
+
+    TYPE = "trading.order-cancel-requested"
+
+    order_id: uuid.UUID
 
 
 class OrderExpired(EventPayload):
@@ -359,6 +372,7 @@ class ContractSettled(EventPayload):
 
 COMMANDS = (PlaceOrder, CancelOrder, ModifyOrder, HaltAccount, ResumeAccount, SettleContract)
 EVENTS = (OrderAccepted, OrderRejected, OrderFilled, OrderCancelled, OrderExpired,
-          OrderModified, OrderTriggered, PositionOpened, PositionChanged, PositionClosed,
+          OrderModified, OrderCancelRequested, OrderTriggered, PositionOpened,
+          PositionChanged, PositionClosed,
           AccountBalanceChanged, AccountEquityMarked, AccountHalted, AccountResumed,
           ContractSettled)

@@ -228,6 +228,32 @@ class Book:
             return self.modify(command.order_id, qty=command.qty, price=command.price)
         raise TypeError(f"not a book command: {command!r}")
 
+    def follow(self, record: Result, *, owner: str = "", post_only: bool = False) -> None:
+        """Apply a record this book (or one restored from the same snapshot) returned, as
+        recorded: how a book is rebuilt from its log. A record at or below `sequence` is
+        already in the book and changes nothing. `owner` and `post_only` are the order's,
+        for a `Rested` record (they are not in the record)."""
+        if record.sequence <= self._seq:
+            return
+        if type(record) is Accepted:
+            self._known[record.order_id] = None
+        elif type(record) is Fill:
+            maker = self._index[record.maker_order_id]
+            if record.maker_remaining:
+                maker[_REM] = record.maker_remaining
+            else:
+                self._unrest(maker)
+        elif type(record) is Modified and record.priority_kept:
+            self._index[record.order_id][_REM] = record.remaining
+        elif type(record) is Cancelled or type(record) is Modified:
+            order = self._index.get(record.order_id)
+            if order is not None:  # (an incoming order cancelled never rested)
+                self._unrest(order)
+        elif type(record) is Rested:
+            self._rest([record.remaining, record.order_id, owner, record.price,
+                        record.side == "buy", post_only])
+        self._seq = record.sequence
+
     # -- matching --------------------------------------------------------------------------
 
     def _take(self, out: list[Result], order_id: str, owner: str, is_buy: bool, qty: int,

@@ -9,6 +9,7 @@ a cancel of one that has since filled is refused by the book as "not-resting", h
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from core.domain.book_types import Cancel, Command, Place, TimeInForce
 
@@ -16,16 +17,28 @@ from core.domain.book_types import Cancel, Command, Place, TimeInForce
 class MarketMaker:
     """Quote `levels` price levels a side, one tick apart, under one owner id."""
 
-    def __init__(self, owner: str, *, seed: int, levels: int = 1,
-                 post_only: bool = True) -> None:
+    def __init__(self, owner: str, *, seed: int, levels: int = 1, post_only: bool = True,
+                 placed: int = 0, live: Sequence[str] = ()) -> None:
+        """`placed` and `live` resume a maker that already quoted (its order count and its
+        last quote's ids): how the book engine rebuilds one from the log."""
         if levels < 1:
             raise ValueError("a market maker quotes at least one level a side")
         self.owner = owner
         self.levels = levels
         self._tif: TimeInForce = "post-only" if post_only else "gtc"
         self._rng = random.Random(seed)
-        self._count = 0
-        self._live: list[str] = []  # the ids of the last quote
+        self._count = placed
+        self._live: list[str] = list(live)  # the ids of the last quote
+
+    @property
+    def placed(self) -> int:
+        """How many orders it has placed so far (its next id is `<owner>:<placed + 1>`)."""
+        return self._count
+
+    @property
+    def live(self) -> tuple[str, ...]:
+        """The ids of its last quote."""
+        return tuple(self._live)
 
     def quote(self, reference: int, *, spread: int, size: int) -> list[Command]:
         """Cancel the last quote and quote anew: best bid `reference - spread // 2`, best

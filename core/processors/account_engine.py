@@ -31,7 +31,7 @@ from typing import Any
 
 from core.domain import trading
 from core.domain.accounts import Account, AccountAggregate
-from core.domain.trading import Market, Quote, TradingAccount
+from core.domain.trading import Market, Quote, TradingAccount, booked
 from core.domain.trading.wake import expires_ns, wake
 from core.processors.market_view import LastTick, MarketView
 from core.processors.wake_index import WakeIndex
@@ -42,13 +42,22 @@ from kernel.log import Log, LogRecord, TopicPartition
 from kernel.runner import Emit
 from kernel.settings import Settings
 from schemas.account import AccountCommandRejected, CloseAccount, OpenAccount
-from schemas.codec import decode_event
+from schemas.book import (
+    BookOrderCancelled,
+    BookOrderRejected,
+    BookTimeInForce,
+    BookTrade,
+    CancelBookOrder,
+    SubmitOrder,
+)
+from schemas.codec import decode_event, encode
 from schemas.envelope import (
     CommandEnvelope,
     CommandPayload,
     EventEnvelope,
     EventPayload,
     derive_event_id,
+    make_command,
 )
 from schemas.errors import DecodeError
 from schemas.instrument import InstrumentResolved, InstrumentStatus
@@ -56,8 +65,12 @@ from schemas.market import MarketTicksPublished
 from schemas.registry import TypeRegistry
 from schemas.trading import (
     CancelOrder,
+    CancelReason,
     HaltAccount,
+    Liquidity,
     ModifyOrder,
+    OrderAccepted,
+    OrderCancelRequested,
     PlaceOrder,
     ResumeAccount,
     SettleContract,
@@ -111,6 +124,10 @@ class TradingAggregate:
                     terms=terms_of(state), now_ns=ctx.now_ns,
                     markets=_markets(state, ctx.market))
             case CancelOrder():
+                working = state.orders.get(command.order_id)
+                market = None if working is None else ctx.market(working.order.instrument)
+                if market is not None and market.execution == "book":
+                    return booked.request_cancel(state, command)
                 return trading.cancel(state, command, now_ns=ctx.now_ns)
             case ModifyOrder():
                 working = state.orders.get(command.order_id)
@@ -154,6 +171,8 @@ class AccountEngine(DeciderRunner[TradingAccount]):
                  tick_warmup: int = 1_000, snapshot_every: int = 10_000) -> None:
         ticks = settings.topic("market.ticks")
         instruments = settings.topic("instrument.events")
+        self.book_commands = settings.topic("book.commands")
+        self.book_events = settings.topic("book.events")
         self.view = MarketView(registry, ticks_topic=ticks, instruments_topic=instruments)
         self.max_quote_age_ns = max_quote_age_ms * 1_000_000
         self.mark_interval_ns = mark_interval_ms * 1_000_000
@@ -163,8 +182,10 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         # filed by the quote levels and times that can make them act.
         self.watching: dict[int, dict[str, WakeIndex]] = {}
         super().__init__(settings, TradingAggregate(), registry, clock=clock, log=log,
-                         snapshot_every=snapshot_every, broadcast=[ticks, instruments],
-                         broadcast_warmup={ticks: tick_warmup, instruments: None})
+                         snapshot_every=snapshot_every,
+                         broadcast=[ticks, instruments, self.book_events],
+                         broadcast_warmup={ticks: tick_warmup, instruments: None,
+                                           self.book_events: 0})
 
     # -- the market --------------------------------------------------------------------------
 
@@ -205,6 +226,8 @@ class AccountEngine(DeciderRunner[TradingAccount]):
 
     def step_broadcast(self, record: LogRecord, due: Collection[TopicPartition]
                        ) -> Mapping[TopicPartition, Sequence[Emit]]:
+        if record.topic == self.book_events:
+            return self.step_book_event(record, due)
         got = self.view.absorb(record)
         if isinstance(got, EventEnvelope):  # an instrument changed: rebuild its market
             self._markets.pop(got.aggregate_id, None)
@@ -327,6 +350,7 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         result = super().append(pstate, partition, aggregate_id, payloads, **kw)
         if payloads:
             self._watch(partition, aggregate_id, self.current(pstate, aggregate_id).value)
+            result[1].extend(self.to_book(aggregate_id, result[0], payloads))
         return result
 
     def _watch(self, partition: int, account_id: str, state: TradingAccount) -> None:
@@ -361,3 +385,105 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         await super().revoked(partitions)
         for tp in partitions:
             self.watching.pop(tp.partition, None)
+
+    # -- orders on instruments that execute in a book (issue 11.3) -------------------------------
+
+    def to_book(self, account_id: str, events: Sequence[EventEnvelope],
+                payloads: Sequence[EventPayload]) -> list[Emit]:
+        """The book commands of orders just accepted, or cancels just requested, on book
+        instruments: sent in the transaction that recorded them, so exactly once."""
+        out: list[Emit] = []
+        for event, payload in zip(events, payloads, strict=True):
+            command: CommandPayload
+            if isinstance(payload, OrderAccepted):
+                order = payload.order
+                market = self.market(order.instrument)
+                if market is None or market.execution != "book":
+                    continue
+                symbol = order.instrument
+                command = SubmitOrder(order_id=str(order.order_id), account_id=account_id,
+                                      side=order.side, price=order.limit_price,
+                                      quantity=order.quantity,
+                                      time_in_force=_BOOK_TIF[order.time_in_force])
+            elif isinstance(payload, OrderCancelRequested):
+                state = self.state_of(account_id)
+                working = None if state is None else state.orders.get(payload.order_id)
+                if working is None:
+                    continue
+                symbol = working.order.instrument
+                command = CancelBookOrder(order_id=str(payload.order_id), account_id=account_id)
+            else:
+                continue
+            env = make_command(command, aggregate_id=symbol,
+                               command_id=uuid.uuid5(BOOK_CAUSE, f"{event.event_id}"),
+                               issued_at=event.occurred_at,
+                               correlation_id=event.correlation_id, actor=f"account:{account_id}")
+            out.append(Emit(self.book_commands, symbol.encode(), encode(env)))
+        return out
+
+    def state_of(self, account_id: str) -> TradingAccount | None:
+        for pstate in self.partitions.values():
+            known = pstate.aggregates.get(account_id)
+            if known is not None:
+                return known.value
+        return None
+
+    def step_book_event(self, record: LogRecord, due: Collection[TopicPartition]
+                        ) -> Mapping[TopicPartition, Sequence[Emit]]:
+        """Book the book's trades and cancellations on the orders of the accounts of the
+        partitions due: each account's events numbered after its last, ids derived from the
+        book event's id and the account."""
+        if not due:
+            return {}
+        env = decode_event(record.value or b"")
+        payload = self.registry.event_payload(env)
+        touched: list[tuple[str, str, Liquidity | CancelReason]] = []
+        if isinstance(payload, BookTrade):
+            touched = [(payload.maker_account_id, payload.maker_order_id, "maker"),
+                       (payload.taker_account_id, payload.taker_order_id, "taker")]
+        elif isinstance(payload, BookOrderCancelled):
+            touched = [(payload.account_id, payload.order_id, _CANCEL[payload.reason])]
+        elif isinstance(payload, BookOrderRejected) and payload.action == "submit":
+            touched = [(payload.account_id, payload.order_id, "book-refused")]
+        out: dict[TopicPartition, list[Emit]] = {}
+        now_ns = int(env.occurred_at.timestamp() * 1_000_000_000)
+        for account_id, order_ref, what in touched:
+            try:
+                order_id = uuid.UUID(order_ref)
+            except ValueError:
+                continue  # a market maker's order
+            for tp in due:
+                pstate = self.partitions.get(tp.partition)
+                if pstate is None or account_id not in pstate.aggregates:
+                    continue
+                state = pstate.aggregates[account_id].value
+                working = state.orders.get(order_id)
+                if working is None:
+                    continue
+                market = self.market(working.order.instrument)
+                if market is None:
+                    continue
+                if isinstance(payload, BookTrade):
+                    payloads = booked.fill(state, order_id, price=payload.price,
+                                           quantity=payload.quantity,
+                                           liquidity=what,  # type: ignore[arg-type]
+                                           market=market, now_ns=now_ns)
+                else:
+                    payloads = booked.cancelled(state, order_id,
+                                                reason=what,  # type: ignore[arg-type]
+                                                now_ns=now_ns)
+                cause = uuid.uuid5(BOOK_CAUSE, f"{account_id}@{env.event_id}")
+                _, emits = self.append(pstate, tp.partition, account_id, payloads,
+                                       occurred_at=env.occurred_at,
+                                       event_id=lambda i, c=cause: derive_event_id(c, i),
+                                       correlation_id=env.correlation_id,
+                                       causation_id=None, actor=None)
+                if emits:
+                    out.setdefault(tp, []).extend(emits)
+        return out
+
+
+BOOK_CAUSE = uuid.UUID("c4a7e0d2-8b3f-4c19-a65e-1f2d9b7c3e58")  # fixed forever: book ids
+_BOOK_TIF: dict[str, BookTimeInForce] = {"GTC": "gtc", "IOC": "ioc", "FOK": "fok"}
+_CANCEL: dict[str, CancelReason] = {"requested": "requested", "unfilled": "ioc-remainder",
+                                    "self-trade": "self-trade"}

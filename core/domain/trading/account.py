@@ -39,7 +39,8 @@ def on_quote(state: TradingAccount, quote: Quote, *, market: Market,
     working. Nothing fills while the instrument is halted.
     """
     book = state.by_instrument.get(quote.instrument)
-    if not book or market.status != "active" or state.status != "open":
+    if not book or market.status != "active" or state.status != "open" or \
+            market.execution == "book":  # (a book's own trades fill those: trading.booked)
         return []
     step = Step(state, now_ns)
     for order_id, working in list(book.items()):

@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from schemas.instrument import InstrumentSpec, InstrumentStatus, TradingHours
+from schemas.instrument import Execution, InstrumentSpec, InstrumentStatus, TradingHours
 from schemas.market import TickRow
 from schemas.tier import RuleSet
 
@@ -54,6 +54,9 @@ class Market:
     commission_rate: Decimal = ZERO
     slippage_ticks: int = 0
     max_quote_age_ns: int = 5_000_000_000
+    # "book": orders are accepted here and matched in the instrument's order book
+    # (core/processors/book_engine.py); their fills come back from it (`trading.booked`).
+    execution: Execution = "market"
 
     def __post_init__(self) -> None:
         if self.tick_size <= 0 or self.lot_size <= 0:
@@ -73,7 +76,8 @@ def market_from_spec(spec: InstrumentSpec, *, status: InstrumentStatus = "active
                   trading_hours=spec.trading_hours, status=status,
                   contract="binary" if spec.asset_class == "prediction" else "linear",
                   commission_per_unit=commission_per_unit, commission_rate=commission_rate,
-                  slippage_ticks=slippage_ticks, max_quote_age_ns=max_quote_age_ns)
+                  slippage_ticks=slippage_ticks, max_quote_age_ns=max_quote_age_ns,
+                  execution=spec.execution)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

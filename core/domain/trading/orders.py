@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Literal
 
+from core.domain.trading import booked
 from core.domain.trading.execution import Step, fillable_now
 from core.domain.trading.market import ONE, ZERO, Market, Quote, Terms, is_trading, on_grid
 from core.domain.trading.positions import margin, worst_case_margin
@@ -107,7 +108,7 @@ def place(state: TradingAccount, cmd: PlaceOrder, *, quote: Quote | None,
                        f"{cmd.instrument} is not among the tier's instruments")
     if not is_trading(market.trading_hours, now_ns):
         return _refuse(cmd, "market-closed", f"{cmd.instrument} is outside its trading hours")
-    refused = _price_checks(cmd, market)
+    refused = _price_checks(cmd, market) or booked.unsupported(cmd, market)
     if refused is not None:
         return _refuse(cmd, *refused)
     if quote is None or now_ns - quote.at_ns > market.max_quote_age_ns:
@@ -147,6 +148,8 @@ def place(state: TradingAccount, cmd: PlaceOrder, *, quote: Quote | None,
                   quantity=cmd.quantity, limit_price=cmd.limit_price,
                   stop_price=cmd.stop_price, time_in_force=cmd.time_in_force,
                   stop_loss=cmd.stop_loss, take_profit=cmd.take_profit, accepted_ns=now_ns)
+    if market.execution == "book":  # the book matches it (FOK too); fills come back
+        return booked.accept(state, order, now_ns=now_ns)
     if cmd.time_in_force == "FOK" and not fillable_now(Working.of(order), quote, market):
         return _refuse(cmd, "fok-unfillable", "the order cannot fill whole on the quote now")
     step = Step(state, now_ns)
@@ -208,6 +211,8 @@ def modify(state: TradingAccount, cmd: ModifyOrder, *, market: Market | None,
         return refuse("invalid-modify", f"a {order.type} order has no stop price")
     if market is None:
         return refuse("instrument-unknown", f"{order.instrument} is not a known instrument")
+    if market.execution == "book":
+        return refuse("book-unsupported", "an order in a book is cancelled and placed again")
     if cmd.quantity is not None and not on_grid(cmd.quantity, market.lot_size):
         return refuse("off-lot", f"quantity {cmd.quantity} is not a multiple of "
                                  f"{market.lot_size}")

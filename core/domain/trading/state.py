@@ -29,6 +29,7 @@ from schemas.trading import (
     Order,
     OrderAccepted,
     OrderCancelled,
+    OrderCancelRequested,
     OrderExpired,
     OrderFilled,
     OrderModified,
@@ -133,7 +134,8 @@ def evolve(state: TradingAccount, event: EventPayload) -> TradingAccount:
             working = Working.of(order)
             state.orders[order.order_id] = working
             state.by_instrument.setdefault(order.instrument, {})[order.order_id] = working
-        case OrderRejected() | AccountCommandRejected() | ContractSettled():
+        case OrderRejected() | AccountCommandRejected() | ContractSettled() | \
+                OrderCancelRequested():
             pass  # a refusal changes nothing; a settlement's effect is in its position event
         case OrderTriggered():
             state.orders[event.order_id].triggered = True

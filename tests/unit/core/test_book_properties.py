@@ -312,3 +312,33 @@ def test_snapshot_restore_and_tail_replay_equal_the_uninterrupted_book(
     assert restored.snapshot() == head.snapshot()
     assert [plain(rs) for rs in run(restored, stream[cut:])] == expected[cut:]
     assert restored.snapshot() == whole.snapshot()
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stream=commands(), stp=st.sampled_from(POLICIES), data=st.data())
+def test_following_the_records_rebuilds_the_book_and_records_met_again_change_nothing(
+        stream: list[Command], stp: StpPolicy, data: st.DataObject, sweep_at: None) -> None:
+    """How the book engine recovers: a snapshot, then the records after it, as logged (the
+    owner and post-only flag of a rested order come from its own command)."""
+    live = Book(stp=stp)
+    logged: list[tuple[Result, str, bool]] = []
+    for command in stream:
+        resting = live.order(command.order_id)
+        if isinstance(command, Place):
+            owner, post_only = command.owner, command.tif == "post-only"
+        else:
+            owner, post_only = (resting.owner, resting.post_only) if resting else ("", False)
+        logged += [(r, owner, post_only) for r in live.apply(command)]
+    cut = data.draw(st.integers(min_value=0, max_value=len(logged)), label="cut")
+    followed = Book(stp=stp)
+    for record, owner, post_only in logged[:cut]:
+        followed.follow(record, owner=owner, post_only=post_only)
+    restored = Book.restore(json.loads(json.dumps(followed.snapshot())))
+    again = data.draw(st.integers(min_value=0, max_value=cut), label="met again")
+    for record, owner, post_only in logged[again:]:  # a tail that starts too early
+        restored.follow(record, owner=owner, post_only=post_only)
+    assert restored.snapshot() == live.snapshot()
+    # and the rebuilt book decides the next calls as the live one does
+    probe = Place("probe", "dan", "buy", 5, 101, "ioc")
+    assert plain(restored.apply(probe)) == plain(live.apply(probe))
