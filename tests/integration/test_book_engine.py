@@ -188,6 +188,11 @@ async def test_the_book_engine_killed_while_orders_flow_loses_and_doubles_no_tra
             sent += 5
             await asyncio.sleep(0.1)
             if sent == 35:
+                # Kill once a snapshot exists, so the heir recovers from snapshot + tail.
+                async def snapshotted() -> bool:
+                    return bool(first.logged("snapshot written"))
+
+                await wait_until(snapshotted, timeout=60, what="the first book snapshot")
                 first.kill9()
         assert sent == len(orders)
         second = spawn("decider", "book", with_settings=settings)
