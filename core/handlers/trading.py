@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from core.domain.trading.market import on_grid
 from kernel.application import (
@@ -192,6 +192,17 @@ def placed(command_id: uuid.UUID, order_id: uuid.UUID, facts: tuple[Fact, ...], 
                   duplicate=duplicate)
 
 
+async def _sent(bus: CommandSender, registry: TypeRegistry, command: Command[Any],
+                wait_ms: int | None) -> Accepted | Rejected | Pending:
+    """Send a trading command and wait: the engine's refusal event read as `Rejected`."""
+    outcome = await send(bus, COMMANDS_TOPIC, registry, command, wait_ms=wait_ms)
+    if isinstance(outcome, Accepted) and outcome.facts:
+        refused = refusal(command.command_id, outcome.facts)
+        if refused is not None:
+            return refused
+    return outcome
+
+
 async def place(bus: CommandSender, registry: TypeRegistry, command: Command[PlaceOrder], *,
                 grid: Grid | None = None, wait_ms: int | None = None
                 ) -> PlaceOutcome | Refused:
@@ -202,12 +213,9 @@ async def place(bus: CommandSender, registry: TypeRegistry, command: Command[Pla
         off = off_grid(command.payload, grid)
         if off is not None:
             return off
-    outcome = await send(bus, COMMANDS_TOPIC, registry, command, wait_ms=wait_ms)
+    outcome = await _sent(bus, registry, command, wait_ms)
     if not isinstance(outcome, Accepted) or not outcome.facts:
         return outcome
-    refused = refusal(command.command_id, outcome.facts)
-    if refused is not None:
-        return refused
     order_id = order_id_for(command.aggregate_id, command.payload.client_order_id)
     return placed(command.command_id, order_id, outcome.facts,
                   duplicate=outcome.duplicate) or outcome
@@ -216,12 +224,9 @@ async def place(bus: CommandSender, registry: TypeRegistry, command: Command[Pla
 async def cancel(bus: CommandSender, registry: TypeRegistry, command: Command[CancelOrder], *,
                  wait_ms: int | None = None) -> CancelOutcome:
     """Cancel an open order."""
-    outcome = await send(bus, COMMANDS_TOPIC, registry, command, wait_ms=wait_ms)
+    outcome = await _sent(bus, registry, command, wait_ms)
     if not isinstance(outcome, Accepted) or not outcome.facts:
         return outcome
-    refused = refusal(command.command_id, outcome.facts)
-    if refused is not None:
-        return refused
     for fact in outcome.facts:
         if isinstance(fact.payload, OrderCancelled) and \
                 fact.payload.order_id == command.payload.order_id:
@@ -233,12 +238,9 @@ async def cancel(bus: CommandSender, registry: TypeRegistry, command: Command[Ca
 async def modify(bus: CommandSender, registry: TypeRegistry, command: Command[ModifyOrder], *,
                  wait_ms: int | None = None) -> ModifyOutcome:
     """Change an open order's quantity or prices."""
-    outcome = await send(bus, COMMANDS_TOPIC, registry, command, wait_ms=wait_ms)
+    outcome = await _sent(bus, registry, command, wait_ms)
     if not isinstance(outcome, Accepted) or not outcome.facts:
         return outcome
-    refused = refusal(command.command_id, outcome.facts)
-    if refused is not None:
-        return refused
     for fact in outcome.facts:
         if isinstance(fact.payload, OrderModified):
             return Modified(command_id=command.command_id, change=fact.payload,
