@@ -15,6 +15,7 @@ started a producer with the same transactional id, its transactional writes are 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -63,7 +64,12 @@ class MemoryLog:
     """Topics, groups and transactional ids, all in memory. Implements `kernel.log.Log`."""
 
     def __init__(self, topics: dict[str, int] | None = None, *,
-                 now_ms: Callable[[], int] | None = None) -> None:
+                 now_ms: Callable[[], int] | None = None, waiting_polls: bool = False) -> None:
+        # An empty poll returns at once, unless `waiting_polls`: then it waits (up to its
+        # timeout) for a record to become visible, as a Kafka consumer's does, so a test can
+        # measure what a poll's wait costs a runner.
+        self.waiting_polls = waiting_polls
+        self._waiters: list[asyncio.Future[None]] = []
         self._topics: dict[str, list[list[_Entry]]] = {}
         self._groups: dict[str, _Group] = {}
         self._epochs: dict[str, int] = {}
@@ -159,6 +165,7 @@ class MemoryLog:
 
     def _rebalance(self, group: _Group) -> None:
         group.generation += 1
+        self._changed()
         topics = sorted({t for m in group.members for t in m._topics})
         tps = [TopicPartition(t, p) for t in topics
                for p in range(len(self._partitions(t)))]
@@ -178,7 +185,22 @@ class MemoryLog:
         entries.append(_Entry(record, txn))
         if txn is not None:
             txn.first.setdefault(tp, offset)
+        else:
+            self._changed()
         return offset
+
+    def _changed(self) -> None:
+        """Wake the polls waiting for records (`waiting_polls`)."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait_change(self, timeout: float) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter, timeout)
 
     def _end(self, txn: _Txn, state: TxnState) -> None:
         txn.state = state
@@ -188,6 +210,7 @@ class MemoryLog:
         if state == "committed":
             for group_id, offsets in txn.offsets.items():
                 self._group(group_id).committed.update(offsets)
+            self._changed()
 
 
 def _visible(entry: _Entry) -> bool:
@@ -206,6 +229,7 @@ class MemoryConsumer:
         self._listener: RebalanceListener | None = None
         self._owned: set[TopicPartition] = set()
         self._generation = 0
+        self._syncing: asyncio.Future[None] | None = None
         self._positions: dict[TopicPartition, int] = {}
         self._started = False
         self._crashed = False
@@ -265,7 +289,22 @@ class MemoryConsumer:
     async def poll(self, *, max_records: int, timeout: float) -> Batch:
         self._check()
         await asyncio.sleep(0)
-        await self._sync_group()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            # Cancel-safe, as the Kafka consumer's poll is (the runner cancels a poll when
+            # another one has records): a group sync (with the rebalance listener in it) runs
+            # to its end even if this poll is cancelled, and the next poll waits for it.
+            if self._syncing is None or self._syncing.done():
+                self._syncing = asyncio.ensure_future(self._sync_group())
+            await asyncio.shield(self._syncing)
+            batch = self._fetch(max_records)
+            left = deadline - loop.time()
+            if batch or not self.log.waiting_polls or left <= 0:
+                return batch
+            await self.log._wait_change(left)  # a cancel here takes nothing: fetch is sync
+
+    def _fetch(self, max_records: int) -> Batch:
         batch: Batch = {}
         left = max_records
         for tp in sorted(self._owned):

@@ -411,17 +411,46 @@ class StreamRunner:
             self._broadcast_busy = bool(met)
             return batch
         await self._prepare()
-        self._broadcast_busy = bool(self._pending) or bool(met) or bool(
-            await self.handle_broadcast(await self.bcast.poll(
-                max_records=self.max_batch, timeout=self.poll_timeout / 2)))
-        return await self._inputs(timeout=self.poll_timeout / 2)
+        # Nothing waiting: wait on both at once, so an order does not sit behind a broadcast
+        # wait nor a tick behind an input wait (they did, up to half the poll timeout each).
+        ticks, batch = await self._either()
+        met = await self.handle_broadcast(ticks) if ticks else 0
+        self._broadcast_busy = bool(self._pending) or bool(met)
+        return await self._checked(batch)
+
+    async def _either(self) -> tuple[Batch, Batch]:
+        """Poll the broadcast and the inputs together for up to the poll timeout; as soon as
+        one has records, the other poll is cancelled (a cancelled poll takes nothing: the
+        logs' polls are cancel-safe) and whatever either returned is kept."""
+        assert self.consumer is not None and self.bcast is not None
+        ticks = asyncio.ensure_future(self.bcast.poll(max_records=self.max_batch,
+                                                      timeout=self.poll_timeout))
+        inputs = asyncio.ensure_future(self.consumer.poll(max_records=self.max_batch,
+                                                          timeout=self.poll_timeout))
+        try:
+            await asyncio.wait((ticks, inputs), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (ticks, inputs):
+                task.cancel()
+            got = await asyncio.gather(ticks, inputs, return_exceptions=True)
+        for result in got:
+            if isinstance(result, BaseException) and not isinstance(
+                    result, asyncio.CancelledError):
+                raise result
+        return tuple(r if isinstance(r, dict) else {} for r in got)  # type: ignore[return-value]
 
     async def _inputs(self, *, timeout: float) -> Batch:
         """Poll the input partitions; with broadcast inputs, only once they are caught up.
         A poll may gain partitions (and prepare them) inside it: their records go back to
         the log and are fetched again after the catch-up."""
+        assert self.consumer is not None
+        return await self._checked(await self.consumer.poll(max_records=self.max_batch,
+                                                            timeout=timeout))
+
+    async def _checked(self, batch: Batch) -> Batch:
+        """The input batch, or none if the broadcast fell behind during its poll (a poll
+        that gained partitions): its records go back to the log, fetched after the catch-up."""
         assert self.consumer is not None and self.bcast is not None
-        batch = await self.consumer.poll(max_records=self.max_batch, timeout=timeout)
         if batch and not await self.bcast.caught_up():
             for tp, records in batch.items():
                 self.consumer.seek(tp, records[0].offset)

@@ -4,6 +4,8 @@ shared state and act nowhere; a poison broadcast record is parked once."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import Collection, Mapping, Sequence
 
@@ -301,3 +303,58 @@ async def test_a_steady_stream_of_inputs_does_not_starve_the_broadcast() -> None
     tick = next(i for i, what in enumerate(stage.order) if what.startswith("bc:"))
     assert stage.order[:tick].count("input") <= 20, "the tick waited for every input"
     await r.stop()
+
+
+def _count(log: MemoryLog, what: bytes) -> int:
+    return sum(1 for r in log.records(OUT) if r.value and r.value.startswith(what))
+
+
+async def _waited(log: MemoryLog, *, before: int, what: bytes) -> float:
+    """Seconds until `out` holds more than `before` records starting with `what`."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while _count(log, what) <= before:
+        assert loop.time() - start < 5, f"{what!r} never written"
+        await asyncio.sleep(0.005)
+    return loop.time() - start
+
+
+async def test_an_idle_engine_acts_on_either_at_once_not_after_the_other_polls_wait() -> None:
+    """Polls that wait as Kafka's do (a 2 s poll timeout here): an order arriving while the
+    engine waits for ticks, and a tick arriving while it waits for orders, are each handled
+    within milliseconds. They used to wait out the other poll (half the timeout each, in
+    turn: up to 1 s here), so one of the two delays after each prime below waited ~0.6 s."""
+    log = MemoryLog({IN: PARTS, OUT: PARTS, DLQ: 1, BC: 2, BC_DLQ: 1}, waiting_polls=True)
+    stage = TickStage(log)
+    r = StreamRunner(log, stage, name="engine", group_id="g", topics=[IN], mode="transactional",
+                     dead_letter_topic=lambda topic: topic + ".dlq", broadcast=[BC],
+                     poll_timeout=2.0)
+    await r.start()
+    task = asyncio.create_task(r.run())
+    n = 100
+
+    async def send(kind: str) -> float:
+        nonlocal n
+        what = b"id:" if kind == "input" else b"b:"
+        before = _count(log, what)
+        if kind == "input":
+            n += 1
+            await _inputs(log, range(n, n + 1))
+        else:
+            await _ticks(log, [b"act"])
+        return await _waited(log, before=before, what=what)
+
+    took: dict[tuple[str, float], float] = {}
+    try:
+        await asyncio.sleep(0.3)  # joined, caught up, idle
+        for delay in (0.4, 1.2):
+            for kind, prime in (("input", "broadcast"), ("broadcast", "input")):
+                await send(prime)
+                await asyncio.sleep(delay)
+                took[kind, delay] = await send(kind)
+        assert max(took.values()) < 0.2, took
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await r.stop()
