@@ -47,8 +47,7 @@ def on_quote(state: TradingAccount, quote: Quote, *, market: Market,
         if not step.is_open(order_id):
             continue
         mine = step.live(working)
-        was_waiting = mine.waiting_for_trigger
-        step.work(mine, quote, market, arriving=was_waiting and not mine.waiting_for_trigger)
+        step.work(mine, quote, market, arriving=False)
         if (mine.order.time_in_force in ("IOC", "FOK") and step.is_open(order_id)
                 and not mine.waiting_for_trigger):
             step.cancel(mine, "ioc-remainder")

@@ -10,7 +10,8 @@ Execution against the market stream (the prop-firm model):
   moved `slippage_ticks` against the trader; liquidity taker;
 - a limit order marketable when it arrives takes the touch too, never beyond its limit;
   one that rested fills at its limit price once the touch trades through it (maker);
-- a buy stop triggers when the ask reaches it, a sell stop when the bid does;
+- a buy stop triggers when the ask reaches it, a sell stop when the bid does; a stop-limit
+  then arrives as a limit order on that quote (taker at the touch if marketable);
 - a fill is at most the size quoted at the touch (when the quote says), shared by the
   account's orders filled on the same quote, on the lot grid; the rest keeps working;
 - an exit leg (stop-loss / take-profit) only reduces the position: it is cut to the
@@ -134,13 +135,15 @@ class Step:
     # -- execution -----------------------------------------------------------------------------
 
     def work(self, working: Working, quote: Quote, market: Market, *, arriving: bool) -> None:
-        """Trigger and fill `working` (this step's copy) as far as `quote` allows."""
+        """Trigger and fill `working` (this step's copy) as far as `quote` allows; `arriving`
+        when it is new. A stop-limit the quote triggers arrives as a limit order now."""
         order = working.order
         buy = order.side == "buy"
         if working.waiting_for_trigger:
             if _stop_untouched(working, quote):
                 return
             working.triggered = True
+            arriving = True
             self.emit(OrderTriggered(order_id=order.order_id, price=quote.ask if buy else quote.bid,
                                      at_ns=self.now_ns))
         priced = fill_price(working, quote, market, arriving=arriving)

@@ -149,6 +149,30 @@ def test_stop_limit_triggers_then_waits_for_its_limit() -> None:
     assert (fill.price, fill.liquidity) == (D("58900"), "maker")
 
 
+def test_stop_limit_triggered_inside_its_limit_takes_the_touch_as_it_would_when_placed() -> None:
+    # Triggered by a later quote it arrives as a limit order: the ask plus slippage, capped by
+    # its limit, as a taker. (It filled at its limit as a maker, paying 100 more here.)
+    state = given()
+    placed(state, order(type="stop-limit", stop_price=D("61000"), limit_price=D("61100")))
+    events = quoted(state, quote("61005", "61006"))
+    assert types(events)[:2] == ["trading.order-triggered", "trading.order-filled"]
+    fill = fills(events)[0]
+    assert (fill.price, fill.liquidity) == (D("61006.5"), "taker")
+    at_once = given()
+    fill = fills(placed(at_once, order(type="stop-limit", stop_price=D("61000"),
+                                       limit_price=D("61100")),
+                        q=quote("61005", "61006")))[0]
+    assert (fill.price, fill.liquidity) == (D("61006.5"), "taker")
+
+
+def test_sell_stop_limit_triggered_inside_its_limit_sells_at_the_bid() -> None:
+    state = given()
+    placed(state, order(side="sell", type="stop-limit", stop_price=D("59000"),
+                        limit_price=D("58900")))
+    fill = fills(quoted(state, quote("58990", "58991")))[0]
+    assert (fill.price, fill.liquidity) == (D("58989.5"), "taker")
+
+
 def test_stop_already_crossed_when_placed_triggers_at_once() -> None:
     state = given()
     events = placed(state, order(type="stop", stop_price=D("59000")))
