@@ -344,7 +344,7 @@ async def run(args: argparse.Namespace) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     children = {"instrument": Child(settings, log_dir, "decider", "instrument"),
                 "engine": Child(settings, log_dir, "decider", "account"),
-                **{p: Child(settings, log_dir, "projection", p) for p in PROJECTIONS},
+                **{p: Child(settings, log_dir, "projection", p) for p in args.projections},
                 "api": Child(settings, log_dir, "api")}
     ticker = Ticker(settings, args.tick_ms / 1000)
     tick_task: asyncio.Task[None] | None = None
@@ -465,6 +465,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tick-ms", type=float, default=100, help="touch published every")
     parser.add_argument("--poll-ms", type=float, default=2, help="read-model poll interval")
     parser.add_argument("--quantity", default="0.01")
+    parser.add_argument("--projections", nargs="+", default=list(PROJECTIONS),
+                        help="read models to run (all that account.events feeds by default; "
+                             "instruments, accounts and trading-positions are needed)")
     parser.add_argument("--no-tap", action="store_true",
                         help="no tap consumer (no hop split; it is one more reader)")
     args = parser.parse_args(argv)

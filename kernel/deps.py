@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from kernel.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -26,7 +26,7 @@ async def get_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
         yield conn
 
 
-def get_pool(request: Request) -> AsyncConnectionPool:
+async def get_pool(request: Request) -> AsyncConnectionPool:
     pool: AsyncConnectionPool = request.app.state.pool
     return pool
 

@@ -120,6 +120,24 @@ async def get_account(conn: psycopg.AsyncConnection,
     return None if row is None else AccountPublic.model_validate(row)
 
 
+async def get_account_and_grid(conn: psycopg.AsyncConnection, account_id: uuid.UUID,
+                               symbol: str) -> tuple[AccountPublic | None,
+                                                     tuple[Decimal, Decimal] | None]:
+    """The account and the tick and lot size of `symbol` (None when unknown), in one round
+    trip: an order route reads both before every order."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {ACCOUNT_COLUMNS}, "
+            "(SELECT tick_size FROM instruments WHERE symbol = %s) AS grid_tick, "
+            "(SELECT lot_size FROM instruments WHERE symbol = %s) AS grid_lot "
+            "FROM accounts WHERE account_id = %s", (symbol, symbol, account_id))
+        row = await cur.fetchone()
+    if row is None:
+        return None, None
+    tick, lot = row.pop("grid_tick"), row.pop("grid_lot")
+    return AccountPublic.model_validate(row), None if tick is None else (tick, lot)
+
+
 async def list_assessments(conn: psycopg.AsyncConnection, *, user_id: uuid.UUID | None,
                            status: str | None, after: tuple[datetime, uuid.UUID] | None,
                            limit: int) -> list[AssessmentPublic]:

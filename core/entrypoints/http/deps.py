@@ -15,7 +15,7 @@ from schemas.registry import TypeRegistry
 # API's CPU per command (the hand-off is ~25 % of its py-spy samples), yet the round trip's
 # latency was worse in most alternating runs on the shared 2-core machine and collapsed
 # at 200/s (bench/RESULTS.md, "second pass"); a quiet machine is to decide.
-def get_bus(request: Request) -> CommandBus:
+async def get_bus(request: Request) -> CommandBus:
     bus: CommandBus = request.app.state.bus
     return bus
 
@@ -23,7 +23,7 @@ def get_bus(request: Request) -> CommandBus:
 BusDep = Annotated[CommandBus, Depends(get_bus)]
 
 
-def get_registry(request: Request) -> TypeRegistry:
+async def get_registry(request: Request) -> TypeRegistry:
     registry: TypeRegistry = request.app.state.registry
     return registry
 

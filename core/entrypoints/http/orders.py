@@ -26,8 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from core.entrypoints.http.commands import CommandAccepted, accepted, refused
 from core.entrypoints.http.deps import BusDep, IdempotencyKey, RegistryDep
 from core.handlers import trading as handlers
-from core.views.assessments import AccountPublic, get_account
-from core.views.instruments import get_instrument
+from core.views.assessments import AccountPublic, get_account, get_account_and_grid
 from kernel.application import Accepted, Command, Pending, Rejected
 from kernel.auth import Principal, access
 from kernel.commands import command_id_for
@@ -237,15 +236,14 @@ class PoolReads:
     async def look(self, account_id: uuid.UUID, symbol: str | None = None
                    ) -> tuple[AccountPublic | None, handlers.Grid | None]:
         async with self.pool.connection() as conn:
-            account = await get_account(conn, account_id)
-            instrument = None if symbol is None or account is None else \
-                await get_instrument(conn, symbol)
-        grid = None if instrument is None else handlers.Grid(
-            tick_size=instrument.tick_size, lot_size=instrument.lot_size)
-        return account, grid
+            if symbol is None:
+                return await get_account(conn, account_id), None
+            account, grid = await get_account_and_grid(conn, account_id, symbol)
+        return account, None if grid is None else handlers.Grid(tick_size=grid[0],
+                                                                lot_size=grid[1])
 
 
-def get_reads(pool: PoolDep) -> TradingReads:
+async def get_reads(pool: PoolDep) -> TradingReads:
     return PoolReads(pool)
 
 

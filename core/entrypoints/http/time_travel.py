@@ -25,7 +25,7 @@ AsOf = Annotated[str | None, Query(
                 "from the log (balance, positions, open orders); later than now: as it is")]
 
 
-def get_history_reader(request: Request) -> AccountLogReader:
+async def get_history_reader(request: Request) -> AccountLogReader:
     reader: AccountLogReader = request.app.state.account_history
     return reader
 

@@ -19,17 +19,17 @@ MARKET_DATA = public("market data of simulated and public venues: the chart and 
                      "landing page read it without credentials")
 
 
-def get_prices(request: Request) -> PriceStore:
+async def get_prices(request: Request) -> PriceStore:
     prices: PriceStore = request.app.state.prices
     return prices
 
 
-def get_levels(request: Request) -> LevelsStore:
+async def get_levels(request: Request) -> LevelsStore:
     levels: LevelsStore = request.app.state.levels
     return levels
 
 
-def get_producer(request: Request) -> AIOKafkaProducer:
+async def get_producer(request: Request) -> AIOKafkaProducer:
     producer: AIOKafkaProducer = request.app.state.producer
     return producer
 
