@@ -4,7 +4,7 @@ A tier (keyed by its slug) is managed by admins. Each change of its terms is a n
 (1, 2, …) carrying the whole `TierTerms`; a purchase copies the terms of the revision it was
 sold at, so changing a tier never changes an assessment already bought.
 
-`RuleSet` is the contract the rules engine (issue 6) evaluates. Its `schema_version` says
+`RuleSet` is the contract `core.domain.rules` evaluates (docs/rules.md). Its `schema_version` says
 which evaluator reads it: a new parameter with a default can be added to version 1; a change
 of meaning is version 2, with an upcaster. Percentages are of the base named next to them,
 as decimals in [0, 100].

@@ -200,7 +200,8 @@ def _judge(spec: RuleSet, before: RuleState, s: RuleState, event: Input) -> list
         _money_rules(spec, s, event.at_ns, out)
         if isinstance(event, Filled):
             _open_rules(spec, s, event.at_ns, out)
-        _pass(spec, s, event.at_ns, out)
+        if not any(v.kind == "violation" for v in out):  # a breach on this input fails it
+            _pass(spec, s, event.at_ns, out)
     elif isinstance(event, DayRolled):
         if event.day <= before.day:
             return out

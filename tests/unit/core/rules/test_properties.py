@@ -16,6 +16,7 @@ from core.domain.rules import (
     Input,
     Marked,
     NewsFlagged,
+    OrderIntent,
     Verdict,
     initial,
     replay,
@@ -156,3 +157,22 @@ def test_a_state_folded_in_two_runs_judges_the_rest_as_one_run(
     middle, head = replay(spec, start(spec), events[:cut])
     _, tail = replay(spec, middle, events[cut:])
     assert head + tail == whole
+
+
+@settings(max_examples=100, deadline=None)
+@given(specs, moves, st.integers(1, 5), st.integers(90, 110), st.one_of(st.none(),
+                                                                          st.integers(0, 120)))
+def test_an_order_is_only_checked_never_folded(
+        spec: RuleSet, plan: list[tuple[str, int, int, int]], quantity: int, entry: int,
+        stop: int | None) -> None:
+    state, _ = replay(spec, start(spec), history(spec, plan))
+    intent = OrderIntent(at_ns=T0, instrument="BTC-USD", quantity=D(quantity), entry=D(entry),
+                         stop=None if stop is None else D(stop),
+                         lots_after=state.open_lots + quantity,
+                         exposure_after=state.open_exposure + quantity * entry)
+    after, found = step(spec, state, intent)
+    assert after is state
+    assert {v.kind for v in found} <= {"refused"}
+    assert {v.rule for v in found} <= {"risk-per-trade", "max-open-lots", "max-open-exposure"}
+    assert ("max-open-lots" in {v.rule for v in found}) == (
+        not state.settled and intent.lots_after > D(3))

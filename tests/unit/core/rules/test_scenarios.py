@@ -185,6 +185,21 @@ def test_a_consistency_breach_on_the_day_the_target_is_reached_withholds_the_pas
     assert brief(found) == [("passed", "profit-target", ns("2026-01-09T10:00:00+00:00"))]
 
 
+
+def test_a_close_that_reaches_the_target_but_breaches_the_daily_loss_fails_and_never_passes(
+) -> None:
+    # The day starts with 15,000 floating profit; closing at +9,000 reaches the 8 % target but
+    # gives back 6,000 of a day-start equity of 115,000 (limit 5 %: 5,750).
+    a = Account(rules(profit_target_pct=D(8), daily_loss_base="day-start-equity"))
+    a.fill("2026-01-05T09:00:00+00:00", lots=1)
+    a.mark("2026-01-05T20:00:00+00:00", equity=115_000)
+    a.roll("2026-01-06T00:00:00+00:00")
+    a.roll("2026-01-07T00:00:00+00:00")
+    found = a.fill("2026-01-07T09:00:00+00:00", balance=109_000, lots=0)
+    assert [(v.kind, v.rule, v.value, v.limit) for v in found] == [
+        ("violation", "daily-loss", D(6000), D(5750))]
+    assert not a.state.passed and a.state.failed
+
 # Maximum trading period ------------------------------------------------------------------------
 
 
