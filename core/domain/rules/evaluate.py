@@ -76,9 +76,20 @@ def canonical(value: Decimal | int | str) -> str:
 def spec_digest(spec: RuleSet) -> str:
     """sha256 of the spec's parameters that differ from their defaults, keys sorted: a field
     added later with a default leaves the digest of older specs (and their verdicts) alone."""
-    data = spec.model_dump(mode="json", exclude_defaults=True)
+    data = _plain(spec.model_dump(exclude_defaults=True))
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"))
                           .encode()).hexdigest()
+
+
+def _plain(value: object) -> object:
+    """JSON values with every Decimal canonical ("5.0" and "5" are one parameter)."""
+    if isinstance(value, Decimal):
+        return canonical(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def verdict_digest(spec: RuleSet, *, account_id: str, kind: str, rule: str, at_ns: int,
