@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.domain.rules import terms_contradictions
 from core.domain.tiers import Tier
 from core.entrypoints.http.commands import (
     CommandAccepted,
@@ -177,6 +178,17 @@ async def get_revision(tier_id: TierIdPath,
     return TierRevisionPublic(tier_id=tier_id, revision=revision, terms=terms)
 
 
+def _check_rules(terms: TierTerms) -> None:
+    """Rules whose parameters are each in range but contradict one another: a 422 naming each
+    field, as pydantic names a field out of range, and nothing is sent."""
+    found = terms_contradictions(terms)
+    if found:
+        errors = [{"location": ".".join(str(p) for p in ("body", "terms", *c.path)),
+                   "message": c.message} for c in found]
+        raise Problem(422, "validation-failed", "The request is not valid",
+                      f"{len(errors)} problem(s) with the request", errors=errors)
+
+
 def _answer(outcome: Outcome[Tier], tier_id: str) -> Any:
     """The decided tier as the catalogue shows it, else the 202 or the problem."""
     if isinstance(outcome, Decided):
@@ -206,6 +218,7 @@ async def _change(tier_id: str, payload: handlers.Change, *, bus: BusDep,
 async def create(body: Annotated[TierCreate, Body(examples=[EXAMPLE_TIER])], admin: AdminDep,
                  bus: BusDep, registry: RegistryDep, response: Response,
                  idempotency_key: IdempotencyKey = None) -> Any:
+    _check_rules(body.terms)
     outcome = await handlers.create(bus, registry, admin_command(
         CreateTier(terms=body.terms), body.tier_id, admin=admin,
         idempotency_key=idempotency_key, route="create"))
@@ -225,6 +238,7 @@ async def revise(tier_id: TierIdPath,
                  body: Annotated[TierTermsUpdate, Body(examples=[EXAMPLE_REVISION])],
                  admin: AdminDep, bus: BusDep, registry: RegistryDep, pool: PoolDep,
                  idempotency_key: IdempotencyKey = None) -> Any:
+    _check_rules(body.terms)
     return await _change(tier_id, ReviseTier(terms=body.terms), bus=bus, registry=registry,
                          pool=pool, admin=admin, idempotency_key=idempotency_key,
                          route="revise")
