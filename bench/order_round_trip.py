@@ -5,8 +5,8 @@ steady 200 orders/s with 1,000 open accounts: p99 <= 50 ms".
 
 Starts, in a fresh namespace, the platform's own processes as children (`python -m propstream
 run ...`): the instrument decider, the account engine (`decider account`), the projections
-every account event feeds (accounts, trading-orders, trading-fills, trading-positions,
-account-equity, account-history: what `make run` runs) and the API. Registers one
+every account event feeds (accounts, the group of the accounts, orders, fills, positions and
+equity tables, and account-history: what `make run` runs) and the API. Registers one
 instrument, opens --accounts accounts (account.open on account.commands, as the assessment
 policy sends it), each for a trader of its own with a trader token, and publishes the
 instrument's touch every --tick-ms (a small random walk, stamped now, so the engine's quote
@@ -29,7 +29,8 @@ Each child's CPU per order (from /proc) and run-queue wait are printed, with the
 busy share and load average, as in `bench.command_round_trip`.
 
 Run: python -m bench.order_round_trip [--rates 100 200] [--seconds 20] [--accounts 1000]
-     [--runs 1] [--tick-ms 100] [--poll-ms 2]
+     [--runs 1] [--tick-ms 100] [--poll-ms 2] [--no-tap] [--projections NAME ...]
+     [--code DIR]   the services of another tree, to alternate before/after runs
 """
 
 from __future__ import annotations
@@ -72,8 +73,7 @@ from schemas.market import MarketTicksPublished, TickRow
 from schemas.topics import CATALOGUE, REPLIES
 
 SYMBOL = "BENCH-USD"
-PROJECTIONS = ("instruments", "accounts", "trading-orders", "trading-fills",
-               "trading-positions", "account-equity", "account-history")
+PROJECTIONS = ("instruments", "accounts", "account-history")
 
 
 class Ticker:
@@ -342,10 +342,14 @@ async def run(args: argparse.Namespace) -> None:
     await create_topics(settings, CATALOGUE)
     log_dir = settings.cache_dir / "bench" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    children = {"instrument": Child(settings, log_dir, "decider", "instrument"),
-                "engine": Child(settings, log_dir, "decider", "account"),
-                **{p: Child(settings, log_dir, "projection", p) for p in args.projections},
-                "api": Child(settings, log_dir, "api")}
+    code = args.code
+    if code is not None:
+        print(f"services run the code in {code}", flush=True)
+    children = {"instrument": Child(settings, log_dir, "decider", "instrument", code=code),
+                "engine": Child(settings, log_dir, "decider", "account", code=code),
+                **{p: Child(settings, log_dir, "projection", p, code=code)
+                   for p in args.projections},
+                "api": Child(settings, log_dir, "api", code=code)}
     ticker = Ticker(settings, args.tick_ms / 1000)
     tick_task: asyncio.Task[None] | None = None
     watch = PositionWatch(settings, args.poll_ms)
@@ -467,7 +471,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quantity", default="0.01")
     parser.add_argument("--projections", nargs="+", default=list(PROJECTIONS),
                         help="read models to run (all that account.events feeds by default; "
-                             "instruments, accounts and trading-positions are needed)")
+                             "instruments and accounts are needed)")
+    parser.add_argument("--code", metavar="DIR",
+                        help="run the services from this tree (`git archive REV | tar -x -C "
+                             "DIR`), for before/after runs; name its projections with "
+                             "--projections")
     parser.add_argument("--no-tap", action="store_true",
                         help="no tap consumer (no hop split; it is one more reader)")
     args = parser.parse_args(argv)

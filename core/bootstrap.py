@@ -79,6 +79,8 @@ def assessment_decider(settings: Settings) -> DeciderRunner:  # type: ignore[typ
 def account_decider(settings: Settings) -> AccountEngine:
     """The account family's decider is the account engine: it trades as well (issue 11)."""
     return AccountEngine(settings, default_registry(),
+                         max_quote_age_ms=settings.quote_max_age_ms,
+                         mark_interval_ms=settings.equity_mark_interval_ms,
                          snapshot_every=settings.decider_snapshot_every)
 
 

@@ -66,6 +66,11 @@ class CoreSettings(KernelSettings):
     # and how many requests read the log at once.
     time_travel_max_records: int = Field(default=50_000, ge=1_000, le=10_000_000)
     time_travel_readers: int = Field(default=2, ge=1, le=64)
+    # The account engine: an order is refused `stale-quote` when its instrument's newest tick
+    # is older than this; an account holding positions is marked to market (an
+    # `account.equity-marked` event) at most once per interval of tick time.
+    quote_max_age_ms: int = Field(default=5_000, ge=100, le=3_600_000)
+    equity_mark_interval_ms: int = Field(default=1_000, ge=100, le=3_600_000)
 
     @model_validator(mode="after")
     def _one_address_cannot_lock_an_account(self) -> CoreSettings:

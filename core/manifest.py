@@ -21,11 +21,6 @@ def _read_model(name: str, cls: str, description: str) -> Worker:
     return projection(name, Lazy(f"core.adapters.{name}_projection", cls), description)
 
 
-def _trading(name: str, cls: str, what: str) -> Worker:
-    module = f"core.adapters.{name.replace('-', '_')}_projection"
-    return projection(name, Lazy(module, cls), f"{what} from account.events")
-
-
 MANIFEST = ServiceManifest(
     name="core",
     settings=CoreSettings,
@@ -53,14 +48,11 @@ MANIFEST = ServiceManifest(
         _read_model("users", "UsersProjection", "`users` and API keys from user.events"),
         _read_model("assessments", "AssessmentsProjection",
                     "`assessments` from assessment.events"),
-        _read_model("accounts", "AccountsProjection",
-                    "`accounts` (balance, equity, margin, halt) from account.events"),
-        # Dashed names, as Kubernetes names their Deployments; the tables are underscored.
-        _trading("trading-orders", "TradingOrdersProjection", "`trading_orders`"),
-        _trading("trading-fills", "TradingFillsProjection", "`trading_fills`"),
-        _trading("trading-positions", "TradingPositionsProjection", "`trading_positions`"),
-        _trading("account-equity", "AccountEquityProjection",
-                 "`account_equity` (one point per account per minute)"),
+        # Five tables, one consumer and one write per batch (kernel.projection_group).
+        projection("accounts", Lazy("core.adapters.account_read_models", "AccountReadModels"),
+                   "`accounts` (balance, equity, margin, halt), `trading_orders`, "
+                   "`trading_fills`, `trading_positions` and `account_equity` (one point per "
+                   "account per minute) from account.events"),
         projection("account-history",
                    Lazy("core.adapters.account_history_projection", "AccountHistoryProjection"),
                    "`account_history` and `account_snapshots` (time travel) from "

@@ -53,12 +53,14 @@ class KafkaLog:
         self.max_poll_interval_ms = max_poll_interval_ms
 
     def consumer(self, *, client_id: str, group_id: str | None = None,
-                 session_timeout_ms: int = 10_000) -> KafkaConsumer:
+                 session_timeout_ms: int = 10_000, gather_ms: int = 0) -> KafkaConsumer:
         kwargs: dict[str, Any] = {}
         if group_id is not None:
             kwargs = {"session_timeout_ms": session_timeout_ms,
                       "heartbeat_interval_ms": max(100, min(1000, session_timeout_ms // 3)),
                       "max_poll_interval_ms": self.max_poll_interval_ms}
+        if gather_ms > 0:  # the broker holds a fetch until 1 MiB or gather_ms
+            kwargs.update(fetch_max_wait_ms=gather_ms, fetch_min_bytes=1024 * 1024)
         return KafkaConsumer(make_consumer(self.settings, client_id=client_id,
                                            group_id=group_id, **kwargs), group_id)
 

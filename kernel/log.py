@@ -171,7 +171,10 @@ class Log(Protocol):
     """Makes consumers and producers of one log (a Kafka cluster, or memory)."""
 
     def consumer(self, *, client_id: str, group_id: str | None = None,
-                 session_timeout_ms: int = 10_000) -> LogConsumer: ...
+                 session_timeout_ms: int = 10_000, gather_ms: int = 0) -> LogConsumer:
+        """`gather_ms` > 0: a fetch may wait that long to gather records (a reader nobody
+        waits on, taking fewer, larger batches); 0 answers as soon as one record is there."""
+        ...
 
     def producer(self, *, client_id: str) -> LogProducer: ...
 

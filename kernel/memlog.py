@@ -122,7 +122,7 @@ class MemoryLog:
     # -- Log factory --------------------------------------------------------------------------
 
     def consumer(self, *, client_id: str, group_id: str | None = None,
-                 session_timeout_ms: int = 10_000) -> MemoryConsumer:
+                 session_timeout_ms: int = 10_000, gather_ms: int = 0) -> MemoryConsumer:
         return MemoryConsumer(self, client_id=client_id, group_id=group_id)
 
     def producer(self, *, client_id: str) -> MemoryProducer:

@@ -151,7 +151,7 @@ class StreamRunner:
                  assign_all: bool = False, only: Collection[TopicPartition] | None = None,
                  commit_interval_ms: float | None = None, broadcast: Sequence[str] = (),
                  broadcast_warmup: int | Mapping[str, int | None] = 0,
-                 broadcast_checkpoint_ms: float = 1000.0) -> None:
+                 broadcast_checkpoint_ms: float = 1000.0, gather_ms: int = 0) -> None:
         if assign_all and mode != "external":
             raise ValueError("assign_all needs external offsets (nothing is committed to a group)")
         if only is not None and not assign_all:
@@ -181,6 +181,7 @@ class StreamRunner:
         self.max_batch = max_batch
         self.session_timeout_ms = session_timeout_ms
         self.poll_timeout = poll_timeout
+        self.gather_ms = gather_ms  # fetches may wait this long to gather (`Log.consumer`)
         self.consumer: LogConsumer | None = None
         self.producer: LogProducer | None = None
         self.txn: dict[TopicPartition, TransactionalProducer] = {}
@@ -203,10 +204,11 @@ class StreamRunner:
         if self.assign_all:
             # One reader of every partition, no group (a lease outside the log keeps it the
             # only one, e.g. a projection's): no join to wait for, no dead member to outlive.
-            consumer = self.log.consumer(client_id=self.name)
+            consumer = self.log.consumer(client_id=self.name, gather_ms=self.gather_ms)
         else:
             consumer = self.log.consumer(client_id=self.name, group_id=self.group_id,
-                                         session_timeout_ms=self.session_timeout_ms)
+                                         session_timeout_ms=self.session_timeout_ms,
+                                         gather_ms=self.gather_ms)
         await consumer.start()
         try:
             await self._check_dead_letter_topics(consumer)

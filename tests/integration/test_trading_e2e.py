@@ -2,8 +2,8 @@
 simulator and sees fills, positions and equity move (issue 11, Tests).
 
 Processes, each a child (`propstream run ...`): the market simulator, the instrument
-decider, the account engine, and the projections instruments, accounts, trading-orders,
-trading-fills, trading-positions and account-equity. The core and market APIs run in-process.
+decider, the account engine, and the projections instruments and accounts (the group of the
+accounts, orders, fills, positions and equity tables). The core and market APIs run in-process.
 No tick is made here: the simulator ticks the instrument the admin registers, and the test
 only reads `market.ticks` to know the touch.
 
@@ -50,9 +50,7 @@ from tests.integration.helpers import (
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 PROCESSES = (("market", "simulator"), ("decider", "instrument"), ("decider", "account"),
-             ("projection", "instruments"), ("projection", "accounts"),
-             ("projection", "trading-orders"), ("projection", "trading-fills"),
-             ("projection", "trading-positions"), ("projection", "account-equity"))
+             ("projection", "instruments"), ("projection", "accounts"))
 D = Decimal
 ZERO = D(0)
 SYMBOL = "E2E-USD"  # not among the simulator's known levels: a crypto instrument from 100
