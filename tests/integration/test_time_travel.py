@@ -145,7 +145,9 @@ async def test_the_account_as_of_each_instant_equals_the_live_state_recorded_the
     await _event(settings, "instrument.events", "BTC-USD",
                  InstrumentRegistered(spec=spec("BTC-USD")), 1, datetime.now(UTC))
     # As `core.bootstrap.account_decider` builds it, with quotes fresh for the whole test.
-    engine = AccountEngine(settings, REGISTRY, max_quote_age_ms=600_000,
+    # Marks at most every 100 ms of tick time: the tick at 101.00 below must mark, however
+    # quickly the steps since the last mark ran (at 1 s it did not when they took < 1 s).
+    engine = AccountEngine(settings, REGISTRY, max_quote_age_ms=600_000, mark_interval_ms=100,
                            snapshot_every=settings.decider_snapshot_every)
     # Snapshots every 3 events of the account: most instants are read as snapshot + tail.
     history = ProjectionRunner(settings, AccountHistoryProjection(every_events=3,
