@@ -24,7 +24,7 @@ ASSESSMENT_NAMESPACE = uuid.UUID("5c2e7a91-0d4b-4f36-8e1a-9b7c3d5f2a60")
 AssessmentSource = Literal["stripe", "grant"]
 Outcome = Literal["passed", "failed"]
 CancelReason = Literal["refunded", "disputed"]
-AssessmentStatus = Literal["active", "cancelled"]
+AssessmentStatus = Literal["active", "cancelled", "passed", "failed", "abandoned"]
 
 
 def assessment_id_for(purchase_id: str) -> str:
