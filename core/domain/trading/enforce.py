@@ -43,7 +43,7 @@ def judge(spec: RuleSet, state: TradingAccount, inputs: Sequence[tuple[r.RuleSta
           ) -> list[r.Verdict]:
     """The verdicts of inputs already folded into `state.rule`, each judged on the rule state
     it was folded onto (what `step` gives), none the state already remembers, one per rule
-    and kind, nothing after a violation."""
+    and kind; every verdict of the input that fails or passes the phase, none after it."""
     rule = state.rule
     assert rule is not None
     out: list[r.Verdict] = []
@@ -58,8 +58,6 @@ def judge(spec: RuleSet, state: TradingAccount, inputs: Sequence[tuple[r.RuleSta
                 continue
             seen.add((v.kind, v.rule))
             out.append(v)
-            if v.kind == "violation":
-                break
         if any(v.kind in ("violation", "passed") for v in out):
             break
     return out
