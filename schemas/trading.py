@@ -220,6 +220,7 @@ OrderRejection = Literal[
     "lots-limit",  # the phase's maximum open lots (rules)
     "exposure-limit",  # the phase's maximum open exposure (rules)
     "phase-ended",  # the phase is passed or failed: the account takes no new exposure
+    "trading-halted",  # an admin halted trading platform-wide (schemas.platform)
 ]
 
 

@@ -65,6 +65,7 @@ from schemas.envelope import (
 from schemas.errors import DecodeError
 from schemas.instrument import InstrumentResolved, InstrumentStatus
 from schemas.market import MarketTicksPublished
+from schemas.platform import TradingHalted, TradingResumed
 from schemas.registry import TypeRegistry
 from schemas.rules import AccountKillSwitched, KillAccount
 from schemas.trading import (
@@ -76,6 +77,7 @@ from schemas.trading import (
     ModifyOrder,
     OrderAccepted,
     OrderCancelRequested,
+    OrderRejected,
     PlaceOrder,
     ResumeAccount,
     SettleContract,
@@ -95,6 +97,7 @@ class EngineContext(DecideContext):
     now_ns: int
     market: Callable[[str], Market | None]
     quote: Callable[[str], Quote | None]
+    platform_halted: bool = False  # the admin's platform-wide halt (schemas.platform)
 
 
 class TradingAggregate:
@@ -140,6 +143,11 @@ class TradingAggregate:
                     return []
                 return [AccountKillSwitched(by=ctx.actor or "unknown", reason=command.reason)]
             case PlaceOrder():
+                if ctx.platform_halted and not enforce.reduces(state, command):
+                    return [OrderRejected(action="place", client_order_id=command.client_order_id,
+                                          reason="trading-halted",
+                                          detail="trading is halted platform-wide; only "
+                                                 "orders that reduce a position are taken")]
                 market = ctx.market(command.instrument)
                 quote = ctx.quote(command.instrument)
                 placed = trading.place(
@@ -199,6 +207,8 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         instruments = settings.topic("instrument.events")
         self.book_commands = settings.topic("book.commands")
         self.book_events = settings.topic("book.events")
+        self.platform_events = settings.topic("platform.events")
+        self.platform_halted = False
         self.view = MarketView(registry, ticks_topic=ticks, instruments_topic=instruments)
         self.max_quote_age_ns = max_quote_age_ms * 1_000_000
         self.mark_interval_ns = mark_interval_ms * 1_000_000
@@ -214,9 +224,10 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         self._tick_quote: Quote | None = None
         super().__init__(settings, TradingAggregate(), registry, clock=clock, log=log,
                          snapshot_every=snapshot_every,
-                         broadcast=[ticks, instruments, self.book_events],
+                         broadcast=[ticks, instruments, self.book_events,
+                                    self.platform_events],
                          broadcast_warmup={ticks: tick_warmup, instruments: None,
-                                           self.book_events: 0})
+                                           self.book_events: 0, self.platform_events: None})
 
     # -- the market --------------------------------------------------------------------------
 
@@ -251,7 +262,8 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         now = self.clock()
         return EngineContext(now=now, command_id=env.command_id, actor=env.actor,
                              now_ns=int(now.timestamp() * 1_000_000_000),
-                             market=self.market, quote=self.quote)
+                             market=self.market, quote=self.quote,
+                             platform_halted=self.platform_halted)
 
     # -- ticks -------------------------------------------------------------------------------
 
@@ -259,6 +271,9 @@ class AccountEngine(DeciderRunner[TradingAccount]):
                        ) -> Mapping[TopicPartition, Sequence[Emit]]:
         if record.topic == self.book_events:
             return self.step_book_event(record, due)
+        if record.topic == self.platform_events:
+            self.follow_platform(record)
+            return {}
         got = self.view.absorb(record)
         if isinstance(got, EventEnvelope):  # an instrument changed: rebuild its market
             self._markets.pop(got.aggregate_id, None)
@@ -302,7 +317,8 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         now_ns = quote.at_ns
         day = enforce.day_started(state, now_ns)
         payloads: list[EventPayload] = [] if day is None else [day]
-        payloads += trading.on_quote(state, quote, market=market, now_ns=now_ns)
+        if not self.platform_halted:  # halted platform-wide: no resting order fills
+            payloads += trading.on_quote(state, quote, market=market, now_ns=now_ns)
         payloads += trading.expire_day(state, now_ns=now_ns)
         cause = uuid.uuid5(TICK_CAUSE, f"{account_id}@{where}")
         occurred = datetime.fromtimestamp(now_ns / 1e9, UTC)
@@ -346,6 +362,17 @@ class AccountEngine(DeciderRunner[TradingAccount]):
                         traded=state.traded)
         return any(v.kind in ("warning", "violation")
                    for v in rules.evaluate(state.rules, state.rule, probe))
+
+    def follow_platform(self, record: LogRecord) -> None:
+        """The platform-wide trading switch, read whole (every partition obeys it alike)."""
+        try:
+            payload = self.registry.event_payload(decode_event(record.value or b""))
+        except DecodeError:
+            return
+        if isinstance(payload, TradingHalted):
+            self.platform_halted = True
+        elif isinstance(payload, TradingResumed):
+            self.platform_halted = False
 
     # -- contract resolution -----------------------------------------------------------------
 

@@ -127,6 +127,15 @@ def rule_wake(state: TradingAccount, symbol: str) -> tuple[Decimal | None, Decim
     return (level, None) if position.quantity > 0 else (None, level)
 
 
+def reduces(state: TradingAccount, cmd: PlaceOrder) -> bool:
+    """Whether the order only reduces the instrument's position (no exits attached)."""
+    held = state.positions[cmd.instrument].quantity if cmd.instrument in state.positions \
+        else ZERO
+    signed = cmd.quantity if cmd.side == "buy" else -cmd.quantity
+    return (bool(held) and (held > 0) != (signed > 0) and cmd.quantity <= abs(held)
+            and cmd.stop_loss is None and cmd.take_profit is None)
+
+
 def refuse_intent(state: TradingAccount, cmd: PlaceOrder, accepted: Sequence[EventPayload], *,
                   quote: Quote | None, now_ns: int) -> list[EventPayload] | None:
     """The rules' order-time check of an order the trading domain accepted: a refusal
@@ -140,11 +149,11 @@ def refuse_intent(state: TradingAccount, cmd: PlaceOrder, accepted: Sequence[Eve
         None if quote is None else (quote.ask if cmd.side == "buy" else quote.bid))
     if entry is None:
         return None
+    if reduces(state, cmd):
+        return None  # it only reduces: never refused by an exposure rule
     held = state.positions[cmd.instrument].quantity if cmd.instrument in state.positions \
         else ZERO
     signed = cmd.quantity if cmd.side == "buy" else -cmd.quantity
-    if held and (held > 0) != (signed > 0) and cmd.quantity <= abs(held):
-        return None  # it only reduces: never refused by an exposure rule
     lots = sum((abs(p.quantity) for p in state.positions.values()), ZERO)
     exposure = sum((abs(p.cost) for p in state.positions.values()), ZERO)
     grow = abs(held + signed) - abs(held)
@@ -192,4 +201,4 @@ def flatten(state: TradingAccount, *, tag: str, quotes: Mapping[str, Quote | Non
 
 
 __all__ = ["day_started", "flatten", "halt_and_cancel", "inactive_days", "judge", "loss_floor",
-           "next_day_ns", "refuse_intent", "rule_wake", "verdict_event"]
+           "next_day_ns", "reduces", "refuse_intent", "rule_wake", "verdict_event"]

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from core.domain import rules
+from schemas.platform import TradingHalted, TradingResumed
 from schemas.rules import KillAccount
 from schemas.tier import RuleSet
 from schemas.trading import ResumeAccount
@@ -190,3 +191,29 @@ async def test_replaying_the_log_re_derives_every_verdict_and_hash() -> None:
     _, verdicts = rules.replay(state.rules, start, inputs)
     kinds = {"warning": "rules.warning-issued", "violation": "rules.violation-detected"}
     assert [(kinds[v.kind], v.rule, v.digest) for v in verdicts if v.kind in kinds] == logged
+
+
+async def test_a_platform_wide_halt_refuses_new_exposure_and_fills_nothing_until_resumed(
+        ) -> None:
+    desk = Desk()
+    await desk.open(RULES)
+    await desk.command(place("b1", "buy", "10"))
+    await desk.command(place("rest", "buy", "1", kind="limit", limit="95.00"))
+    await desk.run()
+    await desk.event("platform.events", "trading", TradingHalted(reason="outage", by="admin-1"),
+                     1)
+    await desk.run()  # (no order across topics: the halt is met before what follows)
+    await desk.command(place("b2", "buy", "1"))
+    await desk.command(place("s1", "sell", "4"))  # reducing is still taken
+    await desk.tick("94.00", "94.02", at=T0 + 10 * MS)  # crosses the resting limit
+    await desk.run()
+    refused = {r["client_order_id"]: r["reason"] for r in desk.of("trading.order-rejected")}
+    assert refused == {"b2": "trading-halted"}
+    assert desk.state().positions["BTC-USD"].quantity == Decimal(6)
+    assert len(desk.state().orders) == 1  # the limit still rests
+    await desk.event("platform.events", "trading", TradingResumed(reason="back", by="admin-1"),
+                     2)
+    await desk.run()
+    await desk.tick("94.00", "94.02", at=T0 + 20 * MS)
+    await desk.run()
+    assert not desk.state().orders and desk.state().positions["BTC-USD"].quantity == Decimal(7)
