@@ -280,8 +280,15 @@ class AccountEngine(DeciderRunner[TradingAccount]):
             self._quotes.pop(got.aggregate_id, None)
         if record.topic == self.view.instruments_topic:
             return self.settle_resolved(record, got, due)
-        if got is None or not due:
+        if not due:
             return {}
+        if got is None:
+            # Met again behind the view: a partition taken over (an heir) acts on the ticks
+            # it missed, in their order and at their times, so a breach while it was down is
+            # decided on the tick that caused it. The view keeps its newer quote.
+            got = self._ticks_again(record)
+            if got is None:
+                return {}
         assert isinstance(got, MarketTicksPublished)
         symbol = got.instrument
         out: dict[TopicPartition, list[Emit]] = (
@@ -310,6 +317,13 @@ class AccountEngine(DeciderRunner[TradingAccount]):
                         self._watch(tp.partition, account_id,
                                     self.current(pstate, account_id).value)
         return {tp: emits for tp, emits in out.items() if emits}
+
+    def _ticks_again(self, record: LogRecord) -> MarketTicksPublished | None:
+        try:
+            payload = self.registry.event_payload(decode_event(record.value or b""))
+        except DecodeError:
+            return None  # dead-lettered when the view first met it
+        return payload if isinstance(payload, MarketTicksPublished) else None
 
     def _on_tick(self, pstate: PartitionState[TradingAccount], partition: int,
                  account_id: str, quote: Quote, market: Market, where: str) -> list[Emit]:

@@ -217,3 +217,25 @@ async def test_a_platform_wide_halt_refuses_new_exposure_and_fills_nothing_until
     await desk.tick("94.00", "94.02", at=T0 + 20 * MS)
     await desk.run()
     assert not desk.state().orders and desk.state().positions["BTC-USD"].quantity == Decimal(7)
+
+
+async def test_an_heir_decides_a_breach_while_it_was_down_on_the_tick_that_caused_it() -> None:
+    desk = Desk()
+    await desk.open()
+    await _long_ten(desk)
+    await desk.tick("90.00", "90.02", at=T0 + 1_500 * MS)
+    await desk.run()
+    engine = desk.engine
+    desk.log.crash(*([engine.runner.consumer] if engine.runner.consumer else []),  # type: ignore[list-item]
+                   *engine.runner.txn.values())  # type: ignore[arg-type]
+    for n, bid in enumerate(range(80, 40, -2)):  # published while no engine runs
+        await desk.tick(f"{bid}.00", f"{bid}.02", at=T0 + (2_000 + n * 10) * MS)
+    desk.engine = desk.new_engine()
+    await desk.engine.start()
+    await desk.run()
+    [warning] = desk.of("rules.warning-issued")
+    [violation] = desk.of("rules.violation-detected")
+    assert warning["at_ns"] == T0 + 2_100 * MS  # bid 60.00: -400.20
+    assert violation["at_ns"] == T0 + 2_150 * MS  # bid 50.00: -500.20
+    closing = desk.of("trading.order-filled")[-1]
+    assert (closing["side"], Decimal(str(closing["price"]))) == ("sell", Decimal(50))
