@@ -219,6 +219,7 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         self.watching: dict[int, dict[str, WakeIndex]] = {}
         # Per partition: (next trading day's start, account), rolled on the first tick past it.
         self.days: dict[int, list[tuple[int, str]]] = {}
+        self._day_due: dict[int, dict[str, int]] = {}  # what the heap holds per account
         self.assessment_commands = settings.topic("assessment.commands")
         self._enforcing = False
         self._tick_quote: Quote | None = None
@@ -471,7 +472,9 @@ class AccountEngine(DeciderRunner[TradingAccount]):
 
     def _schedule_day(self, partition: int, account_id: str, state: TradingAccount) -> None:
         at = enforce.next_day_ns(state)
-        if at is not None:
+        scheduled = self._day_due.setdefault(partition, {})
+        if at is not None and scheduled.get(account_id) != at:  # once per account and day
+            scheduled[account_id] = at
             heapq.heappush(self.days.setdefault(partition, []), (at, account_id))
 
     def roll_days(self, due: Collection[TopicPartition], now_ns: int
@@ -484,7 +487,9 @@ class AccountEngine(DeciderRunner[TradingAccount]):
             heap = self.days.get(tp.partition)
             pstate = self.partitions.get(tp.partition)
             while heap and pstate is not None and heap[0][0] <= now_ns:
-                _, account_id = heapq.heappop(heap)
+                at, account_id = heapq.heappop(heap)
+                if self._day_due.get(tp.partition, {}).get(account_id) == at:
+                    del self._day_due[tp.partition][account_id]
                 state = self.current(pstate, account_id).value
                 day = enforce.day_started(state, now_ns)
                 if day is None:
@@ -524,6 +529,7 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         for p in partitions:
             self.watching[p] = {}
             self.days[p] = []
+            self._day_due[p] = {}
             for account_id, versioned in self.partitions[p].aggregates.items():
                 self._watch(p, account_id, versioned.value)
                 self._schedule_day(p, account_id, versioned.value)
@@ -533,6 +539,7 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         for tp in partitions:
             self.watching.pop(tp.partition, None)
             self.days.pop(tp.partition, None)
+            self._day_due.pop(tp.partition, None)
 
     # -- orders on instruments that execute in a book (issue 11.3) -------------------------------
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 
 from core.domain import rules as r
 from core.domain.rules import kernels as k
@@ -65,7 +67,8 @@ def judge(spec: RuleSet, state: TradingAccount, inputs: Sequence[tuple[r.RuleSta
 
 def day_started(state: TradingAccount, now_ns: int) -> TradingDayStarted | None:
     """The start of the trading day `now_ns` is in, if the rules are still on an earlier one."""
-    if state.rule is None or state.rules is None:
+    due = next_day_ns(state)
+    if due is None or now_ns < due or state.rules is None or state.rule is None:
         return None
     day = r.trading_day(now_ns, state.rules)
     return TradingDayStarted(day=day, at_ns=now_ns) if day > state.rule.day else None
@@ -75,7 +78,13 @@ def next_day_ns(state: TradingAccount) -> int | None:
     """When the account's next trading day starts (the engine rolls it over then)."""
     if state.rule is None or state.rules is None:
         return None
-    return r.next_day_start_ns(r.day_start_ns(state.rule.day, state.rules), state.rules)
+    return _next_day(state.rule.day, state.rules)
+
+
+@lru_cache(maxsize=4096)
+def _next_day(day: date, rules: RuleSet) -> int:
+    # Every tick asks (time zones make it ~5 µs): the day and the spec change rarely.
+    return r.next_day_start_ns(r.day_start_ns(day, rules), rules)
 
 
 def inactive_days(state: TradingAccount) -> int | None:
