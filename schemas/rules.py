@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from schemas.envelope import CommandPayload, EventPayload
+from schemas.instrument import Symbol
 from schemas.market import Nanos
 
 RuleName = Literal["daily-loss", "max-loss", "profit-target", "max-duration", "risk-per-trade",
@@ -67,6 +68,16 @@ class TradingDayStarted(EventPayload):
     at_ns: Nanos
 
 
+class NewsMet(EventPayload):
+    """Flagged news on an instrument the account holds (`market.news-published`), recorded
+    for an account whose rules forbid holding through news, so a replay judges it alike."""
+
+    TYPE = "rules.news-met"
+
+    instrument: Symbol
+    at_ns: Nanos
+
+
 class AccountKillSwitched(EventPayload):
     """The emergency stop: halted, open orders cancelled, positions flattened."""
 
@@ -86,4 +97,4 @@ class KillAccount(CommandPayload):
 
 COMMANDS = (KillAccount,)
 EVENTS = (RuleWarningIssued, RuleViolationDetected, PhasePassed, TradingDayStarted,
-          AccountKillSwitched)
+          NewsMet, AccountKillSwitched)

@@ -64,10 +64,10 @@ from schemas.envelope import (
 )
 from schemas.errors import DecodeError
 from schemas.instrument import InstrumentResolved, InstrumentStatus
-from schemas.market import MarketTicksPublished
+from schemas.market import MarketNewsPublished, MarketTicksPublished
 from schemas.platform import TradingHalted, TradingResumed
 from schemas.registry import TypeRegistry
-from schemas.rules import AccountKillSwitched, KillAccount
+from schemas.rules import AccountKillSwitched, KillAccount, NewsMet
 from schemas.trading import (
     AccountEquityMarked,
     CancelOrder,
@@ -208,6 +208,7 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         self.book_commands = settings.topic("book.commands")
         self.book_events = settings.topic("book.events")
         self.platform_events = settings.topic("platform.events")
+        self.market_events = settings.topic("market.events")
         self.platform_halted = False
         self.view = MarketView(registry, ticks_topic=ticks, instruments_topic=instruments)
         self.max_quote_age_ns = max_quote_age_ms * 1_000_000
@@ -226,9 +227,10 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         super().__init__(settings, TradingAggregate(), registry, clock=clock, log=log,
                          snapshot_every=snapshot_every,
                          broadcast=[ticks, instruments, self.book_events,
-                                    self.platform_events],
+                                    self.platform_events, self.market_events],
                          broadcast_warmup={ticks: tick_warmup, instruments: None,
-                                           self.book_events: 0, self.platform_events: None})
+                                           self.book_events: 0, self.platform_events: None,
+                                           self.market_events: 0})
 
     # -- the market --------------------------------------------------------------------------
 
@@ -275,6 +277,8 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         if record.topic == self.platform_events:
             self.follow_platform(record)
             return {}
+        if record.topic == self.market_events:
+            return self.meet_news(record, due)
         got = self.view.absorb(record)
         if isinstance(got, EventEnvelope):  # an instrument changed: rebuild its market
             self._markets.pop(got.aggregate_id, None)
@@ -388,6 +392,43 @@ class AccountEngine(DeciderRunner[TradingAccount]):
             self.platform_halted = True
         elif isinstance(payload, TradingResumed):
             self.platform_halted = False
+
+    def meet_news(self, record: LogRecord, due: Collection[TopicPartition]
+                  ) -> Mapping[TopicPartition, Sequence[Emit]]:
+        """Flagged news on an instrument: recorded (`rules.news-met`) for each account of the
+        due partitions that holds it under rules forbidding holding through news; the rules
+        judge it there. Ids derive from the account and the news record's place."""
+        if not due:
+            return {}
+        try:
+            env = decode_event(record.value or b"")
+            payload = self.registry.event_payload(env)
+        except DecodeError:
+            return {}
+        if not isinstance(payload, MarketNewsPublished):
+            return {}
+        where = f"{record.topic}/{record.partition}/{record.offset}"
+        out: dict[TopicPartition, list[Emit]] = {}
+        for tp in due:
+            pstate = self.partitions.get(tp.partition)
+            watching = self.watching.get(tp.partition, {}).get(payload.instrument)
+            if pstate is None or not watching:
+                continue
+            for account_id in sorted(watching.accounts()):
+                state = self.current(pstate, account_id).value
+                if (state.rules is None or not state.rules.no_news_holding
+                        or payload.instrument not in state.positions or state.rule is None
+                        or state.rule.settled):
+                    continue
+                cause = uuid.uuid5(NEWS_CAUSE, f"{account_id}@{where}")
+                _, emits = self.append(
+                    pstate, tp.partition, account_id,
+                    [NewsMet(instrument=payload.instrument, at_ns=payload.at_ns)],
+                    occurred_at=datetime.fromtimestamp(payload.at_ns / 1e9, UTC),
+                    event_id=partial(derive_event_id, cause), correlation_id=cause,
+                    causation_id=None, actor=None)
+                out.setdefault(tp, []).extend(emits)
+        return out
 
     # -- contract resolution -----------------------------------------------------------------
 
@@ -640,6 +681,7 @@ class AccountEngine(DeciderRunner[TradingAccount]):
 
 BOOK_CAUSE = uuid.UUID("c4a7e0d2-8b3f-4c19-a65e-1f2d9b7c3e58")  # fixed forever: book ids
 DAY_CAUSE = uuid.UUID("0d7f3b2a-6c41-4e95-b8a2-3f1e9c5d7a64")  # fixed forever: day starts
+NEWS_CAUSE = uuid.UUID("a3e1f7c9-2b5d-4e08-9f6a-7c4d1b8e2f35")  # fixed forever: news met
 _BOOK_TIF: dict[str, BookTimeInForce] = {"GTC": "gtc", "IOC": "ioc", "FOK": "fok"}
 _CANCEL: dict[str, CancelReason] = {"requested": "requested", "unfilled": "ioc-remainder",
                                     "self-trade": "self-trade"}

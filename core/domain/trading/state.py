@@ -23,6 +23,7 @@ from schemas.account import AccountClosed, AccountCommandRejected, AccountOpened
 from schemas.envelope import EventPayload
 from schemas.rules import (
     AccountKillSwitched,
+    NewsMet,
     PhasePassed,
     RuleViolationDetected,
     RuleWarningIssued,
@@ -147,7 +148,7 @@ def figures(state: TradingAccount, *, sequence: int, at_ns: int, equity: Decimal
 def _fold_rule(state: TradingAccount, event: EventPayload) -> None:
     rule = state.rule
     assert rule is not None
-    got: r.DayRolled | r.Filled | r.Marked | None = None
+    got: r.DayRolled | r.Filled | r.Marked | r.NewsFlagged | None = None
     match event:
         case AccountEquityMarked():
             got = figures(state, sequence=state.seq, at_ns=event.at_ns, equity=event.equity,
@@ -158,6 +159,9 @@ def _fold_rule(state: TradingAccount, event: EventPayload) -> None:
             state.traded = state.moved = False
         case TradingDayStarted():
             got = r.DayRolled(sequence=state.seq, at_ns=event.at_ns, day=event.day)
+        case NewsMet():
+            got = r.NewsFlagged(sequence=state.seq, at_ns=event.at_ns,
+                                instrument=event.instrument)
         case RuleWarningIssued():
             state.rule = replace(rule, warned=rule.warned | {event.rule})
         case RuleViolationDetected():
@@ -239,7 +243,7 @@ def _evolve(state: TradingAccount, event: EventPayload) -> None:
         case AccountClosed():
             state.status = "closed"
         case RuleWarningIssued() | RuleViolationDetected() | PhasePassed() | \
-                TradingDayStarted() | AccountKillSwitched():
+                TradingDayStarted() | NewsMet() | AccountKillSwitched():
             pass  # the rules' own fold (`_fold_rule`)
         case _:
             raise TypeError(f"the trading account does not know {event.TYPE}")

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from core.domain import rules
+from schemas.market import MarketNewsPublished
 from schemas.platform import TradingHalted, TradingResumed
 from schemas.rules import KillAccount
 from schemas.tier import RuleSet
@@ -239,3 +240,24 @@ async def test_an_heir_decides_a_breach_while_it_was_down_on_the_tick_that_cause
     assert violation["at_ns"] == T0 + 2_150 * MS  # bid 50.00: -500.20
     closing = desk.of("trading.order-filled")[-1]
     assert (closing["side"], Decimal(str(closing["price"]))) == ("sell", Decimal(50))
+
+
+async def test_news_on_a_held_instrument_fails_an_account_that_may_not_hold_through_it(
+        ) -> None:
+    desk = Desk()
+    await desk.open(RULES.model_copy(update={"no_news_holding": True}))
+    await _long_ten(desk)
+    news = MarketNewsPublished(instrument="BTC-USD", at_ns=T0 + 10 * MS, headline="CPI",
+                               jump=-0.01, signal="bearish", strength=1.0)
+    await desk.event("market.events", "BTC-USD", news, 1)
+    await desk.event("market.events", "ETH-USD", news.model_copy(
+        update={"instrument": "ETH-USD"}), 2)  # not held: nothing
+    await desk.run()
+    [met] = desk.of("rules.news-met")
+    assert met == {"instrument": "BTC-USD", "at_ns": T0 + 10 * MS}
+    [violation] = desk.of("rules.violation-detected")
+    assert (violation["rule"], violation["at_ns"]) == ("news-holding", T0 + 10 * MS)
+    state = desk.state()
+    assert state.halted and not state.positions
+    [command] = desk.assessment_commands()
+    assert command.payload["rule"] == "news-holding"
