@@ -84,6 +84,13 @@ def account_decider(settings: Settings) -> AccountEngine:
                          snapshot_every=settings.decider_snapshot_every)
 
 
+def platform_decider(settings: Settings) -> DeciderRunner:  # type: ignore[type-arg]
+    from core.domain.platform import PlatformAggregate
+
+    return DeciderRunner(settings, PlatformAggregate(), default_registry(),
+                         snapshot_every=settings.decider_snapshot_every)
+
+
 def book_decider(settings: Settings) -> BookEngine:
     """The book family's decider is the book engine: every instrument's order book."""
     return BookEngine(settings, default_registry(),

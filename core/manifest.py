@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from core.config import CoreSettings
 from kernel.manifest import Api, Lazy, ServiceManifest, Worker, projection
-from schemas import account, assessment, book, identity, instrument, payment, tier
+from schemas import account, assessment, book, identity, instrument, payment, platform, tier
 
 _BOOT = "core.bootstrap"
 
@@ -25,7 +25,7 @@ MANIFEST = ServiceManifest(
     name="core",
     settings=CoreSettings,
     families=(instrument.FAMILY, identity.FAMILY, tier.FAMILY, payment.FAMILY,
-              assessment.FAMILY, account.FAMILY, book.FAMILY),
+              assessment.FAMILY, account.FAMILY, book.FAMILY, platform.FAMILY),
     api=Api(process="api", argv=("api",), factory=Lazy(_BOOT, "api"), port_setting="api_port",
             description="the core HTTP API: auth, users, instruments, tiers, purchases, "
                         "assessments, commands"),
@@ -37,6 +37,8 @@ MANIFEST = ServiceManifest(
         _decider("assessment", "decides assessment.commands"),
         _decider("account", "the account engine: decides account.commands (open, close, "
                             "orders) and fills resting orders on market.ticks"),
+        _decider("platform", "decides platform.commands: the platform-wide trading switch "
+                             "the account engine obeys"),
         _decider("book", "the book engine: one price-time order book per instrument that "
                          "executes in a book (book.commands), market makers quoting on "
                          "market.ticks"),

@@ -15,6 +15,7 @@ from schemas import (
     instrument,
     market,
     payment,
+    platform,
     tier,
 )
 from schemas.family import Family
@@ -31,6 +32,7 @@ FAMILIES: tuple[Family, ...] = (
     account.FAMILY,
     book.FAMILY,
     market.FAMILY,
+    platform.FAMILY,
 )
 
 

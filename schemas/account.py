@@ -14,6 +14,8 @@ from pydantic import Field
 
 from schemas.envelope import CommandPayload, EventPayload
 from schemas.family import Family
+from schemas.rules import COMMANDS as RULES_COMMANDS
+from schemas.rules import EVENTS as RULES_EVENTS
 from schemas.tier import RuleSet, TierCurrency
 from schemas.trading import COMMANDS as TRADING_COMMANDS
 from schemas.trading import EVENTS as TRADING_EVENTS
@@ -62,6 +64,8 @@ class AccountOpened(EventPayload):
     starting_balance: Balance
     currency: TierCurrency
     rules: RuleSet | None = None
+    at_ns: int | None = Field(default=None, ge=0,
+                              description="when it opened (ns): the rules' first trading day")
 
 
 class AccountClosed(EventPayload):
@@ -86,10 +90,12 @@ class AccountCommandRejected(EventPayload):
 
 
 # Trading (schemas/trading.py) rides on the account's topics: the account engine decides it.
-COMMANDS = (OpenAccount, CloseAccount, *TRADING_COMMANDS)
-EVENTS = (AccountOpened, AccountClosed, AccountCommandRejected, *TRADING_EVENTS)
+COMMANDS = (OpenAccount, CloseAccount, *TRADING_COMMANDS, *RULES_COMMANDS)
+EVENTS = (AccountOpened, AccountClosed, AccountCommandRejected, *TRADING_EVENTS,
+          *RULES_EVENTS)
 
 FAMILY = Family(
     name="account", commands=COMMANDS, events=EVENTS, partitions=3,
-    key="account id (uuid5 of the assessment id)", also_prefixes=("trading", "position"),
+    key="account id (uuid5 of the assessment id)",
+    also_prefixes=("trading", "position", "rules"),
 )

@@ -116,6 +116,10 @@ class RuleSet(BaseModel):
     warning_threshold_pct: Annotated[Decimal, Field(gt=0, lt=100, max_digits=7,
                                                     decimal_places=4)] = Field(
         default=Decimal("80"), description="a warning is issued once a limit is this % used")
+    max_inactive_days: int | None = Field(
+        default=None, ge=1, le=3650,
+        description="trading days without a fill after which the phase is abandoned; "
+                    "none = never")
 
     @field_validator("day_boundary_tz")
     @classmethod

@@ -217,6 +217,10 @@ OrderRejection = Literal[
     "quantity-below-filled",
     "invalid-modify",
     "book-unsupported",  # an order kind the instrument's order book does not take
+    "lots-limit",  # the phase's maximum open lots (rules)
+    "exposure-limit",  # the phase's maximum open exposure (rules)
+    "phase-ended",  # the phase is passed or failed: the account takes no new exposure
+    "trading-halted",  # an admin halted trading platform-wide (schemas.platform)
 ]
 
 
@@ -251,7 +255,9 @@ CancelReason = Literal["requested", "ioc-remainder", "oco", "nothing-to-reduce",
                        "contract-settled", "parent-cancelled",
                        # an order in an instrument's book (issue 11.3): the book's self-trade
                        # prevention cancelled it, or the book refused it after the account took it
-                       "self-trade", "book-refused"]
+                       "self-trade", "book-refused",
+                       # the account was halted by a rule violation or the kill switch
+                       "account-halted"]
 
 
 class OrderCancelled(EventPayload):

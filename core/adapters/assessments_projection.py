@@ -17,9 +17,12 @@ import psycopg
 from kernel.projection import Applied, RowTable
 from kernel.projection_small import RowChanges
 from schemas.assessment import (
+    AssessmentAbandoned,
     AssessmentCancelled,
     AssessmentCommandRejected,
+    AssessmentCompleted,
     AssessmentCreated,
+    AssessmentPhaseStarted,
     AssessmentReversalRecorded,
 )
 
@@ -92,6 +95,15 @@ def fold(row: Row | None, applied: Applied) -> Row | None:
         case AssessmentCancelled(reason=reason) if row is not None:
             return row._replace(status="cancelled", cancel_reason=reason, updated_at=at,
                                 version=env.sequence)
+        case AssessmentCompleted(outcome=outcome, final=final) if row is not None:
+            return row._replace(status=outcome if final else row.status, updated_at=at,
+                                version=env.sequence)
+        case AssessmentPhaseStarted() if row is not None:
+            return row._replace(phase=event.phase, rules=_json(event.rules),
+                                account_id=str(event.account_id), updated_at=at,
+                                version=env.sequence)
+        case AssessmentAbandoned() if row is not None:
+            return row._replace(status="abandoned", updated_at=at, version=env.sequence)
         case AssessmentReversalRecorded() | AssessmentCommandRejected() if row is not None:
             return row._replace(version=env.sequence)
     return row

@@ -16,6 +16,7 @@ from schemas.account import (
     OpenAccount,
     account_id_for,
 )
+from schemas.assessment import phase_account_id
 from schemas.envelope import CommandPayload, EventPayload
 
 Status = Literal["none", "open", "closed"]
@@ -46,7 +47,7 @@ class AccountAggregate:
 
         match command:
             case OpenAccount():
-                if account_id_for(str(command.assessment_id)) != state.account_id:
+                if state.account_id not in _phase_accounts(str(command.assessment_id)):
                     return reject("assessment-mismatch",
                                   f"assessment {command.assessment_id} does not own account "
                                   f"{state.account_id}")
@@ -86,3 +87,12 @@ class AccountAggregate:
         return Account(account_id=data["account_id"], status=data["status"],
                        assessment_id=data["assessment_id"], user_id=data["user_id"],
                        currency=data["currency"], balance=Decimal(data["balance"]))
+
+
+def _phase_accounts(assessment_id: str) -> set[str]:
+    """The accounts an assessment may own: one per phase of its terms (at most a few)."""
+    return {account_id_for(assessment_id),
+            *(phase_account_id(assessment_id, i) for i in range(1, MAX_PHASES))}
+
+
+MAX_PHASES = 8

@@ -37,6 +37,7 @@ from kernel.application import (
 )
 from kernel.commands import body_digest
 from schemas.registry import TypeRegistry
+from schemas.rules import AccountKillSwitched, KillAccount
 from schemas.trading import (
     AccountHalted,
     AccountResumed,
@@ -262,6 +263,32 @@ async def halt(bus: CommandSender, registry: TypeRegistry,
         return outcome  # events of another kind: not a halt's answer
     return Halted(command_id=command.command_id, halted=halting, changed=changed,
                   reason=command.payload.reason)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Killed:
+    """The kill switch decided: `changed` False when the account was not open (nothing to
+    stop); what the engine cancelled and closed in the same transaction."""
+
+    command_id: uuid.UUID
+    changed: bool
+    reason: str
+    cancelled_orders: int
+    closing_fills: int
+
+
+async def kill(bus: CommandSender, registry: TypeRegistry, command: Command[KillAccount], *,
+               wait_ms: int | None = None) -> Killed | Accepted | Rejected | Pending:
+    """Pull the account's emergency stop: halted, open orders cancelled, positions closed."""
+    outcome = await send(bus, COMMANDS_TOPIC, registry, command, wait_ms=wait_ms)
+    if not isinstance(outcome, Accepted) or outcome.facts is None:
+        return outcome
+    facts = [f.payload for f in outcome.facts]
+    return Killed(command_id=command.command_id,
+                  changed=any(isinstance(f, AccountKillSwitched) for f in facts),
+                  reason=command.payload.reason,
+                  cancelled_orders=sum(isinstance(f, OrderCancelled) for f in facts),
+                  closing_fills=sum(isinstance(f, OrderFilled) for f in facts))
 
 
 def at(ns: int) -> datetime:

@@ -22,6 +22,7 @@ restart resumes exactly there (`kernel.broadcast`).
 
 from __future__ import annotations
 
+import heapq
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,11 +30,13 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from core.domain import trading
+from core.domain import rules, trading
 from core.domain.accounts import Account, AccountAggregate
-from core.domain.trading import Market, Quote, TradingAccount, booked
-from core.domain.trading.wake import expires_ns, wake
+from core.domain.trading import Market, Quote, TradingAccount, booked, enforce
+from core.domain.trading.state import figures
+from core.domain.trading.wake import Wake, expires_ns, wake
 from core.processors.market_view import LastTick, MarketView
+from core.processors.rules_enforcer import enforce_rules
 from core.processors.wake_index import WakeIndex
 from kernel.aggregate import DecideContext
 from kernel.decider import DeciderRunner
@@ -41,7 +44,7 @@ from kernel.decider_state import PartitionState
 from kernel.log import Log, LogRecord, TopicPartition
 from kernel.runner import Emit
 from kernel.settings import Settings
-from schemas.account import AccountCommandRejected, CloseAccount, OpenAccount
+from schemas.account import AccountCommandRejected, AccountOpened, CloseAccount, OpenAccount
 from schemas.book import (
     BookOrderCancelled,
     BookOrderRejected,
@@ -61,9 +64,12 @@ from schemas.envelope import (
 )
 from schemas.errors import DecodeError
 from schemas.instrument import InstrumentResolved, InstrumentStatus
-from schemas.market import MarketTicksPublished
+from schemas.market import MarketNewsPublished, MarketTicksPublished
+from schemas.platform import TradingHalted, TradingResumed
 from schemas.registry import TypeRegistry
+from schemas.rules import AccountKillSwitched, KillAccount, NewsMet
 from schemas.trading import (
+    AccountEquityMarked,
     CancelOrder,
     CancelReason,
     HaltAccount,
@@ -71,6 +77,7 @@ from schemas.trading import (
     ModifyOrder,
     OrderAccepted,
     OrderCancelRequested,
+    OrderRejected,
     PlaceOrder,
     ResumeAccount,
     SettleContract,
@@ -90,6 +97,7 @@ class EngineContext(DecideContext):
     now_ns: int
     market: Callable[[str], Market | None]
     quote: Callable[[str], Quote | None]
+    platform_halted: bool = False  # the admin's platform-wide halt (schemas.platform)
 
 
 class TradingAggregate:
@@ -110,19 +118,45 @@ class TradingAggregate:
             case OpenAccount() | CloseAccount():
                 status = "closed" if state.status == "failed" else state.status
                 view = Account(account_id=state.account_id, status=status)
-                return self._lifecycle.decide(command, view, ctx)
+                opened = self._lifecycle.decide(command, view, ctx)
+                at_ns = (ctx.now - EPOCH) // timedelta(microseconds=1) * 1_000
+                # The rules' first trading day is the opening's (log time, see decision 0013).
+                return [e.model_copy(update={"at_ns": at_ns}) if isinstance(e, AccountOpened)
+                        else e for e in opened]
             case HaltAccount():
                 return trading.halt(state, command)
             case ResumeAccount():
+                if state.rule is not None and state.rule.settled:
+                    return []  # a passed or failed phase stays halted
                 return trading.resume(state, command)
         assert isinstance(ctx, EngineContext), "trading needs the engine's context"
+        # A command after a day boundary starts the day first (recorded: replay folds it).
+        day = enforce.day_started(state, ctx.now_ns)
+        before: list[EventPayload] = [] if day is None else [day]
+        return before + self._trade(command, state, ctx)
+
+    def _trade(self, command: CommandPayload, state: TradingAccount,
+               ctx: EngineContext) -> list[EventPayload]:
         match command:
+            case KillAccount():
+                if state.status != "open":
+                    return []
+                return [AccountKillSwitched(by=ctx.actor or "unknown", reason=command.reason)]
             case PlaceOrder():
+                if ctx.platform_halted and not enforce.reduces(state, command):
+                    return [OrderRejected(action="place", client_order_id=command.client_order_id,
+                                          reason="trading-halted",
+                                          detail="trading is halted platform-wide; only "
+                                                 "orders that reduce a position are taken")]
                 market = ctx.market(command.instrument)
-                return trading.place(
-                    state, command, quote=ctx.quote(command.instrument), market=market,
+                quote = ctx.quote(command.instrument)
+                placed = trading.place(
+                    state, command, quote=quote, market=market,
                     terms=terms_of(state), now_ns=ctx.now_ns,
                     markets=_markets(state, ctx.market))
+                refused = enforce.refuse_intent(state, command, placed, quote=quote,
+                                                now_ns=ctx.now_ns)
+                return placed if refused is None else refused
             case CancelOrder():
                 working = state.orders.get(command.order_id)
                 market = None if working is None else ctx.market(working.order.instrument)
@@ -173,6 +207,9 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         instruments = settings.topic("instrument.events")
         self.book_commands = settings.topic("book.commands")
         self.book_events = settings.topic("book.events")
+        self.platform_events = settings.topic("platform.events")
+        self.market_events = settings.topic("market.events")
+        self.platform_halted = False
         self.view = MarketView(registry, ticks_topic=ticks, instruments_topic=instruments)
         self.max_quote_age_ns = max_quote_age_ms * 1_000_000
         self.mark_interval_ns = mark_interval_ms * 1_000_000
@@ -181,11 +218,19 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         # Per partition and instrument: the accounts holding orders or a position on it,
         # filed by the quote levels and times that can make them act.
         self.watching: dict[int, dict[str, WakeIndex]] = {}
+        # Per partition: (next trading day's start, account), rolled on the first tick past it.
+        self.days: dict[int, list[tuple[int, str]]] = {}
+        self._day_due: dict[int, dict[str, int]] = {}  # what the heap holds per account
+        self.assessment_commands = settings.topic("assessment.commands")
+        self._enforcing = False
+        self._tick_quote: Quote | None = None
         super().__init__(settings, TradingAggregate(), registry, clock=clock, log=log,
                          snapshot_every=snapshot_every,
-                         broadcast=[ticks, instruments, self.book_events],
+                         broadcast=[ticks, instruments, self.book_events,
+                                    self.platform_events, self.market_events],
                          broadcast_warmup={ticks: tick_warmup, instruments: None,
-                                           self.book_events: 0})
+                                           self.book_events: 0, self.platform_events: None,
+                                           self.market_events: 0})
 
     # -- the market --------------------------------------------------------------------------
 
@@ -220,7 +265,8 @@ class AccountEngine(DeciderRunner[TradingAccount]):
         now = self.clock()
         return EngineContext(now=now, command_id=env.command_id, actor=env.actor,
                              now_ns=int(now.timestamp() * 1_000_000_000),
-                             market=self.market, quote=self.quote)
+                             market=self.market, quote=self.quote,
+                             platform_halted=self.platform_halted)
 
     # -- ticks -------------------------------------------------------------------------------
 
@@ -228,22 +274,35 @@ class AccountEngine(DeciderRunner[TradingAccount]):
                        ) -> Mapping[TopicPartition, Sequence[Emit]]:
         if record.topic == self.book_events:
             return self.step_book_event(record, due)
+        if record.topic == self.platform_events:
+            self.follow_platform(record)
+            return {}
+        if record.topic == self.market_events:
+            return self.meet_news(record, due)
         got = self.view.absorb(record)
         if isinstance(got, EventEnvelope):  # an instrument changed: rebuild its market
             self._markets.pop(got.aggregate_id, None)
             self._quotes.pop(got.aggregate_id, None)
         if record.topic == self.view.instruments_topic:
             return self.settle_resolved(record, got, due)
-        if got is None or not due:
+        if not due:
             return {}
+        if got is None:
+            # Met again behind the view: a partition taken over (an heir) acts on the ticks
+            # it missed, in their order and at their times, so a breach while it was down is
+            # decided on the tick that caused it. The view keeps its newer quote.
+            got = self._ticks_again(record)
+            if got is None:
+                return {}
         assert isinstance(got, MarketTicksPublished)
         symbol = got.instrument
+        out: dict[TopicPartition, list[Emit]] = (
+            self.roll_days(due, max(row.venue_ts_ns for row in got.ticks)) if got.ticks else {})
         market = self.market(symbol)
         if market is None:
-            return {}
+            return out
         quotes = [(i, q) for i, row in enumerate(got.ticks)
                   if (q := trading.quote_from_tick(row, market, instrument=symbol)) is not None]
-        out: dict[TopicPartition, list[Emit]] = {}
         for tp in due:
             pstate = self.partitions.get(tp.partition)
             index = self.watching.get(tp.partition, {}).get(symbol)
@@ -264,32 +323,112 @@ class AccountEngine(DeciderRunner[TradingAccount]):
                                     self.current(pstate, account_id).value)
         return {tp: emits for tp, emits in out.items() if emits}
 
+    def _ticks_again(self, record: LogRecord) -> MarketTicksPublished | None:
+        try:
+            payload = self.registry.event_payload(decode_event(record.value or b""))
+        except DecodeError:
+            return None  # dead-lettered when the view first met it
+        return payload if isinstance(payload, MarketTicksPublished) else None
+
     def _on_tick(self, pstate: PartitionState[TradingAccount], partition: int,
                  account_id: str, quote: Quote, market: Market, where: str) -> list[Emit]:
         state = self.current(pstate, account_id).value
         now_ns = quote.at_ns
-        payloads: list[EventPayload] = list(trading.on_quote(state, quote, market=market,
-                                                             now_ns=now_ns))
+        day = enforce.day_started(state, now_ns)
+        payloads: list[EventPayload] = [] if day is None else [day]
+        if not self.platform_halted:  # halted platform-wide: no resting order fills
+            payloads += trading.on_quote(state, quote, market=market, now_ns=now_ns)
         payloads += trading.expire_day(state, now_ns=now_ns)
         cause = uuid.uuid5(TICK_CAUSE, f"{account_id}@{where}")
         occurred = datetime.fromtimestamp(now_ns / 1e9, UTC)
-        _, emits = self.append(pstate, partition, account_id, payloads, occurred_at=occurred,
-                               event_id=lambda i: derive_event_id(cause, i),
-                               correlation_id=cause, causation_id=None, actor=None)
-        state = self.current(pstate, account_id).value
-        if state.positions and now_ns - state.marked_at_ns >= self.mark_interval_ns:
-            quotes = {s: q for s in state.positions if (q := self.quote(s)) is not None}
-            quotes[quote.instrument] = quote
-            marked = trading.mark(state, quotes, markets=_markets(state, self.market),
-                                  terms=terms_of(state), now_ns=now_ns)
-            if marked is not None:
-                first = len(payloads)
-                _, more = self.append(pstate, partition, account_id, [marked],
-                                      occurred_at=occurred,
-                                      event_id=lambda i: derive_event_id(cause, first + i),
-                                      correlation_id=cause, causation_id=None, actor=None)
-                emits += more
+        self._tick_quote = quote
+        try:
+            events, emits = self.append(pstate, partition, account_id, payloads,
+                                        occurred_at=occurred,
+                                        event_id=lambda i: derive_event_id(cause, i),
+                                        correlation_id=cause, causation_id=None, actor=None)
+            state = self.current(pstate, account_id).value
+            if state.positions and state.status == "open":
+                marked = self._mark(state, now_ns)
+                if marked is not None and self._mark_due(state, marked, now_ns):
+                    first = len(events)
+                    _, more = self.append(pstate, partition, account_id, [marked],
+                                          occurred_at=occurred,
+                                          event_id=lambda i: derive_event_id(cause, first + i),
+                                          correlation_id=cause, causation_id=None, actor=None)
+                    emits += more
+        finally:
+            self._tick_quote = None
         return emits
+
+    def _mark(self, state: TradingAccount, now_ns: int) -> EventPayload | None:
+        """The account marked at its instruments' latest quotes (the tick's own first)."""
+        quotes = {s: q for s in state.positions if (q := self.quote(s)) is not None}
+        if self._tick_quote is not None:
+            quotes[self._tick_quote.instrument] = self._tick_quote
+        return trading.mark(state, quotes, markets=_markets(state, self.market),
+                            terms=terms_of(state), now_ns=now_ns)
+
+    def _mark_due(self, state: TradingAccount, marked: EventPayload, now_ns: int) -> bool:
+        """Record a mark once a `mark_interval` of tick time, and on any tick whose floating
+        P&L gives a rule a verdict: a breach is decided on the tick that causes it."""
+        if now_ns - state.marked_at_ns >= self.mark_interval_ns:
+            return True
+        if state.rule is None or state.rules is None or state.rule.settled:
+            return False
+        assert isinstance(marked, AccountEquityMarked)
+        probe = figures(state, sequence=state.seq + 1, at_ns=now_ns, equity=marked.equity,
+                        traded=state.traded)
+        return any(v.kind in ("warning", "violation")
+                   for v in rules.evaluate(state.rules, state.rule, probe))
+
+    def follow_platform(self, record: LogRecord) -> None:
+        """The platform-wide trading switch, read whole (every partition obeys it alike)."""
+        try:
+            payload = self.registry.event_payload(decode_event(record.value or b""))
+        except DecodeError:
+            return
+        if isinstance(payload, TradingHalted):
+            self.platform_halted = True
+        elif isinstance(payload, TradingResumed):
+            self.platform_halted = False
+
+    def meet_news(self, record: LogRecord, due: Collection[TopicPartition]
+                  ) -> Mapping[TopicPartition, Sequence[Emit]]:
+        """Flagged news on an instrument: recorded (`rules.news-met`) for each account of the
+        due partitions that holds it under rules forbidding holding through news; the rules
+        judge it there. Ids derive from the account and the news record's place."""
+        if not due:
+            return {}
+        try:
+            env = decode_event(record.value or b"")
+            payload = self.registry.event_payload(env)
+        except DecodeError:
+            return {}
+        if not isinstance(payload, MarketNewsPublished):
+            return {}
+        where = f"{record.topic}/{record.partition}/{record.offset}"
+        out: dict[TopicPartition, list[Emit]] = {}
+        for tp in due:
+            pstate = self.partitions.get(tp.partition)
+            watching = self.watching.get(tp.partition, {}).get(payload.instrument)
+            if pstate is None or not watching:
+                continue
+            for account_id in sorted(watching.accounts()):
+                state = self.current(pstate, account_id).value
+                if (state.rules is None or not state.rules.no_news_holding
+                        or payload.instrument not in state.positions or state.rule is None
+                        or state.rule.settled):
+                    continue
+                cause = uuid.uuid5(NEWS_CAUSE, f"{account_id}@{where}")
+                _, emits = self.append(
+                    pstate, tp.partition, account_id,
+                    [NewsMet(instrument=payload.instrument, at_ns=payload.at_ns)],
+                    occurred_at=datetime.fromtimestamp(payload.at_ns / 1e9, UTC),
+                    event_id=partial(derive_event_id, cause), correlation_id=cause,
+                    causation_id=None, actor=None)
+                out.setdefault(tp, []).extend(emits)
+        return out
 
     # -- contract resolution -----------------------------------------------------------------
 
@@ -347,11 +486,63 @@ class AccountEngine(DeciderRunner[TradingAccount]):
     def append(self, pstate: PartitionState[TradingAccount], partition: int,
                aggregate_id: str, payloads: Sequence[EventPayload], **kw: Any
                ) -> tuple[list[EventEnvelope], list[Emit]]:
+        """Record `payloads`, then what the rules make of them in the same transaction."""
+        self.current(pstate, aggregate_id).value.rule_inputs.clear()
+        events, emits = self._record(pstate, partition, aggregate_id, payloads, **kw)
+        if payloads and not self._enforcing:
+            self._enforcing = True
+            try:
+                more, sends = enforce_rules(self, pstate, partition, aggregate_id, payloads,
+                                            first=len(payloads), **kw)
+            finally:
+                self._enforcing = False
+            events += more
+            emits += sends
+        return events, emits
+
+    def _record(self, pstate: PartitionState[TradingAccount], partition: int,
+                aggregate_id: str, payloads: Sequence[EventPayload], **kw: Any
+                ) -> tuple[list[EventEnvelope], list[Emit]]:
         result = super().append(pstate, partition, aggregate_id, payloads, **kw)
         if payloads:
-            self._watch(partition, aggregate_id, self.current(pstate, aggregate_id).value)
+            state = self.current(pstate, aggregate_id).value
+            self._watch(partition, aggregate_id, state)
+            self._schedule_day(partition, aggregate_id, state)
             result[1].extend(self.to_book(aggregate_id, result[0], payloads))
         return result
+
+    def _schedule_day(self, partition: int, account_id: str, state: TradingAccount) -> None:
+        at = enforce.next_day_ns(state)
+        scheduled = self._day_due.setdefault(partition, {})
+        if at is not None and scheduled.get(account_id) != at:  # once per account and day
+            scheduled[account_id] = at
+            heapq.heappush(self.days.setdefault(partition, []), (at, account_id))
+
+    def roll_days(self, due: Collection[TopicPartition], now_ns: int
+                  ) -> dict[TopicPartition, list[Emit]]:
+        """Start the trading day of every account of the due partitions whose next day began
+        by `now_ns` (a tick's time), idle accounts too: ids derive from the account and the
+        day, so a day is started once whoever meets it first."""
+        out: dict[TopicPartition, list[Emit]] = {}
+        for tp in due:
+            heap = self.days.get(tp.partition)
+            pstate = self.partitions.get(tp.partition)
+            while heap and pstate is not None and heap[0][0] <= now_ns:
+                at, account_id = heapq.heappop(heap)
+                if self._day_due.get(tp.partition, {}).get(account_id) == at:
+                    del self._day_due[tp.partition][account_id]
+                state = self.current(pstate, account_id).value
+                day = enforce.day_started(state, now_ns)
+                if day is None:
+                    continue  # already rolled (a stale entry of the heap)
+                cause = uuid.uuid5(DAY_CAUSE, f"{account_id}@{day.day.isoformat()}")
+                _, emits = self.append(
+                    pstate, tp.partition, account_id, [day],
+                    occurred_at=datetime.fromtimestamp(now_ns / 1e9, UTC),
+                    event_id=partial(derive_event_id, cause), correlation_id=cause,
+                    causation_id=None, actor=None)
+                out.setdefault(tp, []).extend(emits)
+        return out
 
     def _watch(self, partition: int, account_id: str, state: TradingAccount) -> None:
         """File the account under what can make it act, per instrument it watches."""
@@ -372,19 +563,24 @@ class AccountEngine(DeciderRunner[TradingAccount]):
             known = index.get(symbol)
             if known is None:
                 known = index[symbol] = WakeIndex()
-            known.put(account_id, wake(state, symbol), due)
+            known.put(account_id, _with_rules(state, symbol, wake(state, symbol)), due)
 
     async def load_partitions(self, partitions: list[int]) -> None:
         await super().load_partitions(partitions)
         for p in partitions:
             self.watching[p] = {}
+            self.days[p] = []
+            self._day_due[p] = {}
             for account_id, versioned in self.partitions[p].aggregates.items():
                 self._watch(p, account_id, versioned.value)
+                self._schedule_day(p, account_id, versioned.value)
 
     async def revoked(self, partitions: list[TopicPartition]) -> None:
         await super().revoked(partitions)
         for tp in partitions:
             self.watching.pop(tp.partition, None)
+            self.days.pop(tp.partition, None)
+            self._day_due.pop(tp.partition, None)
 
     # -- orders on instruments that execute in a book (issue 11.3) -------------------------------
 
@@ -484,6 +680,20 @@ class AccountEngine(DeciderRunner[TradingAccount]):
 
 
 BOOK_CAUSE = uuid.UUID("c4a7e0d2-8b3f-4c19-a65e-1f2d9b7c3e58")  # fixed forever: book ids
+DAY_CAUSE = uuid.UUID("0d7f3b2a-6c41-4e95-b8a2-3f1e9c5d7a64")  # fixed forever: day starts
+NEWS_CAUSE = uuid.UUID("a3e1f7c9-2b5d-4e08-9f6a-7c4d1b8e2f35")  # fixed forever: news met
 _BOOK_TIF: dict[str, BookTimeInForce] = {"GTC": "gtc", "IOC": "ioc", "FOK": "fok"}
 _CANCEL: dict[str, CancelReason] = {"requested": "requested", "unfilled": "ioc-remainder",
                                     "self-trade": "self-trade"}
+
+
+def _with_rules(state: TradingAccount, symbol: str, levels: Wake) -> Wake:
+    """The account's wake on `symbol`, also at the quote that brings a loss rule's verdict."""
+    bid_at_most, ask_at_least = enforce.rule_wake(state, symbol)
+    if bid_at_most is not None and levels.bid_at_most is not None:
+        bid_at_most = max(bid_at_most, levels.bid_at_most)
+    if ask_at_least is not None and levels.ask_at_least is not None:
+        ask_at_least = min(ask_at_least, levels.ask_at_least)
+    return levels._replace(
+        bid_at_most=levels.bid_at_most if bid_at_most is None else bid_at_most,
+        ask_at_least=levels.ask_at_least if ask_at_least is None else ask_at_least)

@@ -7,6 +7,7 @@ the assessment or account decider, which decide it against their own state:
     payment.purchase-refunded  | payment.purchase-disputed -> assessment.cancel
     assessment.created   -> account.open  (starting balance = the terms' account size)
     assessment.cancelled -> account.close (the account decider refuses one never opened)
+    assessment.phase-started -> account.open (the next phase's fresh account)
 
 A command's id is derived from the event and the command type, and its `issued_at` is the
 event's time, so a redelivered event emits the very same command and the decider recognises
@@ -37,6 +38,7 @@ from schemas.account import CloseAccount, OpenAccount, account_id_for
 from schemas.assessment import (
     AssessmentCancelled,
     AssessmentCreated,
+    AssessmentPhaseStarted,
     CancelAssessment,
     CreateAssessment,
     assessment_id_for,
@@ -90,6 +92,12 @@ def commands_for(applied: Applied) -> list[Emit]:
                                 starting_balance=Decimal(event.terms.account_size),
                                 currency=event.terms.currency, rules=event.rules)
             return [_emit("account.commands", str(event.account_id), open_, env)]
+        case AssessmentPhaseStarted():
+            open_next = OpenAccount(assessment_id=uuid.UUID(env.aggregate_id),
+                                    user_id=event.user_id,
+                                    starting_balance=Decimal(event.starting_balance),
+                                    currency=event.currency, rules=event.rules)
+            return [_emit("account.commands", str(event.account_id), open_next, env)]
         case AssessmentCancelled(reason=reason):
             close = CloseAccount(reason=f"assessment cancelled: purchase {reason}")
             return [_emit("account.commands", account_id_for(env.aggregate_id), close, env)]

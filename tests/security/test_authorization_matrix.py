@@ -241,7 +241,9 @@ def test_orders_are_only_on_the_traders_own_account(
         answers = [c.post(f"/accounts/{theirs}/orders", json=order),
                    c.post(f"/accounts/{uuid.uuid4()}/orders", json=order),
                    c.delete(f"/accounts/{theirs}/orders/{uuid.uuid4()}"),
-                   c.patch(f"/accounts/{theirs}/orders/{uuid.uuid4()}", json={"quantity": "2"})]
+                   c.patch(f"/accounts/{theirs}/orders/{uuid.uuid4()}", json={"quantity": "2"}),
+                   # the kill switch is a trader's on their own account only
+                   c.post(f"/accounts/{theirs}/kill", json={"reason": "not mine to stop"})]
         for resp in answers:
             assert resp.status_code == 404, resp.text
             assert _problem_type(resp) == "account-not-found"

@@ -133,6 +133,20 @@ def _limit(spec: RuleSet, state: RuleState, rule: RuleName, value: Decimal, limi
                             limit=limit, **named))
 
 
+def _cap(spec: RuleSet, state: RuleState, rule: RuleName, value: Decimal, limit: Decimal,
+         at_ns: int, out: list[Verdict]) -> None:
+    """Open lots and exposure: holding exactly the limit is allowed (the order check lets an
+    order reach it), above it is a breach; the warning as for any limit."""
+    if value > limit:
+        if rule not in state.violated:
+            out.append(_verdict(spec, state, "violation", rule, at_ns=at_ns, value=value,
+                                limit=limit))
+    elif (k.classify(value, limit, spec.warning_threshold_pct) >= k.WARNING
+          and rule not in state.warned and rule not in state.violated):
+        out.append(_verdict(spec, state, "warning", rule, at_ns=at_ns, value=value,
+                            limit=limit))
+
+
 def _money_rules(spec: RuleSet, s: RuleState, at_ns: int, out: list[Verdict]) -> None:
     value, limit = k.daily_loss(s.equity, s.day_start_balance, s.day_start_equity,
                                 s.initial_balance, spec.daily_loss_limit_pct,
@@ -148,11 +162,11 @@ def _money_rules(spec: RuleSet, s: RuleState, at_ns: int, out: list[Verdict]) ->
 
 def _open_rules(spec: RuleSet, s: RuleState, at_ns: int, out: list[Verdict]) -> None:
     if spec.max_open_lots is not None:
-        _limit(spec, s, "max-open-lots", s.open_lots, spec.max_open_lots, at_ns, out)
+        _cap(spec, s, "max-open-lots", s.open_lots, spec.max_open_lots, at_ns, out)
     if spec.max_open_exposure_pct is not None:
         value, limit = k.open_exposure(s.open_exposure, s.initial_balance,
                                        spec.max_open_exposure_pct)
-        _limit(spec, s, "max-open-exposure", value, limit, at_ns, out)
+        _cap(spec, s, "max-open-exposure", value, limit, at_ns, out)
 
 
 def _pass(spec: RuleSet, s: RuleState, at_ns: int, out: list[Verdict]) -> None:

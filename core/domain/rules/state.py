@@ -9,9 +9,10 @@ to be placed (`OrderIntent`) is only checked, never folded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from core.domain.rules.spec import trading_day
 from schemas.tier import RuleSet
@@ -162,5 +163,43 @@ def fold(state: RuleState, event: Folded) -> RuleState:
     return replace(state, sequence=event.sequence, first_sequence=first)
 
 
+def dump_state(state: RuleState) -> dict[str, Any]:
+    """The state as JSON-ready data (for the account engine's snapshots)."""
+    out: dict[str, Any] = {}
+    for f in fields(state):
+        value = getattr(state, f.name)
+        if isinstance(value, Decimal):
+            value = str(value)
+        elif isinstance(value, date):
+            value = value.isoformat()
+        elif isinstance(value, frozenset):
+            value = sorted(value)
+        elif f.name == "day_pnls":
+            value = [[d.isoformat(), str(p)] for d, p in value]
+        out[f.name] = value
+    return out
+
+
+def load_state(data: dict[str, Any]) -> RuleState:
+    """The state back from `dump_state`."""
+    kw: dict[str, Any] = {}
+    for f in fields(RuleState):
+        value = data[f.name]
+        if f.name in _DECIMALS:
+            value = Decimal(value)
+        elif f.name in ("start_day", "day") or (f.name == "withheld_on" and value is not None):
+            value = date.fromisoformat(value)
+        elif f.name in ("open_instruments", "warned", "violated"):
+            value = frozenset(value)
+        elif f.name == "day_pnls":
+            value = tuple((date.fromisoformat(d), Decimal(p)) for d, p in value)
+        kw[f.name] = value
+    return RuleState(**kw)
+
+
+_DECIMALS = frozenset({"initial_balance", "balance", "equity", "high_water",
+                       "day_start_balance", "day_start_equity", "open_lots", "open_exposure"})
+
+
 __all__ = ["DayRolled", "Figures", "Filled", "Folded", "Input", "Marked", "NewsFlagged",
-           "OrderIntent", "RuleState", "fold", "initial"]
+           "OrderIntent", "RuleState", "dump_state", "fold", "initial", "load_state"]

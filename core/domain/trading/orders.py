@@ -132,6 +132,10 @@ def place(state: TradingAccount, cmd: PlaceOrder, *, quote: Quote | None,
     cap = terms.max_position.get(cmd.instrument)
     if grows and cap is not None and worst > cap:
         return _refuse(cmd, "position-limit", f"the position could reach {worst}, above {cap}")
+    if terms.max_risk_per_trade_pct is not None and cmd.stop_loss is None and grows:
+        # The rules' order check (core.domain.rules, OrderIntent) refuses it too: one answer.
+        return _refuse(cmd, "risk-limit", f"an order without a stop-loss is refused under a "
+                                          f"{terms.max_risk_per_trade_pct} % risk-per-trade rule")
     if terms.max_risk_per_trade_pct is not None and cmd.stop_loss is not None:
         risk = abs(entry - cmd.stop_loss) * cmd.quantity
         allowed = state.balance * terms.max_risk_per_trade_pct / 100

@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
+from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
+from core.domain import rules as r
 from core.domain.trading.market import ZERO
 from core.domain.trading.positions import Position
 from schemas.account import AccountClosed, AccountCommandRejected, AccountOpened
 from schemas.envelope import EventPayload
+from schemas.rules import (
+    AccountKillSwitched,
+    NewsMet,
+    PhasePassed,
+    RuleViolationDetected,
+    RuleWarningIssued,
+    TradingDayStarted,
+)
 from schemas.tier import RuleSet
 from schemas.trading import (
     AccountBalanceChanged,
@@ -92,6 +102,16 @@ class TradingAccount:
     # The phase's rules the account trades under (from its opening), read into order limits.
     rules: RuleSet | None = None
     marked_at_ns: int = 0  # when equity was last marked (the engine throttles by it)
+    assessment_id: str | None = None
+    # The rules' state (core.domain.rules), folded here from the account's own events so a
+    # replay rebuilds it exactly: marks (after each fill too), day starts and verdicts.
+    seq: int = 0  # the sequence of the last event folded
+    rule: r.RuleState | None = None
+    active_day: date | None = None  # the last trading day with a fill (or the opening)
+    traded: bool = False  # a fill since the last mark: the next mark is a `Filled` input
+    moved: bool = False  # money or positions moved since the last mark
+    # The rule inputs the last events gave (the engine judges them; not in snapshots).
+    rule_inputs: list[tuple[r.RuleState, r.Input]] = field(default_factory=list)
 
     def knows(self, order_id: uuid.UUID) -> bool:
         return order_id in self.orders or order_id in self.finished
@@ -112,8 +132,63 @@ def _finish(state: TradingAccount, order_id: uuid.UUID, status: FinalStatus) -> 
     state.finished[order_id] = status
 
 
+def figures(state: TradingAccount, *, sequence: int, at_ns: int, equity: Decimal,
+            traded: bool) -> r.Filled | r.Marked:
+    """The account's figures as a rule input: lots, exposure at entry and instruments open."""
+    lots = exposure = ZERO
+    for p in state.positions.values():
+        lots += abs(p.quantity)
+        exposure += abs(p.cost)
+    kind = r.Filled if traded else r.Marked
+    return kind(sequence=sequence, at_ns=at_ns, balance=state.balance, equity=equity,
+                open_lots=lots, open_exposure=exposure,
+                open_instruments=frozenset(state.positions))
+
+
+def _fold_rule(state: TradingAccount, event: EventPayload) -> None:
+    rule = state.rule
+    assert rule is not None
+    got: r.DayRolled | r.Filled | r.Marked | r.NewsFlagged | None = None
+    match event:
+        case AccountEquityMarked():
+            got = figures(state, sequence=state.seq, at_ns=event.at_ns, equity=event.equity,
+                          traded=state.traded)
+            if state.traded:
+                state.active_day = r.trading_day(event.at_ns, state.rules) \
+                    if state.rules is not None else state.active_day
+            state.traded = state.moved = False
+        case TradingDayStarted():
+            got = r.DayRolled(sequence=state.seq, at_ns=event.at_ns, day=event.day)
+        case NewsMet():
+            got = r.NewsFlagged(sequence=state.seq, at_ns=event.at_ns,
+                                instrument=event.instrument)
+        case RuleWarningIssued():
+            state.rule = replace(rule, warned=rule.warned | {event.rule})
+        case RuleViolationDetected():
+            state.rule = replace(rule, violated=rule.violated | {event.rule})
+        case PhasePassed():
+            state.rule = replace(rule, passed=True)
+        case OrderFilled():
+            state.traded = state.moved = True
+        case PositionOpened() | PositionChanged() | PositionClosed() | AccountBalanceChanged():
+            state.moved = True
+    if got is not None:
+        state.rule = r.fold(rule, got)
+        state.rule_inputs.append((rule, got))
+        if len(state.rule_inputs) > 64:  # only the engine's last append needs them
+            del state.rule_inputs[:-64]
+
+
 def evolve(state: TradingAccount, event: EventPayload) -> TradingAccount:
     """Apply one event to `state` (in place) and return it."""
+    state.seq += 1
+    _evolve(state, event)
+    if state.rule is not None:
+        _fold_rule(state, event)
+    return state
+
+
+def _evolve(state: TradingAccount, event: EventPayload) -> None:
     match event:
         case OrderFilled():
             working = state.orders[event.order_id]
@@ -160,11 +235,18 @@ def evolve(state: TradingAccount, event: EventPayload) -> TradingAccount:
             state.currency = event.currency
             state.starting_balance = state.balance = event.starting_balance
             state.rules = event.rules
+            state.assessment_id = str(event.assessment_id)
+            if event.rules is not None and event.at_ns is not None:
+                state.rule = r.initial(state.account_id, balance=event.starting_balance,
+                                       started_ns=event.at_ns, rules=event.rules)
+                state.active_day = state.rule.day
         case AccountClosed():
             state.status = "closed"
+        case RuleWarningIssued() | RuleViolationDetected() | PhasePassed() | \
+                TradingDayStarted() | NewsMet() | AccountKillSwitched():
+            pass  # the rules' own fold (`_fold_rule`)
         case _:
             raise TypeError(f"the trading account does not know {event.TYPE}")
-    return state
 
 
 def clone(state: TradingAccount) -> TradingAccount:
@@ -174,7 +256,7 @@ def clone(state: TradingAccount) -> TradingAccount:
                      for symbol, book in state.by_instrument.items()}
     return replace(state, positions=dict(state.positions), orders=orders,
                    by_instrument=by_instrument, finished=dict(state.finished),
-                   marks=dict(state.marks))
+                   marks=dict(state.marks), rule_inputs=[])
 
 
 def dump(state: TradingAccount) -> dict[str, Any]:
@@ -195,6 +277,10 @@ def dump(state: TradingAccount) -> dict[str, Any]:
         "marks": {symbol: str(price) for symbol, price in state.marks.items()},
         "rules": None if state.rules is None else state.rules.model_dump(mode="json"),
         "marked_at_ns": state.marked_at_ns,
+        "assessment_id": state.assessment_id, "seq": state.seq,
+        "rule": None if state.rule is None else r.dump_state(state.rule),
+        "active_day": None if state.active_day is None else state.active_day.isoformat(),
+        "traded": state.traded, "moved": state.moved,
     }
 
 
@@ -208,7 +294,12 @@ def load(data: dict[str, Any]) -> TradingAccount:
         finished={uuid.UUID(order_id): status for order_id, status in data["finished"]},
         marks={symbol: Decimal(price) for symbol, price in data["marks"].items()},
         rules=None if data.get("rules") is None else RuleSet.model_validate(data["rules"]),
-        marked_at_ns=data.get("marked_at_ns", 0))
+        marked_at_ns=data.get("marked_at_ns", 0), assessment_id=data.get("assessment_id"),
+        seq=data.get("seq", 0),
+        rule=None if data.get("rule") is None else r.load_state(data["rule"]),
+        active_day=None if data.get("active_day") is None
+        else date.fromisoformat(data["active_day"]),
+        traded=data.get("traded", False), moved=data.get("moved", False))
     for instrument, quantity, cost, realized, commissions in data["positions"]:
         state.positions[instrument] = Position(instrument, Decimal(quantity), Decimal(cost),
                                                Decimal(realized), Decimal(commissions))

@@ -16,6 +16,7 @@ from core.entrypoints.http import (
     auth,
     instruments,
     orders,
+    platform,
     purchases,
     stripe_webhooks,
     tiers,
@@ -97,6 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(assessments.assessments_router)
     app.include_router(assessments.accounts_router)
     app.include_router(orders.router)
+    app.include_router(platform.router)
     app.include_router(trading_reads.router)
     app.include_router(auth.router)
     app.include_router(users.me_router)

@@ -1,4 +1,4 @@
-"""REST commands on a trading account: place, cancel and modify orders; halt and resume.
+"""REST commands on a trading account: place, cancel and modify orders; halt, resume, kill.
 
 Who: a trader with `account:trade`, on their own account only (the accounts read model's
 `user_id`); another user's account answers 404 `account-not-found` exactly like an unknown
@@ -33,6 +33,7 @@ from kernel.commands import command_id_for
 from kernel.deps import PoolDep
 from kernel.http import PROBLEM_SCHEMA, Problem
 from kernel.ratelimit import rate_limited
+from schemas.rules import KillAccount
 from schemas.trading import (
     CancelOrder,
     HaltAccount,
@@ -62,7 +63,8 @@ REASON_STATUS: dict[str, int] = {
     "market-closed": 422, "off-tick": 422, "off-lot": 422, "price-out-of-range": 422,
     "invalid-brackets": 422, "stale-quote": 422, "quantity-limit": 422,
     "position-limit": 422, "risk-limit": 422, "insufficient-margin": 422,
-    "fok-unfillable": 422, "invalid-modify": 422,
+    "fok-unfillable": 422, "invalid-modify": 422, "lots-limit": 422, "exposure-limit": 422,
+    "phase-ended": 409,
 }
 
 EXAMPLE_ACCOUNT_ID = "b2c3d4e5-f6a7-5b8c-9d0e-1f2a3b4c5d6e"
@@ -90,6 +92,9 @@ OrderIdPath = Annotated[uuid.UUID, Path(examples=[EXAMPLE_ORDER_ID])]
 # A trader's own account, with a credential that may trade.
 Trader = Annotated[Principal, access("trader", scope="account:trade")]
 Admin = Annotated[Principal, access("admin", scope="admin")]
+# The emergency stop: the trader on their own account, an admin on any.
+Stopper = Annotated[Principal, access("trader", "admin",
+                                      scope={"trader": "account:trade", "admin": "admin"})]
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: PROBLEM_SCHEMA for s in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 COMMAND_LIMIT = [Depends(rate_limited("order-commands"))]
@@ -188,6 +193,21 @@ class AccountHaltState(BaseModel):
     halted: bool
     changed: bool = Field(description="false when the account already was so")
     reason: str
+    command_id: uuid.UUID
+
+
+class AccountKillState(BaseModel):
+    model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [{
+        "account_id": EXAMPLE_ACCOUNT_ID, "halted": True, "changed": True,
+        "reason": "my bot is running away", "cancelled_orders": 2, "closing_fills": 1,
+        "command_id": "5f0c6d7e-3a1b-4c2d-9e8f-0a1b2c3d4e5f"}]})
+
+    account_id: uuid.UUID
+    halted: bool
+    changed: bool = Field(description="false when the account was not open")
+    reason: str
+    cancelled_orders: int = Field(description="open orders the stop cancelled")
+    closing_fills: int = Field(description="fills that closed positions at the touch")
     command_id: uuid.UUID
 
 
@@ -439,6 +459,32 @@ async def resume_account(account_id: AccountIdPath, body: HaltRequest, admin: Ad
                          idempotency_key: IdempotencyKey = None) -> Any:
     return await _halt(account_id, ResumeAccount(reason=body.reason), admin, bus, registry,
                        reads, idempotency_key, "resume-account")
+
+
+@router.post("/{account_id}/kill", operation_id="killAccount",
+             summary="Emergency stop: halt at once, cancel open orders, flatten positions",
+             response_model=AccountKillState,
+             responses={202: {"model": CommandAccepted}, **ERRORS},
+             dependencies=COMMAND_LIMIT)
+async def kill_account(account_id: AccountIdPath, body: HaltRequest, caller: Stopper,
+                       bus: BusDep, registry: RegistryDep, reads: ReadsDep,
+                       idempotency_key: IdempotencyKey = None) -> Any:
+    account, _ = await reads.look(account_id)
+    if caller.role == "trader":
+        _own(account, account_id, caller)
+    elif account is None:
+        raise _not_found(account_id)
+    outcome = await handlers.kill(bus, registry, _command(
+        KillAccount(reason=body.reason), account_id, caller, idempotency_key, "kill-account"))
+    if isinstance(outcome, handlers.Killed):
+        return AccountKillState(account_id=account_id, halted=True, changed=outcome.changed,
+                                reason=outcome.reason,
+                                cancelled_orders=outcome.cancelled_orders,
+                                closing_fills=outcome.closing_fills,
+                                command_id=outcome.command_id)
+    if isinstance(outcome, Rejected):
+        raise _problem(outcome)
+    return _later(outcome, location=f"/accounts/{account_id}")
 
 
 def _command(payload: Any, account_id: uuid.UUID, caller: Principal,

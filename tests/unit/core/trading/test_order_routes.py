@@ -45,6 +45,7 @@ ORDERS = f"/accounts/{ACCOUNT}/orders"
 
 trader_gate = get_args(orders.Trader)[1].dependency
 admin_gate = get_args(orders.Admin)[1].dependency
+stopper_gate = get_args(orders.Stopper)[1].dependency
 
 
 def ns(at: datetime) -> int:
@@ -138,6 +139,7 @@ async def world() -> AsyncIterator[World]:
         orders.COMMAND_LIMIT[0].dependency: lambda: None,
         # The declared rules still run (tested below, apart); here they admit the caller.
         trader_gate: lambda: caller[0], admin_gate: lambda: caller[0],
+        stopper_gate: lambda: caller[0],
     })
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -149,6 +151,11 @@ def body(**fields: Any) -> dict[str, Any]:
                               "type": "market", "quantity": "1"}
     values.update(fields)
     return {k: v for k, v in values.items() if v is not None}
+
+
+def principal_of(role: Role, scopes: frozenset[str] | None = None) -> Principal:
+    return Principal(user_id=TRADER, role=role, via="token" if scopes is None else "api-key",
+                     scopes=ROLE_SCOPES[role] if scopes is None else scopes)
 
 
 def problem(resp: httpx.Response, status: int, slug: str) -> dict[str, Any]:
@@ -439,6 +446,52 @@ async def test_halting_an_unknown_or_closed_account_sends_nothing(world: World) 
     problem(await world.client.post(f"/accounts/{ACCOUNT}/halt", json={}), 422,
             "validation-failed")
     assert len(world.bus.sent) == sent
+
+
+# -- the kill switch ----------------------------------------------------------------------------
+
+
+async def test_a_trader_pulls_the_kill_switch_on_their_own_account(world: World) -> None:
+    resp = await world.client.post(f"/accounts/{ACCOUNT}/kill", json={"reason": "runaway"})
+    assert resp.status_code == 200, resp.text
+    assert (resp.json()["halted"], resp.json()["changed"]) == (True, True)
+    assert world.trading_events()[-1] == "account.kill-switched"
+    killed = world.bus.events_of(str(ACCOUNT))[-1]
+    assert killed.payload == {"by": TRADER, "reason": "runaway"}
+
+
+async def test_a_trader_may_not_kill_another_traders_account_and_nothing_is_sent(
+        world: World) -> None:
+    sent = len(world.bus.sent)
+    for target in (OTHERS, uuid.UUID(int=9)):
+        problem(await world.client.post(f"/accounts/{target}/kill", json={"reason": "x"}), 404,
+                "account-not-found")
+    problem(await world.client.post(f"/accounts/{ACCOUNT}/kill", json={}), 422,
+            "validation-failed")
+    assert len(world.bus.sent) == sent
+
+
+async def test_an_admin_kills_any_account_naming_themselves(world: World) -> None:
+    world.act_as("admin", ADMIN)
+    resp = await world.client.post(f"/accounts/{OTHERS}/kill", json={"reason": "abuse"})
+    assert resp.status_code == 200, resp.text
+    assert world.bus.events_of(str(OTHERS))[-1].payload == {"by": ADMIN, "reason": "abuse"}
+    problem(await world.client.post(f"/accounts/{uuid.UUID(int=9)}/kill",
+                                    json={"reason": "x"}), 404, "account-not-found")
+
+
+@pytest.mark.parametrize(("who", "slug"), [
+    (principal_of("analyst"), "forbidden"),
+    (principal_of("trader", frozenset({"account:read"})), "scope-missing"),
+    (principal_of("admin", frozenset({"reports:read"})), "scope-missing"),
+])
+async def test_the_kill_switch_is_a_traders_with_account_trade_or_an_admins(
+        who: Principal, slug: str) -> None:
+    with pytest.raises(Problem) as refused:
+        await stopper_gate(who)
+    assert (refused.value.status, refused.value.slug) == (403, slug)
+    assert await stopper_gate(principal_of("trader")) == principal_of("trader")
+    assert await stopper_gate(principal_of("admin")) == principal_of("admin")
 
 
 # -- who may call -----------------------------------------------------------------------------
