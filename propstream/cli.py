@@ -208,6 +208,14 @@ def run_market(part: str) -> None:
     run(_settings(), part)
 
 
+@run_app.command("ws-gateway")
+def run_ws_gateway() -> None:
+    """The WebSocket gateway (`/ws`): market and private channels, resume, backpressure."""
+    from propstream.processes import run_ws_gateway as run
+
+    run(_settings())
+
+
 @run_app.command("group")
 def run_group(
     name: str,
