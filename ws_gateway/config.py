@@ -28,6 +28,10 @@ class GatewaySettings(KernelSettings):
                                    description="JSON messages queued for a slow client before 4408")
     ws_write_high_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024,
                                      description="a client's socket buffer above this is slow")
+    ws_socket_send_buffer: int = Field(
+        default=0, ge=0, le=64 * 1024 * 1024,
+        description="SO_SNDBUF of each client socket in bytes (0: the kernel's autotuning); "
+                    "bounds what a client that stopped reading holds in the kernel")
     ws_slow_close_s: float = Field(default=10.0, gt=0, le=600,
                                    description="a client slow this long is closed 4408")
     ws_flush_ms: int = Field(default=20, ge=1, le=1000,

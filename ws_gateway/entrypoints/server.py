@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ class WsSocket:
 
     def __init__(self, conn: ServerConnection) -> None:
         self.conn = conn
+        self.closing: asyncio.Task[None] | None = None
 
     def write(self, frames: Sequence[bytes], *, text: bool) -> None:
         conn = self.conn
@@ -74,7 +76,8 @@ class WsSocket:
         return 0 if transport is None else transport.get_write_buffer_size()
 
     def close_soon(self, code: int, reason: str) -> None:
-        asyncio.get_running_loop().create_task(self.conn.close(code, reason))
+        if self.closing is None:
+            self.closing = asyncio.get_running_loop().create_task(self.conn.close(code, reason))
 
 
 class Connection:
@@ -129,6 +132,10 @@ class Connection:
         finally:
             expiry.cancel()
             hub.remove(self.client)
+            closing = getattr(self.client.socket, "closing", None)
+            if closing is not None:  # the close code must go out before the handler returns
+                with contextlib.suppress(Exception):
+                    await closing
 
     async def handle(self, message: str) -> None:
         control = parse_control(message, private_families=self.gateway.private_families)
@@ -321,6 +328,11 @@ class Gateway:
         session = (query.get("session") or [""])[0]
         if not session or len(session) > SESSION_MAX or not session.replace("-", "").isalnum():
             session = uuid.uuid4().hex
+        if self.settings.ws_socket_send_buffer and conn.transport is not None:
+            raw = conn.transport.get_extra_info("socket")
+            if raw is not None:
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                               self.settings.ws_socket_send_buffer)
         client = Client(socket=WsSocket(conn), binary=fmt == "binary",
                         pending=Pending(limit=self.settings.ws_queue_messages))
         self.hub.add(client)
