@@ -53,7 +53,7 @@ async def serve_gateway(settings: GatewaySettings) -> None:
                       authenticator=Authenticator(settings, redis=redis,
                                                   api_keys=SqlApiKeyStore(pool)),
                       private_families=private)
-    source = LogSource(settings, topics)
+    source = LogSource(settings, topics, round_s=settings.ws_round_ms / 1000)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

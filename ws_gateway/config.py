@@ -34,6 +34,10 @@ class GatewaySettings(KernelSettings):
                     "bounds what a client that stopped reading holds in the kernel")
     ws_slow_close_s: float = Field(default=10.0, gt=0, le=600,
                                    description="a client slow this long is closed 4408")
+    ws_round_ms: int = Field(
+        default=0, ge=0, le=1000,
+        description="least time between two delivery rounds (0: as the log delivers); more "
+                    "bundles more ticks per frame, fewer frames per client, more latency")
     ws_flush_ms: int = Field(default=20, ge=1, le=1000,
                              description="how often conflated ticks of slow clients are retried")
     ws_control_rate_per_s: float = Field(default=20.0, gt=0, le=100_000,

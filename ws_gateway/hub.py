@@ -27,12 +27,14 @@ from ws_gateway.domain.frames import TickEntry, encode_frames
 from ws_gateway.domain.messages import tick_message, ticks_bundle, with_epoch
 from ws_gateway.domain.protocol import CLOSE_TOO_SLOW
 from ws_gateway.domain.records import ChannelEvent, RawTicks, decode_event, decode_ticks
+from ws_gateway.domain.wire import server_frame
 
 
 class Socket(Protocol):
     """What the hub needs of a connection (websockets' ServerConnection has it)."""
 
-    def write(self, frames: Sequence[bytes], *, text: bool) -> None: ...
+    def write(self, frames: Sequence[bytes]) -> None:
+        """Write whole WebSocket frames (`domain.wire.server_frame`), never waiting."""
 
     def buffered(self) -> int: ...
 
@@ -215,18 +217,20 @@ class Hub:
     def _write(self, clients: list[Client], entries: list[TickEntry], messages: list[bytes], *,
                binary: bool) -> None:
         if entries:
-            frames = (encode_frames(entries) if binary
-                      else [ticks_bundle(entries, self.epochs)])
+            payloads = (encode_frames(entries) if binary
+                        else [ticks_bundle(entries, self.epochs)])
+            frames = [server_frame(p, text=not binary) for p in payloads]
             for client in clients:
-                client.socket.write(frames, text=not binary)
+                client.socket.write(frames)
             metrics.FRAMES.inc(len(frames) * len(clients))
             metrics.DELIVERIES.labels("tick").inc(len(entries) * len(clients))
             newest = max(e.received_ns for e in entries)
             if newest:
                 metrics.TICK_TO_SEND.observe(max(0.0, time.time() - newest / 1e9))
         if messages:
+            texts = [server_frame(m, text=True) for m in messages]
             for client in clients:
-                client.socket.write(messages, text=True)
+                client.socket.write(texts)
             metrics.FRAMES.inc(len(messages) * len(clients))
             metrics.DELIVERIES.labels("event").inc(len(messages) * len(clients))
         for client in clients:

@@ -15,7 +15,7 @@ import time
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from core.adapters.accounts_projection import DDL as ACCOUNTS_DDL
 from kernel.kafka import make_producer
 from kernel.pg import apply_ddl, connect, ensure_schema
 from kernel.settings import Settings
+from kernel.tokens import AccessTokens
 from market_data.adapters.publisher import encode_batch
 from market_data.domain.ticks import Tick
 from tests.integration.helpers import PlatformProcess, bearer, produce, read_topic
@@ -440,3 +441,25 @@ async def test_a_never_reading_client_is_closed_4408_and_does_not_slow_100_other
     print(f"100 clients beside a never-reading one: tick published -> frame read "
           f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     assert p99 < 100, (p50, p99)  # a loaded test host; bench/ws_gateway.py measures the bound
+
+
+async def test_an_expiring_token_is_asked_to_refresh_and_closes_4401_without_one(
+        settings: Settings, gateways: Callable[..., Any]) -> None:
+    gw = await gateways(PROPSTREAM_WS_REFRESH_BEFORE_S="2")
+
+    def short_token() -> str:
+        return AccessTokens(secret=settings.secret_key, ttl=timedelta(seconds=3)).issue(
+            subject=USER_A, role="trader", now=datetime.now(UTC), jti=uuid.uuid4())
+
+    async with websockets.connect(gw.url(token=short_token())) as ws:
+        assert (await recv_json(ws))["expires_at"] is not None
+        assert (await recv_json(ws, timeout=3))["type"] == "refresh"
+        await ws.send(orjson.dumps({"type": "auth", "token": short_token(), "id": "a"}).decode())
+        renewed = await recv_json(ws)
+        assert renewed["type"] == "authenticated" and renewed["id"] == "a"
+        assert (await recv_json(ws, timeout=3))["type"] == "refresh"  # the new token's turn
+        expired = await recv_json(ws, timeout=4)
+        assert expired["type"] == "error" and expired["code"] == "token-expired"
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401

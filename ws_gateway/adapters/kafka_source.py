@@ -7,6 +7,7 @@ what happened while it was away is in the Redis history.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
@@ -21,10 +22,12 @@ Batch = Sequence[tuple[Source, int, bytes]]
 
 class LogSource:
     def __init__(self, settings: Settings, sources: Mapping[str, Source], *,
-                 fetch_wait_ms: int = 5, max_records: int = 20_000) -> None:
+                 fetch_wait_ms: int = 5, max_records: int = 20_000,
+                 round_s: float = 0.0) -> None:
         """`sources`: physical topic name -> what it feeds."""
         self.sources = dict(sources)
         self.max_records = max_records
+        self.round_s = round_s
         self.consumer: AIOKafkaConsumer = make_consumer(
             settings, client_id=f"ws-gateway-{uuid.uuid4().hex[:8]}", group_id=None,
             fetch_max_wait_ms=fetch_wait_ms)
@@ -42,10 +45,14 @@ class LogSource:
         await self.consumer.stop()
 
     async def run(self, deliver: Callable[[Batch], Awaitable[int]]) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            began = loop.time()
             fetched = await self.consumer.getmany(timeout_ms=100, max_records=self.max_records)
             batch = [(self.sources[tp.topic], record.offset, record.value)
                      for tp, records in fetched.items() for record in records
                      if record.value is not None]
             if batch:
                 await deliver(batch)
+                if self.round_s:
+                    await asyncio.sleep(max(0.0, self.round_s - (loop.time() - began)))

@@ -59,17 +59,15 @@ class WsSocket:
         self.conn = conn
         self.closing: asyncio.Task[None] | None = None
 
-    def write(self, frames: Sequence[bytes], *, text: bool) -> None:
+    def write(self, frames: Sequence[bytes]) -> None:
+        """Whole frames, framed once for every client of a round: straight to the transport
+        (the protocol object keeps no state of what it sends once a frame is whole)."""
         conn = self.conn
-        if conn.protocol.state is not State.OPEN:
+        if conn.protocol.state is not State.OPEN or conn.transport is None:
             return
-        send = conn.protocol.send_text if text else conn.protocol.send_binary
-        try:
-            for frame in frames:
-                send(frame)
-            conn.send_data()
-        except Exception as exc:  # a broken socket: its handler sees the close
-            log.debug("write failed", error=str(exc))
+        if conn.send_in_progress is not None:  # a fragmented send of ours: never, but safe
+            return
+        conn.transport.writelines(frames)
 
     def buffered(self) -> int:
         transport = self.conn.transport

@@ -13,6 +13,7 @@ from market_data.domain.ticks import Tick
 from ws_gateway.domain.conflation import Pending
 from ws_gateway.domain.frames import decode_frame
 from ws_gateway.domain.protocol import CLOSE_TOO_SLOW
+from ws_gateway.domain.wire import OP_TEXT, parse_server_frame
 from ws_gateway.hub import Client, Hub, Source
 
 pytestmark = pytest.mark.asyncio
@@ -27,8 +28,10 @@ class FakeSocket:
         self.backlog = 0
         self.closed: tuple[int, str] | None = None
 
-    def write(self, frames: Sequence[bytes], *, text: bool) -> None:
-        self.frames.extend((f, text) for f in frames)
+    def write(self, frames: Sequence[bytes]) -> None:
+        for frame in frames:
+            opcode, payload = parse_server_frame(frame)
+            self.frames.append((payload, opcode == OP_TEXT))
 
     def buffered(self) -> int:
         return self.backlog
