@@ -26,10 +26,12 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from core.adapters.accounts_projection import DDL as ACCOUNTS_DDL
+from core.adapters.credentials import KEY_SECRETS_DDL
+from core.adapters.users_projection import KEYS_DDL, USERS_DDL
 from kernel.kafka import make_producer
 from kernel.pg import apply_ddl, connect, ensure_schema
 from kernel.settings import Settings
-from kernel.tokens import AccessTokens
+from kernel.tokens import AccessTokens, generate_api_key, new_api_key_id, new_secret
 from market_data.adapters.publisher import encode_batch
 from market_data.domain.ticks import Tick
 from tests.integration.helpers import PlatformProcess, bearer, produce, read_topic
@@ -460,6 +462,47 @@ async def test_an_expiring_token_is_asked_to_refresh_and_closes_4401_without_one
         assert (await recv_json(ws, timeout=3))["type"] == "refresh"  # the new token's turn
         expired = await recv_json(ws, timeout=4)
         assert expired["type"] == "error" and expired["code"] == "token-expired"
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+async def api_key_of(settings: Settings, user: str, *, revoked: bool = False) -> str:
+    """An API key of `user` in the users read model, as core's projections store it."""
+    key, record = generate_api_key(key_id=new_api_key_id(), secret=new_secret(), owner=user,
+                                   scopes=frozenset({"account:read"}))
+    conn = await connect(settings, autocommit=True)
+    try:
+        await ensure_schema(conn, settings)
+        await apply_ddl(conn, (USERS_DDL, KEYS_DDL, KEY_SECRETS_DDL))
+        await conn.execute(
+            "INSERT INTO users (user_id, role, registered_at, updated_at, version) "
+            "VALUES (%s, 'trader', now(), now(), 1) ON CONFLICT DO NOTHING", (user,))
+        await conn.execute(
+            "INSERT INTO api_keys (key_id, owner, scopes, created_at, revoked_at) "
+            "VALUES (%s, %s, %s, now(), CASE WHEN %s THEN now() END)",
+            (record.key_id, user, sorted(record.scopes), revoked))
+        await conn.execute("INSERT INTO api_key_secrets (key_id, user_id, key_hash) "
+                           "VALUES (%s, %s, %s)", (record.key_id, user, record.key_hash))
+    finally:
+        await conn.close()
+    return key
+
+
+async def test_an_api_key_reads_its_owners_account_and_a_revoked_one_closes_4401(
+        settings: Settings, gateways: Callable[..., Any]) -> None:
+    await accounts_table(settings)
+    key, revoked = await api_key_of(settings, USER_A), await api_key_of(settings, USER_A,
+                                                                         revoked=True)
+    gw = await gateways()
+    async with websockets.connect(gw.url(), additional_headers={"X-API-Key": key}) as ws:
+        assert (await recv_json(ws))["user"] == USER_A
+        await subscribe(ws, f"account:{ACCOUNT_A}")
+        assert (await recv_json(ws))["data"]["account_id"] == ACCOUNT_A
+        await ws.send(orjson.dumps({"type": "subscribe",
+                                    "channel": f"account:{ACCOUNT_B}"}).decode())
+        assert (await recv_json(ws))["code"] == "forbidden"
+    async with websockets.connect(gw.url(), additional_headers={"X-API-Key": revoked}) as ws:
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
