@@ -41,6 +41,7 @@ from ws_gateway.domain.protocol import (
     Subscribe,
     Unsubscribe,
     error_frame,
+    parse_channel,
     parse_control,
     reply,
 )
@@ -279,8 +280,6 @@ class Gateway:
         self.ready = False
 
     def channel(self, name: str) -> Channel | None:
-        from ws_gateway.domain.protocol import parse_channel
-
         return parse_channel(name, private_families=self.private_families)
 
     async def authenticate(self, credential: str, ip: str = "unknown"
