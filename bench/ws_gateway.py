@@ -299,6 +299,9 @@ async def main_async(args: argparse.Namespace) -> None:
                 rows.append(_row(f"bare websockets.broadcast, {case}", rate, result))
         finally:
             await delete_namespace(settings)
+            from tests.integration.helpers import drop_redis_namespace
+
+            await drop_redis_namespace(settings)  # histories, watch lists, instrument ids
     print(f"{args.clients} binary clients x {len(INSTRUMENTS)} instruments, server on one core,"
           f" {args.seconds:.0f} s measured")
     print(table(["case", "ticks/s offered", "deliveries/s", "frames/s", "p50 ms", "p99 ms",

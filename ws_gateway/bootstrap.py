@@ -67,7 +67,10 @@ async def serve_gateway(settings: GatewaySettings) -> None:
         async with serve(gateway.handle, settings.host, settings.ws_port,
                          process_request=gateway.process_request,
                          max_size=settings.ws_max_message_bytes, compression=None,
-                         ping_interval=20, ping_timeout=20, max_queue=16):
+                         ping_interval=20, ping_timeout=20, max_queue=16,
+                         # A client closed for flooding has its pings queued before its
+                         # close reply; do not wait the default 10 s for it.
+                         close_timeout=2):
             gateway.ready = True
             log.info("process started", name="ws-gateway", port=settings.ws_port,
                      topics=sorted(topics))

@@ -506,3 +506,18 @@ async def test_an_api_key_reads_its_owners_account_and_a_revoked_one_closes_4401
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+async def test_anonymous_clients_read_public_channels_only_when_allowed(
+        settings: Settings, gateways: Callable[..., Any]) -> None:
+    gw = await gateways(PROPSTREAM_WS_ALLOW_ANONYMOUS="true")
+    async with websockets.connect(gw.url()) as ws:
+        welcome = await recv_json(ws)
+        assert welcome["user"] is None and welcome["expires_at"] is None
+        await subscribe(ws, "market:BTC-USD")
+        assert (await recv_json(ws))["type"] == "snapshot"
+        await ws.send(orjson.dumps({"type": "subscribe",
+                                    "channel": f"account:{ACCOUNT_A}"}).decode())
+        assert (await recv_json(ws))["code"] == "unauthenticated"
+        await publish_ticks(settings, "BTC-USD", 1)
+        assert (await recv_json(ws))["type"] == "ticks"
