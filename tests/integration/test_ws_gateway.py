@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import pytest_asyncio
@@ -467,10 +468,11 @@ async def test_an_expiring_token_is_asked_to_refresh_and_closes_4401_without_one
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
-async def api_key_of(settings: Settings, user: str, *, revoked: bool = False) -> str:
+async def api_key_of(settings: Settings, user: str, *, revoked: bool = False,
+                     scope: str = "account:read") -> str:
     """An API key of `user` in the users read model, as core's projections store it."""
     key, record = generate_api_key(key_id=new_api_key_id(), secret=new_secret(), owner=user,
-                                   scopes=frozenset({"account:read"}))
+                                   scopes=frozenset({scope}))
     conn = await connect(settings, autocommit=True)
     try:
         await ensure_schema(conn, settings)
@@ -502,6 +504,13 @@ async def test_an_api_key_reads_its_owners_account_and_a_revoked_one_closes_4401
         await ws.send(orjson.dumps({"type": "subscribe",
                                     "channel": f"account:{ACCOUNT_B}"}).decode())
         assert (await recv_json(ws))["code"] == "forbidden"
+    trading_only = await api_key_of(settings, USER_A, scope="account:trade")
+    async with websockets.connect(gw.url(), additional_headers={"X-API-Key": trading_only}
+                                  ) as ws:
+        await recv_json(ws)
+        await ws.send(orjson.dumps({"type": "subscribe",
+                                    "channel": f"account:{ACCOUNT_A}"}).decode())
+        assert (await recv_json(ws))["code"] == "forbidden"  # no account:read scope
     async with websockets.connect(gw.url(), additional_headers={"X-API-Key": revoked}) as ws:
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
@@ -511,6 +520,10 @@ async def test_an_api_key_reads_its_owners_account_and_a_revoked_one_closes_4401
 async def test_anonymous_clients_read_public_channels_only_when_allowed(
         settings: Settings, gateways: Callable[..., Any]) -> None:
     gw = await gateways(PROPSTREAM_WS_ALLOW_ANONYMOUS="true")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as http:
+        assert (await http.get("/readyz")).status_code == 200  # what `propstream up` waits on
+        assert (await http.get("/livez")).status_code == 200
+        assert (await http.get("/elsewhere")).status_code == 404
     async with websockets.connect(gw.url()) as ws:
         welcome = await recv_json(ws)
         assert welcome["user"] is None and welcome["expires_at"] is None

@@ -163,8 +163,10 @@ class Connection:
             return None
         if self.principal is None:
             return ProtocolError("unauthenticated", "private channels need credentials")
-        if self.principal.role == "admin":
+        if self.principal.role == "admin" and "admin" in self.principal.scopes:
             return None
+        if "account:read" not in self.principal.scopes:  # an API key without the scope
+            return ProtocolError("forbidden", "this credential lacks the account:read scope")
         owned = self.owned.get(channel.key)
         if owned is None:
             owner = await self.gateway.accounts.owner(channel.key)
