@@ -46,58 +46,130 @@ INSTRUMENTS = [f"B{i:02d}-USD" for i in range(50)]
 # -- the load generator (its own process) ------------------------------------------------------
 
 
+class _RawClient(asyncio.Protocol):
+    """A WebSocket client reduced to what the bench needs: it counts the ticks of binary
+    frames by their header and samples the first tick's time, without the library's
+    per-message work (a Python client per message would be the bottleneck, not the server)."""
+
+    def __init__(self, stats: _Stats, sample: bool, want_texts: int) -> None:
+        self.stats, self.sample, self.want_texts = stats, sample, want_texts
+        self.buf = bytearray()
+        self.open = False
+        self.texts = 0
+        self.ticks = 0
+        self.replied = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def send_text(self, text: str) -> None:
+        assert self.transport is not None
+        self.transport.write(_masked(0x1, text.encode()))
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time_ns()
+        buf = self.buf
+        buf += data
+        if not self.open:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            assert buf.startswith(b"HTTP/1.1 101"), bytes(buf[:200])
+            del buf[:end + 4]
+            self.open = True
+        pos = 0
+        size_all = len(buf)
+        while size_all - pos >= 2:
+            size, head = buf[pos + 1] & 0x7F, 2
+            if size == 126:
+                if size_all - pos < 4:
+                    break
+                size, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+            elif size == 127:
+                if size_all - pos < 10:
+                    break
+                size, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+            if size_all - pos < head + size:
+                break
+            opcode, body = buf[pos] & 0x0F, pos + head
+            if opcode == 0x2:
+                if self.stats.measuring:
+                    self.ticks += int.from_bytes(buf[body + 4:body + 6], "little")
+                    self.stats.frames += 1
+                    if self.sample:
+                        ts = int.from_bytes(buf[body + 20:body + 28], "little", signed=True)
+                        self.stats.latency_ms.append((now - ts) / 1e6)
+            elif opcode == 0x1:
+                self.texts += 1
+                if self.texts >= self.want_texts and not self.replied.done():
+                    self.replied.set_result(None)
+            elif opcode == 0x9 and self.transport is not None:  # ping: pong
+                self.transport.write(_masked(0xA, bytes(buf[body:body + size])))
+            pos = body + size
+        del buf[:pos]
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.measuring = False
+        self.frames = 0
+        self.latency_ms: list[float] = []
+
+
+def _masked(opcode: int, payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    size = len(payload)
+    head = (bytes((0x80 | opcode, 0x80 | size)) if size < 126
+            else bytes((0x80 | opcode, 0x80 | 126)) + size.to_bytes(2, "big"))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
 async def clients_main(url: str, n: int, seconds: float, ready: Path, out: Path,
                        token: str) -> None:
-    import websockets
+    import base64
+    from urllib.parse import urlsplit
 
-    conns: list[Any] = []
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    stats = _Stats()
+    loop = asyncio.get_running_loop()
+    conns: list[_RawClient] = []
 
-    async def connect_one() -> Any:
-        ws = await websockets.connect(url, additional_headers={
-            "Authorization": f"Bearer {token}"} if token else None, max_queue=None,
-            open_timeout=60, ping_interval=None)
-        await ws.recv()  # welcome
+    async def connect_one(i: int) -> _RawClient:
+        _, client = await loop.create_connection(
+            lambda: _RawClient(stats, i % 10 == 0, 1 + 2 * len(INSTRUMENTS)), host, port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        assert client.transport is not None
+        client.transport.write(
+            (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+             f"Sec-WebSocket-Version: 13\r\n{auth}\r\n").encode())
         for symbol in INSTRUMENTS:
-            await ws.send(json.dumps({"type": "subscribe", "channel": f"market:{symbol}"}))
-        replies = 0
-        while replies < 2 * len(INSTRUMENTS):  # subscribed + snapshot each
-            if isinstance(await ws.recv(), str):
-                replies += 1
-        return ws
+            client.send_text(json.dumps({"type": "subscribe", "channel": f"market:{symbol}"}))
+        await asyncio.wait_for(client.replied, 60)  # welcome, then subscribed + snapshot each
+        return client
 
     for start in range(0, n, 50):
-        conns.extend(await asyncio.gather(*(connect_one() for _ in range(min(50, n - start)))))
-    counts = [0] * n
-    frames = [0] * n
-    lat: list[float] = []
-    measuring = False
-
-    async def read(i: int, ws: Any) -> None:
-        sample = i % 10 == 0
-        async for msg in ws:
-            if isinstance(msg, bytes) and measuring:
-                counts[i] += int.from_bytes(msg[4:6], "little")
-                frames[i] += 1
-                if sample:
-                    lat.append((time.time_ns() - int.from_bytes(msg[20:28], "little",
-                                                                 signed=True)) / 1e6)
-
-    tasks = [asyncio.create_task(read(i, ws)) for i, ws in enumerate(conns)]
+        conns.extend(await asyncio.gather(*(connect_one(start + i)
+                                            for i in range(min(50, n - start)))))
     await asyncio.to_thread(ready.write_text, "ready")
     await asyncio.sleep(2.0)  # warm-up: rounds settle
-    measuring = True
+    stats.measuring = True
     began = time.monotonic()
     await asyncio.sleep(seconds)
-    measuring = False
+    stats.measuring = False
     took = time.monotonic() - began
-    result = json.dumps({"deliveries": sum(counts), "frames": sum(frames), "seconds": took,
-                         "latency_ms": lat, "min_client": min(counts),
+    counts = [c.ticks for c in conns]
+    result = json.dumps({"deliveries": sum(counts), "frames": stats.frames, "seconds": took,
+                         "latency_ms": stats.latency_ms, "min_client": min(counts),
                          "max_client": max(counts)})
     await asyncio.to_thread(out.write_text, result)
-    for t in tasks:
-        t.cancel()
-    for ws in conns:
-        ws.transport.abort()
+    for c in conns:
+        if c.transport is not None:
+            c.transport.abort()
 
 
 # -- the bare broadcast loop (its own process) -------------------------------------------------
