@@ -86,7 +86,6 @@ class Hub:
         self.instrument_ids: dict[str, int] = {}
         self.slow: set[Client] = set()
         self.clients: set[Client] = set()
-        self._appending: asyncio.Future[None] | None = None
 
     # -- clients --------------------------------------------------------------------------
 
@@ -166,31 +165,8 @@ class Hub:
             history[channel].extend((e.seq, tick_message(e)) for e in entries)
         for event in events:
             history[event.channel].append((event.seq, event.message))
-        known = {ch: self.epochs.get(ch) for ch in history}
-        if None in known.values():
-            # A channel new to this instance: its epoch comes from Redis before any send.
-            epochs = await self.store.append(history.items())
-            self.epochs.update(epochs)
-            self._send_round(ticks, events, epochs)
-        else:
-            # Send first, then write the history; a resume waits for the write (`settled`),
-            # so whatever was sent before a client joined is in the history it reads.
-            self._send_round(ticks, events, known)  # type: ignore[arg-type]
-            appending = self._appending = asyncio.get_running_loop().create_future()
-            try:
-                self.epochs.update(await self.store.append(history.items()))
-            finally:
-                appending.set_result(None)
-                self._appending = None
-        return sum(len(v) for v in history.values())
-
-    async def settled(self) -> None:
-        """Return once the history write of the round being sent (if any) is done."""
-        if self._appending is not None:
-            await asyncio.shield(self._appending)
-
-    def _send_round(self, ticks: dict[str, list[TickEntry]], events: list[ChannelEvent],
-                    epochs: dict[str, int]) -> None:
+        epochs = await self.store.append(history.items())
+        self.epochs.update(epochs)
         live_ticks = {ch: [_with_epoch(e, epochs[ch]) for e in entries]
                       for ch, entries in ticks.items()}
         live_events: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
@@ -198,6 +174,7 @@ class Hub:
             live_events[event.channel].append(
                 (event.seq, with_epoch(event.message, epochs[event.channel])))
         self._deliver(live_ticks, live_events)
+        return sum(len(v) for v in history.values())
 
     def _deliver(self, ticks: dict[str, list[TickEntry]],
                  events: dict[str, list[tuple[int, bytes]]]) -> None:

@@ -188,7 +188,6 @@ class Connection:
                 f"at most {self.gateway.settings.ws_max_subscriptions} channels", rid)))
             return
         hub.join(client, name)
-        await hub.settled()  # what was sent before the join is in the history from here on
         ident = (await hub.instrument_id(channel.key)) if channel.family == "market" else None
         outcome: Gap | Snapshot | None = None
         if request.since is not None:

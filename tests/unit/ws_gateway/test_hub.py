@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -174,47 +173,3 @@ async def test_a_full_event_queue_closes_the_client_4408() -> None:
                           "occurred_at": "t", "payload": {}})
     await hub.on_records([(ACCOUNTS, i, event) for i in range(3)])
     assert sock(c).closed is not None and sock(c).closed[0] == CLOSE_TOO_SLOW
-
-
-class SlowStore(MemoryStore):
-    """A store whose history write waits until released."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = asyncio.Event()
-
-    async def append(self, batches: Iterable[tuple[str, Sequence[tuple[int, bytes]]]]
-                     ) -> dict[str, int]:
-        batches = list(batches)
-        await self.release.wait()
-        return await super().append(batches)
-
-
-async def test_a_known_channel_is_sent_before_its_history_is_written_and_resume_waits() -> None:
-    store = SlowStore()
-    hub = Hub(store, write_high=1000, slow_close_s=5.0)  # type: ignore[arg-type]
-    hub.epochs["market:A"] = 77  # seen before
-    c = client(hub, "market:A")
-    round_ = asyncio.create_task(hub.on_records([(TICKS, 3, ticks_record("A", [1.0]))]))
-    await asyncio.sleep(0.01)
-    assert len(sock(c).frames) == 1 and "market:A" not in store.histories  # sent, not written
-    settled = asyncio.create_task(hub.settled())
-    await asyncio.sleep(0.01)
-    assert not settled.done()  # a resume now would wait for the write
-    store.release.set()
-    await round_
-    await settled
-    assert 3072 in store.histories["market:A"]
-
-
-async def test_a_new_channel_gets_its_epoch_from_the_store_before_anything_is_sent() -> None:
-    store = SlowStore()
-    hub = Hub(store, write_high=1000, slow_close_s=5.0)  # type: ignore[arg-type]
-    c = client(hub, "market:A")
-    round_ = asyncio.create_task(hub.on_records([(TICKS, 3, ticks_record("A", [1.0]))]))
-    await asyncio.sleep(0.01)
-    assert sock(c).frames == []
-    store.release.set()
-    await round_
-    [(frame, _)] = sock(c).frames
-    assert [e.epoch for e in decode_frame(frame)] == [77]
