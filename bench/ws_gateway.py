@@ -219,6 +219,29 @@ async def bare_main(port: int, rate: float, round_ms: int) -> None:
 # -- the driver ---------------------------------------------------------------------------------
 
 
+def _tick_to_send(port: int) -> tuple[float, float]:
+    """The gateway's own tick -> written histogram (receive time to the end of the round's
+    writes), as bucket upper bounds in ms at p50 and p99."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith("propstream_ws_tick_to_send_seconds_bucket"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+    total = buckets[-1][1] if buckets else 0.0
+
+    def at(q: float) -> float:
+        for le, count in buckets:
+            if total and count >= q * total:
+                return le * 1000
+        return float("nan")
+
+    return at(0.5), at(0.99)
+
+
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far (/proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -313,6 +336,9 @@ async def run_case(*, name: str, server: list[str], port: int, env: dict[str, st
             await publisher
         data: dict[str, Any] = json.loads(out.read_text())
         data["server_cpu"] = (cpu1 - cpu0) / (t1 - t0)
+        metrics_port = env.get("PROPSTREAM_METRICS_PORT")
+        if via_kafka and metrics_port:
+            data["tick_to_send"] = await asyncio.to_thread(_tick_to_send, int(metrics_port))
         return data
     finally:
         for p in (load, proc):
@@ -331,7 +357,9 @@ def _row(name: str, rate: float, result: dict[str, Any]) -> list[object]:
             f"{result['frames'] / result['seconds']:,.0f}",
             f"{percentile(lat, 50):.1f}", f"{percentile(lat, 99):.1f}",
             f"{result['min_client']:,}/{result['max_client']:,}",
-            f"{100 * result['server_cpu']:.0f} %"]
+            f"{100 * result['server_cpu']:.0f} %",
+            "≤{:.1f} / ≤{:.1f}".format(*result["tick_to_send"]) if "tick_to_send" in result
+            else "—"]
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -349,7 +377,8 @@ async def main_async(args: argparse.Namespace) -> None:
         subject=str(uuid.uuid4()), role="trader", now=datetime.now(UTC), jti=uuid.uuid4())
     port = 18000 + os.getpid() % 1000
     env = process_env(settings) | {"PROPSTREAM_WS_PORT": str(port), "PROPSTREAM_LOG_LEVEL":
-                                   "WARNING", "PROPSTREAM_WS_WRITE_HIGH_BYTES": str(1 << 20)}
+                                   "WARNING", "PROPSTREAM_WS_WRITE_HIGH_BYTES": str(1 << 20),
+                                   "PROPSTREAM_METRICS_PORT": str(port + 1)}
     gateway = [sys.executable, "-m", "propstream", "run", "ws-gateway"]
     bare = [sys.executable, "-m", "bench.ws_gateway", "bare", "--port", str(port)]
     rows = []
@@ -377,7 +406,8 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"{args.clients} binary clients x {len(INSTRUMENTS)} instruments, server on one core,"
           f" {args.seconds:.0f} s measured")
     print(table(["case", "ticks/s offered", "deliveries/s", "frames/s", "p50 ms", "p99 ms",
-                 "ticks per client min/max", "server CPU"], rows))
+                 "ticks per client min/max", "server CPU",
+                 "in-gateway tick->written p50/p99 ms"], rows))
 
 
 def main(argv: list[str] | None = None) -> None:

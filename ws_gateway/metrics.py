@@ -17,4 +17,5 @@ CLOSES = Counter("propstream_ws_closes_total", "Connections closed by the gatewa
 TICK_TO_SEND = Histogram(
     "propstream_ws_tick_to_send_seconds",
     "A tick's receive time at the venue adapter until its frame is written to the socket",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+    buckets=(0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025,
+             0.05, 0.1, 0.25, 0.5, 1, 2.5))
