@@ -68,7 +68,10 @@ class WsSocket:
             return
         if conn.send_in_progress is not None:  # a fragmented send of ours: never, but safe
             return
-        conn.transport.writelines(frames)
+        if len(frames) == 1:
+            conn.transport.write(frames[0])
+        else:
+            conn.transport.writelines(frames)
 
     def buffered(self) -> int:
         transport = self.conn.transport
