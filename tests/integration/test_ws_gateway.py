@@ -35,7 +35,13 @@ from kernel.settings import Settings
 from kernel.tokens import AccessTokens, generate_api_key, new_api_key_id, new_secret
 from market_data.adapters.publisher import encode_batch
 from market_data.domain.ticks import Tick
-from tests.integration.helpers import PlatformProcess, bearer, produce, read_topic
+from tests.integration.helpers import (
+    PlatformProcess,
+    bearer,
+    drop_redis_namespace,
+    produce,
+    read_topic,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -89,6 +95,7 @@ async def gateways(settings: Settings, tmp_path: Path
     yield start
     for gw in started:
         gw.proc.stop()
+    await drop_redis_namespace(settings)  # histories, watch lists (kept 30 days), ids
 
 
 def token(settings: Settings, user: str, role: str = "trader") -> dict[str, str]:
