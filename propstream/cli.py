@@ -208,6 +208,14 @@ def run_market(part: str) -> None:
     run(_settings(), part)
 
 
+@run_app.command("ws-gateway")
+def run_ws_gateway() -> None:
+    """The WebSocket gateway (`/ws`): market and private channels, resume, backpressure."""
+    from propstream.processes import run_ws_gateway as run
+
+    run(_settings())
+
+
 @run_app.command("group")
 def run_group(
     name: str,
@@ -486,6 +494,8 @@ def _supervise(settings: PlatformSettings, supervisor: Supervisor, ports: dict[s
         market = f"http://{settings.host}:{settings.market_api_port}"
         console.print(f"  market data  {market}/market/prices  (docs {market}/docs, "
                       f"TradingView UDF {market}/udf)")
+        console.print(f"  websocket    ws://{settings.host}:{settings.ws_port}/ws  (channels "
+                      "market:<SYMBOL>, account:<id>; docs/decisions/0014-ws-gateway.md)")
         console.print(f"  health       {base}/readyz   metrics {base}/metrics")
         for name, port in ports.items():
             console.print(f"  {name:<24} metrics http://{settings.host}:{port}/metrics")

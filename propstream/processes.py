@@ -131,6 +131,19 @@ def run_api(settings: Settings) -> None:
     _run_api(settings, "core")
 
 
+def run_ws_gateway(settings: Settings) -> None:
+    """The WebSocket gateway: its own server (websockets), not an ASGI app under uvicorn."""
+    from propstream.manifests import service
+
+    manifest = service("ws_gateway")
+    assert manifest.api is not None
+    settings = _service_settings(settings, manifest)
+    configure_logging(settings, process=manifest.api.process)
+    serve_metrics(settings)
+    settle_heap()
+    _run(manifest.api.factory(settings))
+
+
 def _run_api(settings: Settings, service_name: str) -> None:
     from propstream.manifests import service
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from core.config import CoreSettings
 from market_data.config import MarketSettings
+from ws_gateway.config import GatewaySettings
 
 
-class PlatformSettings(CoreSettings, MarketSettings):
+class PlatformSettings(CoreSettings, MarketSettings, GatewaySettings):
     """Every service's settings at once: what `propstream up` and `seed` read."""

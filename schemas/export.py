@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from schemas import default_registry
+from schemas import default_registry, ws
 from schemas.envelope import CommandEnvelope, CommandPayload, EventEnvelope, EventPayload, Payload
 from schemas.registry import TypeRegistry
 from schemas.replies import CommandReply
@@ -76,6 +76,7 @@ def render(
         _standalone_schema(CommandReply, "the decided outcome of a command")
     )
     files["asyncapi.json"] = _dump(asyncapi_document(registry, tuple(catalogue)))
+    files["ws-gateway.asyncapi.json"] = _dump(ws.asyncapi_document(CONTRACT_VERSION))
     return dict(sorted(files.items()))
 
 

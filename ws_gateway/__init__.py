@@ -1,1 +1,1 @@
-"""ws_gateway."""
+"""The WebSocket gateway: Kafka to browsers by channel (issue 13, decision 0014)."""

@@ -11,6 +11,7 @@ from kernel.settings import KernelSettings
 from market_data.config import MarketSettings
 from propstream.processes import _service_settings
 from propstream.settings import PlatformSettings
+from ws_gateway.config import GatewaySettings
 
 KERNEL_ONLY = {"env", "namespace", "host", "kafka_port", "pg_port", "redis_port", "log_level",
                "metrics_port", "secret_key"}
@@ -27,7 +28,8 @@ def test_a_core_field_is_not_on_the_market_settings_and_the_reverse() -> None:
 
 def test_the_platform_settings_are_the_union_of_the_services() -> None:
     assert set(PlatformSettings.model_fields) == (
-        set(CoreSettings.model_fields) | set(MarketSettings.model_fields))
+        set(CoreSettings.model_fields) | set(MarketSettings.model_fields)
+        | set(GatewaySettings.model_fields))
 
 
 def test_variable_names_are_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:

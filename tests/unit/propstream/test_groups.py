@@ -37,7 +37,7 @@ def test_each_service_has_one_group_of_exactly_its_platform_workers() -> None:
 
 def test_up_starts_the_apis_and_one_process_per_service() -> None:
     assert laptop_processes(SERVICES) == {
-        "api": ("api",), "market-api": ("market", "api"),
+        "api": ("api",), "market-api": ("market", "api"), "ws-gateway": ("ws-gateway",),
         "core-workers": ("group", "core-workers"),
         "market-workers": ("group", "market-workers")}
 

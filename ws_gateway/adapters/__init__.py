@@ -1,0 +1,1 @@
+"""Redis, PostgreSQL and Kafka of the gateway."""

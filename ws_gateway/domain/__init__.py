@@ -1,0 +1,1 @@
+"""Pure protocol of the gateway: frames, control messages, conflation, resume."""
