@@ -16,6 +16,7 @@ from kernel.settings import ROOT, load_settings
 from propstream.settings import PlatformSettings
 
 if TYPE_CHECKING:
+    from kernel.log import Log
     from propstream.supervisor import Supervisor
 
 console = Console(stderr=False, highlight=False)
@@ -322,6 +323,55 @@ def replay(projection: str,
     console.print(f"rebuilt {projection}: {report.events} events in {took:.2f} s "
                   f"({rate:,.0f} events/s) by {len(report.workers)} worker(s); "
                   f"{report.total_s:.2f} s with their start-up")
+
+
+@app.command("verify")
+def verify(assessment: Annotated[str, typer.Argument(help="the assessment's id (a UUID)")],
+           quiet: Annotated[bool, typer.Option(help="no progress lines")] = False) -> None:
+    """Re-derive every rule verdict of an assessment from the log and compare its sha256.
+
+    Exit 0 only when every recorded verdict's hash is re-derived and none is missing or
+    extra; 1 otherwise; 2 for an unknown assessment."""
+    import uuid
+
+    from core.adapters.rule_audit import UnknownAssessment, verify_assessment
+    from core.domain.trading.audit import all_match
+    from schemas import default_registry
+
+    try:
+        assessment_id = str(uuid.UUID(assessment))
+    except ValueError:
+        console.print(f"[bold red]error:[/] {assessment!r} is not an assessment id (a UUID)")
+        raise typer.Exit(2) from None
+    settings = _settings()
+    try:
+        accounts = asyncio.run(verify_assessment(
+            _verify_log(settings), topic=settings.topic, assessment_id=assessment_id,
+            registry=default_registry(), progress=None if quiet else _say))
+    except UnknownAssessment as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    table = Table("phase", "verdict", "rule", "event", "recorded sha256", "recomputed sha256",
+                  "result")
+    checks = [c for a in accounts for c in a.checks]
+    for a in accounts:
+        for c in a.checks:
+            table.add_row(str(a.phase), c.type.removeprefix("rules."), c.rule,
+                          str(c.last_sequence), c.recorded or "-", c.recomputed or "-",
+                          c.status if c.status == "match" else f"[bold red]{c.status}[/]")
+    console.print(table)
+    bad = [c for c in checks if c.status != "match"]
+    console.print(f"{len(accounts)} account(s), {len(checks)} verdict(s): "
+                  f"{len(checks) - len(bad)} match, {len(bad)} do not")
+    if not all_match(checks):
+        raise typer.Exit(1)
+
+
+def _verify_log(settings: PlatformSettings) -> Log:
+    """The broker `verify` reads (a seam: unit tests give it a memory log)."""
+    from kernel.kafkalog import KafkaLog
+
+    return KafkaLog(settings)
 
 
 @dlq_app.command("list")
