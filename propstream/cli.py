@@ -351,15 +351,16 @@ def verify(assessment: Annotated[str, typer.Argument(help="the assessment's id (
     except UnknownAssessment as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    table = Table("phase", "verdict", "rule", "event", "recorded sha256", "recomputed sha256",
-                  "result")
     checks = [c for a in accounts for c in a.checks]
+    # One line per verdict, never wrapped: the two full hashes are what a reader compares.
     for a in accounts:
+        _say(f"phase {a.phase} account {a.account_id}: {a.events} events, "
+             f"{len(a.checks)} verdict(s)")
         for c in a.checks:
-            table.add_row(str(a.phase), c.type.removeprefix("rules."), c.rule,
-                          str(c.last_sequence), c.recorded or "-", c.recomputed or "-",
-                          c.status if c.status == "match" else f"[bold red]{c.status}[/]")
-    console.print(table)
+            mark = c.status if c.status == "match" else f"[bold red]{c.status}[/]"
+            _say(f"  {c.type.removeprefix('rules.'):<18} {c.rule:<17} event {c.last_sequence:<6}"
+                 f" recorded {c.recorded or '-':<64}  recomputed {c.recomputed or '-':<64}  "
+                 f"{mark}")
     bad = [c for c in checks if c.status != "match"]
     console.print(f"{len(accounts)} account(s), {len(checks)} verdict(s): "
                   f"{len(checks) - len(bad)} match, {len(bad)} do not")

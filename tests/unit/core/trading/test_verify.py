@@ -139,6 +139,10 @@ def test_cli_exits_0_on_a_clean_log_with_each_hash_shown(desk: Desk,
     assert got.exit_code == 0, got.output
     assert "phase 0: reading account" in got.output  # progress
     assert "2 verdict(s): 2 match, 0 do not" in got.output
+    for env in desk.envelopes():  # each full hash twice on its line: recorded, recomputed
+        if env.type == "rules.violation-detected":
+            line = next(x for x in got.output.splitlines() if "violation-detected" in x)
+            assert line.count(env.payload["digest"]) == 2 and line.endswith("match")
 
 
 def test_cli_exits_1_on_a_tampered_verdict(desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
