@@ -23,7 +23,8 @@ from schemas.codec import encode
 from schemas.envelope import make_event
 from schemas.instrument import InstrumentRegistered
 from schemas.rules import RuleWarningIssued
-from tests.integration.helpers import process_env, read_topic, spec, wait_until
+from tests.conftest import process_env
+from tests.integration.helpers import read_topic, spec, wait_until
 from tests.integration.test_rule_enforcement import DAY_NS, Feed, events_of, market, terms
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -33,7 +34,8 @@ REGISTRY = default_registry()
 
 async def _cli(settings: Settings, assessment: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "propstream", "verify", assessment, env=process_env(settings),
+        sys.executable, "-m", "propstream", "verify", assessment,
+        env=process_env(settings),  # type: ignore[arg-type]  # the fixture gives kernel settings
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
