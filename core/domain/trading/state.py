@@ -188,6 +188,33 @@ def evolve(state: TradingAccount, event: EventPayload) -> TradingAccount:
     return state
 
 
+# What the rule state reads of an account (`figures`, `_fold_rule`): its opening, balance,
+# positions and marks; fills only flag the next mark.
+_RULE_FIGURES = (AccountOpened, AccountBalanceChanged, PositionOpened, PositionChanged,
+                 PositionClosed, AccountEquityMarked)
+_RULE_EVENTS = (OrderFilled, TradingDayStarted, NewsMet, RuleWarningIssued,
+                RuleViolationDetected, PhasePassed)
+
+
+def evolve_rules(state: TradingAccount, event: EventPayload, *, sequence: int
+                 ) -> TradingAccount:
+    """Apply one event (the account's event number `sequence`) as `evolve` does for what the
+    rules read, keeping no orders: the rule state of a read model, folded by the engine's
+    own code from only the events that move it (any other event may be left out)."""
+    state.seq = sequence
+    if isinstance(event, _RULE_FIGURES):
+        _evolve(state, event)
+    if state.rule is not None:
+        _fold_rule(state, event)
+    state.rule_inputs.clear()
+    return state
+
+
+def rule_relevant(event: EventPayload) -> bool:
+    """Whether `evolve_rules` does anything with `event`."""
+    return isinstance(event, (*_RULE_FIGURES, *_RULE_EVENTS))
+
+
 def _evolve(state: TradingAccount, event: EventPayload) -> None:
     match event:
         case OrderFilled():
