@@ -14,17 +14,19 @@ trade) have no running figure; they show `violated` once violated, else `ok`.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
 
 from core.domain.rules import kernels as k
 from core.domain.rules.evaluate import PCT_PLACES, RuleName
 from core.domain.rules.state import RuleState
+from schemas.rules import RuleStanding as Status
+from schemas.rules import StatusRule
 from schemas.tier import RuleSet
 
-Status = Literal["ok", "warning", "violated", "pending", "met", "passed", "withheld"]
-StatusRule = RuleName | Literal["min-trading-days"]
+BAND_PCT = Decimal(5)  # a headroom crossing a multiple of this % of its limit is a change
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,4 +100,13 @@ def status(spec: RuleSet, s: RuleState) -> list[RuleStatus]:
     return out
 
 
-__all__ = ["RuleStatus", "Status", "StatusRule", "status"]
+def band(found: Iterable[tuple[str, str, Decimal | None]]) -> str:
+    """The standing's band, from (rule, status, headroom_pct) of each rule: it changes when a
+    status does or a headroom crosses a multiple of `BAND_PCT` %. The engine records
+    `rules.status-changed` when it changes, so a dashboard is pushed the moves that matter
+    and not every mark."""
+    return "|".join(f"{rule}:{st}:{'' if pct is None else math.floor(pct / BAND_PCT)}"
+                    for rule, st, pct in found)
+
+
+__all__ = ["BAND_PCT", "RuleStatus", "Status", "StatusRule", "band", "status"]

@@ -173,3 +173,28 @@ async def test_before_the_account_folds_its_opening_the_list_is_empty(
     reads["status"] = None
     got = await routes.get_assessment_rules(ASSESSMENT, _principal(OWNER), None)  # type: ignore[arg-type]
     assert (got.rules, got.version, got.marked_at) == ([], 0, None)
+
+
+# The pushed form: `rules.status-changed` on the account's log.
+def test_the_engine_records_the_standing_when_its_band_moves_and_not_on_every_mark() -> None:
+    async def run() -> Desk:
+        d = await _warned()
+        for n in range(2, 7):  # the same price again: marks, but no band moves
+            await d.tick("59.00", "59.02", at=T0 + n * 1_100 * MS)
+        await d.run()
+        return d
+
+    d = asyncio.run(run())
+    changes = d.of("rules.status-changed")
+    assert len(d.of("account.equity-marked")) > len(changes) >= 2
+    last = {i["rule"]: i for i in changes[-1]["rules"]}
+    assert last["daily-loss"]["status"] == "warning"
+    assert Decimal(last["daily-loss"]["headroom"]) == Decimal("89.8")
+    # It is the read model's own standing, and it precedes the warning of its mark.
+    row = fold_account(None, _applied(d))
+    assert row is not None
+    assert [(i["rule"], i["status"]) for i in changes[-1]["rules"]] == \
+        [(s["rule"], s["status"]) for s in json.loads(row.rules)]
+    types = d.types()
+    assert types.index("rules.status-changed", types.index("trading.order-filled")) < \
+        types.index("rules.warning-issued")
