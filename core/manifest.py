@@ -50,11 +50,12 @@ MANIFEST = ServiceManifest(
         _read_model("users", "UsersProjection", "`users` and API keys from user.events"),
         _read_model("assessments", "AssessmentsProjection",
                     "`assessments` from assessment.events"),
-        # Five tables, one consumer and one write per batch (kernel.projection_group).
+        # Six tables, one consumer and one write per batch (kernel.projection_group).
         projection("accounts", Lazy("core.adapters.account_read_models", "AccountReadModels"),
                    "`accounts` (balance, equity, margin, halt), `trading_orders`, "
-                   "`trading_fills`, `trading_positions` and `account_equity` (one point per "
-                   "account per minute) from account.events"),
+                   "`trading_fills`, `trading_positions`, `account_equity` (one point per "
+                   "account per minute) and `rule_status` (each rule's value, limit, "
+                   "headroom) from account.events"),
         projection("account-history",
                    Lazy("core.adapters.account_history_projection", "AccountHistoryProjection"),
                    "`account_history` and `account_snapshots` (time travel) from "

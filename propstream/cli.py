@@ -16,6 +16,7 @@ from kernel.settings import ROOT, load_settings
 from propstream.settings import PlatformSettings
 
 if TYPE_CHECKING:
+    from kernel.log import Log
     from propstream.supervisor import Supervisor
 
 console = Console(stderr=False, highlight=False)
@@ -330,6 +331,56 @@ def replay(projection: str,
     console.print(f"rebuilt {projection}: {report.events} events in {took:.2f} s "
                   f"({rate:,.0f} events/s) by {len(report.workers)} worker(s); "
                   f"{report.total_s:.2f} s with their start-up")
+
+
+@app.command("verify")
+def verify(assessment: Annotated[str, typer.Argument(help="the assessment's id (a UUID)")],
+           quiet: Annotated[bool, typer.Option(help="no progress lines")] = False) -> None:
+    """Re-derive every rule verdict of an assessment from the log and compare its sha256.
+
+    Exit 0 only when every recorded verdict's hash is re-derived and none is missing or
+    extra; 1 otherwise; 2 for an unknown assessment."""
+    import uuid
+
+    from core.adapters.rule_audit import UnknownAssessment, verify_assessment
+    from core.domain.trading.audit import all_match
+    from schemas import default_registry
+
+    try:
+        assessment_id = str(uuid.UUID(assessment))
+    except ValueError:
+        console.print(f"[bold red]error:[/] {assessment!r} is not an assessment id (a UUID)")
+        raise typer.Exit(2) from None
+    settings = _settings()
+    try:
+        accounts = asyncio.run(verify_assessment(
+            _verify_log(settings), topic=settings.topic, assessment_id=assessment_id,
+            registry=default_registry(), progress=None if quiet else _say))
+    except UnknownAssessment as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    checks = [c for a in accounts for c in a.checks]
+    # One line per verdict, never wrapped: the two full hashes are what a reader compares.
+    for a in accounts:
+        _say(f"phase {a.phase} account {a.account_id}: {a.events} events, "
+             f"{len(a.checks)} verdict(s)")
+        for c in a.checks:
+            mark = c.status if c.status == "match" else f"[bold red]{c.status}[/]"
+            _say(f"  {c.type.removeprefix('rules.'):<18} {c.rule:<17} event {c.last_sequence:<6}"
+                 f" recorded {c.recorded or '-':<64}  recomputed {c.recomputed or '-':<64}  "
+                 f"{mark}")
+    bad = [c for c in checks if c.status != "match"]
+    console.print(f"{len(accounts)} account(s), {len(checks)} verdict(s): "
+                  f"{len(checks) - len(bad)} match, {len(bad)} do not")
+    if not all_match(checks):
+        raise typer.Exit(1)
+
+
+def _verify_log(settings: PlatformSettings) -> Log:
+    """The broker `verify` reads (a seam: unit tests give it a memory log)."""
+    from kernel.kafkalog import KafkaLog
+
+    return KafkaLog(settings)
 
 
 @dlq_app.command("list")

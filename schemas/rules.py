@@ -13,7 +13,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.envelope import CommandPayload, EventPayload
 from schemas.instrument import Symbol
@@ -59,6 +59,35 @@ class PhasePassed(_Verdict):
     TYPE = "rules.phase-passed"
 
 
+StatusRule = Literal[RuleName, "min-trading-days"]
+RuleStanding = Literal["ok", "warning", "violated", "pending", "met", "passed", "withheld"]
+
+
+class RuleStatusItem(BaseModel):
+    """One rule as it stands: what it compares now, its limit and the headroom left."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rule: StatusRule
+    status: RuleStanding = Field(description="limits: ok|warning|violated; goals: pending|"
+                                             "met|passed; consistency: ok|withheld")
+    value: Figure | None = None
+    limit: Figure | None = None
+    headroom: Figure | None = Field(default=None, description="limit - value")
+    headroom_pct: Figure | None = Field(default=None, description="headroom as % of the limit")
+
+
+class RuleStatusChanged(EventPayload):
+    """The account's standing against its rules moved to another band (a status, or a
+    headroom crossing a multiple of 5 % of its limit), recorded with the mark that moved it:
+    what a dashboard pushed over the WebSocket gateway shows between verdicts."""
+
+    TYPE = "rules.status-changed"
+
+    at_ns: Nanos
+    rules: tuple[RuleStatusItem, ...]
+
+
 class TradingDayStarted(EventPayload):
     """Trading day `day` began (under the rules' zone and boundary time) at `at_ns`."""
 
@@ -97,4 +126,4 @@ class KillAccount(CommandPayload):
 
 COMMANDS = (KillAccount,)
 EVENTS = (RuleWarningIssued, RuleViolationDetected, PhasePassed, TradingDayStarted,
-          NewsMet, AccountKillSwitched)
+          NewsMet, AccountKillSwitched, RuleStatusChanged)

@@ -4,9 +4,10 @@ After the engine records events for an account (`AccountEngine.append`), `enforc
 
 1. marks equity if money or positions moved (a fill, a settlement): the mark is the rule
    input, so every fill is judged with its floating P&L;
-2. judges the rule inputs those events folded (`core.domain.trading.enforce.judge`) and
-   records the verdicts (`rules.warning-issued`, `rules.violation-detected`,
-   `rules.phase-passed`);
+2. records `rules.status-changed` when the account's standing against its rules moved to
+   another band (`core.domain.rules.status.band`), then judges the rule inputs those events
+   folded (`core.domain.trading.enforce.judge`) and records the verdicts
+   (`rules.warning-issued`, `rules.violation-detected`, `rules.phase-passed`);
 3. on a violation, a pass, an abandonment (no fill for `max_inactive_days` trading days) or
    the kill switch, ends trading: the account halts, its open orders are cancelled and its
    positions closed at the touch (fills as events); and sends the assessment its command
@@ -80,6 +81,11 @@ def enforce_rules(engine: AccountEngine, pstate: PartitionState[TradingAccount],
     s = state()
     ending: tuple[str, CommandPayload | None] | None = None
     if s.rule is not None and s.rules is not None and s.rule_inputs:
+        # The standing first, for the dashboard (before the verdicts: what follows a
+        # violation starts with it); it folds no rule input.
+        moved = enforce.status_event(s, s.rule_inputs[-1][1].at_ns)
+        if moved is not None:
+            record([moved])
         verdicts = enforce.judge(s.rules, s, list(s.rule_inputs))
         s.rule_inputs.clear()
         for v in verdicts:

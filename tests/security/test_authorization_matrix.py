@@ -163,7 +163,9 @@ def test_every_operation_answers_every_caller_as_its_declared_rule_says(
     # analyst and every key without `account:read` / `admin` refused.
     assert {c.op["operationId"] for c in cells} >= {
         "listAccountOrders", "getAccountOrder", "listAccountFills", "listAccountPositions",
-        "getAccountEquity"}
+        "getAccountEquity",
+        # issue 12: the rule status, read as assessments are (trader and admin only)
+        "getAssessmentRules"}
     callers = [people[name] for name in CALLERS]
     wrong: list[str] = []
     before = _offsets(platform)

@@ -15,12 +15,20 @@ from functools import lru_cache
 
 from core.domain import rules as r
 from core.domain.rules import kernels as k
+from core.domain.rules.status import band, status
 from core.domain.trading.execution import Step
 from core.domain.trading.market import ZERO, Market, Quote, Terms
 from core.domain.trading.orders import place
 from core.domain.trading.state import TradingAccount
 from schemas.envelope import EventPayload
-from schemas.rules import PhasePassed, RuleViolationDetected, RuleWarningIssued, TradingDayStarted
+from schemas.rules import (
+    PhasePassed,
+    RuleStatusChanged,
+    RuleStatusItem,
+    RuleViolationDetected,
+    RuleWarningIssued,
+    TradingDayStarted,
+)
 from schemas.tier import RuleSet
 from schemas.trading import AccountHalted, OrderAccepted, OrderRejected, OrderRejection, PlaceOrder
 
@@ -39,6 +47,19 @@ def verdict_event(v: r.Verdict) -> EventPayload | None:
     return kind(rule=v.rule, value=v.value, limit=v.limit, headroom=v.headroom,
                 headroom_pct=v.headroom_pct, at_ns=v.at_ns, first_sequence=v.first_sequence,
                 last_sequence=v.last_sequence, inputs=dict(v.inputs), digest=v.digest)
+
+
+def status_event(state: TradingAccount, at_ns: int) -> RuleStatusChanged | None:
+    """The account's standing against its rules when its band moved since the last one
+    recorded (`rules.status-changed`), else None; nothing once the phase is settled."""
+    if state.rules is None or state.rule is None or state.rule.settled:
+        return None
+    found = status(state.rules, state.rule)
+    if band((s.rule, s.status, s.headroom_pct) for s in found) == state.rule_band:
+        return None
+    return RuleStatusChanged(at_ns=at_ns, rules=tuple(
+        RuleStatusItem(rule=s.rule, status=s.status, value=s.value, limit=s.limit,
+                       headroom=s.headroom, headroom_pct=s.headroom_pct) for s in found))
 
 
 def judge(spec: RuleSet, state: TradingAccount, inputs: Sequence[tuple[r.RuleState, r.Input]]
@@ -210,4 +231,4 @@ def flatten(state: TradingAccount, *, tag: str, quotes: Mapping[str, Quote | Non
 
 
 __all__ = ["day_started", "flatten", "halt_and_cancel", "inactive_days", "judge", "loss_floor",
-           "next_day_ns", "reduces", "refuse_intent", "rule_wake", "verdict_event"]
+           "next_day_ns", "reduces", "refuse_intent", "rule_wake", "status_event", "verdict_event"]

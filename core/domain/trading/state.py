@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from core.domain import rules as r
+from core.domain.rules.status import band
 from core.domain.trading.market import ZERO
 from core.domain.trading.positions import Position
 from schemas.account import AccountClosed, AccountCommandRejected, AccountOpened
@@ -25,6 +26,7 @@ from schemas.rules import (
     AccountKillSwitched,
     NewsMet,
     PhasePassed,
+    RuleStatusChanged,
     RuleViolationDetected,
     RuleWarningIssued,
     TradingDayStarted,
@@ -109,6 +111,7 @@ class TradingAccount:
     rule: r.RuleState | None = None
     active_day: date | None = None  # the last trading day with a fill (or the opening)
     traded: bool = False  # a fill since the last mark: the next mark is a `Filled` input
+    rule_band: str = ""  # the last `rules.status-changed`'s band (core.domain.rules.status)
     moved: bool = False  # money or positions moved since the last mark
     # The rule inputs the last events gave (the engine judges them; not in snapshots).
     rule_inputs: list[tuple[r.RuleState, r.Input]] = field(default_factory=list)
@@ -168,6 +171,8 @@ def _fold_rule(state: TradingAccount, event: EventPayload) -> None:
             state.rule = replace(rule, violated=rule.violated | {event.rule})
         case PhasePassed():
             state.rule = replace(rule, passed=True)
+        case RuleStatusChanged():
+            state.rule_band = band((i.rule, i.status, i.headroom_pct) for i in event.rules)
         case OrderFilled():
             state.traded = state.moved = True
         case PositionOpened() | PositionChanged() | PositionClosed() | AccountBalanceChanged():
@@ -186,6 +191,33 @@ def evolve(state: TradingAccount, event: EventPayload) -> TradingAccount:
     if state.rule is not None:
         _fold_rule(state, event)
     return state
+
+
+# What the rule state reads of an account (`figures`, `_fold_rule`): its opening, balance,
+# positions and marks; fills only flag the next mark.
+_RULE_FIGURES = (AccountOpened, AccountBalanceChanged, PositionOpened, PositionChanged,
+                 PositionClosed, AccountEquityMarked)
+_RULE_EVENTS = (OrderFilled, TradingDayStarted, NewsMet, RuleWarningIssued,
+                RuleViolationDetected, PhasePassed, RuleStatusChanged)
+
+
+def evolve_rules(state: TradingAccount, event: EventPayload, *, sequence: int
+                 ) -> TradingAccount:
+    """Apply one event (the account's event number `sequence`) as `evolve` does for what the
+    rules read, keeping no orders: the rule state of a read model, folded by the engine's
+    own code from only the events that move it (any other event may be left out)."""
+    state.seq = sequence
+    if isinstance(event, _RULE_FIGURES):
+        _evolve(state, event)
+    if state.rule is not None:
+        _fold_rule(state, event)
+    state.rule_inputs.clear()
+    return state
+
+
+def rule_relevant(event: EventPayload) -> bool:
+    """Whether `evolve_rules` does anything with `event`."""
+    return isinstance(event, (*_RULE_FIGURES, *_RULE_EVENTS))
 
 
 def _evolve(state: TradingAccount, event: EventPayload) -> None:
@@ -243,7 +275,7 @@ def _evolve(state: TradingAccount, event: EventPayload) -> None:
         case AccountClosed():
             state.status = "closed"
         case RuleWarningIssued() | RuleViolationDetected() | PhasePassed() | \
-                TradingDayStarted() | NewsMet() | AccountKillSwitched():
+                TradingDayStarted() | NewsMet() | AccountKillSwitched() | RuleStatusChanged():
             pass  # the rules' own fold (`_fold_rule`)
         case _:
             raise TypeError(f"the trading account does not know {event.TYPE}")
@@ -280,7 +312,7 @@ def dump(state: TradingAccount) -> dict[str, Any]:
         "assessment_id": state.assessment_id, "seq": state.seq,
         "rule": None if state.rule is None else r.dump_state(state.rule),
         "active_day": None if state.active_day is None else state.active_day.isoformat(),
-        "traded": state.traded, "moved": state.moved,
+        "traded": state.traded, "moved": state.moved, "rule_band": state.rule_band,
     }
 
 
@@ -299,7 +331,8 @@ def load(data: dict[str, Any]) -> TradingAccount:
         rule=None if data.get("rule") is None else r.load_state(data["rule"]),
         active_day=None if data.get("active_day") is None
         else date.fromisoformat(data["active_day"]),
-        traded=data.get("traded", False), moved=data.get("moved", False))
+        traded=data.get("traded", False), moved=data.get("moved", False),
+        rule_band=data.get("rule_band", ""))
     for instrument, quantity, cost, realized, commissions in data["positions"]:
         state.positions[instrument] = Position(instrument, Decimal(quantity), Decimal(cost),
                                                Decimal(realized), Decimal(commissions))

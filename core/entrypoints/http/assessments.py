@@ -28,6 +28,7 @@ from core.views.assessments import (
     list_accounts,
     list_assessments,
 )
+from core.views.rule_status import AssessmentRules, get_rule_status
 from kernel.auth import Principal, access
 from kernel.deps import ConnDep
 from kernel.http import PROBLEM_SCHEMA, Problem, decode_cursor, encode_cursor
@@ -140,6 +141,29 @@ async def get_one_assessment(assessment_id: AssessmentIdPath, principal: Reader,
         raise Problem(404, "assessment-not-found", "Assessment not found",
                       f"no assessment {assessment_id} of yours")
     return found
+
+
+@assessments_router.get("/{assessment_id}/rules", operation_id="getAssessmentRules",
+                        response_model=AssessmentRules,
+                        summary="The current phase's rules: value, limit, headroom, status",
+                        responses=ONE_ERRORS)
+async def get_assessment_rules(assessment_id: AssessmentIdPath, principal: Reader,
+                               conn: ConnDep) -> AssessmentRules:
+    """Per rule of the current phase: the value now, the limit, the headroom (money and %)
+    and the status, from the `rule_status` read model (no log read). Before the phase's
+    account has folded its opening the list is empty."""
+    found = await get_assessment(conn, assessment_id)
+    if found is None or not _visible(principal, found.user_id):
+        raise Problem(404, "assessment-not-found", "Assessment not found",
+                      f"no assessment {assessment_id} of yours")
+    status = await get_rule_status(conn, found.account_id)
+    if status is None:
+        return AssessmentRules(assessment_id=assessment_id, account_id=found.account_id,
+                               phase=found.phase, marked_at=None, version=0, rules=[])
+    version, marked_at, rules = status
+    return AssessmentRules(assessment_id=assessment_id, account_id=found.account_id,
+                           phase=found.phase, marked_at=marked_at,
+                           version=version, rules=rules)
 
 
 @accounts_router.get("", operation_id="listAccounts", response_model=AccountPage,
