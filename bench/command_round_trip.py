@@ -43,7 +43,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -289,12 +289,19 @@ def load_average() -> str:
 
 
 class Tap:
-    """Watches the commands and replies topics (read committed) without touching them: the
-    CreateTime of each command and reply, and when each reply became visible here."""
+    """Watches a commands topic and the replies (read committed) without touching them: the
+    CreateTime of each command (when the API produced it) and of its reply (when the decider
+    produced it), and when each reply became visible here. `key_of(command)` names a command
+    as the caller's samples do (None: not one of ours)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, commands_topic: str = "instrument.commands",
+                 key_of: Callable[[dict[str, Any]], Any] | None = None,
+                 decider: str = "decider") -> None:
         self.settings = settings
-        self.commands: dict[tuple[str, str], tuple[float, str]] = {}  # (kind, symbol)
+        self.commands_topic = commands_topic
+        self.key_of = key_of or _instrument_key
+        self.decider = decider  # the hop's name in the report
+        self.commands: dict[Any, tuple[float, str]] = {}  # key -> (produced, command id)
         self.replies: dict[str, tuple[float, float]] = {}  # command id -> produced, seen
         self.consumer: AIOKafkaConsumer | None = None
         self.task: asyncio.Task[None] | None = None
@@ -302,7 +309,7 @@ class Tap:
     async def start(self) -> None:
         self.consumer = make_consumer(self.settings, client_id="bench-tap")
         await self.consumer.start()
-        parts = (await partitions_of(self.consumer, self.settings.topic("instrument.commands"))
+        parts = (await partitions_of(self.consumer, self.settings.topic(self.commands_topic))
                  + await partitions_of(self.consumer, self.settings.topic(REPLIES.name)))
         self.consumer.assign(parts)
         await self.consumer.seek_to_end(*parts)
@@ -328,24 +335,27 @@ class Tap:
                     data = orjson.loads(m.value)
                     if tp.topic == replies:
                         self.replies[data["command_id"]] = (m.timestamp / 1000, seen)
-                    else:
-                        kind = "halt" if "halt" in data["type"] else "register"
-                        self.commands[(kind, data["aggregate_id"])] = (m.timestamp / 1000,
-                                                                       data["command_id"])
+                    elif (key := self.key_of(data)) is not None:
+                        self.commands[key] = (m.timestamp / 1000, data["command_id"])
 
-    def hops(self, samples: list[Sample]) -> dict[str, list[float]]:
-        """Per hop, sorted milliseconds over the samples the tap saw whole."""
-        out: dict[str, list[float]] = {"in": [], "decider": [], "commit": [], "out": []}
-        for kind, symbol, issued, answered in samples:
-            cmd = self.commands.get((kind, symbol))
+    def hops(self, samples: Iterable[tuple[Any, float, float]]) -> dict[str, list[float]]:
+        """Per hop, sorted milliseconds over the samples (key, issued, answered: wall
+        seconds) the tap saw whole."""
+        out: dict[str, list[float]] = {"in": [], self.decider: [], "commit": [], "out": []}
+        for key, issued, answered in samples:
+            cmd = self.commands.get(key)
             if cmd is None or cmd[1] not in self.replies:
                 continue
             produced, (replied, seen) = cmd[0], self.replies[cmd[1]]
             out["in"].append((produced - issued) * 1000)
-            out["decider"].append((replied - produced) * 1000)
+            out[self.decider].append((replied - produced) * 1000)
             out["commit"].append((seen - replied) * 1000)
             out["out"].append((answered - seen) * 1000)
         return {k: sorted(v) for k, v in out.items()}
+
+
+def _instrument_key(data: dict[str, Any]) -> tuple[str, str]:
+    return ("halt" if "halt" in data["type"] else "register", data["aggregate_id"])
 
 
 def hop_line(hops: dict[str, list[float]]) -> str:
@@ -409,7 +419,8 @@ async def http_runs(settings: Settings, rates: list[float], seconds: float, runs
                 res["label"] = label
                 if tap is not None:
                     await asyncio.sleep(0.5)  # the tap's last fetch
-                    res["hops"] = tap.hops(res["samples"])
+                    res["hops"] = tap.hops(((kind, symbol), issued, answered) for
+                                           kind, symbol, issued, answered in res["samples"])
                 out[rate].append(res)
                 print(f"run {run + 1}/{runs} HTTP {rate:>5.0f} req/s: achieved "
                       f"{res['achieved']:6.1f}/s p50 {res['p50']:6.1f} p95 {res['p95']:6.1f} "

@@ -46,12 +46,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
 import psycopg
-from aiokafka import AIOKafkaConsumer
 from psycopg import sql
 
-from bench.command_round_trip import Child, cpu_now, load_average, machine_busy, until
+from bench.command_round_trip import Child, Tap, cpu_now, load_average, machine_busy, until
 from bench.common import (
     base_settings,
     create_topics,
@@ -63,14 +61,14 @@ from bench.common import (
     table,
 )
 from bench.leanhttp import LeanClient
-from kernel.kafka import make_consumer, make_producer, partitions_of
+from kernel.kafka import make_producer
 from kernel.tokens import AccessTokens
 from propstream.settings import PlatformSettings as Settings
 from schemas.account import OpenAccount, account_id_for
 from schemas.codec import encode
 from schemas.envelope import make_command, make_event
 from schemas.market import MarketTicksPublished, TickRow
-from schemas.topics import CATALOGUE, REPLIES
+from schemas.topics import CATALOGUE
 
 SYMBOL = "BENCH-USD"
 PROJECTIONS = ("instruments", "accounts", "account-history")
@@ -111,66 +109,9 @@ class Ticker:
             await producer.stop()
 
 
-class Tap:
-    """Watches account.commands and the replies (read committed) without touching them: the
-    CreateTime of each order command (the API produced it) and of its reply (the engine
-    produced it), and when the reply became visible here (its transaction committed)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.commands: dict[str, tuple[float, str]] = {}  # client order id -> (at, command id)
-        self.replies: dict[str, tuple[float, float]] = {}  # command id -> (produced, seen)
-        self.consumer: AIOKafkaConsumer | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self.consumer = make_consumer(self.settings, client_id="bench-tap")
-        await self.consumer.start()
-        parts = (await partitions_of(self.consumer, self.settings.topic("account.commands"))
-                 + await partitions_of(self.consumer, self.settings.topic(REPLIES.name)))
-        self.consumer.assign(parts)
-        await self.consumer.seek_to_end(*parts)
-        for tp in parts:
-            await self.consumer.position(tp)
-        self.task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-        if self.consumer is not None:
-            await self.consumer.stop()
-
-    async def _run(self) -> None:
-        assert self.consumer is not None
-        replies = self.settings.topic(REPLIES.name)
-        while True:
-            batch = await self.consumer.getmany(timeout_ms=500)
-            seen = time.time()
-            for tp, messages in batch.items():
-                for m in messages:
-                    data = orjson.loads(m.value)
-                    if tp.topic == replies:
-                        self.replies[data["command_id"]] = (m.timestamp / 1000, seen)
-                    elif data["type"] == "trading.place-order":
-                        self.commands[data["payload"]["client_order_id"]] = (
-                            m.timestamp / 1000, data["command_id"])
-
-    def hops(self, samples: dict[str, tuple[float, float]]) -> dict[str, list[float]]:
-        """Per hop, sorted ms over the orders seen whole: in (HTTP in, auth, ownership read,
-        produce), engine (fetch, decide, produce), commit (transaction visible), out (the
-        API's reply consumer, HTTP out)."""
-        out: dict[str, list[float]] = {"in": [], "engine": [], "commit": [], "out": []}
-        for client_id, (issued, answered) in samples.items():
-            cmd = self.commands.get(client_id)
-            if cmd is None or cmd[1] not in self.replies:
-                continue
-            produced, (replied, seen) = cmd[0], self.replies[cmd[1]]
-            out["in"].append((produced - issued) * 1000)
-            out["engine"].append((replied - produced) * 1000)
-            out["commit"].append((seen - replied) * 1000)
-            out["out"].append((answered - seen) * 1000)
-        return {k: sorted(v) for k, v in out.items()}
+def _order_key(data: dict[str, Any]) -> str | None:
+    """A place-order command's client order id: the bench's samples are named by it."""
+    return data["payload"]["client_order_id"] if data["type"] == "trading.place-order" else None
 
 
 class Trader:
@@ -353,7 +294,7 @@ async def run(args: argparse.Namespace) -> None:
     ticker = Ticker(settings, args.tick_ms / 1000)
     tick_task: asyncio.Task[None] | None = None
     watch = PositionWatch(settings, args.poll_ms)
-    tap = None if args.no_tap else Tap(settings)
+    tap = None if args.no_tap else Tap(settings, "account.commands", _order_key, "engine")
     admin = AccessTokens(secret=settings.secret_key).issue(
         subject="00000000-0000-4000-8000-0000000be7c4", role="admin", now=datetime.now(UTC),
         jti=uuid.uuid4())
@@ -401,7 +342,8 @@ async def run(args: argparse.Namespace) -> None:
                 results[rate].append(res)
                 if tap is not None:
                     await asyncio.sleep(0.6)  # the tap's last fetch
-                    res["hops"] = tap.hops(res["walls"])
+                    res["hops"] = tap.hops((k, issued, answered)
+                                           for k, (issued, answered) in res["walls"].items())
                 print(f"run {run_no + 1}/{args.runs} {rate:.0f} orders/s: achieved "
                       f"{res['achieved']:.1f}/s; answer p50/p95/p99/max "
                       f"{pcts(res['answer'])} ms; position visible {pcts(res['position'])} ms "

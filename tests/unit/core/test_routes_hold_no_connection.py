@@ -8,39 +8,17 @@ requests took the pool's ten connections while every later request queued behind
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
-
 from core.entrypoints.http.app import create_app
 from core.entrypoints.http.deps import get_bus
 from kernel.deps import get_conn
 from propstream.settings import PlatformSettings as Settings
-
-
-def _calls(dependant: Dependant) -> set[Callable[..., Any]]:
-    found = {dependant.call} if dependant.call is not None else set()
-    for sub in dependant.dependencies:
-        found |= _calls(sub)
-    return found
-
-
-def _routes(routes: list[Any]) -> list[APIRoute]:
-    """The app's routes, those of included routers too (FastAPI keeps each as its own)."""
-    found: list[APIRoute] = []
-    for route in routes:
-        if isinstance(route, APIRoute):
-            found.append(route)
-        elif hasattr(route, "original_router"):
-            found += _routes(route.original_router.routes)
-    return found
+from tests.support.routes import api_routes, dependency_calls
 
 
 def test_no_route_that_sends_a_command_holds_a_connection_for_the_request() -> None:
-    senders = [r for r in _routes(create_app(Settings()).routes) if get_bus in _calls(r.dependant)]
+    senders = [r for r in api_routes(create_app(Settings()).routes)
+               if get_bus in dependency_calls(r.dependant)]
     assert len(senders) >= 10  # the guard sees the command routes at all
     holding = sorted(f"{sorted(r.methods)[0]} {r.path}" for r in senders
-                     if get_conn in _calls(r.dependant))
+                     if get_conn in dependency_calls(r.dependant))
     assert holding == []

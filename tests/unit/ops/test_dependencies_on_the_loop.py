@@ -14,32 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
 
 from core.entrypoints.http.app import create_app as core_app
 from market_data.config import MarketSettings
 from market_data.entrypoints.http.app import create_app as market_app
 from propstream.settings import PlatformSettings
-
-
-def _calls(dependant: Dependant) -> set[Callable[..., Any]]:
-    found: set[Callable[..., Any]] = set()
-    for sub in dependant.dependencies:
-        if sub.call is not None:
-            found.add(sub.call)
-        found |= _calls(sub)
-    return found
-
-
-def _routes(routes: list[Any]) -> list[APIRoute]:
-    found: list[APIRoute] = []
-    for route in routes:
-        if isinstance(route, APIRoute):
-            found.append(route)
-        elif hasattr(route, "original_router"):
-            found += _routes(route.original_router.routes)
-    return found
+from tests.support.routes import api_routes, dependency_calls
 
 
 def _on_the_loop(call: Callable[..., Any]) -> bool:
@@ -52,8 +32,8 @@ def _on_the_loop(call: Callable[..., Any]) -> bool:
 
 def _threaded(app: FastAPI) -> list[str]:
     out = set()
-    for route in _routes(app.routes):
-        for call in _calls(route.dependant):
+    for route in api_routes(app.routes):
+        for call in dependency_calls(route.dependant):
             if not _on_the_loop(call):
                 out.add(f"{getattr(call, '__module__', '?')}.{getattr(call, '__qualname__', call)}")
     return sorted(out)
@@ -61,11 +41,11 @@ def _threaded(app: FastAPI) -> list[str]:
 
 def test_every_dependency_of_the_core_api_runs_on_the_event_loop() -> None:
     app = core_app(PlatformSettings())
-    assert len(_routes(app.routes)) > 30  # the walk sees the routes at all
+    assert len(api_routes(app.routes)) > 30  # the walk sees the routes at all
     assert _threaded(app) == []
 
 
 def test_every_dependency_of_the_market_api_runs_on_the_event_loop() -> None:
     app = market_app(MarketSettings())
-    assert len(_routes(app.routes)) > 5
+    assert len(api_routes(app.routes)) > 5
     assert _threaded(app) == []
