@@ -43,7 +43,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -225,6 +225,26 @@ def cpu_now(children: dict[str, Child], settings: Settings | None = None) -> dic
     return out
 
 
+async def open_loop(rate: float, total: int,
+                    start_one: Callable[[int], Coroutine[Any, Any, None]]) -> tuple[float, float]:
+    """Start `start_one(i)` for i < total at `rate` per second, on schedule whatever the
+    answers take (open loop); wait for all. Return (the schedule's worst lag, seconds
+    taken), both in seconds."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    lag = 0.0
+    tasks: list[asyncio.Task[None]] = []
+    for i in range(total):
+        delay = start + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            lag = max(lag, -delay)
+        tasks.append(asyncio.create_task(start_one(i)))
+    await asyncio.gather(*tasks)
+    return lag, loop.time() - start
+
+
 Sample = tuple[str, str, float, float]  # kind, symbol, issued (wall s), answered (wall s)
 
 
@@ -238,8 +258,6 @@ async def steady(rate: float, seconds: float,
     latencies: list[float] = []
     samples: list[Sample] = []
     statuses: collections.Counter[str] = collections.Counter()
-    lag = 0.0
-    tasks = []
 
     async def timed() -> None:
         t = time.perf_counter()
@@ -255,19 +273,8 @@ async def steady(rate: float, seconds: float,
         if note:
             samples.append((note[0], note[1], wall, time.time()))
 
-    loop = asyncio.get_running_loop()
-    start = loop.time()
     total = int(rate * seconds)
-    for i in range(total):
-        due = start + i / rate
-        delay = due - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        else:
-            lag = max(lag, -delay)
-        tasks.append(asyncio.create_task(timed()))
-    await asyncio.gather(*tasks)
-    took = loop.time() - start
+    lag, took = await open_loop(rate, total, lambda _i: timed())
     cpu_ms: dict[str, float] = {}
     if cpu is not None:  # CPU milliseconds per completed request, per process
         after = cpu()

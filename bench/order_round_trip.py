@@ -49,7 +49,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from bench.command_round_trip import Child, Tap, cpu_now, load_average, machine_busy, until
+from bench.command_round_trip import (
+    Child,
+    Tap,
+    cpu_now,
+    load_average,
+    machine_busy,
+    open_loop,
+    until,
+)
 from bench.common import (
     base_settings,
     create_topics,
@@ -212,8 +220,6 @@ async def steady(rate: float, seconds: float, client: LeanClient, traders: list[
     busy_before = machine_busy()
     answers: list[float] = []
     statuses: collections.Counter[str] = collections.Counter()
-    lag = 0.0
-    tasks = []
     watch.seen.clear()
     walls: dict[str, tuple[float, float]] = {}
 
@@ -241,19 +247,8 @@ async def steady(rate: float, seconds: float, client: LeanClient, traders: list[
             watch.expect(f"{trader.account_id}:{SYMBOL}",
                          "open" if side == "buy" else "closed", issued, seq)
 
-    loop = asyncio.get_running_loop()
-    start = loop.time()
     total = int(rate * seconds)
-    for i in range(total):
-        due = start + i / rate
-        delay = due - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        else:
-            lag = max(lag, -delay)
-        tasks.append(asyncio.create_task(one(i)))
-    await asyncio.gather(*tasks)
-    took = loop.time() - start
+    lag, took = await open_loop(rate, total, one)
     for _ in range(200):  # up to 10 s for the read model to show the last orders
         if not watch.pending:
             break
