@@ -47,7 +47,7 @@ infra-status: install ## Show the infrastructure processes
 test: install ## Lint, type-check and run the whole suite against real Kafka, PostgreSQL, Redis
 	@$(PS) infra up
 	@$(VENV)/bin/ruff check .
-	@$(VENV)/bin/mypy schemas kernel market_data core propstream ws_gateway
+	@$(VENV)/bin/mypy schemas kernel market_data core propstream ws_gateway monte_carlo
 	@$(VENV)/bin/pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup --durations=25 --durations-min=5 $(PYTEST_ARGS)
 
 unit: install ## Run the unit tests only (no infrastructure)
@@ -59,7 +59,7 @@ integration: install ## Run the integration tests only
 
 lint: install ## ruff and mypy
 	@$(VENV)/bin/ruff check .
-	@$(VENV)/bin/mypy schemas kernel market_data core propstream ws_gateway
+	@$(VENV)/bin/mypy schemas kernel market_data core propstream ws_gateway monte_carlo
 
 schemas: install ## Re-export JSON Schema and AsyncAPI after changing a model
 	@$(PS) schemas export

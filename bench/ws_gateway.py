@@ -366,18 +366,20 @@ async def main_async(args: argparse.Namespace) -> None:
     from datetime import timedelta
 
     from kernel.tokens import AccessTokens
-    from schemas.topics import CATALOGUE
+    from schemas.ws import CHANNELS
     from tests.conftest import process_env
 
     settings = fresh_namespace(base_settings(), "bws")
-    names = {"market.ticks", "market.bars", "market.events",
-             *(t for t in settings.ws_private_topics if t in {s.name for s in CATALOGUE})}
+    names = {family.topic for family in CHANNELS.values()}
     await create_topics(settings, [spec_of(n) for n in sorted(names)])
     token = AccessTokens(secret=settings.secret_key, ttl=timedelta(hours=1)).issue(
         subject=str(uuid.uuid4()), role="trader", now=datetime.now(UTC), jti=uuid.uuid4())
     port = 18000 + os.getpid() % 1000
     env = process_env(settings) | {"PROPSTREAM_WS_PORT": str(port), "PROPSTREAM_LOG_LEVEL":
                                    "WARNING", "PROPSTREAM_WS_WRITE_HIGH_BYTES": str(1 << 20),
+                                   # 1,000 clients of one user from one address
+                                   "PROPSTREAM_WS_MAX_CONNECTIONS_PER_IP": "0",
+                                   "PROPSTREAM_WS_MAX_CONNECTIONS_PER_USER": "0",
                                    "PROPSTREAM_METRICS_PORT": str(port + 1)}
     gateway = [sys.executable, "-m", "propstream", "run", "ws-gateway"]
     bare = [sys.executable, "-m", "bench.ws_gateway", "bare", "--port", str(port)]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from core.manifest import MANIFEST as CORE
 from kernel.manifest import ServiceManifest, Worker, WorkerKind, find_worker, processes
 from market_data.manifest import MANIFEST as MARKET_DATA
+from monte_carlo.manifest import MANIFEST as MONTE_CARLO
 from ws_gateway.manifest import MANIFEST as WS_GATEWAY
 
-SERVICES: tuple[ServiceManifest, ...] = (CORE, MARKET_DATA, WS_GATEWAY)
+SERVICES: tuple[ServiceManifest, ...] = (CORE, MARKET_DATA, WS_GATEWAY, MONTE_CARLO)
 
 
 def platform() -> dict[str, tuple[str, ...]]:

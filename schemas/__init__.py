@@ -16,6 +16,7 @@ from schemas import (
     market,
     payment,
     platform,
+    simulation,
     tier,
 )
 from schemas.family import Family
@@ -33,6 +34,7 @@ FAMILIES: tuple[Family, ...] = (
     book.FAMILY,
     market.FAMILY,
     platform.FAMILY,
+    simulation.FAMILY,
 )
 
 

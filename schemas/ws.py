@@ -7,15 +7,57 @@ sends validates against these models, so the document and the code cannot drift 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+Access = Literal["public", "account-owner", "assessment-owner"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelFamily:
+    """A kind of channel: the catalogue topic that feeds it and who may read it.
+
+    `public`: anyone connected (anonymous clients too when configured); `account-owner`: the
+    user owning the account named by the channel's key (`accounts.user_id`), and admins;
+    `assessment-owner`: the user owning the assessment (`assessments.user_id`), and admins.
+    Private channels are keyed by the record key of their topic (the aggregate id), so a
+    channel lives on one partition and its sequence, the log position, only grows.
+    """
+
+    name: str
+    topic: str
+    access: Access
+    description: str
+
+
+# Every channel family, declared once with its access rule: the gateway reads these topics,
+# parses these names and authorizes by this rule; a family without one cannot be declared.
+CHANNELS: dict[str, ChannelFamily] = {f.name: f for f in (
+    ChannelFamily("market", "market.ticks", "public",
+                  "an instrument's ticks (price, size, bid, ask); binary frames on request"),
+    ChannelFamily("bars", "market.bars", "public", "an instrument's closed OHLCV bars"),
+    ChannelFamily("news", "market.events", "public",
+                  "an instrument's news and volatility regime changes"),
+    ChannelFamily("account", "account.events", "account-owner",
+                  "every event of an account: orders, fills, positions, balance, equity, rule "
+                  "status, warnings, violations, halts"),
+    ChannelFamily("assessment", "assessment.events", "assessment-owner",
+                  "an assessment's lifecycle: created, phase started, completed (passed or "
+                  "failed), abandoned, cancelled"),
+    ChannelFamily("simulation", "simulation.events", "account-owner",
+                  "Monte Carlo runs of an account: started, progress, completed, failed"),
+)}
+
+_READERS = {"public": "anyone connected", "account-owner": "the account's owner and admins",
+            "assessment-owner": "the assessment's owner and admins"}
+
 U32 = Field(ge=0, le=2**32 - 1)
 U64 = Field(ge=0, le=2**64 - 1)
 CHANNEL = Field(max_length=80, pattern=r"^[a-z][a-z0-9-]{0,30}:[A-Za-z0-9._:-]{1,40}$",
-                description="`market|bars|news:<SYMBOL>` (public) or `account:<account id>` "
-                            "(its owner and admins)")
+                description="`market|bars|news:<SYMBOL>` (public), `account|simulation:<account "
+                            "id>` or `assessment:<assessment id>` (the owner and admins)")
 REQUEST_ID = Field(default=None, max_length=64,
                    description="echoed in the reply when a short string")
 
@@ -123,8 +165,9 @@ class Ticks(_Message):
 
 
 class Event(_Message):
-    """An event of a channel: bars and news on public channels, orders, fills, positions,
-    equity and rule verdicts on an account's; `data` is the event's payload as on the log."""
+    """An event of a channel: bars and news on public channels; orders, fills, positions,
+    equity and rule verdicts on an account's; an assessment's outcome; a simulation's
+    progress; `data` is the event's payload as on the log."""
 
     epoch: int = U32
     type: Literal["event"]
@@ -180,7 +223,9 @@ CLOSE_CODES = {
     4401: "credentials missing (anonymous reads not enabled), refused, or the token expired",
     4408: "too slow: the socket stayed full for PROPSTREAM_WS_SLOW_CLOSE_S, or the event "
           "queue overflowed",
-    4429: "more control messages than the rate limit allows",
+    4429: "more control messages than the rate limit allows, or more open connections for "
+          "the user than PROPSTREAM_WS_MAX_CONNECTIONS_PER_USER (too many from one address "
+          "are refused before the upgrade: HTTP 429)",
 }
 
 BINARY_FRAME = (
@@ -258,7 +303,10 @@ def asyncapi_document(version: str) -> dict[str, Any]:
             "address": "/ws",
             "title": "one connection",
             "description": "Query: `token` (or `Authorization: Bearer` / `X-API-Key`), "
-                           "`format=json|binary`, `session` (resume a market watch).",
+                           "`format=json|binary`, `session` (resume a market watch). Channels "
+                           "(subscribe by name; `<family>:<key>`): " + "; ".join(
+                               f"`{f.name}:` {f.description} (from `{f.topic}`; read by: "
+                               f"{_READERS[f.access]})" for f in CHANNELS.values()) + ".",
             "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in messages},
             "bindings": {"ws": {"bindingVersion": "0.1.0", "query": {
                 "type": "object", "properties": {

@@ -12,12 +12,11 @@ from kernel.auth import Authenticator
 from kernel.http import make_cache
 from kernel.observability import get_logger
 from kernel.pg import make_pool
-from schemas.topics import CATALOGUE
-from ws_gateway.adapters.accounts import AccountDirectory, SqlApiKeyStore
+from schemas.ws import CHANNELS
+from ws_gateway.adapters.accounts import Owners, SqlApiKeyStore
 from ws_gateway.adapters.kafka_source import LogSource
 from ws_gateway.adapters.redis_store import GatewayStore
 from ws_gateway.config import GatewaySettings
-from ws_gateway.domain.protocol import PUBLIC_FAMILIES
 from ws_gateway.entrypoints.server import Gateway
 from ws_gateway.hub import Hub, Source, run_all
 
@@ -25,15 +24,10 @@ log = get_logger(__name__)
 
 
 def sources(settings: GatewaySettings) -> dict[str, Source]:
-    """Physical topic -> what it feeds: the market topics and the private topics of the
-    settings that the catalogue has (a topic still to come is skipped)."""
-    known = {spec.name for spec in CATALOGUE}
-    out = {settings.topic(topic): Source(family, public=True, ticks=topic == "market.ticks")
-           for family, topic in PUBLIC_FAMILIES.items()}
-    for topic in settings.ws_private_topics:
-        if topic in known:
-            out[settings.topic(topic)] = Source(topic.split(".")[0], public=False, ticks=False)
-    return out
+    """Physical topic -> the channel family it feeds (`domain.protocol.CHANNELS`)."""
+    return {settings.topic(family.topic): Source(family.name, public=family.access == "public",
+                                                 ticks=family.topic == "market.ticks")
+            for family in CHANNELS.values()}
 
 
 async def serve_gateway(settings: GatewaySettings) -> None:
@@ -48,11 +42,9 @@ async def serve_gateway(settings: GatewaySettings) -> None:
     hub = Hub(store, write_high=settings.ws_write_high_bytes,
               slow_close_s=settings.ws_slow_close_s)
     topics = sources(settings)
-    private = frozenset(s.family for s in topics.values() if not s.public)
-    gateway = Gateway(settings, hub=hub, store=store, accounts=AccountDirectory(pool),
+    gateway = Gateway(settings, hub=hub, store=store, owners=Owners(pool),
                       authenticator=Authenticator(settings, redis=redis,
-                                                  api_keys=SqlApiKeyStore(pool)),
-                      private_families=private)
+                                                  api_keys=SqlApiKeyStore(pool)))
     source = LogSource(settings, topics, round_s=settings.ws_round_ms / 1000)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

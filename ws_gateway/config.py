@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, IPvAnyNetwork
 
 from kernel.settings import KernelSettings
 
@@ -46,7 +46,15 @@ class GatewaySettings(KernelSettings):
                                   description="burst of control messages; beyond it 4429")
     ws_refresh_before_s: int = Field(default=30, ge=0, le=3600,
                                      description="ask for a new token this long before expiry")
-    ws_private_topics: tuple[str, ...] = Field(
-        default=("account.events", "rules.events"),
-        description="catalogue topics keyed by account id, delivered on private channels "
-                    "`<family>:<account id>` (a topic not in the catalogue is skipped)")
+    ws_max_connections_per_ip: int = Field(
+        default=500, ge=0, le=1_000_000,
+        description="open connections per client address; beyond it the handshake gets HTTP "
+                    "429 (0: no limit)")
+    ws_max_connections_per_user: int = Field(
+        default=50, ge=0, le=1_000_000,
+        description="open connections per authenticated user (and per API key's owner); "
+                    "beyond it the connection is closed 4429 (0: no limit)")
+    ws_trusted_proxies: tuple[IPvAnyNetwork, ...] = Field(
+        default=(),
+        description="networks of the proxies in front (an ingress) whose X-Forwarded-For "
+                    "names the client address the per-address limit counts")

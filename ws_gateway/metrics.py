@@ -19,3 +19,6 @@ TICK_TO_SEND = Histogram(
     "A tick's receive time at the venue adapter until its frame is written to the socket",
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025,
              0.05, 0.1, 0.25, 0.5, 1, 2.5))
+REFUSED = Counter("propstream_ws_refused_total",
+                  "Connections refused at the connection limits, by which limit ("
+                  "`address`: HTTP 429 before the upgrade; `user`: closed 4429)", ["limit"])

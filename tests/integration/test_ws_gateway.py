@@ -27,6 +27,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from core.adapters.accounts_projection import DDL as ACCOUNTS_DDL
+from core.adapters.assessments_projection import DDL as ASSESSMENTS_DDL
 from core.adapters.credentials import KEY_SECRETS_DDL
 from core.adapters.users_projection import KEYS_DDL, USERS_DDL
 from kernel.kafka import make_producer
@@ -35,6 +36,10 @@ from kernel.settings import Settings
 from kernel.tokens import AccessTokens, generate_api_key, new_api_key_id, new_secret
 from market_data.adapters.publisher import encode_batch
 from market_data.domain.ticks import Tick
+from schemas.assessment import AssessmentCompleted
+from schemas.codec import encode
+from schemas.envelope import EventPayload, make_event
+from schemas.simulation import SimulationProgressed
 from tests.integration.helpers import (
     PlatformProcess,
     bearer,
@@ -301,6 +306,111 @@ async def test_a_trader_never_receives_another_traders_private_messages(
     assert got_b["channel"] == f"account:{ACCOUNT_B}" and got_b["data"]["n"] == 1
 
 
+ASSESSMENT_A = "20000000-0000-4000-8000-0000000000a1"
+
+
+async def assessments_table(settings: Settings) -> None:
+    conn = await connect(settings, autocommit=True)
+    try:
+        await ensure_schema(conn, settings)
+        await apply_ddl(conn, ASSESSMENTS_DDL)
+        await conn.execute(
+            "INSERT INTO assessments (assessment_id, purchase_id, user_id, tier_id, "
+            "tier_revision, phase, status, rules, terms, account_id, source, created_at, "
+            "updated_at, version) VALUES (%s, %s, %s, 'starter', 1, 'challenge', 'active', "
+            "'{}', '{}', %s, 'purchase', now(), now(), 1)",
+            (ASSESSMENT_A, str(uuid.uuid4()), USER_A, ACCOUNT_A))
+    finally:
+        await conn.close()
+
+
+def on_log(payload: EventPayload, aggregate: str, n: int) -> tuple[bytes, bytes]:
+    """A record as the platform writes it: its own envelope and codec, keyed by aggregate."""
+    return aggregate.encode(), encode(make_event(
+        payload, aggregate_id=aggregate, sequence=n, occurred_at=datetime.now(UTC),
+        correlation_id=uuid.uuid4(), causation_id=None, event_id=uuid.uuid4()))
+
+
+async def test_assessment_and_simulation_channels_reach_their_owner_and_admins_only(
+        settings: Settings, gateways: Callable[..., Any]) -> None:
+    await accounts_table(settings)
+    await assessments_table(settings)
+    gw = await gateways()
+    run = uuid.uuid4()
+    assessment = f"assessment:{ASSESSMENT_A}"
+    simulation = f"simulation:{ACCOUNT_A}"
+    async with websockets.connect(gw.url(), additional_headers=token(settings, USER_A)) as a, \
+            websockets.connect(gw.url(), additional_headers=token(settings, USER_B)) as b, \
+            websockets.connect(gw.url(), additional_headers=token(
+                settings, "00000000-0000-4000-8000-00000000ad01", "admin")) as admin:
+        for ws in (a, b, admin):
+            await recv_json(ws)
+        for channel in (assessment, simulation):
+            await b.send(orjson.dumps({"type": "subscribe", "channel": channel}).decode())
+            assert await recv_json(b) == {"type": "error", "code": "forbidden",
+                                          "message": f"{channel} is not yours"}
+        await subscribe(a, assessment)
+        snapshot = await recv_json(a)  # the assessment's row, without its rules and terms
+        assert snapshot["data"]["status"] == "active"
+        assert snapshot["data"]["account_id"] == ACCOUNT_A
+        assert "terms" not in snapshot["data"]
+        await subscribe(a, simulation)
+        assert (await recv_json(a))["data"] is None  # no run yet
+        await subscribe(admin, simulation)
+        await recv_json(admin)
+        progress = [SimulationProgressed(run_id=run, account_id=uuid.UUID(ACCOUNT_A),
+                                         paths_done=done, paths_total=1000)
+                    for done in (250, 500, 1000)]
+        await produce(settings, "simulation.events",
+                      [on_log(p, ACCOUNT_A, i + 1) for i, p in enumerate(progress)])
+        await produce(settings, "assessment.events", [on_log(AssessmentCompleted(
+            phase="challenge", account_id=uuid.UUID(ACCOUNT_A), outcome="failed",
+            rule="daily-loss", digest="0" * 64, final=True, at_ns=1), ASSESSMENT_A, 2)])
+        got_a = [await recv_json(a) for _ in range(4)]
+        got_admin = [await recv_json(admin) for _ in range(3)]
+        with pytest.raises(TimeoutError):
+            await recv_json(b, timeout=1.0)
+    sims = [m for m in got_a if m["channel"] == simulation]
+    assert [m["data"]["paths_done"] for m in sims] == [250, 500, 1000]
+    assert [m["seq"] for m in sims] == sorted(m["seq"] for m in sims)
+    assert [m["data"]["paths_done"] for m in got_admin] == [250, 500, 1000]
+    (done,) = [m for m in got_a if m["channel"] == assessment]
+    assert (done["event"], done["data"]["outcome"]) == ("assessment.completed", "failed")
+
+
+async def test_connections_are_limited_per_address_and_per_user(
+        settings: Settings, gateways: Callable[..., Any]) -> None:
+    gw = await gateways(PROPSTREAM_WS_MAX_CONNECTIONS_PER_IP="3",
+                        PROPSTREAM_WS_MAX_CONNECTIONS_PER_USER="2")
+    a, b = token(settings, USER_A), token(settings, USER_B)
+    first = await websockets.connect(gw.url(), additional_headers=a)
+    second = await websockets.connect(gw.url(), additional_headers=a)
+    third = await websockets.connect(gw.url(), additional_headers=a)  # the user's third
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        while True:
+            await third.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+    for ws in (first, second):
+        assert (await recv_json(ws))["type"] == "welcome"
+    await asyncio.sleep(0.2)  # the third is counted out once its socket is gone
+    other = await websockets.connect(gw.url(), additional_headers=b)
+    assert (await recv_json(other))["type"] == "welcome"
+    # the address holds three: a fourth is refused before the upgrade, whatever it claims
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(gw.url(), additional_headers={**b, "X-Forwarded-For":
+                                                               "198.51.100.1"})
+    assert refused.value.response.status_code == 429
+    await other.close()
+    await asyncio.sleep(0.2)
+    again = await websockets.connect(gw.url(), additional_headers=b)  # room again
+    assert (await recv_json(again))["type"] == "welcome"
+    for ws in (first, second):  # the refusals never touched the connections that were in
+        await ws.send('{"type":"ping","id":"p"}')
+        assert await recv_json(ws) == {"type": "pong", "id": "p"}
+    for ws in (first, second, again):
+        await ws.close()
+
+
 async def test_bad_input_gets_an_error_frame_or_a_close_code_never_a_crash(
         settings: Settings, gateways: Callable[..., Any]) -> None:
     gw = await gateways(PROPSTREAM_WS_CONTROL_BURST="20", PROPSTREAM_WS_MAX_SUBSCRIPTIONS="3")
@@ -402,7 +512,8 @@ def close_code_of(sock: socket.socket, timeout: float = 15) -> int | None:
 async def test_a_never_reading_client_is_closed_4408_and_does_not_slow_100_others(
         settings: Settings, gateways: Callable[..., Any]) -> None:
     gw = await gateways(PROPSTREAM_WS_SOCKET_SEND_BUFFER="16384",
-                        PROPSTREAM_WS_WRITE_HIGH_BYTES="16384", PROPSTREAM_WS_SLOW_CLOSE_S="1")
+                        PROPSTREAM_WS_WRITE_HIGH_BYTES="16384", PROPSTREAM_WS_SLOW_CLOSE_S="1",
+                        PROPSTREAM_WS_MAX_CONNECTIONS_PER_USER="0")  # 101 of one user
     hdr = token(settings, USER_A)
     slow = await asyncio.to_thread(never_reading_client, gw.port, hdr, "market:BTC-USD")
     clients = []

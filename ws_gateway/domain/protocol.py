@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import orjson
 
+from schemas.ws import CHANNELS
+
 # Close codes (RFC 6455 private range 4000-4999), documented in decision 0014.
 CLOSE_BAD_FRAME = 4400
 CLOSE_UNAUTHENTICATED = 4401
@@ -21,9 +23,10 @@ CLOSE_TOO_SLOW = 4408
 CLOSE_RATE_LIMITED = 4429
 
 MARKET_PREFIX = "market"
-# Public channel families and the market topic each is fed by (one topic per channel, so a
-# channel's sequence, derived from the log position, only grows).
-PUBLIC_FAMILIES = {"market": "market.ticks", "bars": "market.bars", "news": "market.events"}
+
+# Public channel families and the market topic each is fed by.
+PUBLIC_FAMILIES = {f.name: f.topic for f in CHANNELS.values() if f.access == "public"}
+PRIVATE_FAMILIES = frozenset(f.name for f in CHANNELS.values() if f.access != "public")
 SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._:-]{0,39}$")
 PRIVATE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 FAMILY = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -38,8 +41,8 @@ ErrorCode = Literal["bad-json", "bad-message", "unknown-type", "bad-channel", "f
 
 @dataclass(frozen=True, slots=True)
 class Channel:
-    """`market|bars|news:<SYMBOL>` (public) or `<family>:<account id>` (private, e.g.
-    `account:…`)."""
+    """`market|bars|news:<SYMBOL>` (public) or `<family>:<id>` (private: `account:<account
+    id>`, `assessment:<assessment id>`, `simulation:<account id>`)."""
 
     family: str
     key: str
@@ -53,7 +56,8 @@ class Channel:
         return self.family in PUBLIC_FAMILIES
 
 
-def parse_channel(text: object, *, private_families: frozenset[str]) -> Channel | None:
+def parse_channel(text: object, *,
+                  private_families: frozenset[str] = PRIVATE_FAMILIES) -> Channel | None:
     """The channel named by `text`, or None for anything not a known, well-formed name."""
     if not isinstance(text, str) or len(text) > 80:
         return None
@@ -122,8 +126,8 @@ def _position(value: Any) -> Position | ProtocolError | None:
     return Position(epoch, seq)
 
 
-def parse_control(data: str | bytes, *,
-                  private_families: frozenset[str]) -> Control | ProtocolError:
+def parse_control(data: str | bytes, *, private_families: frozenset[str] = PRIVATE_FAMILIES
+                  ) -> Control | ProtocolError:
     """A client's text frame as a control message, or the error to answer it with."""
     try:
         msg = orjson.loads(data)
@@ -144,8 +148,9 @@ def parse_control(data: str | bytes, *,
     if kind in ("subscribe", "unsubscribe", "resume"):
         channel = parse_channel(msg.get("channel"), private_families=private_families)
         if channel is None:
-            return ProtocolError("bad-channel", "`channel` must be `market|bars|news:<SYMBOL>` "
-                                 "or `<family>:<account id>`", request_id)
+            return ProtocolError("bad-channel", "`channel` must be `market|bars|news:<SYMBOL>`, "
+                                 "`account|simulation:<account id>` or "
+                                 "`assessment:<assessment id>`", request_id)
         if kind == "unsubscribe":
             return Unsubscribe(channel, request_id)
         since = _position(msg.get("since") if kind == "subscribe" else

@@ -42,14 +42,9 @@ class _Instrument(msgspec.Struct):
     instrument: str
 
 
-class _AccountRef(msgspec.Struct):
-    account_id: str | None = None
-
-
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _TICKS = msgspec.json.Decoder(_TickPayload)
 _INSTRUMENT = msgspec.json.Decoder(_Instrument)
-_ACCOUNT = msgspec.json.Decoder(_AccountRef)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +87,11 @@ def decode_ticks(value: bytes, offset: int) -> RawTicks | None:
 def decode_event(value: bytes, offset: int, *, family: str,
                  public: bool) -> ChannelEvent | None:
     """An event of a market topic (`bars`/`news` channel by instrument) or of a private
-    topic (channel by the payload's `account_id`, else the record's aggregate id)."""
+    topic (channel by the record's aggregate id, its key: an assessment's events go to
+    `assessment:<assessment id>` though most of them name an account too)."""
     try:
         env = _ENVELOPE.decode(value)
-        if public:
-            key = _INSTRUMENT.decode(env.payload).instrument
-        else:
-            key = _ACCOUNT.decode(env.payload).account_id or env.aggregate_id
+        key = _INSTRUMENT.decode(env.payload).instrument if public else env.aggregate_id
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     channel = f"{family}:{key}"

@@ -24,7 +24,9 @@ from websockets.protocol import State
 
 from kernel.auth import Authenticator, Principal
 from kernel.observability import get_logger
-from ws_gateway.adapters.accounts import AccountDirectory
+from schemas.ws import CHANNELS
+from ws_gateway import metrics
+from ws_gateway.adapters.accounts import Owners
 from ws_gateway.adapters.redis_store import GatewayStore
 from ws_gateway.config import GatewaySettings
 from ws_gateway.domain.conflation import Pending
@@ -45,7 +47,7 @@ from ws_gateway.domain.protocol import (
     parse_control,
     reply,
 )
-from ws_gateway.domain.ratelimit import Bucket
+from ws_gateway.domain.ratelimit import Bucket, Limits, client_address
 from ws_gateway.domain.resume import Gap, Snapshot, plan_resume
 from ws_gateway.hub import Client, Hub
 
@@ -94,7 +96,7 @@ class Connection:
         self.principal = principal
         self.expires_at = expires_at
         self.session = session
-        self.owned: dict[str, bool] = {}
+        self.owned: dict[tuple[str, str], bool] = {}
         settings = gateway.settings
         self.bucket = Bucket(settings.ws_control_rate_per_s, settings.ws_control_burst)
 
@@ -140,7 +142,7 @@ class Connection:
                     await closing
 
     async def handle(self, message: str) -> None:
-        control = parse_control(message, private_families=self.gateway.private_families)
+        control = parse_control(message)
         match control:
             case ProtocolError():
                 await self.send(error_frame(control))
@@ -162,7 +164,9 @@ class Connection:
                 await self.reauthenticate(token, request_id)
 
     async def may_read(self, channel: Channel) -> ProtocolError | None:
-        if channel.public:
+        """The channel family's declared access rule (`domain.protocol.CHANNELS`)."""
+        access = CHANNELS[channel.family].access
+        if access == "public":
             return None
         if self.principal is None:
             return ProtocolError("unauthenticated", "private channels need credentials")
@@ -170,10 +174,11 @@ class Connection:
             return None
         if "account:read" not in self.principal.scopes:  # an API key without the scope
             return ProtocolError("forbidden", "this credential lacks the account:read scope")
-        owned = self.owned.get(channel.key)
+        cached = (access, channel.key)
+        owned = self.owned.get(cached)
         if owned is None:
-            owner = await self.gateway.accounts.owner(channel.key)
-            owned = self.owned[channel.key] = owner == self.principal.user_id
+            owner = await self.gateway.owners.owner(access, channel.key)
+            owned = self.owned[cached] = owner == self.principal.user_id
         return None if owned else ProtocolError("forbidden", f"{channel.name} is not yours")
 
     async def subscribe(self, request: Subscribe, *, auto: bool = False) -> None:
@@ -212,7 +217,9 @@ class Connection:
             await self.replay(outcome, epoch)
             after = outcome.messages[-1][0] if outcome.messages else request.since.seq  # type: ignore[union-attr]
         else:
-            data = (await self.gateway.accounts.snapshot(channel.key) if not channel.public
+            owners = self.gateway.owners
+            data = (await owners.snapshot(channel.family, channel.key)
+                    if owners.has_snapshot(channel.family)
                     else last if last is not None else b"null")
             await self.send(b'{"type":"snapshot","channel":' + orjson.dumps(name)
                             + b',"epoch":' + str(epoch).encode() + b',"seq":'
@@ -274,18 +281,18 @@ class Gateway:
     """The server side: authenticates connections and hands them to the hub."""
 
     def __init__(self, settings: GatewaySettings, *, hub: Hub, store: GatewayStore,
-                 accounts: AccountDirectory, authenticator: Authenticator,
-                 private_families: frozenset[str]) -> None:
+                 owners: Owners, authenticator: Authenticator) -> None:
         self.settings = settings
         self.hub = hub
         self.store = store
-        self.accounts = accounts
+        self.owners = owners
         self.authenticator = authenticator
-        self.private_families = private_families
+        self.per_address = Limits(settings.ws_max_connections_per_ip)
+        self.per_user = Limits(settings.ws_max_connections_per_user)
         self.ready = False
 
     def channel(self, name: str) -> Channel | None:
-        return parse_channel(name, private_families=self.private_families)
+        return parse_channel(name)
 
     async def authenticate(self, credential: str, ip: str = "unknown"
                            ) -> tuple[Principal | None, datetime | None]:
@@ -297,6 +304,12 @@ class Gateway:
         claims = self.authenticator.tokens.verify(credential, now=datetime.now(UTC))
         return verdict, getattr(claims, "exp", None)
 
+    def address(self, conn: ServerConnection, request: Request) -> str:
+        """The client's address (`domain.ratelimit.client_address`)."""
+        peer = str(conn.remote_address[0]) if conn.remote_address else "unknown"
+        return client_address(peer, request.headers.get("X-Forwarded-For"),
+                              self.settings.ws_trusted_proxies)
+
     def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/livez":
@@ -305,6 +318,15 @@ class Gateway:
             return conn.respond(200, "ready\n") if self.ready else conn.respond(503, "starting\n")
         if path != "/ws":
             return conn.respond(404, "not found; WebSocket clients connect to /ws\n")
+        address = self.address(conn, request)
+        if not self.per_address.enter(address):
+            metrics.REFUSED.labels("address").inc()
+            log.warning("connection refused", reason="too many connections from the address",
+                        address=address, limit=self.per_address.limit)
+            return conn.respond(429, "too many connections from this address\n")
+        # counted out when the connection is lost, whether or not the handshake completed
+        conn.connection_lost_waiter.add_done_callback(
+            lambda _: self.per_address.leave(address))
         return None
 
     async def handle(self, conn: ServerConnection) -> None:
@@ -312,7 +334,7 @@ class Gateway:
         assert request is not None
         query = parse_qs(urlsplit(request.path).query)
         credential = _credential(request, query)
-        ip = str(conn.remote_address[0]) if conn.remote_address else "unknown"
+        ip = self.address(conn, request)
         principal: Principal | None = None
         expires_at: datetime | None = None
         if credential:
@@ -323,6 +345,21 @@ class Gateway:
         elif not self.settings.ws_allow_anonymous:
             await conn.close(CLOSE_UNAUTHENTICATED, "credentials required")
             return
+        user = principal.user_id if principal is not None else None
+        if user is not None and not self.per_user.enter(user):
+            metrics.REFUSED.labels("user").inc()
+            log.warning("connection refused", reason="too many connections for the user",
+                        user_id=user, limit=self.per_user.limit)
+            await conn.close(CLOSE_RATE_LIMITED, "too many connections")
+            return
+        try:
+            await self._serve(conn, query, principal, expires_at)
+        finally:
+            if user is not None:
+                self.per_user.leave(user)
+
+    async def _serve(self, conn: ServerConnection, query: dict[str, list[str]],
+                     principal: Principal | None, expires_at: datetime | None) -> None:
         fmt = (query.get("format") or ["json"])[0]
         if fmt not in ("json", "binary"):
             await conn.close(CLOSE_BAD_FRAME, "format is json or binary")
