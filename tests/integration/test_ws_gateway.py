@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import socket
 import struct
@@ -273,16 +274,24 @@ def account_event(account: str, n: int) -> tuple[bytes, bytes]:
         "correlation_id": str(uuid.uuid4()), "payload": {"account_id": account, "n": n}})
 
 
-async def test_a_trader_never_receives_another_traders_private_messages(
-        settings: Settings, gateways: Callable[..., Any]) -> None:
-    await accounts_table(settings)
-    gw = await gateways()
+@contextlib.asynccontextmanager
+async def trader_a_b_and_admin(settings: Settings, gw: Gateway
+                               ) -> AsyncIterator[tuple[ClientConnection, ...]]:
+    """Trader A, trader B and an admin connected, their welcomes read."""
     async with websockets.connect(gw.url(), additional_headers=token(settings, USER_A)) as a, \
             websockets.connect(gw.url(), additional_headers=token(settings, USER_B)) as b, \
             websockets.connect(gw.url(), additional_headers=token(
                 settings, "00000000-0000-4000-8000-00000000ad01", "admin")) as admin:
         for ws in (a, b, admin):
             await recv_json(ws)
+        yield a, b, admin
+
+
+async def test_a_trader_never_receives_another_traders_private_messages(
+        settings: Settings, gateways: Callable[..., Any]) -> None:
+    await accounts_table(settings)
+    gw = await gateways()
+    async with trader_a_b_and_admin(settings, gw) as (a, b, admin):
         await subscribe(a, f"account:{ACCOUNT_A}")
         await b.send(orjson.dumps({"type": "subscribe", "channel": f"account:{ACCOUNT_A}",
                                    "id": "steal"}).decode())
@@ -339,12 +348,7 @@ async def test_assessment_and_simulation_channels_reach_their_owner_and_admins_o
     run = uuid.uuid4()
     assessment = f"assessment:{ASSESSMENT_A}"
     simulation = f"simulation:{ACCOUNT_A}"
-    async with websockets.connect(gw.url(), additional_headers=token(settings, USER_A)) as a, \
-            websockets.connect(gw.url(), additional_headers=token(settings, USER_B)) as b, \
-            websockets.connect(gw.url(), additional_headers=token(
-                settings, "00000000-0000-4000-8000-00000000ad01", "admin")) as admin:
-        for ws in (a, b, admin):
-            await recv_json(ws)
+    async with trader_a_b_and_admin(settings, gw) as (a, b, admin):
         for channel in (assessment, simulation):
             await b.send(orjson.dumps({"type": "subscribe", "channel": channel}).decode())
             assert await recv_json(b) == {"type": "error", "code": "forbidden",
