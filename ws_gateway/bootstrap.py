@@ -8,12 +8,13 @@ import signal
 
 from websockets.asyncio.server import serve
 
+from kernel.api_key_store import PostgresApiKeyStore
 from kernel.auth import Authenticator
 from kernel.http import make_cache
 from kernel.observability import get_logger
 from kernel.pg import make_pool
 from schemas.ws import CHANNELS
-from ws_gateway.adapters.accounts import Owners, SqlApiKeyStore
+from ws_gateway.adapters.accounts import Owners
 from ws_gateway.adapters.kafka_source import LogSource
 from ws_gateway.adapters.redis_store import GatewayStore
 from ws_gateway.config import GatewaySettings
@@ -44,7 +45,7 @@ async def serve_gateway(settings: GatewaySettings) -> None:
     topics = sources(settings)
     gateway = Gateway(settings, hub=hub, store=store, owners=Owners(pool),
                       authenticator=Authenticator(settings, redis=redis,
-                                                  api_keys=SqlApiKeyStore(pool)))
+                                                  api_keys=PostgresApiKeyStore(pool)))
     source = LogSource(settings, topics, round_s=settings.ws_round_ms / 1000)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

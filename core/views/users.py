@@ -80,16 +80,6 @@ class Credentials:
     password_hash: str
 
 
-@dataclass(frozen=True, slots=True)
-class KeyRecord:
-    key_id: str
-    owner: str
-    key_hash: str
-    scopes: frozenset[str]
-    revoked: bool
-    owner_role: Role
-
-
 def _open(key: bytes | None, uid: str, field: str, value: str | None) -> str | None:
     if value is None:
         return None
@@ -186,22 +176,3 @@ async def list_api_keys(conn: psycopg.AsyncConnection, owner: str,
     return [ApiKeyPublic.model_validate({**r, "prefix": f"psk_{r['key_id']}_",
                                          "name": _open(key, owner, "api_key_name", r["name"])})
             for r in rows]
-
-
-async def api_key_record(conn: psycopg.AsyncConnection, key_id: str) -> KeyRecord | None:
-    """A key with its owner's current role, which caps what the key may do.
-
-    The hash is the identity service's (api_key_secrets), or the legacy one of a key created
-    in the version 1 era; a key of a forgotten user has neither and is not found.
-    """
-    cur = await conn.execute(
-        "SELECT k.key_id, k.owner, COALESCE(s.key_hash, k.legacy_key_hash), k.scopes, "
-        "k.revoked_at IS NOT NULL, u.role "
-        "FROM api_keys k JOIN users u ON u.user_id = k.owner "
-        "LEFT JOIN api_key_secrets s ON s.key_id = k.key_id AND s.user_id = k.owner "
-        "WHERE k.key_id = %s AND u.forgotten_at IS NULL", (key_id,))
-    row = await cur.fetchone()
-    if row is None or row[2] is None:
-        return None
-    key_id_, owner, key_hash, scopes, revoked, role = row
-    return KeyRecord(key_id_, owner, key_hash, frozenset(scopes), revoked, role)

@@ -1,6 +1,6 @@
-"""The gateway's reads of PostgreSQL: who owns a private channel, its snapshot, API keys.
+"""The gateway's reads of PostgreSQL: who owns a private channel, and its snapshot.
 
-The gateway reads core's read models (`accounts`, `assessments`, `api_keys`) as plain SQL,
+The gateway reads core's read models (`accounts`, `assessments`) as plain SQL,
 as any reader of the shared database does; it imports nothing of core.
 """
 
@@ -11,9 +11,6 @@ from typing import Any
 
 import orjson
 from psycopg_pool import AsyncConnectionPool
-
-from kernel.auth import StoredApiKey
-from kernel.tokens import ApiKey
 
 
 class Owners:
@@ -67,26 +64,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)
-
-
-class SqlApiKeyStore:
-    """kernel.auth's ApiKeyStore over the `api_keys` read model (what core's API reads)."""
-
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        self.pool = pool
-
-    async def lookup(self, key_id: str) -> StoredApiKey | None:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT k.key_id, k.owner, COALESCE(s.key_hash, k.legacy_key_hash), k.scopes, "
-                "k.revoked_at IS NOT NULL, u.role "
-                "FROM api_keys k JOIN users u ON u.user_id = k.owner "
-                "LEFT JOIN api_key_secrets s ON s.key_id = k.key_id AND s.user_id = k.owner "
-                "WHERE k.key_id = %s AND u.forgotten_at IS NULL", (key_id,))
-            row = await cur.fetchone()
-        if row is None or row[2] is None:
-            return None
-        key_id_, owner, key_hash, scopes, revoked, role = row
-        key = ApiKey(key_id=key_id_, owner=str(owner), key_hash=key_hash,
-                     scopes=frozenset(scopes), revoked=revoked)
-        return StoredApiKey(key=key, owner_role=role)

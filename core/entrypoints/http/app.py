@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from core.adapters.account_log import AccountLogReader, kafka_readers
-from core.adapters.api_key_store import PostgresApiKeyStore
 from core.adapters.stripe_gateway import StripeGateway
 from core.config import CoreSettings as Settings
 from core.entrypoints.http import (
@@ -24,6 +23,7 @@ from core.entrypoints.http import (
     users,
 )
 from core.identity import Identity
+from kernel.api_key_store import PostgresApiKeyStore
 from kernel.commands import CommandBus
 from kernel.http import (
     health_router,
