@@ -276,8 +276,8 @@ def _load_command(load: str) -> tuple[str, list[str]]:
         go = shutil.which("go")
         if go is None:
             print("NOTE: `go` is not on PATH, so the Go load generator (bench/wsload) cannot be"
-                  " built; falling back to --load python, which measures mostly itself at"
-                  " 1,000 clients", file=sys.stderr)
+                  " built; falling back to --load python (the uvloop client, no CRC check)",
+                  file=sys.stderr)
             return "python", [sys.executable, "-m", "bench.ws_gateway", "clients"]
         why = "missing" if not WSLOAD_BIN.exists() else "older than its source"
         print(f"building {WSLOAD_BIN.relative_to(ROOT)} ({why}): go build -C bench/wsload -o "
