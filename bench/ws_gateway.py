@@ -7,12 +7,23 @@ steady rate. A delivery is one tick reaching one client (frames bundle ticks). L
 the tick's publish time (its venue and receive time are set then) to the client reading the
 frame, sampled on the frame's first (oldest) tick.
 
+The load generator is `--load go` by default: bench/wsload, a Go program (standard library
+only) doing what `clients_main` does, and checking every frame's CRC (`bad frames`). It is
+built into .cache/bin/wsload when that is missing or older than its source (`go` on PATH;
+without it the bench says so and falls back to python), and runs with GOMAXPROCS=1, so that
+the Go runtime stays on the one core it is pinned to (2 measured no better). `--load python`
+is the uvloop client below (`_RawClient`). Measured on the 2-core dev VM, both cost 10-17 us
+of CPU a frame (Go 10-13, Python 12-17: mostly the kernel's loopback read and wakeup), neither
+saturates its core at the default rates; `load gen. CPU` shows how busy it was. The latency
+at 1,000 clients is mostly the server's fan-out: one socket write per client, ~7 us each on
+this loopback even for a bare uvloop loop, so the median client waits half of ~8-17 ms.
+
 Beside it, a bare broadcast loop of the same library (`websockets.broadcast` of a frame of
 the same layout, the ticks made in the server itself: no Kafka, no Redis, no routing),
 pinned the same way, gives the ratio of our overhead.
 
 Run: flock /tmp/bench.lock python -m bench.ws_gateway [--clients 1000] [--rate 5000]
-     [--latency-rate 50] [--seconds 10] [--round-ms 20]
+     [--latency-rate 10] [--seconds 10] [--round-ms 20] [--load go|python]
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,6 +53,9 @@ from bench.common import (
 )
 
 INSTRUMENTS = [f"B{i:02d}-USD" for i in range(50)]
+ROOT = Path(__file__).resolve().parent.parent
+WSLOAD_SRC = ROOT / "bench" / "wsload"
+WSLOAD_BIN = ROOT / ".cache" / "bin" / "wsload"
 
 
 # -- the load generator (its own process) ------------------------------------------------------
@@ -248,6 +263,32 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _load_command(load: str) -> tuple[str, list[str]]:
+    """(the load generator used, its argv before the clients' flags): the Go one, built first
+    when its binary is missing or older than its source; python when asked or when `go` is
+    not on PATH."""
+    if load == "python":
+        return "python", [sys.executable, "-m", "bench.ws_gateway", "clients"]
+    sources = [f for f in WSLOAD_SRC.iterdir()
+               if (f.suffix == ".go" and not f.name.endswith("_test.go")) or f.name == "go.mod"]
+    newest = max(f.stat().st_mtime for f in sources)
+    if not WSLOAD_BIN.exists() or WSLOAD_BIN.stat().st_mtime < newest:
+        go = shutil.which("go")
+        if go is None:
+            print("NOTE: `go` is not on PATH, so the Go load generator (bench/wsload) cannot be"
+                  " built; falling back to --load python (the uvloop client, no CRC check)",
+                  file=sys.stderr)
+            return "python", [sys.executable, "-m", "bench.ws_gateway", "clients"]
+        why = "missing" if not WSLOAD_BIN.exists() else "older than its source"
+        print(f"building {WSLOAD_BIN.relative_to(ROOT)} ({why}): go build -C bench/wsload -o "
+              f"{WSLOAD_BIN} .", file=sys.stderr)
+        WSLOAD_BIN.parent.mkdir(parents=True, exist_ok=True)
+        # -C: the module is bench/wsload's own (go.mod there, none at the root).
+        subprocess.run([go, "build", "-C", str(WSLOAD_SRC), "-o", str(WSLOAD_BIN), "."],
+                       check=True)
+    return "go", [str(WSLOAD_BIN)]
+
+
 def _spawn(argv: list[str], core: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["taskset", "-c", str(core), *argv], env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -309,17 +350,18 @@ async def _publish(settings: Any, rate: float, stop: asyncio.Event) -> int:
 
 async def run_case(*, name: str, server: list[str], port: int, env: dict[str, str],
                    settings: Any, clients: int, rate: float, seconds: float, token: str,
-                   via_kafka: bool, workdir: Path) -> dict[str, Any]:
+                   via_kafka: bool, workdir: Path, load_cmd: list[str]) -> dict[str, Any]:
     proc = _spawn(server, 0, env, workdir / f"{name}-server.log")
     load: subprocess.Popen[bytes] | None = None
     try:
         await _wait_ready(port)
         ready, out = workdir / f"{name}.ready", workdir / f"{name}.json"
         fmt = "?format=binary"
-        load = _spawn([sys.executable, "-m", "bench.ws_gateway", "clients",
+        load = _spawn([*load_cmd,
                        "--url", f"ws://127.0.0.1:{port}/ws{fmt}", "--clients", str(clients),
                        "--seconds", str(seconds), "--ready", str(ready), "--out", str(out),
-                       "--token", token], 1, env, workdir / f"{name}-clients.log")
+                       "--token", token], 1, env | {"GOMAXPROCS": "1"},
+                      workdir / f"{name}-clients.log")
         while not ready.exists():
             if load.poll() is not None:
                 raise RuntimeError((workdir / f"{name}-clients.log").read_text()[-2000:])
@@ -327,15 +369,16 @@ async def run_case(*, name: str, server: list[str], port: int, env: dict[str, st
         stop = asyncio.Event()
         publisher = asyncio.create_task(_publish(settings, rate, stop)) if via_kafka else None
         await asyncio.sleep(2.0)  # the clients' warm-up
-        cpu0, t0 = _cpu_s(proc.pid), time.monotonic()
+        cpu0, load0, t0 = _cpu_s(proc.pid), _cpu_s(load.pid), time.monotonic()
         await asyncio.sleep(seconds)  # the clients' measured window
-        cpu1, t1 = _cpu_s(proc.pid), time.monotonic()
+        cpu1, load1, t1 = _cpu_s(proc.pid), _cpu_s(load.pid), time.monotonic()
         await asyncio.to_thread(load.wait)
         stop.set()
         if publisher is not None:
             await publisher
         data: dict[str, Any] = json.loads(out.read_text())
         data["server_cpu"] = (cpu1 - cpu0) / (t1 - t0)
+        data["load_cpu"] = (load1 - load0) / (t1 - t0)  # near 100 %: it measures itself
         metrics_port = env.get("PROPSTREAM_METRICS_PORT")
         if via_kafka and metrics_port:
             data["tick_to_send"] = await asyncio.to_thread(_tick_to_send, int(metrics_port))
@@ -357,9 +400,10 @@ def _row(name: str, rate: float, result: dict[str, Any]) -> list[object]:
             f"{result['frames'] / result['seconds']:,.0f}",
             f"{percentile(lat, 50):.1f}", f"{percentile(lat, 99):.1f}",
             f"{result['min_client']:,}/{result['max_client']:,}",
-            f"{100 * result['server_cpu']:.0f} %",
+            f"{100 * result['server_cpu']:.0f} %", f"{100 * result['load_cpu']:.0f} %",
             "≤{:.1f} / ≤{:.1f}".format(*result["tick_to_send"]) if "tick_to_send" in result
-            else "—"]
+            else "—",
+            f"{result['bad_frames']:,}" if "bad_frames" in result else "—"]
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -383,6 +427,7 @@ async def main_async(args: argparse.Namespace) -> None:
                                    "PROPSTREAM_METRICS_PORT": str(port + 1)}
     gateway = [sys.executable, "-m", "propstream", "run", "ws-gateway"]
     bare = [sys.executable, "-m", "bench.ws_gateway", "bare", "--port", str(port)]
+    load, load_cmd = _load_command(args.load)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-ws-") as tmp:
         work = Path(tmp)
@@ -392,13 +437,15 @@ async def main_async(args: argparse.Namespace) -> None:
                 result = await run_case(
                     name=f"gw-{case}", server=gateway, port=port, settings=settings,
                     env=env | {"PROPSTREAM_WS_ROUND_MS": str(round_ms)}, clients=args.clients,
-                    rate=rate, seconds=args.seconds, token=token, via_kafka=True, workdir=work)
+                    rate=rate, seconds=args.seconds, token=token, via_kafka=True, workdir=work,
+                    load_cmd=load_cmd)
                 rows.append(_row(f"gateway, {case} (round {round_ms} ms)", rate, result))
                 result = await run_case(
                     name=f"bare-{case}", server=[*bare, "--rate", str(rate), "--round-ms",
                                                  str(max(round_ms, 2))],
                     port=port, settings=settings, env=env, clients=args.clients, rate=rate,
-                    seconds=args.seconds, token="", via_kafka=False, workdir=work)
+                    seconds=args.seconds, token="", via_kafka=False, workdir=work,
+                    load_cmd=load_cmd)
                 rows.append(_row(f"bare websockets.broadcast, {case}", rate, result))
         finally:
             await delete_namespace(settings)
@@ -406,10 +453,11 @@ async def main_async(args: argparse.Namespace) -> None:
 
             await drop_redis_namespace(settings)  # histories, watch lists, instrument ids
     print(f"{args.clients} binary clients x {len(INSTRUMENTS)} instruments, server on one core,"
-          f" {args.seconds:.0f} s measured")
+          f" {args.seconds:.0f} s measured, load generator: {load}"
+          + (" (bench/wsload, GOMAXPROCS=1)" if load == "go" else " (uvloop _RawClient)"))
     print(table(["case", "ticks/s offered", "deliveries/s", "frames/s", "p50 ms", "p99 ms",
-                 "ticks per client min/max", "server CPU",
-                 "in-gateway tick->written p50/p99 ms"], rows))
+                 "ticks per client min/max", "server CPU", "load gen. CPU",
+                 "in-gateway tick->written p50/p99 ms", "bad frames"], rows))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -432,6 +480,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--round-ms", type=int, default=20,
                         help="PROPSTREAM_WS_ROUND_MS of the throughput case")
+    parser.add_argument("--load", choices=("go", "python"), default="go",
+                        help="the load generator: bench/wsload (Go) or the uvloop client")
     args = parser.parse_args(argv)
     import uvloop
 

@@ -1,0 +1,3 @@
+module propstream/bench/wsload
+
+go 1.26
