@@ -311,11 +311,11 @@ async def _wait_ready(port: int, timeout: float = 60) -> None:
 
 
 async def _publish(settings: Any, rate: float, stop: asyncio.Event) -> int:
-    from kernel.kafka import make_producer
+    from kernel.kafka import make_producer, send_many
     from market_data.adapters.publisher import encode_batch
     from market_data.domain.ticks import Tick
 
-    producer = make_producer(settings, client_id="bench-ws", linger_ms=1)
+    producer = make_producer(settings, client_id="bench-ws")
     await producer.start()
     topic = settings.topic("market.ticks")
     sent, seq, owed = 0, 0, 0.0
@@ -334,15 +334,18 @@ async def _publish(settings: Any, rate: float, stop: asyncio.Event) -> int:
                    for i in range(len(INSTRUMENTS))]
             ts = time.time_ns()
             seq += 1
+            records = []
             for symbol, count in zip(INSTRUMENTS, per, strict=True):
                 if not count:
                     continue
                 ticks = [Tick(instrument=symbol, venue="simulator", price=100.0 + j, size=1.0,
                               venue_ts_ns=ts, received_ts_ns=ts) for j in range(count)]
-                await producer.send(topic, key=symbol.encode(), value=encode_batch(
-                    symbol, "simulator", ticks, sequence=seq, occurred_at=datetime.now(UTC)))
+                records.append((symbol.encode(), encode_batch(
+                    symbol, "simulator", ticks, sequence=seq, occurred_at=datetime.now(UTC))))
                 sent += count
-        await producer.flush()
+            # the platform's publisher path (market_data.adapters.publisher): whole batches,
+            # closed at once (no linger), acknowledged before the next round
+            await send_many(producer, topic, records)
     finally:
         await producer.stop()
     return sent

@@ -1,7 +1,8 @@
 """The hub: which client listens to which channel, and delivery with backpressure.
 
-One event loop owns it. A round of log records is written to the channels' histories
-first (so a client resuming later finds everything it could have been sent), then sent:
+One event loop owns it. A round of log records is sent while it is written to the
+channels' histories (a subscriber waits for that write, `settled`, before it reads them,
+so a client resuming later finds everything it could have been sent):
 a frame is built once per (subscription set, format) and written to every client of that
 set whose socket buffer is below `ws_write_high_bytes`. A client above it is slow: its
 ticks are conflated to the latest per instrument and its other messages queue up to
@@ -87,6 +88,7 @@ class Hub:
         self.slow: set[Client] = set()
         self.clients: set[Client] = set()
         self._keys: dict[frozenset[str], frozenset[str]] = {}
+        self._writing: asyncio.Future[dict[str, int]] | None = None
 
     # -- clients --------------------------------------------------------------------------
 
@@ -108,7 +110,8 @@ class Hub:
         metrics.CONNECTIONS.set(len(self.clients))
 
     def join(self, client: Client, channel: str) -> None:
-        """Subscribe `client`; live messages are buffered until `resumed` is called."""
+        """Subscribe `client`; live messages are buffered until `resumed` is called. Read
+        the channel's history only after `settled`."""
         client.channels.add(channel)
         client.changed()
         client.replaying[channel] = []
@@ -179,16 +182,44 @@ class Hub:
             history[channel].extend((e.seq, tick_message(e)) for e in entries)
         for event in events:
             history[event.channel].append((event.seq, event.message))
-        epochs = await self.store.append(history.items())
-        self.epochs.update(epochs)
+        known = self.epochs
+        if all(channel in known for channel in history):
+            # Send first, with the epochs already known, while the history write is in
+            # flight (one Redis round trip less before the sockets); a subscribe that comes
+            # meanwhile waits for the write (`settled`) before it reads the history.
+            self._deliver(*self._live(ticks, events, known))
+            self._writing = asyncio.ensure_future(self.store.append(history.items()))
+            try:
+                # An epoch that moved (the history expired, so Redis began a new one) is
+                # used from the next round; a client resuming from the old one gets a
+                # snapshot, as after any epoch change.
+                self.epochs.update(await self._writing)
+            finally:
+                self._writing = None
+        else:  # a channel's first message: its epoch is made with its history
+            self.epochs.update(await self.store.append(history.items()))
+            self._deliver(*self._live(ticks, events, self.epochs))
+        return sum(len(v) for v in history.values())
+
+    @staticmethod
+    def _live(ticks: dict[str, list[TickEntry]], events: list[ChannelEvent],
+              epochs: dict[str, int]
+              ) -> tuple[dict[str, list[TickEntry]], dict[str, list[tuple[int, bytes]]]]:
         live_ticks = {ch: [_with_epoch(e, epochs[ch]) for e in entries]
                       for ch, entries in ticks.items()}
         live_events: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
         for event in events:
             live_events[event.channel].append(
                 (event.seq, with_epoch(event.message, epochs[event.channel])))
-        self._deliver(live_ticks, live_events)
-        return sum(len(v) for v in history.values())
+        return live_ticks, live_events
+
+    async def settled(self) -> None:
+        """Wait until the round sent last is in the histories (a subscriber reads them
+        next, and must find every message sent before it joined)."""
+        writing = self._writing
+        if writing is not None:
+            with contextlib.suppress(Exception):  # the round's own await reports it
+                await asyncio.shield(writing)
 
     def _deliver(self, ticks: dict[str, list[TickEntry]],
                  events: dict[str, list[tuple[int, bytes]]]) -> None:

@@ -196,6 +196,7 @@ class Connection:
                 f"at most {self.gateway.settings.ws_max_subscriptions} channels", rid)))
             return
         hub.join(client, name)
+        await hub.settled()  # every round sent before the join is in the history now
         ident = (await hub.instrument_id(channel.key)) if channel.family == "market" else None
         outcome: Gap | Snapshot | None = None
         if request.since is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -176,3 +177,44 @@ async def test_a_full_event_queue_closes_the_client_4408() -> None:
     assert sock(c).closed is None
     await hub.on_records([(ACCOUNTS, i, event) for i in range(1, 4)])
     assert sock(c).closed is not None and sock(c).closed[0] == CLOSE_TOO_SLOW
+
+
+class SlowStore(MemoryStore):
+    """A store whose history writes wait until the test lets them through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def append(self, batches: Iterable[tuple[str, Sequence[tuple[int, bytes]]]]
+                     ) -> dict[str, int]:
+        batches = list(batches)
+        await self.gate.wait()
+        return await super().append(batches)
+
+
+async def test_a_known_channel_is_sent_before_its_history_is_written_and_a_subscriber_waits(
+        ) -> None:
+    store = SlowStore()
+    hub = Hub(store, write_high=1000, slow_close_s=5.0, clock=Clock())  # type: ignore[arg-type]
+    live = client(hub, "market:A")
+    store.gate.set()
+    await hub.on_records([(TICKS, 1, ticks_record("A", [1.0]))])  # first: epoch made first
+    assert len(sock(live).frames) == 1
+    store.gate.clear()
+    round_two = asyncio.create_task(hub.on_records([(TICKS, 2, ticks_record("A", [2.0]))]))
+    await asyncio.sleep(0.01)
+    # sent with the known epoch while the write still waits
+    assert [e.price for e in decode_frame(sock(live).frames[-1][0])] == [2.0]
+    assert 2 * 1024 not in store.histories["market:A"]
+    late = Client(socket=FakeSocket(), binary=True, pending=Pending(limit=10))
+    hub.add(late)
+    hub.join(late, "market:A")  # joins after round two was sent
+    settled = asyncio.create_task(hub.settled())
+    await asyncio.sleep(0.01)
+    assert not settled.done()  # it may not read the history yet: round two is not in it
+    store.gate.set()
+    await settled
+    assert 2 * 1024 in store.histories["market:A"]  # what it reads next has round two
+    await round_two
+    assert sock(late).frames == []  # and nothing of round two came live twice
