@@ -22,8 +22,14 @@ Beside it, a bare broadcast loop of the same library (`websockets.broadcast` of 
 the same layout, the ticks made in the server itself: no Kafka, no Redis, no routing),
 pinned the same way, gives the ratio of our overhead.
 
+A last pair of runs measures backpressure: --slow-clients reading clients (100) at
+--slow-rate ticks/s (2,000, round 0), without and then beside --stalled clients (1) that
+subscribe to every channel and never read; the stalled ones should be closed 4408 and the
+others' latency stay where it was.
+
 Run: flock /tmp/bench.lock python -m bench.ws_gateway [--clients 1000] [--rate 5000]
      [--latency-rate 10] [--seconds 10] [--round-ms 20] [--load go|python]
+     [--stalled 1] [--slow-clients 100] [--slow-rate 2000]
 """
 
 from __future__ import annotations
@@ -353,11 +359,19 @@ async def _publish(settings: Any, rate: float, stop: asyncio.Event) -> int:
 
 async def run_case(*, name: str, server: list[str], port: int, env: dict[str, str],
                    settings: Any, clients: int, rate: float, seconds: float, token: str,
-                   via_kafka: bool, workdir: Path, load_cmd: list[str]) -> dict[str, Any]:
+                   via_kafka: bool, workdir: Path, load_cmd: list[str],
+                   stalled: int = 0) -> dict[str, Any]:
+    from tests.support.ws import close_code_of, never_reading_client
+
     proc = _spawn(server, 0, env, workdir / f"{name}-server.log")
     load: subprocess.Popen[bytes] | None = None
+    slow: list[Any] = []
     try:
         await _wait_ready(port)
+        for _ in range(stalled):  # subscribed to every channel, never reading
+            slow.append(await asyncio.to_thread(
+                never_reading_client, port, {"Authorization": f"Bearer {token}"},
+                *(f"market:{symbol}" for symbol in INSTRUMENTS)))
         ready, out = workdir / f"{name}.ready", workdir / f"{name}.json"
         fmt = "?format=binary"
         load = _spawn([*load_cmd,
@@ -385,8 +399,12 @@ async def run_case(*, name: str, server: list[str], port: int, env: dict[str, st
         metrics_port = env.get("PROPSTREAM_METRICS_PORT")
         if via_kafka and metrics_port:
             data["tick_to_send"] = await asyncio.to_thread(_tick_to_send, int(metrics_port))
+        data["stalled_closes"] = [await asyncio.to_thread(close_code_of, sock, 5)
+                                  for sock in slow]
         return data
     finally:
+        for sock in slow:
+            sock.close()
         for p in (load, proc):
             if p is not None and p.poll() is None:
                 p.terminate()
@@ -431,7 +449,8 @@ async def main_async(args: argparse.Namespace) -> None:
     gateway = [sys.executable, "-m", "propstream", "run", "ws-gateway"]
     bare = [sys.executable, "-m", "bench.ws_gateway", "bare", "--port", str(port)]
     load, load_cmd = _load_command(args.load)
-    rows = []
+    rows: list[list[object]] = []
+    slow_rows: list[list[object]] = []
     with tempfile.TemporaryDirectory(prefix="bench-ws-") as tmp:
         work = Path(tmp)
         try:
@@ -450,6 +469,22 @@ async def main_async(args: argparse.Namespace) -> None:
                     seconds=args.seconds, token="", via_kafka=False, workdir=work,
                     load_cmd=load_cmd)
                 rows.append(_row(f"bare websockets.broadcast, {case}", rate, result))
+            if args.stalled:
+                # 100 clients beside never-reading ones, against the same without them
+                slow_env = env | {"PROPSTREAM_WS_ROUND_MS": "0",
+                                  "PROPSTREAM_WS_WRITE_HIGH_BYTES": str(64 * 1024),
+                                  "PROPSTREAM_WS_SLOW_CLOSE_S": "2"}
+                for stalled in (0, args.stalled):
+                    result = await run_case(
+                        name=f"gw-stalled-{stalled}", server=gateway, port=port,
+                        settings=settings, env=slow_env, clients=args.slow_clients,
+                        rate=args.slow_rate, seconds=args.seconds, token=token,
+                        via_kafka=True, workdir=work, load_cmd=load_cmd, stalled=stalled)
+                    closes = result["stalled_closes"]
+                    slow_rows.append(_row(
+                        f"gateway, {args.slow_clients} clients + {stalled} never reading "
+                        f"(closed: {', '.join(map(str, closes)) or '—'})",
+                        args.slow_rate, result))
         finally:
             await delete_namespace(settings)
             from tests.integration.helpers import drop_redis_namespace
@@ -458,9 +493,14 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"{args.clients} binary clients x {len(INSTRUMENTS)} instruments, server on one core,"
           f" {args.seconds:.0f} s measured, load generator: {load}"
           + (" (bench/wsload, GOMAXPROCS=1)" if load == "go" else " (uvloop _RawClient)"))
-    print(table(["case", "ticks/s offered", "deliveries/s", "frames/s", "p50 ms", "p99 ms",
-                 "ticks per client min/max", "server CPU", "load gen. CPU",
-                 "in-gateway tick->written p50/p99 ms", "bad frames"], rows))
+    header = ["case", "ticks/s offered", "deliveries/s", "frames/s", "p50 ms", "p99 ms",
+              "ticks per client min/max", "server CPU", "load gen. CPU",
+              "in-gateway tick->written p50/p99 ms", "bad frames"]
+    print(table(header, rows))
+    if slow_rows:
+        print(f"\nslow clients (round 0, write-high 64 KiB, closed 4408 after 2 s slow): the "
+              f"{args.slow_clients} reading clients' latency with and without them")
+        print(table(header, slow_rows))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -481,6 +521,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=5000, help="ticks/s, throughput case")
     parser.add_argument("--latency-rate", type=float, default=10, help="ticks/s, latency case")
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--stalled", type=int, default=1,
+                        help="never-reading clients of the slow-client case (0: skip it)")
+    parser.add_argument("--slow-clients", type=int, default=100,
+                        help="reading clients beside them")
+    parser.add_argument("--slow-rate", type=float, default=2000,
+                        help="ticks/s of the slow-client case")
     parser.add_argument("--round-ms", type=int, default=20,
                         help="PROPSTREAM_WS_ROUND_MS of the throughput case")
     parser.add_argument("--load", choices=("go", "python"), default="go",
