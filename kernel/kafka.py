@@ -264,19 +264,22 @@ def _refuse_unsafe_growth(described: Iterable[dict[str, Any]],
         "deciders stopped, then switch the deciders and projections to it (docs/operations.md)")
 
 
-async def delete_namespace_topics(settings: Settings) -> int:
-    """Delete every topic of the settings' namespace (test and benchmark data); refuse to run
-    without a namespace, so the platform's own topics can never be hit. Return how many."""
-    if not settings.namespace:
+async def delete_namespace_topics(settings: Settings, *,
+                                  namespaces: Sequence[str] | None = None) -> int:
+    """Delete every topic of the settings' namespace, or of each of `namespaces` (test and
+    benchmark data), with one admin client and one listing; refuse to run without a
+    namespace, so the platform's own topics can never be hit. Return how many."""
+    names = [settings.namespace] if namespaces is None else list(namespaces)
+    if not names or not all(names):
         raise ValueError("refusing to delete topics outside a namespace")
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
                                 client_id="propstream-cleanup")
     await admin.start()
     try:
-        prefix = settings.namespace + "."
-        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if mine:
-            await admin.delete_topics(mine)
+        prefixes = tuple(f"{name}." for name in names)
+        mine = [t for t in await admin.list_topics() if t.startswith(prefixes)]
+        for start in range(0, len(mine), 500):  # one request per 500 topics
+            await admin.delete_topics(mine[start:start + 500])
         return len(mine)
     finally:
         await admin.close()

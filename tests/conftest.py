@@ -54,14 +54,18 @@ async def drop_test_namespaces() -> AsyncIterator[None]:
 
     from kernel.kafka import delete_namespace_topics
 
-    for ns in _namespaces:
-        await delete_namespace_topics(ns)
-        conn = await psycopg.AsyncConnection.connect(ns.database_url, autocommit=True)
-        try:
-            await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                sql.Identifier(ns.pg_schema)))
-        finally:
-            await conn.close()
+    if not _namespaces:
+        return
+    # One listing and one delete request for all of them, one connection for every schema:
+    # a namespace at a time took ~30 s at the end of each worker.
+    await delete_namespace_topics(_namespaces[0],
+                                  namespaces=[ns.namespace for ns in _namespaces])
+    conn = await psycopg.AsyncConnection.connect(_namespaces[0].database_url, autocommit=True)
+    try:
+        await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+            sql.SQL(", ").join(sql.Identifier(ns.pg_schema) for ns in _namespaces)))
+    finally:
+        await conn.close()
 
 
 def process_env(settings: Settings) -> dict[str, str]:

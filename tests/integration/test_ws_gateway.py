@@ -513,7 +513,12 @@ async def test_a_never_reading_client_is_closed_4408_and_does_not_slow_100_other
     p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
     print(f"100 clients beside a never-reading one: tick published -> frame read "
           f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")
-    assert p99 < 100, (p50, p99)  # a loaded test host; bench/ws_gateway.py measures the bound
+    # A hub that waited on the stalled client would hold every other client until it is
+    # closed, 1 s after it went slow, half of the 2 s of ticks: their p99 would be about a
+    # second. A loaded CI host moves it by a few hundred ms (188 ms seen), so the bound sits
+    # between the two; the target itself (p99 <= 25 ms) is measured by bench/ws_gateway.py
+    # on a quiet machine (p99 7.6 ms beside a stalled client, 9.3 ms without).
+    assert p99 < 500, (p50, p99)
 
 
 async def test_an_expiring_token_is_asked_to_refresh_and_closes_4401_without_one(

@@ -69,6 +69,9 @@ PROPSTREAM_KAFKA_REPLICATION_FACTOR: {{ .Values.kafka.replicationFactor | quote 
 PROPSTREAM_API_PORT: {{ .Values.api.port | quote }}
 PROPSTREAM_MARKET_API_PORT: {{ .Values.marketApi.port | quote }}
 PROPSTREAM_WS_PORT: {{ .Values.wsGateway.port | quote }}
+PROPSTREAM_WS_MAX_CONNECTIONS_PER_IP: {{ .Values.wsGateway.maxConnectionsPerIp | quote }}
+PROPSTREAM_WS_MAX_CONNECTIONS_PER_USER: {{ .Values.wsGateway.maxConnectionsPerUser | quote }}
+PROPSTREAM_WS_TRUSTED_PROXIES: {{ .Values.wsGateway.trustedProxies | toJson | quote }}
 PROPSTREAM_METRICS_PORT: {{ .Values.metrics.port | quote }}
 PROPSTREAM_COMMAND_TIMEOUT_MS: {{ .Values.config.commandTimeoutMs | quote }}
 PROPSTREAM_MAX_BODY_BYTES: {{ .Values.config.maxBodyBytes | quote }}

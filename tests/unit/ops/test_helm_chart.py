@@ -190,6 +190,23 @@ def test_kafka_bootstrap_comes_from_values(render: Render) -> None:
     assert configmap["data"]["PROPSTREAM_KAFKA_BOOTSTRAP"] == "main-kafka-bootstrap.kafka:9092"
 
 
+def test_the_gateways_connection_limits_come_from_values_as_its_settings_read_them(
+        render: Render, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ws_gateway.config import GatewaySettings
+
+    docs = render("--set", "wsGateway.trustedProxies={10.0.0.0/8,fd00::/8}",
+                  "--set", "wsGateway.maxConnectionsPerIp=40")
+    (configmap,) = _of_kind(docs, "ConfigMap")
+    for key, value in configmap["data"].items():
+        if key.startswith("PROPSTREAM_WS_"):
+            monkeypatch.setenv(key, value)  # as the pod's environment (envFrom the ConfigMap)
+    settings = GatewaySettings()
+    assert [str(n) for n in settings.ws_trusted_proxies] == ["10.0.0.0/8", "fd00::/8"]
+    assert (settings.ws_max_connections_per_ip, settings.ws_max_connections_per_user) == (40, 50)
+    (default,) = _of_kind(render(), "ConfigMap")
+    assert default["data"]["PROPSTREAM_WS_TRUSTED_PROXIES"] == "[]"
+
+
 def test_deployments_run_every_platform_process(render: Render) -> None:
     """The chart runs exactly the processes of the services' manifests, one Deployment each
     (its `workers:` values are generated from them: `propstream docs generate`)."""
