@@ -25,7 +25,7 @@ log = get_logger(__name__)
 
 
 def sources(settings: GatewaySettings) -> dict[str, Source]:
-    """Physical topic -> the channel family it feeds (`domain.protocol.CHANNELS`)."""
+    """Physical topic -> the channel family it feeds (`schemas.ws.CHANNELS`)."""
     return {settings.topic(family.topic): Source(family.name, public=family.access == "public",
                                                  ticks=family.topic == "market.ticks")
             for family in CHANNELS.values()}

@@ -164,7 +164,7 @@ class Connection:
                 await self.reauthenticate(token, request_id)
 
     async def may_read(self, channel: Channel) -> ProtocolError | None:
-        """The channel family's declared access rule (`domain.protocol.CHANNELS`)."""
+        """The channel family's declared access rule (`schemas.ws.CHANNELS`)."""
         access = CHANNELS[channel.family].access
         if access == "public":
             return None
