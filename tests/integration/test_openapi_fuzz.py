@@ -26,7 +26,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import response_schema_conformance
 
 from kernel.settings import Settings
-from propstream.processes import PLATFORM
+from propstream.manifests import service
 from tests.integration.helpers import PROBLEM_JSON, bearer, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -127,17 +127,18 @@ def _identities(settings: Settings) -> dict[str, dict[str, str]]:
             "admin": bearer(settings)}
 
 
-@pytest.mark.parametrize(("argv", "port_field"), [
-    (("api",), "api_port"),
-    (("market", "api"), "market_api_port"),
+@pytest.mark.parametrize(("owner", "argv", "port_field"), [
+    ("core", ("api",), "api_port"),
+    ("market_data", ("market", "api"), "market_api_port"),
 ], ids=["core", "market"])
 async def test_no_request_gets_a_5xx_and_every_error_is_problem_json(
-    settings: Settings, spawn: type, argv: tuple[str, ...], port_field: str,
+    settings: Settings, spawn: type, owner: str, argv: tuple[str, ...], port_field: str,
 ) -> None:
-    # Every decider, projection and policy of the platform runs: requests are decided and read
-    # models exist, as in production.
-    background = [spawn(*process_argv).start() for process_argv in PLATFORM.values()
-                  if process_argv[0] in ("decider", "projection", "policy")]
+    # Every decider, projection and policy of the API's service runs: its requests are
+    # decided and its read models exist, as in production (the other service's workers would
+    # only spend the machine: neither API sends to or reads from the other's).
+    background = [spawn(*worker.argv).start() for worker in service(owner).workers()
+                  if worker.kind in ("decider", "projection", "policy")]
     for process in background:
         await process.ready()
     base = await _serve(settings, spawn, argv, port_field)
