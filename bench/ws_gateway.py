@@ -395,7 +395,7 @@ async def run_case(*, name: str, server: list[str], port: int, env: dict[str, st
             await publisher
         data: dict[str, Any] = json.loads(out.read_text())
         data["server_cpu"] = (cpu1 - cpu0) / (t1 - t0)
-        data["load_cpu"] = (load1 - load0) / (t1 - t0)  # near 100 %: it measures itself
+        data["load_cpu"] = (load1 - load0) / (t1 - t0)  # far from 100 %: not the limit
         metrics_port = env.get("PROPSTREAM_METRICS_PORT")
         if via_kafka and metrics_port:
             data["tick_to_send"] = await asyncio.to_thread(_tick_to_send, int(metrics_port))
